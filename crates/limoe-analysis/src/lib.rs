@@ -1,0 +1,1 @@
+//! Run-log analysis, specialisation plots and reports.

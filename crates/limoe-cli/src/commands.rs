@@ -1,0 +1,154 @@
+//! The subcommands.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use limoe_core::runner::{Outcome, Plan, Runner, Status};
+use limoe_core::{LoadedSpec, Progress, Registry, load_spec};
+
+/// Exit code of a spec that failed validation.
+const INVALID_SPEC: u8 = 2;
+
+fn load(registry: &Registry, spec: &Path, sets: &[String]) -> Result<LoadedSpec, ExitCode> {
+    load_spec(spec, sets, registry).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(INVALID_SPEC)
+    })
+}
+
+/// `limoe run`.
+pub fn run(
+    registry: &Registry,
+    runs_dir: &Path,
+    spec: &Path,
+    sets: &[String],
+    force: &[String],
+    dry_run: bool,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match load(registry, spec, sets) {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let runner = Runner::new(registry, runs_dir, Progress::new(!quiet));
+    let plan = runner.plan(&loaded, force)?;
+    if dry_run {
+        print_plan(&loaded, &plan);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = runner.execute(&loaded, &plan)?;
+    for (id, dir, outcome) in &report.stages {
+        match outcome {
+            Outcome::Cached => println!("{id:<12} cached     {}", dir.display()),
+            Outcome::Ran { seconds } => {
+                println!("{id:<12} done {seconds:>5.1}s {}", dir.display())
+            }
+            Outcome::Failed { error } => {
+                eprintln!("error: {error}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    if !plan.unavailable.is_empty() {
+        println!(
+            "not built yet (skipped): {}; the run ends after the stages that exist",
+            plan.unavailable.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `limoe validate`.
+pub fn validate(
+    registry: &Registry,
+    specs: &[PathBuf],
+    sets: &[String],
+) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    for spec in specs {
+        match load(registry, spec, sets) {
+            Ok(loaded) => println!(
+                "ok: {} (experiment `{}`, {} stage(s))",
+                spec.display(),
+                loaded.spec.name,
+                loaded.spec.stages.len() + loaded.unavailable.len()
+            ),
+            Err(_) => failed = true,
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(INVALID_SPEC)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `limoe plan`.
+pub fn plan(
+    registry: &Registry,
+    runs_dir: &Path,
+    spec: &Path,
+    sets: &[String],
+) -> anyhow::Result<ExitCode> {
+    let loaded = match load(registry, spec, sets) {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let runner = Runner::new(registry, runs_dir, Progress::new(false));
+    let plan = runner.plan(&loaded, &[])?;
+    print_plan(&loaded, &plan);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_plan(loaded: &LoadedSpec, plan: &Plan) {
+    println!(
+        "experiment `{}` -> {}",
+        loaded.spec.name,
+        plan.experiment_dir.display()
+    );
+    println!(
+        "  {:<12} {:<10} {:<20} {:<17} status",
+        "stage", "kind", "needs", "key"
+    );
+    for s in &plan.stages {
+        let needs = if s.needs.is_empty() {
+            "-".to_owned()
+        } else {
+            s.needs.join(",")
+        };
+        let status = match s.status {
+            Status::Cached => "cached",
+            Status::Pending => "will run",
+            Status::Forced => "will rerun (--force)",
+        };
+        println!(
+            "  {:<12} {:<10} {:<20} {:<17} {status}",
+            s.id, s.kind, needs, s.key
+        );
+    }
+    for id in &plan.unavailable {
+        println!(
+            "  {id:<12} {id:<10} {:<20} {:<17} not built yet (skipped)",
+            "-", ""
+        );
+    }
+    let m = &loaded.spec.model;
+    let blocks = m.moe.moe_blocks(m.depth);
+    println!(
+        "model: {:?} {:?}, width {}, depth {}, mlp {}, heads {}, patch {} on {}px, text {} tokens",
+        m.arch, m.size, m.width, m.depth, m.mlp_dim, m.heads, m.patch, m.image_size, m.text_length
+    );
+    println!(
+        "moe: {} experts, top-{}, blocks {:?}, capacity {}/{} (train/eval), bpr {}",
+        m.moe.experts, m.moe.top_k, blocks, m.moe.capacity.train, m.moe.capacity.eval, m.moe.bpr
+    );
+    println!("parameters, FLOPs and memory: available once the model stage is built");
+}
+
+/// `limoe stages`.
+pub fn stages(registry: &Registry) -> anyhow::Result<ExitCode> {
+    for kind in registry.kinds() {
+        println!("{:<12} {}", kind.kind(), kind.about());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,113 @@
+//! `limoe`: run, validate and plan LIMoE experiment specs.
+
+mod commands;
+mod registry;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Reproduce and extend LIMoE: experiments are YAML specs chaining cached stages.
+#[derive(Parser)]
+#[command(name = "limoe", version, about, propagate_version = true)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only warnings and errors; no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Where stage outputs are kept.
+    #[arg(long, global = true, default_value = "runs", value_name = "DIR")]
+    runs_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by the commands that load one spec.
+#[derive(clap::Args)]
+struct SpecArgs {
+    /// The experiment spec (YAML).
+    spec: PathBuf,
+    /// Override a value, e.g. `--set model.moe.experts=16` (the value is YAML).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a spec's stages in order; stages with a complete output for their key are skipped.
+    Run {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Rerun this stage even if its output is cached (repeatable).
+        #[arg(long, value_name = "STAGE")]
+        force: Vec<String>,
+        /// Print the plan and stop.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check specs (every error at once, with file:line:column); runs nothing.
+    Validate {
+        /// Spec files.
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
+        /// Override a value in every spec, e.g. `--set train.steps=10`.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Show the stages that would run and those that are cached, with the model's shape.
+    Plan {
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// List the registered stage kinds.
+    Stages,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let registry = registry::registry();
+    let result = match cli.command {
+        Command::Run {
+            spec,
+            force,
+            dry_run,
+        } => commands::run(
+            &registry,
+            &cli.runs_dir,
+            &spec.spec,
+            &spec.sets,
+            &force,
+            dry_run,
+            cli.quiet,
+        ),
+        Command::Validate { specs, sets } => commands::validate(&registry, &specs, &sets),
+        Command::Plan { spec } => commands::plan(&registry, &cli.runs_dir, &spec.spec, &spec.sets),
+        Command::Stages => commands::stages(&registry),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => tracing::Level::WARN,
+        (false, 0) => tracing::Level::INFO,
+        (false, 1) => tracing::Level::DEBUG,
+        (false, _) => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,11 @@
+//! The stage kinds this binary knows. Registering a stage is one line here.
+
+use limoe_core::Registry;
+use limoe_core::command::CommandStage;
+
+/// Every stage kind of this build.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry.register(CommandStage);
+    registry
+}

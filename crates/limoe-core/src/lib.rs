@@ -1,0 +1,18 @@
+//! limoe-core: experiment specs (YAML -> typed, validated, overridable), the [`Stage`]
+//! trait and [`Registry`], and the [`runner`] that executes a spec's stage graph with a
+//! content-addressed cache of outputs. Knows no ML.
+
+pub mod command;
+pub mod files;
+mod load;
+pub mod pipeline;
+pub mod runner;
+pub mod spec;
+mod stage;
+
+pub use load::{LoadedSpec, load_spec};
+pub use spec::Spec;
+pub use stage::{Artifact, Progress, Registry, Stage, StageContext};
+
+/// The limoe version; part of every cache key.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,119 @@
+//! Loading a spec file: parse, override, fill defaults, type, check; all errors at once.
+
+use std::path::{Path, PathBuf};
+
+use crate::pipeline::check_pipeline;
+use crate::spec::{
+    Checker, Diagnostic, KeyPath, Node, Origin, Spec, SpecErrors, StageSpec, Value,
+    apply_overrides, default_pipeline, fill_defaults,
+};
+use crate::stage::Registry;
+
+/// A spec that passed every check, with what is needed to report on it.
+#[derive(Clone, Debug)]
+pub struct LoadedSpec {
+    /// The spec file.
+    pub file: PathBuf,
+    /// The resolved spec.
+    pub spec: Spec,
+    /// The tree it was typed from (positions of every value).
+    pub tree: Node,
+    /// Stages of the default pipeline left out because this build has no such stage kind.
+    pub unavailable: Vec<StageSpec>,
+}
+
+/// Loads `file` with `--set` overrides, checking everything against `registry`.
+pub fn load_spec(
+    file: &Path,
+    sets: &[String],
+    registry: &Registry,
+) -> Result<LoadedSpec, SpecErrors> {
+    let source = std::fs::read_to_string(file).map_err(|e| {
+        let d = Diagnostic::new(
+            KeyPath::root(),
+            Origin::Default,
+            format!("cannot read the spec: {e}"),
+        )
+        .with_hint("check the path; specs live under experiments/");
+        SpecErrors::new(file, "", vec![d])
+    })?;
+    let fail = |diagnostics| SpecErrors::new(file, &source, diagnostics);
+    let mut tree = Node::parse_yaml(&source).map_err(|e| fail(vec![syntax_error(&e)]))?;
+    if !matches!(tree.value, Value::Map(_)) {
+        return Err(fail(vec![
+            Diagnostic::new(
+                KeyPath::root(),
+                tree.origin.clone(),
+                format!(
+                    "a spec is a mapping of sections, found {}",
+                    tree.value.kind_name()
+                ),
+            )
+            .with_hint("start with `name: my-experiment`"),
+        ]));
+    }
+    let mut problems = apply_overrides(&mut tree, sets);
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "experiment".into());
+    fill_defaults(&mut tree, &stem);
+    let mut spec = match Spec::from_tree(&tree) {
+        Ok(spec) => spec,
+        Err(more) => {
+            problems.extend(more);
+            return Err(fail(problems));
+        }
+    };
+    let unavailable = if spec.stages.is_empty() {
+        let (available, unavailable) = split_default_pipeline(registry);
+        spec.stages = available;
+        unavailable
+    } else {
+        Vec::new()
+    };
+    let mut c = Checker::new(&tree);
+    check_pipeline(&spec, registry, &mut c);
+    problems.extend(c.finish());
+    if !problems.is_empty() {
+        return Err(fail(problems));
+    }
+    Ok(LoadedSpec {
+        file: file.to_path_buf(),
+        spec,
+        tree,
+        unavailable,
+    })
+}
+
+/// The default pipeline's stages this build can run, and those it cannot (a stage whose
+/// upstream is unavailable is unavailable too).
+fn split_default_pipeline(registry: &Registry) -> (Vec<StageSpec>, Vec<StageSpec>) {
+    let mut available: Vec<StageSpec> = Vec::new();
+    let mut unavailable = Vec::new();
+    for stage in default_pipeline() {
+        let needs_met = stage
+            .needs
+            .iter()
+            .all(|n| available.iter().any(|s| &s.id == n));
+        if registry.get(&stage.uses).is_some() && needs_met {
+            available.push(stage);
+        } else {
+            unavailable.push(stage);
+        }
+    }
+    (available, unavailable)
+}
+
+fn syntax_error(e: &serde_saphyr::Error) -> Diagnostic {
+    let origin = match e.location() {
+        Some(loc) if loc.line() > 0 => Origin::File {
+            line: loc.line(),
+            column: loc.column(),
+        },
+        _ => Origin::Default,
+    };
+    let text = e.to_string();
+    let message = text.lines().next().unwrap_or("invalid YAML").to_owned();
+    Diagnostic::new(KeyPath::root(), origin, format!("invalid YAML: {message}"))
+}

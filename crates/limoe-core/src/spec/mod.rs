@@ -1,0 +1,168 @@
+//! The experiment spec: YAML -> a tree with positions -> typed, validated sections.
+
+mod analysis;
+mod check;
+mod data;
+mod de;
+mod diagnostic;
+mod eval;
+mod model;
+mod node;
+mod overrides;
+mod path;
+mod presets;
+mod stages;
+mod sweep;
+mod train;
+
+use serde::{Deserialize, Serialize};
+
+pub use analysis::{AnalysisSpec, ImageFormat};
+pub use check::Checker;
+pub use data::{
+    Columns, DataSpec, Emoji, EmojiStyle, ForeignParquet, Limit, Source, Splits, Synthetic,
+};
+pub use de::{DeError, NodeDeserializer, deserialize_all};
+pub use diagnostic::{Diagnostic, SpecErrors, did_you_mean};
+pub use eval::{EvalDataset, EvalSpec, FewShot, Retrieval, ZeroShot};
+pub use model::{
+    Arch, AuxSpec, Capacity, LogitScale, ModelSpec, MoeSpec, PerModality, Pooling, Preset, Size,
+};
+pub use node::{Entry, Node, Origin, Value};
+pub use overrides::apply_overrides;
+pub use path::{KeyPath, Segment};
+pub use presets::fill_defaults;
+pub use stages::{StageSpec, default_pipeline};
+pub use sweep::{Distribution, RandomSweep, SweepSpec};
+pub use train::{Schedule, TrainSpec};
+
+/// A whole experiment.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Experiment name: the directory under `runs/` and `reports/`.
+    pub name: String,
+    /// Seed of every random choice.
+    #[serde(default)]
+    pub seed: u64,
+    /// Data sources and shard layout.
+    #[serde(default)]
+    pub data: DataSpec,
+    /// The network.
+    pub model: ModelSpec,
+    /// Optimisation.
+    #[serde(default)]
+    pub train: TrainSpec,
+    /// Evaluation.
+    #[serde(default)]
+    pub eval: EvalSpec,
+    /// Plots and reports.
+    #[serde(default)]
+    pub analysis: AnalysisSpec,
+    /// Expansion into trials.
+    #[serde(default, skip_serializing_if = "SweepSpec::is_empty")]
+    pub sweep: SweepSpec,
+    /// The pipeline; the default pipeline when left out.
+    #[serde(default)]
+    pub stages: Vec<StageSpec>,
+}
+
+/// A part of the spec a stage may read (and whose content is part of its cache key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Section {
+    /// `seed`.
+    Seed,
+    /// `data`.
+    Data,
+    /// `model`.
+    Model,
+    /// `train`.
+    Train,
+    /// `eval`.
+    Eval,
+    /// `analysis`.
+    Analysis,
+}
+
+impl Section {
+    /// Every section a stage can read.
+    pub const ALL: [Section; 6] = [
+        Section::Seed,
+        Section::Data,
+        Section::Model,
+        Section::Train,
+        Section::Eval,
+        Section::Analysis,
+    ];
+
+    /// The section's key in the spec.
+    pub fn key(self) -> &'static str {
+        match self {
+            Section::Seed => "seed",
+            Section::Data => "data",
+            Section::Model => "model",
+            Section::Train => "train",
+            Section::Eval => "eval",
+            Section::Analysis => "analysis",
+        }
+    }
+}
+
+/// A name usable as a directory: letters, digits, `.`, `_`, `-`, not starting with `.`.
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+}
+
+impl Spec {
+    /// Deserializes every section of `tree` (already overridden and default-filled) and
+    /// checks every value, returning all problems found.
+    pub fn from_tree(tree: &Node) -> Result<Spec, Vec<Diagnostic>> {
+        let spec: Spec = deserialize_all(tree, &KeyPath::root())?;
+        let mut c = Checker::new(tree);
+        spec.check(&mut c);
+        let problems = c.finish();
+        if problems.is_empty() {
+            Ok(spec)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn check(&self, c: &mut Checker) {
+        let root = KeyPath::root();
+        c.require(is_safe_name(&self.name), &root.key("name"), || {
+            format!(
+                "name `{}` must be letters, digits, `.`, `_` or `-` (it names a directory)",
+                self.name
+            )
+        });
+        self.data.check(&root.key("data"), c);
+        self.model.check(&root.key("model"), c);
+        self.train.check(&root.key("train"), c);
+        self.eval.check(&root.key("eval"), c);
+        self.analysis.check(&root.key("analysis"), c);
+        self.sweep.check(&root.key("sweep"), c);
+    }
+
+    /// One section as JSON (what a stage reading it depends on).
+    pub fn section_json(&self, section: Section) -> serde_json::Value {
+        let value = match section {
+            Section::Seed => serde_json::to_value(self.seed),
+            Section::Data => serde_json::to_value(&self.data),
+            Section::Model => serde_json::to_value(&self.model),
+            Section::Train => serde_json::to_value(&self.train),
+            Section::Eval => serde_json::to_value(&self.eval),
+            Section::Analysis => serde_json::to_value(&self.analysis),
+        };
+        value.unwrap_or_else(|e| serde_json::Value::String(format!("unserializable: {e}")))
+    }
+
+    /// The resolved spec as YAML (what is saved with every run).
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self).unwrap_or_else(|e| format!("# unserializable spec: {e}\n"))
+    }
+}

@@ -1,0 +1,489 @@
+//! The `model` section: backbone shape, MoE routing, auxiliary losses, heads.
+
+use serde::{Deserialize, Serialize};
+
+use super::check::Checker;
+use super::path::KeyPath;
+
+/// Which network the spec trains.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// One shared encoder for both modalities, with sparse MoE blocks.
+    #[default]
+    Limoe,
+    /// The same shared encoder without experts (compute-matched baseline).
+    Dense,
+    /// Separate image and text encoders of the same shape.
+    TwoTower,
+}
+
+/// A size preset: fills the backbone shape and expert count unless the spec sets them.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum Size {
+    /// A few-minute CPU model (width 64, depth 4, 32 px images).
+    #[default]
+    #[serde(rename = "tiny")]
+    Tiny,
+    /// S/16: width 512, depth 8.
+    S,
+    /// B/16: width 768, depth 12, 8 experts.
+    B,
+    /// L/16: width 1024, depth 24, 32 experts.
+    L,
+    /// H/14: width 1280, depth 32, 32 experts in 12 MoE blocks.
+    H,
+}
+
+/// The values a size preset supplies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Preset {
+    /// Model width.
+    pub width: usize,
+    /// Number of transformer blocks.
+    pub depth: usize,
+    /// Hidden size of each MLP (and each expert).
+    pub mlp_dim: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Patch side in pixels.
+    pub patch: usize,
+    /// Image side in pixels.
+    pub image_size: usize,
+    /// Text tokens per caption.
+    pub text_length: usize,
+    /// Tokenizer vocabulary size.
+    pub vocab_size: usize,
+    /// Experts per MoE block.
+    pub experts: usize,
+    /// An MoE block every `every` blocks.
+    pub every: usize,
+    /// MoE blocks only among the last `last` blocks.
+    pub last: Option<usize>,
+}
+
+impl Size {
+    /// All preset names, as written in a spec.
+    pub const NAMES: [&'static str; 5] = ["tiny", "S", "B", "L", "H"];
+
+    /// Reads a preset name as written in a spec.
+    pub fn from_name(name: &str) -> Option<Size> {
+        Some(match name {
+            "tiny" => Size::Tiny,
+            "S" => Size::S,
+            "B" => Size::B,
+            "L" => Size::L,
+            "H" => Size::H,
+            _ => return None,
+        })
+    }
+
+    /// The shape this preset stands for (V-MoE backbones; experts as in the LIMoE paper).
+    pub fn preset(self) -> Preset {
+        let paper = |width, depth, mlp_dim, heads, patch, experts, last| Preset {
+            width,
+            depth,
+            mlp_dim,
+            heads,
+            patch,
+            image_size: 224,
+            text_length: 16,
+            vocab_size: 49408,
+            experts,
+            every: 2,
+            last,
+        };
+        match self {
+            Size::Tiny => Preset {
+                width: 64,
+                depth: 4,
+                mlp_dim: 256,
+                heads: 4,
+                patch: 8,
+                image_size: 32,
+                text_length: 16,
+                vocab_size: 4096,
+                experts: 4,
+                every: 2,
+                last: None,
+            },
+            Size::S => paper(512, 8, 2048, 8, 16, 8, None),
+            Size::B => paper(768, 12, 3072, 12, 16, 8, None),
+            Size::L => paper(1024, 24, 4096, 16, 16, 32, None),
+            Size::H => paper(1280, 32, 5120, 16, 14, 32, Some(24)),
+        }
+    }
+}
+
+/// A value given separately for image and text tokens.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PerModality<T: Default> {
+    /// The value for image tokens.
+    pub image: T,
+    /// The value for text tokens.
+    pub text: T,
+}
+
+impl<T: Default + Copy> PerModality<T> {
+    /// The same value for both modalities.
+    pub fn both(value: T) -> PerModality<T> {
+        PerModality {
+            image: value,
+            text: value,
+        }
+    }
+
+    /// (name, value) for each modality.
+    pub fn named(&self) -> [(&'static str, T); 2] {
+        [("image", self.image), ("text", self.text)]
+    }
+}
+
+/// How a modality's tokens are pooled into one vector.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Mean over the (non-padding) tokens.
+    #[default]
+    Mean,
+    /// Multi-head attention pooling with a learned query.
+    Map,
+}
+
+/// The whole `model` section. Shape fields left out are filled from `size`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// limoe, dense or two_tower.
+    #[serde(default)]
+    pub arch: Arch,
+    /// Size preset.
+    #[serde(default)]
+    pub size: Size,
+    /// Model width.
+    pub width: usize,
+    /// Number of transformer blocks.
+    pub depth: usize,
+    /// MLP hidden size.
+    pub mlp_dim: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Patch side in pixels.
+    pub patch: usize,
+    /// Image side in pixels.
+    pub image_size: usize,
+    /// Image channels.
+    #[serde(default = "three")]
+    pub channels: usize,
+    /// Text tokens per caption (longer captions are truncated).
+    pub text_length: usize,
+    /// Tokenizer vocabulary size (CLIP's BPE, truncated for small models).
+    pub vocab_size: usize,
+    /// Joint embedding size; defaults to the width.
+    #[serde(default)]
+    pub embed_dim: Option<usize>,
+    /// Pooling per modality.
+    #[serde(default)]
+    pub pooling: PerModality<Pooling>,
+    /// Mixture-of-experts routing.
+    pub moe: MoeSpec,
+    /// Auxiliary losses.
+    #[serde(default)]
+    pub aux: AuxSpec,
+    /// Learned contrastive logit scale (1 / temperature).
+    #[serde(default)]
+    pub logit_scale: LogitScale,
+}
+
+fn three() -> usize {
+    3
+}
+
+/// Routing of the MoE blocks.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MoeSpec {
+    /// Experts per MoE block.
+    pub experts: usize,
+    /// Experts each token is sent to.
+    #[serde(default = "one")]
+    pub top_k: usize,
+    /// Every `every`-th block is MoE (blocks every-1, 2*every-1, ...).
+    #[serde(default)]
+    pub every: Option<usize>,
+    /// Only the last `last` blocks may be MoE.
+    #[serde(default)]
+    pub last: Option<usize>,
+    /// Capacity factor c (C = ceil(tokens * K * c / E)) for training and evaluation.
+    #[serde(default)]
+    pub capacity: Capacity,
+    /// Batch Priority Routing: fill expert buffers by descending top-1 gate.
+    #[serde(default = "yes")]
+    pub bpr: bool,
+    /// Router noise; the std of the Gaussian added to logits is noise / experts.
+    #[serde(default = "one_f")]
+    pub noise: f64,
+    /// Tokens per routing group; the whole batch when left out.
+    #[serde(default)]
+    pub group_size: Option<usize>,
+}
+
+fn one() -> usize {
+    1
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn yes() -> bool {
+    true
+}
+
+impl MoeSpec {
+    /// Indices (0-based) of the MoE blocks in a stack of `depth` blocks.
+    pub fn moe_blocks(&self, depth: usize) -> Vec<usize> {
+        let first_allowed = self.last.map_or(0, |last| depth.saturating_sub(last));
+        (first_allowed..depth)
+            .filter(|i| {
+                self.every
+                    .is_none_or(|every| every > 0 && (i + 1) % every == 0)
+            })
+            .filter(|_| self.every.is_some() || self.last.is_some())
+            .collect()
+    }
+}
+
+/// Capacity factors for training and evaluation.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Capacity {
+    /// Capacity factor while training.
+    pub train: f64,
+    /// Capacity factor at evaluation.
+    pub eval: f64,
+}
+
+impl Default for Capacity {
+    fn default() -> Capacity {
+        Capacity {
+            train: 1.0,
+            eval: 1.0,
+        }
+    }
+}
+
+/// Weights of the auxiliary losses (0 switches a loss off).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuxSpec {
+    /// Local entropy (mean per-token router entropy), per modality.
+    pub local_entropy: PerModality<f64>,
+    /// Thresholded global entropy, per modality.
+    pub global_entropy: PerModality<f64>,
+    /// S_m of the global entropy threshold log(S_m): at least this many experts per modality.
+    pub global_experts: PerModality<f64>,
+    /// V-MoE importance loss (CV^2 of summed gates).
+    pub importance: f64,
+    /// V-MoE load loss (CV^2 of the noisy load estimate).
+    pub load: f64,
+    /// Router z-loss.
+    pub z_loss: f64,
+}
+
+impl Default for AuxSpec {
+    /// The LIMoE recipe: local and global entropy on both modalities.
+    fn default() -> AuxSpec {
+        AuxSpec {
+            local_entropy: PerModality::both(0.01),
+            global_entropy: PerModality::both(0.01),
+            global_experts: PerModality::both(2.0),
+            importance: 0.0,
+            load: 0.0,
+            z_loss: 0.0,
+        }
+    }
+}
+
+/// The learned logit scale of the contrastive loss.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogitScale {
+    /// Initial scale (1 / 0.07).
+    pub init: f64,
+    /// Upper clamp.
+    pub max: f64,
+}
+
+impl Default for LogitScale {
+    fn default() -> LogitScale {
+        LogitScale {
+            init: 1.0 / 0.07,
+            max: 100.0,
+        }
+    }
+}
+
+impl ModelSpec {
+    /// Checks the values that deserialization cannot (divisibility, ranges).
+    pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
+        for (key, value) in [
+            ("width", self.width),
+            ("depth", self.depth),
+            ("mlp_dim", self.mlp_dim),
+            ("heads", self.heads),
+            ("patch", self.patch),
+            ("image_size", self.image_size),
+            ("channels", self.channels),
+            ("text_length", self.text_length),
+        ] {
+            c.require(value >= 1, &at.key(key), || {
+                format!("`{key}` must be at least 1")
+            });
+        }
+        if self.heads >= 1 && self.width % self.heads != 0 {
+            c.error(
+                &at.key("heads"),
+                format!("{} heads do not divide width {}", self.heads, self.width),
+                Some(format!("pick heads from the divisors of {}", self.width)),
+            );
+        }
+        if self.patch >= 1 && self.image_size % self.patch != 0 {
+            c.error(
+                &at.key("patch"),
+                format!(
+                    "patch {} does not divide image_size {}",
+                    self.patch, self.image_size
+                ),
+                Some("choose a patch size that divides the image side".into()),
+            );
+        }
+        c.require(self.vocab_size >= 2, &at.key("vocab_size"), || {
+            "`vocab_size` must be at least 2".into()
+        });
+        if let Some(embed) = self.embed_dim {
+            c.require(embed >= 1, &at.key("embed_dim"), || {
+                "`embed_dim` must be at least 1".into()
+            });
+        }
+        self.check_moe(&at.key("moe"), c);
+        self.check_aux(&at.key("aux"), c);
+        let scale = self.logit_scale;
+        c.require(
+            scale.init > 0.0 && scale.max >= scale.init,
+            &at.key("logit_scale"),
+            || {
+                format!(
+                    "logit scale needs 0 < init <= max (got init {}, max {})",
+                    scale.init, scale.max
+                )
+            },
+        );
+    }
+
+    fn check_moe(&self, at: &KeyPath, c: &mut Checker) {
+        let moe = &self.moe;
+        c.require(moe.experts >= 1, &at.key("experts"), || {
+            "`experts` must be at least 1".into()
+        });
+        if moe.top_k == 0 || moe.top_k > moe.experts {
+            c.error(
+                &at.key("top_k"),
+                format!(
+                    "top_k {} must be between 1 and experts ({})",
+                    moe.top_k, moe.experts
+                ),
+                Some(format!(
+                    "lower top_k or raise experts to at least {}",
+                    moe.top_k.max(1)
+                )),
+            );
+        }
+        if let Some(every) = moe.every {
+            c.require(every >= 1, &at.key("every"), || {
+                "`every` must be at least 1".into()
+            });
+        }
+        if let Some(last) = moe.last {
+            c.require(last >= 1 && last <= self.depth, &at.key("last"), || {
+                format!("`last` must be between 1 and depth ({})", self.depth)
+            });
+        }
+        if self.arch == Arch::Limoe && self.depth >= 1 && moe.moe_blocks(self.depth).is_empty() {
+            c.error(
+                at,
+                format!("no block of the {} is an MoE block", self.depth),
+                Some("set `every: 2` (every second block) or `last: N`".into()),
+            );
+        }
+        for (key, factor) in [("train", moe.capacity.train), ("eval", moe.capacity.eval)] {
+            c.require(factor > 0.0, &at.key("capacity").key(key), || {
+                format!("capacity factor must be positive (got {factor})")
+            });
+        }
+        c.require(moe.noise >= 0.0, &at.key("noise"), || {
+            "`noise` must be zero or positive".into()
+        });
+        if let Some(group) = moe.group_size {
+            c.require(group >= 1, &at.key("group_size"), || {
+                "`group_size` must be at least 1".into()
+            });
+        }
+    }
+
+    fn check_aux(&self, at: &KeyPath, c: &mut Checker) {
+        let aux = &self.aux;
+        for (loss, weights) in [
+            ("local_entropy", aux.local_entropy),
+            ("global_entropy", aux.global_entropy),
+        ] {
+            for (modality, w) in weights.named() {
+                c.require(w >= 0.0, &at.key(loss).key(modality), || {
+                    format!("loss weight must be zero or positive (got {w})")
+                });
+            }
+        }
+        for (modality, s) in aux.global_experts.named() {
+            let experts = self.moe.experts as f64;
+            c.require(
+                (1.0..=experts).contains(&s),
+                &at.key("global_experts").key(modality),
+                || format!("must be between 1 and experts ({experts}); got {s}"),
+            );
+        }
+        for (loss, w) in [
+            ("importance", aux.importance),
+            ("load", aux.load),
+            ("z_loss", aux.z_loss),
+        ] {
+            c.require(w >= 0.0, &at.key(loss), || {
+                format!("loss weight must be zero or positive (got {w})")
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moe(every: Option<usize>, last: Option<usize>) -> MoeSpec {
+        MoeSpec {
+            experts: 4,
+            top_k: 1,
+            every,
+            last,
+            capacity: Capacity::default(),
+            bpr: true,
+            noise: 1.0,
+            group_size: None,
+        }
+    }
+
+    #[test]
+    fn moe_block_placement() {
+        assert_eq!(moe(Some(2), None).moe_blocks(6), [1, 3, 5]);
+        assert_eq!(moe(None, Some(2)).moe_blocks(6), [4, 5]);
+        assert_eq!(moe(Some(2), Some(24)).moe_blocks(32).len(), 12);
+        assert!(moe(None, None).moe_blocks(6).is_empty());
+    }
+}

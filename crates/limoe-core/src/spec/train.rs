@@ -1,0 +1,126 @@
+//! The `train` section: optimisation and checkpointing.
+
+use serde::{Deserialize, Serialize};
+
+use super::check::Checker;
+use super::path::KeyPath;
+
+/// Learning-rate schedule after the linear warmup.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Cosine decay to `min_lr`.
+    #[default]
+    Cosine,
+    /// Reciprocal square root, with a linear cooldown over `cooldown_steps`.
+    Rsqrt,
+    /// Constant after warmup.
+    Constant,
+}
+
+/// The whole `train` section.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSpec {
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Pairs per step (over all accumulation micro-batches).
+    pub batch_size: usize,
+    /// Micro-batches accumulated per step; must divide `batch_size`.
+    pub accumulation: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate of the decay.
+    pub min_lr: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: usize,
+    /// Decay after warmup.
+    pub schedule: Schedule,
+    /// Linear cooldown at the end (rsqrt schedule).
+    pub cooldown_steps: usize,
+    /// AdamW decoupled weight decay (not applied to norms, biases, embeddings).
+    pub weight_decay: f64,
+    /// Clip gradients to this global norm (none when left out).
+    pub grad_clip: Option<f64>,
+    /// Evaluate every this many steps.
+    pub eval_every: usize,
+    /// Checkpoint every this many steps.
+    pub checkpoint_every: usize,
+    /// Checkpoints to keep (besides the best).
+    pub keep_checkpoints: usize,
+}
+
+impl Default for TrainSpec {
+    fn default() -> TrainSpec {
+        TrainSpec {
+            steps: 300,
+            batch_size: 64,
+            accumulation: 1,
+            lr: 1e-3,
+            min_lr: 1e-5,
+            warmup_steps: 30,
+            schedule: Schedule::Cosine,
+            cooldown_steps: 0,
+            weight_decay: 0.1,
+            grad_clip: Some(1.0),
+            eval_every: 100,
+            checkpoint_every: 100,
+            keep_checkpoints: 2,
+        }
+    }
+}
+
+impl TrainSpec {
+    pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
+        for (key, value) in [
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("accumulation", self.accumulation),
+            ("eval_every", self.eval_every),
+            ("checkpoint_every", self.checkpoint_every),
+            ("keep_checkpoints", self.keep_checkpoints),
+        ] {
+            c.require(value >= 1, &at.key(key), || {
+                format!("`{key}` must be at least 1")
+            });
+        }
+        if self.accumulation >= 1 && self.batch_size % self.accumulation != 0 {
+            c.error(
+                &at.key("accumulation"),
+                format!(
+                    "accumulation {} does not divide batch_size {}",
+                    self.accumulation, self.batch_size
+                ),
+                Some("pick a divisor of batch_size".into()),
+            );
+        }
+        c.require(
+            self.lr > 0.0 && self.min_lr >= 0.0 && self.min_lr <= self.lr,
+            &at.key("lr"),
+            || {
+                format!(
+                    "need 0 <= min_lr ({}) <= lr ({}), lr > 0",
+                    self.min_lr, self.lr
+                )
+            },
+        );
+        c.require(
+            self.warmup_steps + self.cooldown_steps <= self.steps,
+            &at.key("warmup_steps"),
+            || {
+                format!(
+                    "warmup ({}) and cooldown ({}) steps exceed the {} training steps",
+                    self.warmup_steps, self.cooldown_steps, self.steps
+                )
+            },
+        );
+        c.require(self.weight_decay >= 0.0, &at.key("weight_decay"), || {
+            "`weight_decay` must be zero or positive".into()
+        });
+        if let Some(clip) = self.grad_clip {
+            c.require(clip > 0.0, &at.key("grad_clip"), || {
+                "`grad_clip` must be positive (leave it out to switch clipping off)".into()
+            });
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The `Stage` trait, its run context, and the registry of stage kinds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::spec::{Diagnostic, KeyPath, Node, Section, Spec, StageSpec, Value, did_you_mean};
+
+/// A kind of pipeline step (ingest, train, a shell command, ...).
+pub trait Stage: Send + Sync {
+    /// The name a spec's `uses:` refers to.
+    fn kind(&self) -> &'static str;
+
+    /// One line of help, shown by `limoe stages`.
+    fn about(&self) -> &'static str;
+
+    /// The spec sections this stage reads; their content is part of its cache key.
+    fn reads(&self) -> &'static [Section] {
+        &[]
+    }
+
+    /// Checks the stage's `with:` settings (at `at` in the spec) and returns every problem.
+    /// The default accepts only an empty `with`.
+    fn check(&self, with: &Node, at: &KeyPath, _spec: &Spec) -> Vec<Diagnostic> {
+        match &with.value {
+            Value::Map(entries) if entries.is_empty() => Vec::new(),
+            Value::Null => Vec::new(),
+            _ => vec![
+                Diagnostic::new(
+                    at.clone(),
+                    with.origin.clone(),
+                    format!("stage kind `{}` takes no settings", self.kind()),
+                )
+                .with_hint("remove `with:`"),
+            ],
+        }
+    }
+
+    /// What else the cache key must cover besides the config (e.g. hashes of files the
+    /// stage reads). Called before every run and plan.
+    fn fingerprint(&self, _with: &Node) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
+    }
+
+    /// True when the stage can continue from what an interrupted attempt left in its output
+    /// directory; otherwise the directory is emptied before each attempt.
+    fn resumable(&self) -> bool {
+        false
+    }
+
+    /// Does the work, writing only under `ctx.out_dir`.
+    fn run(&self, ctx: &StageContext) -> anyhow::Result<()>;
+}
+
+/// The output of a finished upstream stage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Artifact {
+    /// The upstream stage's id.
+    pub id: String,
+    /// Its cache key.
+    pub key: String,
+    /// Its complete output directory.
+    pub dir: PathBuf,
+}
+
+/// Everything a stage gets when it runs.
+pub struct StageContext<'a> {
+    /// The resolved spec.
+    pub spec: &'a Spec,
+    /// This stage's entry of the pipeline.
+    pub stage: &'a StageSpec,
+    /// Outputs of the stages in `needs`, by id.
+    pub inputs: &'a BTreeMap<String, Artifact>,
+    /// Where the stage writes; it becomes the stage's output when the stage succeeds.
+    pub out_dir: &'a Path,
+    /// The saved resolved spec (YAML), for programs that want to read it.
+    pub spec_file: &'a Path,
+    /// Progress bars.
+    pub progress: &'a Progress,
+}
+
+impl StageContext<'_> {
+    /// The output of the upstream stage `id`, or an error naming the missing `needs`.
+    pub fn input(&self, id: &str) -> anyhow::Result<&Artifact> {
+        self.inputs.get(id).ok_or_else(|| {
+            anyhow::anyhow!(
+                "stage `{}` needs the output of `{id}`; add `{id}` to its `needs`",
+                self.stage.id
+            )
+        })
+    }
+}
+
+/// Progress bars for long stages; drawn on stderr unless hidden (`-q`, or not a terminal).
+#[derive(Clone)]
+pub struct Progress {
+    bars: MultiProgress,
+}
+
+impl Progress {
+    /// Progress drawn on stderr when `visible`.
+    pub fn new(visible: bool) -> Progress {
+        let target = if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Progress {
+            bars: MultiProgress::with_draw_target(target),
+        }
+    }
+
+    /// A bar counting to `total` with a label, showing rate and ETA.
+    pub fn bar(&self, total: u64, label: &str) -> ProgressBar {
+        let style = ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        let bar = self.bars.add(ProgressBar::new(total));
+        bar.set_style(style);
+        bar.set_prefix(label.to_owned());
+        bar
+    }
+}
+
+/// The stage kinds this program knows.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Arc<dyn Stage>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Adds a stage kind; a later registration of the same name replaces the earlier one.
+    pub fn register(&mut self, stage: impl Stage + 'static) -> &mut Registry {
+        self.kinds.insert(stage.kind(), Arc::new(stage));
+        self
+    }
+
+    /// The stage kind called `kind`.
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn Stage>> {
+        self.kinds.get(kind)
+    }
+
+    /// All kinds, sorted by name.
+    pub fn kinds(&self) -> impl Iterator<Item = &Arc<dyn Stage>> {
+        self.kinds.values()
+    }
+
+    /// "did you mean" for an unknown kind, or the list of kinds.
+    pub fn hint_for(&self, unknown: &str) -> String {
+        did_you_mean(unknown, self.kinds.keys().copied()).unwrap_or_else(|| {
+            let known: Vec<&str> = self.kinds.keys().copied().collect();
+            format!(
+                "registered kinds: {} (see `limoe stages`)",
+                known.join(", ")
+            )
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! Parquet shards of image-text pairs: schema, writer, streaming loader, importers.

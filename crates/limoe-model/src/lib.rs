@@ -1,0 +1,1 @@
+//! The LIMoE model on candle: shared MoE encoder, routing, auxiliary losses, heads.
