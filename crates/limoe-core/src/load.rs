@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::pipeline::check_pipeline;
 use crate::spec::{
     Checker, Diagnostic, KeyPath, Node, Origin, Spec, SpecErrors, StageSpec, Value,
-    apply_overrides, default_pipeline, fill_defaults,
+    apply_overrides, default_pipeline,
 };
 use crate::stage::Registry;
 
@@ -57,13 +57,10 @@ pub fn load_spec(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "experiment".into());
-    fill_defaults(&mut tree, &stem);
-    let mut spec = match Spec::from_tree(&tree) {
-        Ok(spec) => spec,
-        Err(more) => {
-            problems.extend(more);
-            return Err(fail(problems));
-        }
+    let typed = Spec::from_tree(&tree, &stem);
+    problems.extend(typed.diagnostics);
+    let Some(mut spec) = typed.value else {
+        return Err(fail(problems));
     };
     let unavailable = if spec.stages.is_empty() {
         let (available, unavailable) = split_default_pipeline(registry);
@@ -73,8 +70,9 @@ pub fn load_spec(
         Vec::new()
     };
     let mut c = Checker::new(&tree);
+    spec.check(&mut c);
     check_pipeline(&spec, registry, &mut c);
-    problems.extend(c.finish());
+    problems.extend(c.finish(&typed.defaulted));
     if !problems.is_empty() {
         return Err(fail(problems));
     }
@@ -114,6 +112,14 @@ fn syntax_error(e: &serde_saphyr::Error) -> Diagnostic {
         _ => Origin::Default,
     };
     let text = e.to_string();
-    let message = text.lines().next().unwrap_or("invalid YAML").to_owned();
+    let first = text.lines().next().unwrap_or("invalid YAML");
+    // serde-saphyr prefixes "error: line L column C: "; the report shows the position itself.
+    let message = first
+        .split_once(": ")
+        .and_then(|(_, rest)| {
+            rest.split_once(": ")
+                .filter(|(pos, _)| pos.starts_with("line "))
+        })
+        .map_or(first, |(_, message)| message);
     Diagnostic::new(KeyPath::root(), origin, format!("invalid YAML: {message}"))
 }

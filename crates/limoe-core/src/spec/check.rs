@@ -38,8 +38,16 @@ impl<'a> Checker<'a> {
         self.diagnostics.extend(diagnostics);
     }
 
-    /// The diagnostics gathered so far.
-    pub fn finish(self) -> Vec<Diagnostic> {
+    /// The diagnostics gathered, leaving out those next to a value in `defaulted` (a
+    /// wrong value replaced by its default, whose neighbours' checks may mislead).
+    pub fn finish(self, defaulted: &[KeyPath]) -> Vec<Diagnostic> {
         self.diagnostics
+            .into_iter()
+            .filter(|d| {
+                !defaulted
+                    .iter()
+                    .any(|r| r.neighbourhood().is_prefix_of(&d.path))
+            })
+            .collect()
     }
 }

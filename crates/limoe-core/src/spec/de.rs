@@ -21,18 +21,58 @@ pub fn deserialize_all<T: DeserializeOwned>(
     root: &Node,
     base: &KeyPath,
 ) -> Result<T, Vec<Diagnostic>> {
+    let typed = deserialize_lenient(root, base, |_| {});
+    match typed.value {
+        Some(value) if typed.diagnostics.is_empty() => Ok(value),
+        _ => Err(typed.diagnostics),
+    }
+}
+
+/// The result of typing a tree while stepping over errors.
+pub struct Lenient<T> {
+    /// The value typed with every offending entry left out; `None` when an error could not
+    /// be stepped over (e.g. a missing required key).
+    pub value: Option<T>,
+    /// Every error found.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Paths whose (wrong) values were replaced by their defaults to type the rest; checks
+    /// of values next to these may be misleading.
+    pub defaulted: Vec<KeyPath>,
+}
+
+/// Deserializes `T` from `root`, recording each error, leaving its value out and retrying.
+/// `fill` completes the tree before each try (e.g. puts a preset's value where a wrong one
+/// was left out).
+pub fn deserialize_lenient<T: DeserializeOwned>(
+    root: &Node,
+    base: &KeyPath,
+    fill: impl Fn(&mut Node),
+) -> Lenient<T> {
     let mut tree = root.clone();
-    let mut diagnostics = Vec::new();
+    fill(&mut tree);
+    let mut typed = Lenient {
+        value: None,
+        diagnostics: Vec::new(),
+        defaulted: Vec::new(),
+    };
     loop {
         match T::deserialize(NodeDeserializer::new(&tree, KeyPath::root())) {
-            Ok(value) if diagnostics.is_empty() => return Ok(value),
-            Ok(_) => return Err(diagnostics),
+            Ok(value) => {
+                typed.value = Some(value);
+                return typed;
+            }
             Err(error) => {
                 let removable = error.removable_path();
-                diagnostics.push(error.into_diagnostic(base));
+                let unknown_key = matches!(error.kind, Kind::UnknownField { .. });
+                typed.diagnostics.push(error.into_diagnostic(base));
                 match removable {
-                    Some(path) if tree.remove(&path) => {}
-                    _ => return Err(diagnostics),
+                    Some(path) if tree.remove(&path) => {
+                        if !unknown_key {
+                            typed.defaulted.push(base.concat(&path));
+                        }
+                        fill(&mut tree);
+                    }
+                    _ => return typed,
                 }
             }
         }
@@ -138,11 +178,13 @@ impl de::Error for DeError {
         DeError::new(Kind::Other(msg.to_string()))
     }
     fn invalid_type(unexpected: de::Unexpected, expected: &dyn de::Expected) -> DeError {
+        let expected = plain_expected(&expected.to_string());
         DeError::new(Kind::Other(format!(
             "expected {expected}, found {unexpected}"
         )))
     }
     fn invalid_value(unexpected: de::Unexpected, expected: &dyn de::Expected) -> DeError {
+        let expected = plain_expected(&expected.to_string());
         DeError::new(Kind::Other(format!(
             "invalid value {unexpected}: expected {expected}"
         )))
@@ -161,6 +203,16 @@ impl de::Error for DeError {
     }
     fn missing_field(field: &'static str) -> DeError {
         DeError::new(Kind::MissingField(field))
+    }
+}
+
+/// Says what Rust's number types mean in words a spec author uses.
+fn plain_expected(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".into(),
+        "f32" | "f64" => "a number".into(),
+        other => other.to_owned(),
     }
 }
 
@@ -464,7 +516,10 @@ mod tests {
                 column: 18
             }
         );
-        assert!(errors[0].message.contains("expected u32"), "{errors:?}");
+        assert_eq!(
+            errors[0].message,
+            "expected a whole number (0 or more), found string \"many\""
+        );
         assert_eq!(errors[1].message, "missing required key `name`");
     }
 

@@ -22,7 +22,7 @@ pub use check::Checker;
 pub use data::{
     Columns, DataSpec, Emoji, EmojiStyle, ForeignParquet, Limit, Source, Splits, Synthetic,
 };
-pub use de::{DeError, NodeDeserializer, deserialize_all};
+pub use de::{DeError, Lenient, NodeDeserializer, deserialize_all, deserialize_lenient};
 pub use diagnostic::{Diagnostic, SpecErrors, did_you_mean};
 pub use eval::{EvalDataset, EvalSpec, FewShot, Retrieval, ZeroShot};
 pub use model::{
@@ -118,21 +118,15 @@ pub fn is_safe_name(name: &str) -> bool {
 }
 
 impl Spec {
-    /// Deserializes every section of `tree` (already overridden and default-filled) and
-    /// checks every value, returning all problems found.
-    pub fn from_tree(tree: &Node) -> Result<Spec, Vec<Diagnostic>> {
-        let spec: Spec = deserialize_all(tree, &KeyPath::root())?;
-        let mut c = Checker::new(tree);
-        spec.check(&mut c);
-        let problems = c.finish();
-        if problems.is_empty() {
-            Ok(spec)
-        } else {
-            Err(problems)
-        }
+    /// Types every section of `tree` (overrides applied), filling what it leaves out (see
+    /// [`fill_defaults`]) and stepping over errors so that the value checks still run on
+    /// the rest. `file_stem` is the default name.
+    pub fn from_tree(tree: &Node, file_stem: &str) -> Lenient<Spec> {
+        deserialize_lenient(tree, &KeyPath::root(), |t| fill_defaults(t, file_stem))
     }
 
-    fn check(&self, c: &mut Checker) {
+    /// Checks every value that typing cannot (ranges, divisibility, names).
+    pub fn check(&self, c: &mut Checker) {
         let root = KeyPath::root();
         c.require(is_safe_name(&self.name), &root.key("name"), || {
             format!(

@@ -59,6 +59,20 @@ impl KeyPath {
         }
     }
 
+    /// True when `self` is `other` or one of its ancestors.
+    pub fn is_prefix_of(&self, other: &KeyPath) -> bool {
+        other.0.starts_with(&self.0)
+    }
+
+    /// The path itself when it is a top-level key, else its parent: the values whose checks
+    /// involve this one.
+    pub fn neighbourhood(&self) -> KeyPath {
+        match self.0.len() {
+            0 | 1 => self.clone(),
+            n => KeyPath(self.0[..n - 1].to_vec()),
+        }
+    }
+
     /// True for the empty path.
     pub fn is_root(&self) -> bool {
         self.0.is_empty()
