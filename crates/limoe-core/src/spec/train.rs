@@ -105,7 +105,7 @@ impl TrainSpec {
             },
         );
         c.require(
-            self.warmup_steps + self.cooldown_steps <= self.steps,
+            self.steps == 0 || self.warmup_steps + self.cooldown_steps <= self.steps,
             &at.key("warmup_steps"),
             || {
                 format!(

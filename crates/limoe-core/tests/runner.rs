@@ -1,0 +1,197 @@
+//! The runner: order, caching, failure and recovery, --force, and the `command` stage.
+
+use std::path::{Path, PathBuf};
+
+use limoe_core::command::CommandStage;
+use limoe_core::files::sha256_hex;
+use limoe_core::runner::{MANIFEST, Manifest, Outcome, RunReport, Runner, Status};
+use limoe_core::{Progress, Registry, load_spec};
+
+struct Project {
+    dir: tempfile::TempDir,
+    registry: Registry,
+}
+
+impl Project {
+    fn new() -> Project {
+        let mut registry = Registry::new();
+        registry.register(CommandStage);
+        Project {
+            dir: tempfile::tempdir().unwrap(),
+            registry,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn spec(&self, stages: &str) -> PathBuf {
+        let path = self.path("exp.yaml");
+        std::fs::write(&path, format!("name: exp\nstages:\n{stages}")).unwrap();
+        path
+    }
+
+    fn run(&self, spec: &Path, force: &[&str]) -> RunReport {
+        let loaded = load_spec(spec, &[], &self.registry).unwrap_or_else(|e| panic!("{e}"));
+        let runner = Runner::new(&self.registry, self.path("runs"), Progress::new(false));
+        let force: Vec<String> = force.iter().map(|s| (*s).to_owned()).collect();
+        let plan = runner.plan(&loaded, &force).unwrap();
+        runner.execute(&loaded, &plan).unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("log.txt")).unwrap_or_default()
+    }
+}
+
+/// A command stage that appends its id to log.txt and writes out.txt.
+fn logging_stage(project: &Project, id: &str, needs: &[&str]) -> String {
+    let log = project.path("log.txt");
+    format!(
+        "  - id: {id}\n    uses: command\n    needs: [{}]\n    with:\n      argv: [sh, -c, 'echo {id} >> {} && echo {id} output > \"$LIMOE_OUTPUT_DIR/out.txt\"']\n",
+        needs.join(", "),
+        log.display()
+    )
+}
+
+fn outcomes(report: &RunReport) -> Vec<(&str, &Outcome)> {
+    report.stages.iter().map(|(id, _, o)| (id.as_str(), o)).collect()
+}
+
+fn ran(report: &RunReport) -> Vec<&str> {
+    outcomes(report)
+        .into_iter()
+        .filter(|(_, o)| matches!(o, Outcome::Ran { .. }))
+        .map(|(id, _)| id)
+        .collect()
+}
+
+#[test]
+fn order_follows_needs_and_second_run_is_cached() {
+    let p = Project::new();
+    let spec = p.spec(
+        &[
+            logging_stage(&p, "report", &["train", "prep"]),
+            logging_stage(&p, "train", &["prep"]),
+            logging_stage(&p, "prep", &[]),
+        ]
+        .concat(),
+    );
+    let first = p.run(&spec, &[]);
+    assert_eq!(ran(&first), ["prep", "train", "report"]);
+    assert_eq!(p.log(), "prep\ntrain\nreport\n");
+
+    let second = p.run(&spec, &[]);
+    assert!(ran(&second).is_empty(), "{:?}", outcomes(&second));
+    assert!(second.stages.iter().all(|(_, _, o)| *o == Outcome::Cached));
+    assert_eq!(p.log(), "prep\ntrain\nreport\n", "nothing ran again");
+    assert!(p.path("runs/exp/spec.yaml").is_file());
+    assert!(p.path("runs/exp/last-run.json").is_file());
+}
+
+#[test]
+fn command_outputs_are_hashed_into_the_manifest_and_inputs_passed() {
+    let p = Project::new();
+    let spec = p.spec(&format!(
+        "{}  - id: use\n    uses: command\n    needs: [make]\n    with:\n      argv: [sh, -c, 'cat \"$LIMOE_INPUT_MAKE/out.txt\" > \"$LIMOE_OUTPUT_DIR/copy.txt\"; echo \"$LIMOE_EXPERIMENT $LIMOE_STAGE\" > \"$LIMOE_OUTPUT_DIR/who.txt\"']\n",
+        logging_stage(&p, "make", &[])
+    ));
+    let report = p.run(&spec, &[]);
+    assert!(report.succeeded(), "{:?}", outcomes(&report));
+    let (_, dir, _) = &report.stages[1];
+    assert_eq!(std::fs::read_to_string(dir.join("copy.txt")).unwrap(), "make output\n");
+    assert_eq!(std::fs::read_to_string(dir.join("who.txt")).unwrap(), "exp use\n");
+    let key = dir.file_name().unwrap().to_string_lossy()["use-".len()..].to_owned();
+    let manifest = Manifest::read_complete(dir, &key).expect("complete manifest");
+    let copy = manifest
+        .files
+        .iter()
+        .find(|f| f.path == Path::new("copy.txt"))
+        .expect("copy.txt listed");
+    assert_eq!(copy.bytes, 12);
+    assert_eq!(copy.sha256, sha256_hex(b"make output\n"));
+    assert_eq!(manifest.inputs.len(), 1);
+    assert_eq!(manifest.inputs[0].id, "make");
+    assert!(manifest.files.iter().any(|f| f.path == Path::new("command.log")));
+}
+
+#[test]
+fn failed_stage_leaves_no_complete_manifest_and_reruns() {
+    let p = Project::new();
+    let marker = p.path("fixed");
+    let spec = p.spec(&format!(
+        "{}  - id: flaky\n    uses: command\n    needs: [prep]\n    with:\n      argv: [sh, -c, 'echo trying; test -e {} && touch \"$LIMOE_OUTPUT_DIR/ok\"']\n",
+        logging_stage(&p, "prep", &[]),
+        marker.display()
+    ));
+    let first = p.run(&spec, &[]);
+    assert!(!first.succeeded());
+    let Outcome::Failed { error } = first.stages[1].2.clone() else {
+        panic!("flaky should fail: {:?}", outcomes(&first))
+    };
+    assert!(error.contains("exited with exit status: 1"), "{error}");
+    assert!(error.contains("trying"), "the error shows the program's output: {error}");
+    let final_dir = &first.stages[1].1;
+    assert!(!final_dir.exists(), "no output dir that looks complete");
+    let partial = final_dir.with_extension("partial");
+    assert!(partial.join("failure.json").is_file());
+    assert!(!partial.join(MANIFEST).exists());
+
+    std::fs::write(&marker, "").unwrap();
+    let second = p.run(&spec, &[]);
+    assert!(second.succeeded(), "{:?}", outcomes(&second));
+    assert_eq!(ran(&second), ["flaky"], "prep stays cached, flaky reruns");
+    assert!(final_dir.join("ok").is_file());
+    assert!(!partial.exists());
+}
+
+#[test]
+fn force_reruns_a_cached_stage() {
+    let p = Project::new();
+    let spec = p.spec(&[logging_stage(&p, "a", &[]), logging_stage(&p, "b", &["a"])].concat());
+    p.run(&spec, &[]);
+    let loaded = load_spec(&spec, &[], &p.registry).unwrap();
+    let runner = Runner::new(&p.registry, p.path("runs"), Progress::new(false));
+    let plan = runner.plan(&loaded, &["a".to_owned()]).unwrap();
+    assert_eq!(plan.stages[0].status, Status::Forced);
+    assert_eq!(plan.stages[1].status, Status::Cached);
+    let forced = p.run(&spec, &["a"]);
+    assert_eq!(ran(&forced), ["a"]);
+    assert_eq!(p.log(), "a\nb\na\n");
+    let err = runner.plan(&loaded, &["c".to_owned()]).unwrap_err();
+    assert!(err.to_string().contains("--force c: no such stage"), "{err}");
+}
+
+#[test]
+fn changing_config_or_a_dependency_changes_the_key() {
+    let p = Project::new();
+    let script = p.path("tool.sh");
+    std::fs::write(&script, "echo v1\n").unwrap();
+    let stage = |arg: &str| {
+        format!(
+            "  - id: s\n    uses: command\n    with:\n      argv: [sh, {}, {arg}]\n      deps: [{}]\n",
+            script.display(),
+            script.display()
+        )
+    };
+    let spec = p.spec(&stage("x"));
+    let first = p.run(&spec, &[]);
+    assert_eq!(ran(&first), ["s"]);
+    assert_eq!(ran(&p.run(&spec, &[])), Vec::<&str>::new());
+    std::fs::write(&script, "echo v2\n").unwrap();
+    let after_edit = p.run(&spec, &[]);
+    assert_eq!(ran(&after_edit), ["s"], "editing a dependency reruns the stage");
+    assert_ne!(first.stages[0].1, after_edit.stages[0].1);
+    let spec = p.spec(&stage("y"));
+    assert_eq!(ran(&p.run(&spec, &[])), ["s"], "changing argv reruns the stage");
+}
+
+#[test]
+fn a_damaged_output_is_not_taken_as_cached() {
+    let p = Project::new();
+    let spec = p.spec(&logging_stage(&p, "a", &[]));
+    let first = p.run(&spec, &[]);
+    std::fs::write(first.stages[0].1.join("out.txt"), "cut").unwrap();
+    assert_eq!(ran(&p.run(&spec, &[])), ["a"]);
+}

@@ -1,0 +1,195 @@
+//! Spec loading: round trips, every error class with its position and hint, overrides.
+
+use std::path::{Path, PathBuf};
+
+use limoe_core::command::CommandStage;
+use limoe_core::spec::{Arch, Size, SpecErrors};
+use limoe_core::{LoadedSpec, Registry, load_spec};
+
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry.register(CommandStage);
+    registry
+}
+
+fn experiments() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments")
+}
+
+fn write_spec(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let path = dir.path().join("spec.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load_text(text: &str, sets: &[&str]) -> Result<LoadedSpec, SpecErrors> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_spec(&dir, text);
+    let sets: Vec<String> = sets.iter().map(|s| (*s).to_owned()).collect();
+    load_spec(&path, &sets, &registry())
+}
+
+/// The first line of every error of `text`, with the temp directory stripped.
+fn error_lines(text: &str, sets: &[&str]) -> Vec<String> {
+    let errors = load_text(text, sets).expect_err("the spec should be rejected");
+    let prefix = format!("{}:", errors.file.display());
+    errors
+        .to_string()
+        .lines()
+        .filter(|l| l.starts_with("error: ") || l.starts_with("  hint: "))
+        .map(|l| l.replace(&prefix, "spec.yaml:"))
+        .collect()
+}
+
+#[test]
+fn shipped_experiments_load() {
+    for name in ["tiny", "b16", "l16"] {
+        let loaded = load_spec(&experiments().join(format!("{name}.yaml")), &[], &registry())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.spec.name, name);
+    }
+    let l16 = load_spec(&experiments().join("l16.yaml"), &[], &registry()).unwrap();
+    let m = &l16.spec.model;
+    assert_eq!((m.width, m.depth, m.mlp_dim, m.heads), (1024, 24, 4096, 16));
+    assert_eq!((m.patch, m.image_size, m.text_length), (16, 224, 16));
+    assert_eq!(m.moe.experts, 32);
+    assert_eq!(m.moe.moe_blocks(m.depth).len(), 12);
+}
+
+#[test]
+fn resolved_spec_round_trips() {
+    let loaded = load_spec(&experiments().join("tiny.yaml"), &[], &registry()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("tiny.yaml");
+    std::fs::write(&saved, loaded.spec.to_yaml()).unwrap();
+    let again = load_spec(&saved, &[], &registry()).unwrap_or_else(|e| panic!("{e}"));
+    let mut expected = loaded.spec.clone();
+    // The saved spec spells out the stages the default pipeline had available.
+    expected.stages = again.spec.stages.clone();
+    assert_eq!(again.spec, expected);
+}
+
+#[test]
+fn short_spec_gets_defaults_and_presets() {
+    let loaded = load_text("model: {size: B}\n", &[]).unwrap();
+    let spec = &loaded.spec;
+    assert_eq!(spec.name, "spec", "the name defaults to the file stem");
+    assert_eq!(spec.model.arch, Arch::Limoe);
+    assert_eq!(spec.model.size, Size::B);
+    assert_eq!((spec.model.width, spec.model.depth), (768, 12));
+    assert_eq!(spec.model.moe.experts, 8);
+    assert_eq!(spec.train.batch_size, 64);
+    let ids: Vec<&str> = loaded.unavailable.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["ingest", "train", "eval", "analyze"]);
+}
+
+#[test]
+fn unknown_key_names_position_path_and_hint() {
+    assert_eq!(
+        error_lines("name: x\nmodel:\n  moe:\n    expert: 8\n", &[]),
+        [
+            "error: spec.yaml:4:5: model.moe.expert: unknown key `expert`",
+            "  hint: did you mean `experts`?",
+        ]
+    );
+}
+
+#[test]
+fn wrong_type_names_what_was_expected() {
+    assert_eq!(
+        error_lines("name: x\ntrain:\n  steps: lots\n", &[]),
+        ["error: spec.yaml:3:10: train.steps: expected a whole number (0 or more), found string \"lots\""]
+    );
+}
+
+#[test]
+fn impossible_values_are_reported() {
+    assert_eq!(
+        error_lines(
+            "name: x\nmodel:\n  patch: 7\n  moe: {experts: 4, top_k: 5}\n",
+            &[]
+        ),
+        [
+            "error: spec.yaml:3:3: model.patch: patch 7 does not divide image_size 32",
+            "  hint: choose a patch size that divides the image side",
+            "error: spec.yaml:4:21: model.moe.top_k: top_k 5 must be between 1 and experts (4)",
+            "  hint: lower top_k or raise experts to at least 5",
+        ]
+    );
+}
+
+#[test]
+fn pipeline_errors_unknown_kind_dangling_need_and_cycle() {
+    let text = "\
+name: x
+stages:
+  - {id: a, uses: comand}
+  - {id: b, uses: command, needs: [c], with: {argv: [echo]}}
+  - {id: c, uses: command, needs: [b], with: {argv: [echo]}}
+  - {id: d, uses: command, needs: [bb], with: {argv: [echo]}}
+";
+    assert_eq!(
+        error_lines(text, &[]),
+        [
+            "error: spec.yaml:3:13: stages[0].uses: unknown stage kind `comand`",
+            "  hint: did you mean `command`?",
+            "error: spec.yaml:4:28: stages[1].needs: stages depend on each other in a cycle: b -> c -> b",
+            "  hint: remove one of these `needs`",
+            "error: spec.yaml:6:36: stages[3].needs[0]: `bb` is not a stage of this spec",
+            "  hint: did you mean `b`?",
+        ]
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let text = "\
+name: x
+bogus: 1
+model:
+  heads: 5
+  pooling: {image: mapp}
+train: {steps: 0}
+";
+    let lines = error_lines(text, &[]);
+    let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 4, "{lines:#?}");
+    assert!(errors[0].starts_with("error: spec.yaml:2:1: bogus: unknown key"));
+    assert!(errors[1].contains("model.heads: 5 heads do not divide width 64"));
+    assert!(errors[2].contains("model.pooling.image: unknown value `mapp`"));
+    assert!(errors[3].contains("train.steps: `steps` must be at least 1"));
+}
+
+#[test]
+fn overrides_apply_and_are_validated() {
+    let loaded = load_text(
+        "name: x\nmodel: {moe: {experts: 4}}\n",
+        &["model.moe.experts=16", "train.steps=200", "model.pooling.text=map"],
+    )
+    .unwrap();
+    assert_eq!(loaded.spec.model.moe.experts, 16);
+    assert_eq!(loaded.spec.train.steps, 200);
+    assert_eq!(
+        error_lines(
+            "name: x\n",
+            &["model.moe.expert=16", "train.steps=many", "model.moe.top_k=9"]
+        ),
+        [
+            "error: spec.yaml: --set model.moe.expert=16: model.moe.expert: unknown key `expert`",
+            "  hint: did you mean `experts`?",
+            "error: spec.yaml: --set train.steps=many: train.steps: expected a whole number (0 or more), found string \"many\"",
+            "error: spec.yaml: --set model.moe.top_k=9: model.moe.top_k: top_k 9 must be between 1 and experts (4)",
+            "  hint: lower top_k or raise experts to at least 9",
+        ]
+    );
+}
+
+#[test]
+fn syntax_errors_and_unreadable_files() {
+    assert_eq!(
+        error_lines("name: x\nmodel: [1\n", &[]),
+        ["error: spec.yaml:2:8: (top level): invalid YAML: unclosed bracket '['"]
+    );
+    let missing = load_spec(Path::new("/nonexistent/spec.yaml"), &[], &registry()).unwrap_err();
+    assert!(missing.to_string().contains("cannot read the spec"), "{missing}");
+}
