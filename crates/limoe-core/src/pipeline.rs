@@ -98,10 +98,10 @@ fn find_cycle(stages: &[StageSpec]) -> Option<Vec<usize>> {
                 let start = path.iter().position(|&p| p == j).unwrap_or(0);
                 return Some(path[start..].to_vec());
             }
-            if state[j] == 0 {
-                if let Some(cycle) = visit(j, stages, index, state, path) {
-                    return Some(cycle);
-                }
+            if state[j] == 0
+                && let Some(cycle) = visit(j, stages, index, state, path)
+            {
+                return Some(cycle);
             }
         }
         path.pop();

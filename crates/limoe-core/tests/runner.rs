@@ -56,7 +56,11 @@ fn logging_stage(project: &Project, id: &str, needs: &[&str]) -> String {
 }
 
 fn outcomes(report: &RunReport) -> Vec<(&str, &Outcome)> {
-    report.stages.iter().map(|(id, _, o)| (id.as_str(), o)).collect()
+    report
+        .stages
+        .iter()
+        .map(|(id, _, o)| (id.as_str(), o))
+        .collect()
 }
 
 fn ran(report: &RunReport) -> Vec<&str> {
@@ -100,8 +104,14 @@ fn command_outputs_are_hashed_into_the_manifest_and_inputs_passed() {
     let report = p.run(&spec, &[]);
     assert!(report.succeeded(), "{:?}", outcomes(&report));
     let (_, dir, _) = &report.stages[1];
-    assert_eq!(std::fs::read_to_string(dir.join("copy.txt")).unwrap(), "make output\n");
-    assert_eq!(std::fs::read_to_string(dir.join("who.txt")).unwrap(), "exp use\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("copy.txt")).unwrap(),
+        "make output\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("who.txt")).unwrap(),
+        "exp use\n"
+    );
     let key = dir.file_name().unwrap().to_string_lossy()["use-".len()..].to_owned();
     let manifest = Manifest::read_complete(dir, &key).expect("complete manifest");
     let copy = manifest
@@ -113,7 +123,12 @@ fn command_outputs_are_hashed_into_the_manifest_and_inputs_passed() {
     assert_eq!(copy.sha256, sha256_hex(b"make output\n"));
     assert_eq!(manifest.inputs.len(), 1);
     assert_eq!(manifest.inputs[0].id, "make");
-    assert!(manifest.files.iter().any(|f| f.path == Path::new("command.log")));
+    assert!(
+        manifest
+            .files
+            .iter()
+            .any(|f| f.path == Path::new("command.log"))
+    );
 }
 
 #[test]
@@ -131,7 +146,10 @@ fn failed_stage_leaves_no_complete_manifest_and_reruns() {
         panic!("flaky should fail: {:?}", outcomes(&first))
     };
     assert!(error.contains("exited with exit status: 1"), "{error}");
-    assert!(error.contains("trying"), "the error shows the program's output: {error}");
+    assert!(
+        error.contains("trying"),
+        "the error shows the program's output: {error}"
+    );
     let final_dir = &first.stages[1].1;
     assert!(!final_dir.exists(), "no output dir that looks complete");
     let partial = final_dir.with_extension("partial");
@@ -160,7 +178,10 @@ fn force_reruns_a_cached_stage() {
     assert_eq!(ran(&forced), ["a"]);
     assert_eq!(p.log(), "a\nb\na\n");
     let err = runner.plan(&loaded, &["c".to_owned()]).unwrap_err();
-    assert!(err.to_string().contains("--force c: no such stage"), "{err}");
+    assert!(
+        err.to_string().contains("--force c: no such stage"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -181,10 +202,18 @@ fn changing_config_or_a_dependency_changes_the_key() {
     assert_eq!(ran(&p.run(&spec, &[])), Vec::<&str>::new());
     std::fs::write(&script, "echo v2\n").unwrap();
     let after_edit = p.run(&spec, &[]);
-    assert_eq!(ran(&after_edit), ["s"], "editing a dependency reruns the stage");
+    assert_eq!(
+        ran(&after_edit),
+        ["s"],
+        "editing a dependency reruns the stage"
+    );
     assert_ne!(first.stages[0].1, after_edit.stages[0].1);
     let spec = p.spec(&stage("y"));
-    assert_eq!(ran(&p.run(&spec, &[])), ["s"], "changing argv reruns the stage");
+    assert_eq!(
+        ran(&p.run(&spec, &[])),
+        ["s"],
+        "changing argv reruns the stage"
+    );
 }
 
 #[test]

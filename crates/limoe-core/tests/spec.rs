@@ -44,8 +44,12 @@ fn error_lines(text: &str, sets: &[&str]) -> Vec<String> {
 #[test]
 fn shipped_experiments_load() {
     for name in ["tiny", "b16", "l16"] {
-        let loaded = load_spec(&experiments().join(format!("{name}.yaml")), &[], &registry())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let loaded = load_spec(
+            &experiments().join(format!("{name}.yaml")),
+            &[],
+            &registry(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(loaded.spec.name, name);
     }
     let l16 = load_spec(&experiments().join("l16.yaml"), &[], &registry()).unwrap();
@@ -98,7 +102,9 @@ fn unknown_key_names_position_path_and_hint() {
 fn wrong_type_names_what_was_expected() {
     assert_eq!(
         error_lines("name: x\ntrain:\n  steps: lots\n", &[]),
-        ["error: spec.yaml:3:10: train.steps: expected a whole number (0 or more), found string \"lots\""]
+        [
+            "error: spec.yaml:3:10: train.steps: expected a whole number (0 or more), found string \"lots\""
+        ]
     );
 }
 
@@ -164,7 +170,11 @@ train: {steps: 0}
 fn overrides_apply_and_are_validated() {
     let loaded = load_text(
         "name: x\nmodel: {moe: {experts: 4}}\n",
-        &["model.moe.experts=16", "train.steps=200", "model.pooling.text=map"],
+        &[
+            "model.moe.experts=16",
+            "train.steps=200",
+            "model.pooling.text=map",
+        ],
     )
     .unwrap();
     assert_eq!(loaded.spec.model.moe.experts, 16);
@@ -172,7 +182,11 @@ fn overrides_apply_and_are_validated() {
     assert_eq!(
         error_lines(
             "name: x\n",
-            &["model.moe.expert=16", "train.steps=many", "model.moe.top_k=9"]
+            &[
+                "model.moe.expert=16",
+                "train.steps=many",
+                "model.moe.top_k=9"
+            ]
         ),
         [
             "error: spec.yaml: --set model.moe.expert=16: model.moe.expert: unknown key `expert`",
@@ -191,5 +205,8 @@ fn syntax_errors_and_unreadable_files() {
         ["error: spec.yaml:2:8: (top level): invalid YAML: unclosed bracket '['"]
     );
     let missing = load_spec(Path::new("/nonexistent/spec.yaml"), &[], &registry()).unwrap_err();
-    assert!(missing.to_string().contains("cannot read the spec"), "{missing}");
+    assert!(
+        missing.to_string().contains("cannot read the spec"),
+        "{missing}"
+    );
 }

@@ -340,14 +340,14 @@ impl ModelSpec {
                 format!("`{key}` must be at least 1")
             });
         }
-        if self.heads >= 1 && self.width % self.heads != 0 {
+        if self.heads >= 1 && !self.width.is_multiple_of(self.heads) {
             c.error(
                 &at.key("heads"),
                 format!("{} heads do not divide width {}", self.heads, self.width),
                 Some(format!("pick heads from the divisors of {}", self.width)),
             );
         }
-        if self.patch >= 1 && self.image_size % self.patch != 0 {
+        if self.patch >= 1 && !self.image_size.is_multiple_of(self.patch) {
             c.error(
                 &at.key("patch"),
                 format!(

@@ -84,7 +84,7 @@ impl TrainSpec {
                 format!("`{key}` must be at least 1")
             });
         }
-        if self.accumulation >= 1 && self.batch_size % self.accumulation != 0 {
+        if self.accumulation >= 1 && !self.batch_size.is_multiple_of(self.accumulation) {
             c.error(
                 &at.key("accumulation"),
                 format!(

@@ -1,0 +1,153 @@
+//! The `limoe` binary end to end.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn limoe(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_limoe"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("limoe runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn validate_accepts_every_shipped_experiment() {
+    let mut specs: Vec<String> = std::fs::read_dir(root().join("experiments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    specs.sort();
+    assert!(specs.len() >= 2, "tiny.yaml and l16.yaml at least");
+    let mut args = vec!["validate"];
+    args.extend(specs.iter().map(String::as_str));
+    let out = limoe(&args, &root());
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout).matches("ok: ").count(), specs.len());
+}
+
+#[test]
+fn broken_spec_exits_nonzero_with_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("broken.yaml");
+    std::fs::write(
+        &spec,
+        "name: broken\nmodel:\n  moe: {experts: 4, top_k: 8}\n",
+    )
+    .unwrap();
+    let out = limoe(&["validate", spec.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "broken.yaml:3:21: model.moe.top_k: top_k 8 must be between 1 and experts (4)"
+        ),
+        "{err}"
+    );
+    let run = limoe(&["run", spec.to_str().unwrap()], dir.path());
+    assert_eq!(run.status.code(), Some(2));
+    assert!(
+        !dir.path().join("runs").exists(),
+        "nothing runs on an invalid spec"
+    );
+}
+
+#[test]
+fn run_dry_run_plan_and_cached_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("cmd.yaml");
+    std::fs::write(
+        &spec,
+        "name: cmd\nstages:\n  - id: hello\n    uses: command\n    with:\n      argv: [sh, -c, 'echo hi > \"$LIMOE_OUTPUT_DIR/hi.txt\"']\n",
+    )
+    .unwrap();
+    let spec = spec.to_str().unwrap();
+
+    let dry = limoe(&["run", spec, "--dry-run"], dir.path());
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(
+        text(&dry.stdout).contains("will run"),
+        "{}",
+        text(&dry.stdout)
+    );
+    assert!(
+        !dir.path().join("runs").exists(),
+        "--dry-run writes nothing"
+    );
+
+    let first = limoe(&["run", spec], dir.path());
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(
+        text(&first.stdout).contains("hello        done"),
+        "{}",
+        text(&first.stdout)
+    );
+
+    let plan = limoe(&["plan", spec], dir.path());
+    assert!(
+        text(&plan.stdout).contains("cached"),
+        "{}",
+        text(&plan.stdout)
+    );
+
+    let again = limoe(&["run", spec, "-q"], dir.path());
+    assert!(
+        text(&again.stdout).contains("hello        cached"),
+        "{}",
+        text(&again.stdout)
+    );
+
+    let forced = limoe(&["run", spec, "--force", "hello"], dir.path());
+    assert!(
+        text(&forced.stdout).contains("hello        done"),
+        "{}",
+        text(&forced.stdout)
+    );
+
+    let custom = limoe(&["--runs-dir", "elsewhere", "run", spec], dir.path());
+    assert!(custom.status.success());
+    assert!(dir.path().join("elsewhere/cmd/spec.yaml").is_file());
+}
+
+#[test]
+fn default_experiment_runs_the_stages_that_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = root().join("experiments/tiny.yaml");
+    let out = limoe(&["run", tiny.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("not built yet (skipped): ingest, train, eval, analyze"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn stages_lists_the_command_kind_and_every_subcommand_has_help() {
+    let out = limoe(&["stages"], &root());
+    assert!(
+        text(&out.stdout).starts_with("command "),
+        "{}",
+        text(&out.stdout)
+    );
+    for sub in ["run", "validate", "plan", "stages"] {
+        let help = limoe(&[sub, "--help"], &root());
+        assert!(help.status.success());
+        assert!(text(&help.stdout).contains("Usage: limoe"), "{sub}");
+    }
+}
