@@ -33,6 +33,15 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Records an error for each `(key, value)` under `at` whose value is below 1.
+    pub fn at_least_one(&mut self, at: &KeyPath, fields: &[(&str, usize)]) {
+        for (key, value) in fields {
+            self.require(*value >= 1, &at.key(key), || {
+                format!("`{key}` must be at least 1")
+            });
+        }
+    }
+
     /// Adds diagnostics found elsewhere (e.g. by a stage checking its own config).
     pub fn extend(&mut self, diagnostics: Vec<Diagnostic>) {
         self.diagnostics.extend(diagnostics);

@@ -184,12 +184,14 @@ impl DataSpec {
                 _ => {}
             }
         }
-        c.require(self.row_group_rows >= 1, &at.key("row_group_rows"), || {
-            "`row_group_rows` must be at least 1".into()
-        });
-        c.require(self.shard_mib >= 1, &at.key("shard_mib"), || {
-            "`shard_mib` must be at least 1".into()
-        });
+        c.at_least_one(
+            at,
+            &[
+                ("row_group_rows", self.row_group_rows),
+                ("shard_mib", self.shard_mib),
+                ("shuffle_buffer", self.shuffle_buffer),
+            ],
+        );
         let Splits { val, test } = self.splits;
         c.require(
             val >= 0.0 && test >= 0.0 && val + test < 1.0,

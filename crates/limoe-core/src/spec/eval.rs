@@ -131,9 +131,7 @@ impl EvalSpec {
                 || "shots must be at least 1".into(),
             );
         }
-        c.require(self.batch_size >= 1, &at.key("batch_size"), || {
-            "`batch_size` must be at least 1".into()
-        });
+        c.at_least_one(at, &[("batch_size", self.batch_size)]);
         c.require(
             self.retrieval.max_pairs >= 2,
             &at.key("retrieval").key("max_pairs"),

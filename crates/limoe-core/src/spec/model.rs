@@ -326,20 +326,19 @@ impl Default for LogitScale {
 impl ModelSpec {
     /// Checks the values that deserialization cannot (divisibility, ranges).
     pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
-        for (key, value) in [
-            ("width", self.width),
-            ("depth", self.depth),
-            ("mlp_dim", self.mlp_dim),
-            ("heads", self.heads),
-            ("patch", self.patch),
-            ("image_size", self.image_size),
-            ("channels", self.channels),
-            ("text_length", self.text_length),
-        ] {
-            c.require(value >= 1, &at.key(key), || {
-                format!("`{key}` must be at least 1")
-            });
-        }
+        c.at_least_one(
+            at,
+            &[
+                ("width", self.width),
+                ("depth", self.depth),
+                ("mlp_dim", self.mlp_dim),
+                ("heads", self.heads),
+                ("patch", self.patch),
+                ("image_size", self.image_size),
+                ("channels", self.channels),
+                ("text_length", self.text_length),
+            ],
+        );
         if self.heads >= 1 && !self.width.is_multiple_of(self.heads) {
             c.error(
                 &at.key("heads"),
@@ -361,9 +360,7 @@ impl ModelSpec {
             "`vocab_size` must be at least 2".into()
         });
         if let Some(embed) = self.embed_dim {
-            c.require(embed >= 1, &at.key("embed_dim"), || {
-                "`embed_dim` must be at least 1".into()
-            });
+            c.at_least_one(at, &[("embed_dim", embed)]);
         }
         self.check_moe(&at.key("moe"), c);
         self.check_aux(&at.key("aux"), c);
@@ -382,9 +379,7 @@ impl ModelSpec {
 
     fn check_moe(&self, at: &KeyPath, c: &mut Checker) {
         let moe = &self.moe;
-        c.require(moe.experts >= 1, &at.key("experts"), || {
-            "`experts` must be at least 1".into()
-        });
+        c.at_least_one(at, &[("experts", moe.experts)]);
         if moe.top_k == 0 || moe.top_k > moe.experts {
             c.error(
                 &at.key("top_k"),
@@ -399,9 +394,7 @@ impl ModelSpec {
             );
         }
         if let Some(every) = moe.every {
-            c.require(every >= 1, &at.key("every"), || {
-                "`every` must be at least 1".into()
-            });
+            c.at_least_one(at, &[("every", every)]);
         }
         if let Some(last) = moe.last {
             c.require(last >= 1 && last <= self.depth, &at.key("last"), || {
@@ -424,9 +417,7 @@ impl ModelSpec {
             "`noise` must be zero or positive".into()
         });
         if let Some(group) = moe.group_size {
-            c.require(group >= 1, &at.key("group_size"), || {
-                "`group_size` must be at least 1".into()
-            });
+            c.at_least_one(at, &[("group_size", group)]);
         }
     }
 

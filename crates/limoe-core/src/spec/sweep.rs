@@ -83,9 +83,7 @@ impl SweepSpec {
         }
         if let Some(random) = &self.random {
             let here = at.key("random");
-            c.require(random.trials >= 1, &here.key("trials"), || {
-                "`trials` must be at least 1".into()
-            });
+            c.at_least_one(&here, &[("trials", random.trials)]);
             for (key, dist) in &random.params {
                 let param = here.key("params").key(key);
                 check_target(key, &param, c);

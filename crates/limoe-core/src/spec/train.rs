@@ -72,18 +72,17 @@ impl Default for TrainSpec {
 
 impl TrainSpec {
     pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
-        for (key, value) in [
-            ("steps", self.steps),
-            ("batch_size", self.batch_size),
-            ("accumulation", self.accumulation),
-            ("eval_every", self.eval_every),
-            ("checkpoint_every", self.checkpoint_every),
-            ("keep_checkpoints", self.keep_checkpoints),
-        ] {
-            c.require(value >= 1, &at.key(key), || {
-                format!("`{key}` must be at least 1")
-            });
-        }
+        c.at_least_one(
+            at,
+            &[
+                ("steps", self.steps),
+                ("batch_size", self.batch_size),
+                ("accumulation", self.accumulation),
+                ("eval_every", self.eval_every),
+                ("checkpoint_every", self.checkpoint_every),
+                ("keep_checkpoints", self.keep_checkpoints),
+            ],
+        );
         if self.accumulation >= 1 && !self.batch_size.is_multiple_of(self.accumulation) {
             c.error(
                 &at.key("accumulation"),
