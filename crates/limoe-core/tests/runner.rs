@@ -224,3 +224,89 @@ fn a_damaged_output_is_not_taken_as_cached() {
     std::fs::write(first.stages[0].1.join("out.txt"), "cut").unwrap();
     assert_eq!(ran(&p.run(&spec, &[])), ["a"]);
 }
+
+/// A Rust stage that records what it found in its output directory, then fails, panics or
+/// succeeds as told by a file next to the runs directory.
+struct Probe {
+    resumable: bool,
+}
+
+impl limoe_core::Stage for Probe {
+    fn kind(&self) -> &'static str {
+        "probe"
+    }
+    fn about(&self) -> &'static str {
+        "test stage"
+    }
+    fn resumable(&self) -> bool {
+        self.resumable
+    }
+    fn run(&self, ctx: &limoe_core::StageContext) -> anyhow::Result<()> {
+        let leftover = ctx.out_dir.join("step.txt").exists();
+        std::fs::write(ctx.out_dir.join("step.txt"), format!("leftover={leftover}"))?;
+        let mode_file = ctx
+            .out_dir
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("mode");
+        match std::fs::read_to_string(mode_file)
+            .unwrap_or_default()
+            .trim()
+        {
+            "fail" => anyhow::bail!("told to fail"),
+            "panic" => panic!("told to panic"),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn probe_project(resumable: bool) -> (Project, PathBuf) {
+    let mut p = Project::new();
+    p.registry.register(Probe { resumable });
+    let spec = p.spec("  - {id: p, uses: probe}\n");
+    (p, spec)
+}
+
+#[test]
+fn interrupted_output_is_cleared_unless_the_stage_resumes() {
+    for resumable in [false, true] {
+        let (p, spec) = probe_project(resumable);
+        std::fs::write(p.path("mode"), "fail").unwrap();
+        assert!(!p.run(&spec, &[]).succeeded());
+        std::fs::write(p.path("mode"), "ok").unwrap();
+        let report = p.run(&spec, &[]);
+        assert!(report.succeeded());
+        let step = std::fs::read_to_string(report.stages[0].1.join("step.txt")).unwrap();
+        assert_eq!(step, format!("leftover={resumable}"));
+    }
+}
+
+#[test]
+fn a_panicking_stage_fails_cleanly() {
+    let (p, spec) = probe_project(false);
+    std::fs::write(p.path("mode"), "panic").unwrap();
+    let report = p.run(&spec, &[]);
+    let Outcome::Failed { error } = &report.stages[0].2 else {
+        panic!("expected a failure")
+    };
+    assert!(
+        error.contains("the stage panicked: told to panic"),
+        "{error}"
+    );
+    assert!(!report.stages[0].1.exists());
+}
+
+#[test]
+fn a_stage_with_settings_it_does_not_take_is_rejected() {
+    let (p, _) = probe_project(false);
+    let spec = p.spec("  - {id: p, uses: probe, with: {x: 1}}\n");
+    let errors = load_spec(&spec, &[], &p.registry).unwrap_err().to_string();
+    assert!(
+        errors.contains("stages[0].with: stage kind `probe` takes no settings"),
+        "{errors}"
+    );
+}
