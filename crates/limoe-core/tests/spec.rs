@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use limoe_core::command::CommandStage;
-use limoe_core::spec::{Arch, Size, SpecErrors};
+use limoe_core::spec::{Arch, Limit, Size, Source, SpecErrors, Synthetic};
 use limoe_core::{LoadedSpec, Registry, load_spec};
 
 fn registry() -> Registry {
@@ -75,7 +75,11 @@ fn resolved_spec_round_trips() {
 
 #[test]
 fn short_spec_gets_defaults_and_presets() {
-    let loaded = load_text("model: {size: B}\n", &[]).unwrap();
+    let loaded = load_text(
+        "model: {size: B}\ndata: {sources: [mnist, {synthetic: {pairs: 8}}]}\n",
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let spec = &loaded.spec;
     assert_eq!(spec.name, "spec", "the name defaults to the file stem");
     assert_eq!(spec.model.arch, Arch::Limoe);
@@ -83,6 +87,14 @@ fn short_spec_gets_defaults_and_presets() {
     assert_eq!((spec.model.width, spec.model.depth), (768, 12));
     assert_eq!(spec.model.moe.experts, 8);
     assert_eq!(spec.train.batch_size, 64);
+    assert_eq!(
+        spec.data.sources,
+        [
+            Source::Mnist(Limit::default()),
+            Source::Synthetic(Synthetic { pairs: 8 })
+        ],
+        "a bare source name takes its defaults"
+    );
     let ids: Vec<&str> = loaded.unavailable.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["ingest", "train", "eval", "analyze"]);
 }

@@ -403,17 +403,17 @@ impl<'de> EnumAccess<'de> for Variant<'de> {
     }
 }
 
+/// The settings of a variant written as a bare name: none, so its defaults apply.
+static NO_SETTINGS: Node = Node {
+    value: Value::Map(Vec::new()),
+    origin: Origin::Default,
+};
+
 impl<'de> Variant<'de> {
-    fn content(&self) -> Result<NodeDeserializer<'de>, DeError> {
+    fn content(&self) -> NodeDeserializer<'de> {
         match self.content {
-            Some(entry) => Ok(NodeDeserializer::new(
-                &entry.node,
-                self.path.key(&entry.key),
-            )),
-            None => Err(DeError::custom(format!(
-                "`{}` needs settings: write it as `{}: {{...}}`",
-                self.name, self.name
-            ))),
+            Some(entry) => NodeDeserializer::new(&entry.node, self.path.key(&entry.key)),
+            None => NodeDeserializer::new(&NO_SETTINGS, self.path.clone()),
         }
     }
 }
@@ -434,11 +434,11 @@ impl<'de> VariantAccess<'de> for Variant<'de> {
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, DeError> {
-        seed.deserialize(self.content()?)
+        seed.deserialize(self.content())
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
-        de::Deserializer::deserialize_any(self.content()?, visitor)
+        de::Deserializer::deserialize_any(self.content(), visitor)
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -446,7 +446,7 @@ impl<'de> VariantAccess<'de> for Variant<'de> {
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
-        de::Deserializer::deserialize_any(self.content()?, visitor)
+        de::Deserializer::deserialize_any(self.content(), visitor)
     }
 }
 

@@ -118,7 +118,8 @@ impl TrainSpec {
         });
         if let Some(clip) = self.grad_clip {
             c.require(clip > 0.0, &at.key("grad_clip"), || {
-                "`grad_clip` must be positive (leave it out to switch clipping off)".into()
+                "`grad_clip` must be positive (write `grad_clip: null` to switch clipping off)"
+                    .into()
             });
         }
     }
