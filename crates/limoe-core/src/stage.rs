@@ -81,18 +81,6 @@ pub struct StageContext<'a> {
     pub progress: &'a Progress,
 }
 
-impl StageContext<'_> {
-    /// The output of the upstream stage `id`, or an error naming the missing `needs`.
-    pub fn input(&self, id: &str) -> anyhow::Result<&Artifact> {
-        self.inputs.get(id).ok_or_else(|| {
-            anyhow::anyhow!(
-                "stage `{}` needs the output of `{id}`; add `{id}` to its `needs`",
-                self.stage.id
-            )
-        })
-    }
-}
-
 /// Progress bars for long stages; drawn on stderr unless hidden (`-q`, or not a terminal).
 #[derive(Clone)]
 pub struct Progress {

@@ -26,7 +26,7 @@ pub use de::{DeError, Lenient, NodeDeserializer, deserialize_all, deserialize_le
 pub use diagnostic::{Diagnostic, SpecErrors, did_you_mean};
 pub use eval::{EvalDataset, EvalSpec, FewShot, Retrieval, ZeroShot};
 pub use model::{
-    Arch, AuxSpec, Capacity, LogitScale, ModelSpec, MoeSpec, PerModality, Pooling, Preset, Size,
+    Arch, AuxSpec, Capacity, LogitScale, ModelSpec, MoeSpec, PerModality, Pooling, Size,
 };
 pub use node::{Entry, Node, Origin, Value};
 pub use overrides::apply_overrides;

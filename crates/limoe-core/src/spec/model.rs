@@ -35,37 +35,7 @@ pub enum Size {
     H,
 }
 
-/// The values a size preset supplies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Preset {
-    /// Model width.
-    pub width: usize,
-    /// Number of transformer blocks.
-    pub depth: usize,
-    /// Hidden size of each MLP (and each expert).
-    pub mlp_dim: usize,
-    /// Attention heads.
-    pub heads: usize,
-    /// Patch side in pixels.
-    pub patch: usize,
-    /// Image side in pixels.
-    pub image_size: usize,
-    /// Text tokens per caption.
-    pub text_length: usize,
-    /// Tokenizer vocabulary size.
-    pub vocab_size: usize,
-    /// Experts per MoE block.
-    pub experts: usize,
-    /// An MoE block every `every` blocks.
-    pub every: usize,
-    /// MoE blocks only among the last `last` blocks.
-    pub last: Option<usize>,
-}
-
 impl Size {
-    /// All preset names, as written in a spec.
-    pub const NAMES: [&'static str; 5] = ["tiny", "S", "B", "L", "H"];
-
     /// Reads a preset name as written in a spec.
     pub fn from_name(name: &str) -> Option<Size> {
         Some(match name {
@@ -78,39 +48,36 @@ impl Size {
         })
     }
 
-    /// The shape this preset stands for (V-MoE backbones; experts as in the LIMoE paper).
-    pub fn preset(self) -> Preset {
-        let paper = |width, depth, mlp_dim, heads, patch, experts, last| Preset {
-            width,
-            depth,
-            mlp_dim,
-            heads,
-            patch,
-            image_size: 224,
-            text_length: 16,
-            vocab_size: 49408,
-            experts,
-            every: 2,
-            last,
+    /// The model keys this preset fills, with their values: width, depth, mlp_dim, heads,
+    /// patch, image_size, text_length, vocab_size (V-MoE backbones; 224 px, 16 tokens).
+    pub fn shape(self) -> [(&'static str, usize); 8] {
+        let (width, depth, mlp_dim, heads, patch, image_size, vocab_size) = match self {
+            Size::Tiny => (64, 4, 256, 4, 8, 32, 4096),
+            Size::S => (512, 8, 2048, 8, 16, 224, 49408),
+            Size::B => (768, 12, 3072, 12, 16, 224, 49408),
+            Size::L => (1024, 24, 4096, 16, 16, 224, 49408),
+            Size::H => (1280, 32, 5120, 16, 14, 224, 49408),
         };
+        [
+            ("width", width),
+            ("depth", depth),
+            ("mlp_dim", mlp_dim),
+            ("heads", heads),
+            ("patch", patch),
+            ("image_size", image_size),
+            ("text_length", 16),
+            ("vocab_size", vocab_size),
+        ]
+    }
+
+    /// Experts per MoE block, and the placement `(every, last)`, as the LIMoE paper reads:
+    /// 8 experts for B/16, 32 for L/16 and H/14 (H/14: 12 MoE blocks among the last 24).
+    pub fn routing(self) -> (usize, usize, Option<usize>) {
         match self {
-            Size::Tiny => Preset {
-                width: 64,
-                depth: 4,
-                mlp_dim: 256,
-                heads: 4,
-                patch: 8,
-                image_size: 32,
-                text_length: 16,
-                vocab_size: 4096,
-                experts: 4,
-                every: 2,
-                last: None,
-            },
-            Size::S => paper(512, 8, 2048, 8, 16, 8, None),
-            Size::B => paper(768, 12, 3072, 12, 16, 8, None),
-            Size::L => paper(1024, 24, 4096, 16, 16, 32, None),
-            Size::H => paper(1280, 32, 5120, 16, 14, 32, Some(24)),
+            Size::Tiny => (4, 2, None),
+            Size::S | Size::B => (8, 2, None),
+            Size::L => (32, 2, None),
+            Size::H => (32, 2, Some(24)),
         }
     }
 }

@@ -51,14 +51,6 @@ impl KeyPath {
         KeyPath(segments)
     }
 
-    /// The last mapping key of the path, if it ends in one.
-    pub fn last_key(&self) -> Option<&str> {
-        match self.0.last() {
-            Some(Segment::Key(k)) => Some(k),
-            _ => None,
-        }
-    }
-
     /// True when `self` is `other` or one of its ancestors.
     pub fn is_prefix_of(&self, other: &KeyPath) -> bool {
         other.0.starts_with(&self.0)

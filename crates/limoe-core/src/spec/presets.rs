@@ -16,26 +16,17 @@ pub fn fill_defaults(tree: &mut Node, file_stem: &str) {
             _ => None,
         })
         .unwrap_or_default();
-    let p = size.preset();
     let model = KeyPath::root().key("model");
-    for (key, value) in [
-        ("width", p.width),
-        ("depth", p.depth),
-        ("mlp_dim", p.mlp_dim),
-        ("heads", p.heads),
-        ("patch", p.patch),
-        ("image_size", p.image_size),
-        ("text_length", p.text_length),
-        ("vocab_size", p.vocab_size),
-    ] {
+    for (key, value) in size.shape() {
         insert_default_at(tree, &model.key(key), Value::Int(value as i64));
     }
+    let (experts, every, last) = size.routing();
     let moe = model.key("moe");
-    insert_default_at(tree, &moe.key("experts"), Value::Int(p.experts as i64));
+    insert_default_at(tree, &moe.key("experts"), Value::Int(experts as i64));
     let has = |tree: &Node, key: &str| tree.at(&moe.key(key)).is_some();
     if !has(tree, "every") && !has(tree, "last") {
-        insert_default_at(tree, &moe.key("every"), Value::Int(p.every as i64));
-        if let Some(last) = p.last {
+        insert_default_at(tree, &moe.key("every"), Value::Int(every as i64));
+        if let Some(last) = last {
             insert_default_at(tree, &moe.key("last"), Value::Int(last as i64));
         }
     }
