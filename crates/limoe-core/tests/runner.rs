@@ -167,7 +167,13 @@ fn failed_stage_leaves_no_complete_manifest_and_reruns() {
 #[test]
 fn force_reruns_a_cached_stage() {
     let p = Project::new();
-    let spec = p.spec(&[logging_stage(&p, "a", &[]), logging_stage(&p, "b", &["a"])].concat());
+    let spec = p.spec(
+        &[
+            logging_stage(&p, "a", &[]),
+            logging_stage(&p, "b.v2", &["a"]),
+        ]
+        .concat(),
+    );
     p.run(&spec, &[]);
     let loaded = load_spec(&spec, &[], &p.registry).unwrap();
     let runner = Runner::new(&p.registry, p.path("runs"), Progress::new(false));
@@ -176,7 +182,21 @@ fn force_reruns_a_cached_stage() {
     assert_eq!(plan.stages[1].status, Status::Cached);
     let forced = p.run(&spec, &["a"]);
     assert_eq!(ran(&forced), ["a"]);
-    assert_eq!(p.log(), "a\nb\na\n");
+    let again = p.run(&spec, &["b.v2"]);
+    assert_eq!(ran(&again), ["b.v2"]);
+    assert_eq!(p.log(), "a\nb.v2\na\nb.v2\n");
+    let entries: Vec<String> = std::fs::read_dir(p.path("runs/exp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            !name.starts_with('.') && !name.ends_with(".json") && !name.ends_with(".yaml")
+        })
+        .collect();
+    assert_eq!(
+        entries.len(),
+        2,
+        "one output per stage, no leftovers: {entries:?}"
+    );
     let err = runner.plan(&loaded, &["c".to_owned()]).unwrap_err();
     assert!(
         err.to_string().contains("--force c: no such stage"),

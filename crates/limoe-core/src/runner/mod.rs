@@ -372,7 +372,9 @@ impl<'a> Runner<'a> {
 /// Moves the finished `from` to `to`, replacing an earlier output there (when forced).
 fn replace_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     if to.exists() {
-        let old = to.with_extension(format!("old-{}", std::process::id()));
+        let mut old = to.as_os_str().to_owned();
+        old.push(format!(".old-{}", std::process::id()));
+        let old = PathBuf::from(old);
         std::fs::rename(to, &old).with_context(|| format!("cannot move {}", to.display()))?;
         std::fs::remove_dir_all(&old)
             .with_context(|| format!("cannot remove {}", old.display()))?;
