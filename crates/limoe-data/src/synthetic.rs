@@ -1,0 +1,305 @@
+//! Procedurally drawn scenes of coloured shapes with compositional captions
+//! ("a large red circle left of a small blue square"). Needs no downloads; pair `i` of a
+//! seed is always the same, so any number of pairs can be drawn in any order or in parallel.
+//! The label of a pair is the shape of its main object (the first one the caption names).
+
+use std::fmt;
+
+/// Shape names, in label order.
+pub const SHAPES: [&str; 4] = ["circle", "square", "triangle", "cross"];
+
+/// Colour names and their RGB values.
+pub const COLORS: [(&str, [u8; 3]); 6] = [
+    ("red", [220, 40, 40]),
+    ("green", [40, 170, 60]),
+    ("blue", [40, 80, 220]),
+    ("yellow", [230, 200, 30]),
+    ("purple", [140, 60, 180]),
+    ("orange", [240, 130, 20]),
+];
+
+const BACKGROUND: [u8; 3] = [255, 255, 255];
+
+/// Relations between the main object and the second one.
+const RELATIONS: [Relation; 4] = [
+    Relation::LeftOf,
+    Relation::RightOf,
+    Relation::Above,
+    Relation::Below,
+];
+
+/// One generated image-text pair.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyntheticPair {
+    /// Stable key: `synthetic-<seed>-<index>`.
+    pub key: String,
+    /// The image, PNG-encoded RGB.
+    pub png: Vec<u8>,
+    /// The caption.
+    pub caption: String,
+    /// Index of the main object's shape in [`SHAPES`].
+    pub label: i32,
+    /// The main object's shape name.
+    pub label_name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Relation {
+    LeftOf,
+    RightOf,
+    Above,
+    Below,
+}
+
+impl fmt::Display for Relation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Relation::LeftOf => "left of",
+            Relation::RightOf => "right of",
+            Relation::Above => "above",
+            Relation::Below => "below",
+        })
+    }
+}
+
+/// One object of a scene, in pixels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Object {
+    shape: usize,
+    color: usize,
+    large: bool,
+    center: (f32, f32),
+    radius: f32,
+}
+
+impl Object {
+    fn phrase(&self) -> String {
+        let size = if self.large { "large" } else { "small" };
+        format!("a {size} {} {}", COLORS[self.color].0, SHAPES[self.shape])
+    }
+
+    /// True when the pixel centre (x, y) lies inside the shape.
+    fn covers(&self, x: f32, y: f32) -> bool {
+        let (dx, dy) = (x - self.center.0, y - self.center.1);
+        let r = self.radius;
+        match self.shape {
+            0 => dx * dx + dy * dy <= r * r,
+            1 => dx.abs() <= 0.85 * r && dy.abs() <= 0.85 * r,
+            2 => dy.abs() <= r && dx.abs() <= (dy + r) / 2.0,
+            _ => {
+                let arm = r / 3.0;
+                (dx.abs() <= arm && dy.abs() <= r) || (dy.abs() <= arm && dx.abs() <= r)
+            }
+        }
+    }
+}
+
+/// SplitMix64: a tiny generator whose sequence never changes between versions, so a
+/// dataset is reproducible from its seed forever.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, n).
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Uniform in [low, high].
+    fn between(&mut self, low: f32, high: f32) -> f32 {
+        low + (high - low) * self.unit()
+    }
+}
+
+/// Draws pair `index` of the dataset of `seed`, on a square canvas of `image_size` pixels
+/// (at least 8).
+pub fn generate(seed: u64, index: u64, image_size: u32) -> SyntheticPair {
+    let mut rng = SplitMix64(seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d));
+    let side = image_size.max(8) as f32;
+    let object = |rng: &mut SplitMix64, not_like: Option<&Object>| loop {
+        let large = rng.below(2) == 1;
+        let candidate = Object {
+            shape: rng.below(SHAPES.len()),
+            color: rng.below(COLORS.len()),
+            large,
+            center: (0.0, 0.0),
+            radius: side * if large { 0.2 } else { 0.12 },
+        };
+        let same =
+            not_like.is_some_and(|o| o.shape == candidate.shape && o.color == candidate.color);
+        if !same {
+            return candidate;
+        }
+    };
+    let mut main = object(&mut rng, None);
+    let second =
+        (rng.below(10) < 7).then(|| (object(&mut rng, Some(&main)), RELATIONS[rng.below(4)]));
+    let place = |rng: &mut SplitMix64, o: &Object, x: (f32, f32), y: (f32, f32)| {
+        // x and y are the allowed band of the centre, as fractions of the side.
+        let lo = |f: f32| (f * side).max(o.radius);
+        let hi = |f: f32| (f * side).min(side - o.radius);
+        (
+            rng.between(lo(x.0), hi(x.1).max(lo(x.0))),
+            rng.between(lo(y.0), hi(y.1).max(lo(y.0))),
+        )
+    };
+    let (caption, objects) = match second {
+        None => {
+            main.center = place(&mut rng, &main, (0.0, 1.0), (0.0, 1.0));
+            (main.phrase(), vec![main])
+        }
+        Some((mut other, relation)) => {
+            let (first_half, second_half) = ((0.0, 0.5), (0.5, 1.0));
+            let whole = (0.0, 1.0);
+            let (main_band, other_band) = match relation {
+                Relation::LeftOf => ((first_half, whole), (second_half, whole)),
+                Relation::RightOf => ((second_half, whole), (first_half, whole)),
+                Relation::Above => ((whole, first_half), (whole, second_half)),
+                Relation::Below => ((whole, second_half), (whole, first_half)),
+            };
+            main.center = place(&mut rng, &main, main_band.0, main_band.1);
+            other.center = place(&mut rng, &other, other_band.0, other_band.1);
+            (
+                format!("{} {relation} {}", main.phrase(), other.phrase()),
+                vec![other, main],
+            )
+        }
+    };
+    let png = render_png(image_size.max(8), &objects);
+    SyntheticPair {
+        key: format!("synthetic-{seed}-{index}"),
+        png,
+        caption,
+        label: main.shape as i32,
+        label_name: SHAPES[main.shape].to_owned(),
+    }
+}
+
+/// Paints `objects` in order (later on top) on a white canvas and encodes it as PNG.
+fn render_png(side: u32, objects: &[Object]) -> Vec<u8> {
+    let mut pixels = Vec::with_capacity((side * side * 3) as usize);
+    for y in 0..side {
+        for x in 0..side {
+            let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
+            let color = objects
+                .iter()
+                .rev()
+                .find(|o| o.covers(px, py))
+                .map_or(BACKGROUND, |o| COLORS[o.color].1);
+            pixels.extend_from_slice(&color);
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, side, side);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    // Writing a correctly sized RGB8 buffer into a Vec cannot fail.
+    let mut writer = encoder.write_header().expect("PNG header into memory");
+    writer
+        .write_image_data(&pixels)
+        .expect("PNG data into memory");
+    writer.finish().expect("PNG end into memory");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(png_bytes: &[u8]) -> (u32, Vec<u8>) {
+        let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        assert_eq!(info.width, info.height);
+        buf.truncate(info.buffer_size());
+        (info.width, buf)
+    }
+
+    #[test]
+    fn pairs_are_reproducible_and_varied() {
+        assert_eq!(generate(7, 3, 32), generate(7, 3, 32));
+        assert_ne!(generate(7, 3, 32).caption, generate(8, 3, 32).caption);
+        let captions: std::collections::BTreeSet<String> =
+            (0..200).map(|i| generate(0, i, 32).caption).collect();
+        assert!(
+            captions.len() > 150,
+            "only {} distinct captions",
+            captions.len()
+        );
+        let labels: std::collections::BTreeSet<i32> =
+            (0..200).map(|i| generate(0, i, 32).label).collect();
+        assert_eq!(labels.len(), SHAPES.len(), "every shape appears as a label");
+    }
+
+    #[test]
+    fn caption_names_the_label_and_the_image_shows_its_colour() {
+        for index in 0..50 {
+            let pair = generate(1, index, 32);
+            assert_eq!(pair.key, format!("synthetic-1-{index}"));
+            assert_eq!(SHAPES[pair.label as usize], pair.label_name);
+            let words: Vec<&str> = pair.caption.split(' ').collect();
+            assert_eq!(words[0], "a");
+            assert!(["small", "large"].contains(&words[1]), "{}", pair.caption);
+            assert_eq!(words[3], pair.label_name, "{}", pair.caption);
+            let color = COLORS.iter().find(|(name, _)| *name == words[2]).unwrap().1;
+            let (side, pixels) = decode(&pair.png);
+            assert_eq!(side, 32);
+            let painted = pixels.chunks(3).filter(|p| *p == color).count();
+            assert!(
+                painted >= 10,
+                "{}: only {painted} pixels of {}",
+                pair.caption,
+                words[2]
+            );
+        }
+    }
+
+    #[test]
+    fn relations_place_objects_on_the_named_side() {
+        let mut checked = 0;
+        for index in 0..300 {
+            let pair = generate(2, index, 64);
+            let Some(rest) = pair.caption.strip_prefix("a ") else {
+                continue;
+            };
+            let words: Vec<&str> = rest.split(' ').collect();
+            if words.len() < 7 || words[3] != "left" {
+                continue;
+            }
+            // "a SIZE COLOR SHAPE left of a SIZE COLOR SHAPE": the main colour's mean x is
+            // smaller than the other's.
+            let (first, second) = (words[1], words[7]);
+            if first == second {
+                continue;
+            }
+            let (side, pixels) = decode(&pair.png);
+            let mean_x = |name: &str| {
+                let rgb = COLORS.iter().find(|(n, _)| *n == name).unwrap().1;
+                let xs: Vec<f32> = pixels
+                    .chunks(3)
+                    .enumerate()
+                    .filter(|(_, p)| *p == rgb)
+                    .map(|(i, _)| (i as u32 % side) as f32)
+                    .collect();
+                xs.iter().sum::<f32>() / xs.len().max(1) as f32
+            };
+            assert!(mean_x(first) < mean_x(second), "{}", pair.caption);
+            checked += 1;
+        }
+        assert!(checked >= 10, "only {checked} `left of` scenes checked");
+    }
+}
