@@ -2,10 +2,12 @@
 
 use limoe_core::Registry;
 use limoe_core::command::CommandStage;
+use limoe_data::IngestStage;
 
 /// Every stage kind of this build.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry.register(CommandStage);
+    registry.register(IngestStage);
     registry
 }

@@ -91,7 +91,10 @@ fn short_spec_gets_defaults_and_presets() {
         spec.data.sources,
         [
             Source::Mnist(Limit::default()),
-            Source::Synthetic(Synthetic { pairs: 8 })
+            Source::Synthetic(Synthetic {
+                pairs: 8,
+                image_size: 32
+            })
         ],
         "a bare source name takes its defaults"
     );

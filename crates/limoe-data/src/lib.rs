@@ -1,5 +1,12 @@
 //! Parquet shards of image-text pairs: schema, writer, streaming loader, importers.
 //!
-//! Built so far: the synthetic scene generator ([`synthetic`]).
+//! Built so far: the canonical schema, the shard writer with `index.json`, key-hash splits,
+//! the synthetic scene generator, and the `ingest` stage for synthetic sources.
 
+mod ingest;
+pub mod schema;
+pub mod shards;
+pub mod split;
 pub mod synthetic;
+
+pub use ingest::IngestStage;

@@ -83,11 +83,16 @@ pub enum Source {
 pub struct Synthetic {
     /// Number of pairs to draw.
     pub pairs: usize,
+    /// Side of the drawn images in pixels.
+    pub image_size: u32,
 }
 
 impl Default for Synthetic {
     fn default() -> Synthetic {
-        Synthetic { pairs: 4096 }
+        Synthetic {
+            pairs: 4096,
+            image_size: 32,
+        }
     }
 }
 
@@ -176,7 +181,11 @@ impl DataSpec {
             let here = at.key("sources").index(i);
             match source {
                 Source::Synthetic(s) => {
-                    c.require(s.pairs >= 1, &here, || "`pairs` must be at least 1".into())
+                    let here = here.key("synthetic");
+                    c.at_least_one(&here, &[("pairs", s.pairs)]);
+                    c.require(s.image_size >= 8, &here.key("image_size"), || {
+                        "`image_size` must be at least 8 pixels".into()
+                    });
                 }
                 Source::Emoji(e) => c.require(!e.styles.is_empty(), &here, || {
                     "`styles` needs at least one style".into()
