@@ -4,6 +4,7 @@
 //! the synthetic scene generator, and the `ingest` stage for synthetic sources.
 
 mod ingest;
+mod mix;
 pub mod schema;
 pub mod shards;
 pub mod split;

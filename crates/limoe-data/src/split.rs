@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use limoe_core::spec::Splits;
 
+use crate::mix::mix64;
+
 /// Which part of a dataset a pair belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -36,11 +38,7 @@ impl Split {
         let fnv = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
         });
-        let mut z = fnv;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+        let u = (mix64(fnv) >> 11) as f64 / (1u64 << 53) as f64;
         if u < fractions.val {
             Split::Val
         } else if u < fractions.val + fractions.test {

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::mix::mix64;
+
 /// Shape names, in label order.
 pub const SHAPES: [&str; 4] = ["circle", "square", "triangle", "cross"];
 
@@ -101,10 +103,7 @@ struct SplitMix64(u64);
 impl SplitMix64 {
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        mix64(self.0)
     }
 
     /// Uniform in [0, n).
