@@ -1,9 +1,11 @@
 //! Parquet shards of image-text pairs: schema, writer, streaming loader, importers.
 //!
 //! Built so far: the canonical schema, the shard writer with `index.json`, key-hash splits,
-//! the synthetic scene generator, and the `ingest` stage for synthetic sources.
+//! the synthetic scene generator, the `ingest` stage for synthetic sources, and the
+//! streaming [`loader::Loader`] (seeded per-epoch order, shuffle buffer).
 
 mod ingest;
+pub mod loader;
 mod mix;
 pub mod schema;
 pub mod shards;

@@ -57,6 +57,8 @@ pub struct ShardInfo {
     pub split: Split,
     /// Rows.
     pub rows: usize,
+    /// Row groups (the unit of streaming and shuffling).
+    pub row_groups: usize,
     /// Size in bytes.
     pub bytes: u64,
     /// Hex SHA-256 of the file.
@@ -190,12 +192,14 @@ impl SplitWriter {
         let Some((writer, name, rows)) = self.open.take() else {
             return Ok(());
         };
+        let row_groups = writer.flushed_row_groups().len();
         writer.close()?;
         let (bytes, sha256) = hash_file(&dir.join(&name))?;
         self.done.push(ShardInfo {
             file: name,
             split: self.split,
             rows,
+            row_groups,
             bytes,
             sha256,
         });

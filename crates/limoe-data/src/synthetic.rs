@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::mix::mix64;
+use crate::mix::SplitMix64;
 
 /// Shape names, in label order.
 pub const SHAPES: [&str; 4] = ["circle", "square", "triangle", "cross"];
@@ -93,32 +93,6 @@ impl Object {
                 (dx.abs() <= arm && dy.abs() <= r) || (dy.abs() <= arm && dx.abs() <= r)
             }
         }
-    }
-}
-
-/// SplitMix64: a tiny generator whose sequence never changes between versions, so a
-/// dataset is reproducible from its seed forever.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix64(self.0)
-    }
-
-    /// Uniform in [0, n).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Uniform in [low, high].
-    fn between(&mut self, low: f32, high: f32) -> f32 {
-        low + (high - low) * self.unit()
     }
 }
 
