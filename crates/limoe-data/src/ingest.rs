@@ -5,7 +5,7 @@ use anyhow::bail;
 use limoe_core::spec::{Section, Source};
 use limoe_core::{Stage, StageContext};
 
-use crate::shards::{DatasetWriter, Pair, ShardLayout};
+use crate::shards::{DatasetWriter, ShardLayout};
 use crate::synthetic;
 
 /// The `ingest` stage kind.
@@ -36,15 +36,11 @@ impl Stage for IngestStage {
                 Source::Synthetic(settings) => {
                     let bar = ctx.progress.bar(settings.pairs as u64, "synthetic");
                     for index in 0..settings.pairs as u64 {
-                        let pair = synthetic::generate(ctx.spec.seed, index, settings.image_size);
-                        writer.add(Pair {
-                            key: pair.key,
-                            image: pair.png,
-                            caption: pair.caption,
-                            label: Some(pair.label),
-                            label_name: Some(pair.label_name),
-                            source: "synthetic".into(),
-                        })?;
+                        writer.add(synthetic::generate(
+                            ctx.spec.seed,
+                            index,
+                            settings.image_size,
+                        ))?;
                         bar.inc(1);
                     }
                     bar.finish_and_clear();

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use crate::mix::SplitMix64;
+use crate::shards::Pair;
 
 /// Shape names, in label order.
 pub const SHAPES: [&str; 4] = ["circle", "square", "triangle", "cross"];
@@ -29,21 +30,6 @@ const RELATIONS: [Relation; 4] = [
     Relation::Above,
     Relation::Below,
 ];
-
-/// One generated image-text pair.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SyntheticPair {
-    /// Stable key: `synthetic-<seed>-<index>`.
-    pub key: String,
-    /// The image, PNG-encoded RGB.
-    pub png: Vec<u8>,
-    /// The caption.
-    pub caption: String,
-    /// Index of the main object's shape in [`SHAPES`].
-    pub label: i32,
-    /// The main object's shape name.
-    pub label_name: String,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Relation {
@@ -97,8 +83,9 @@ impl Object {
 }
 
 /// Draws pair `index` of the dataset of `seed`, on a square canvas of `image_size` pixels
-/// (at least 8).
-pub fn generate(seed: u64, index: u64, image_size: u32) -> SyntheticPair {
+/// (at least 8). Its key is `synthetic-<seed>-<index>`, its image PNG-encoded RGB, its label
+/// the index of the main object's shape in [`SHAPES`].
+pub fn generate(seed: u64, index: u64, image_size: u32) -> Pair {
     let mut rng = SplitMix64(seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d));
     let side = image_size.max(8) as f32;
     let object = |rng: &mut SplitMix64, not_like: Option<&Object>| loop {
@@ -151,12 +138,13 @@ pub fn generate(seed: u64, index: u64, image_size: u32) -> SyntheticPair {
         }
     };
     let png = render_png(image_size.max(8), &objects);
-    SyntheticPair {
+    Pair {
         key: format!("synthetic-{seed}-{index}"),
-        png,
+        image: png,
         caption,
-        label: main.shape as i32,
-        label_name: SHAPES[main.shape].to_owned(),
+        label: Some(main.shape as i32),
+        label_name: Some(SHAPES[main.shape].to_owned()),
+        source: "synthetic".into(),
     }
 }
 
@@ -213,7 +201,7 @@ mod tests {
             "only {} distinct captions",
             captions.len()
         );
-        let labels: std::collections::BTreeSet<i32> =
+        let labels: std::collections::BTreeSet<Option<i32>> =
             (0..200).map(|i| generate(0, i, 32).label).collect();
         assert_eq!(labels.len(), SHAPES.len(), "every shape appears as a label");
     }
@@ -223,13 +211,15 @@ mod tests {
         for index in 0..50 {
             let pair = generate(1, index, 32);
             assert_eq!(pair.key, format!("synthetic-1-{index}"));
-            assert_eq!(SHAPES[pair.label as usize], pair.label_name);
+            let label = pair.label.unwrap();
+            let name = pair.label_name.as_deref().unwrap();
+            assert_eq!(SHAPES[label as usize], name);
             let words: Vec<&str> = pair.caption.split(' ').collect();
             assert_eq!(words[0], "a");
             assert!(["small", "large"].contains(&words[1]), "{}", pair.caption);
-            assert_eq!(words[3], pair.label_name, "{}", pair.caption);
+            assert_eq!(words[3], name, "{}", pair.caption);
             let color = COLORS.iter().find(|(name, _)| *name == words[2]).unwrap().1;
-            let (side, pixels) = decode(&pair.png);
+            let (side, pixels) = decode(&pair.image);
             assert_eq!(side, 32);
             let painted = pixels.chunks(3).filter(|p| *p == color).count();
             assert!(
@@ -259,7 +249,7 @@ mod tests {
             if first == second {
                 continue;
             }
-            let (side, pixels) = decode(&pair.png);
+            let (side, pixels) = decode(&pair.image);
             let mean_x = |name: &str| {
                 let rgb = COLORS.iter().find(|(n, _)| *n == name).unwrap().1;
                 let xs: Vec<f32> = pixels

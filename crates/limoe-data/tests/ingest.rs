@@ -10,7 +10,7 @@ use limoe_core::spec::Splits;
 use limoe_core::{Progress, Registry, load_spec};
 use limoe_data::IngestStage;
 use limoe_data::schema::column;
-use limoe_data::shards::{DatasetWriter, INDEX, Index, Pair, ShardLayout};
+use limoe_data::shards::{DatasetWriter, INDEX, Index, ShardLayout};
 use limoe_data::split::Split;
 use limoe_data::synthetic;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -70,16 +70,7 @@ fn writer_cuts_row_groups_and_shards_and_indexes_them() {
     let mut writer = DatasetWriter::new(dir.path(), layout, fractions).unwrap();
     let pairs: Vec<_> = (0..300).map(|i| synthetic::generate(5, i, 32)).collect();
     for p in &pairs {
-        writer
-            .add(Pair {
-                key: p.key.clone(),
-                image: p.png.clone(),
-                caption: p.caption.clone(),
-                label: Some(p.label),
-                label_name: Some(p.label_name.clone()),
-                source: "synthetic".into(),
-            })
-            .unwrap();
+        writer.add(p.clone()).unwrap();
     }
     let index = writer.finish().unwrap();
     let on_disk: Index =
@@ -114,9 +105,12 @@ fn writer_cuts_row_groups_and_shards_and_indexes_them() {
             let original = &pairs[i as usize];
             assert_eq!(
                 (image, caption),
-                (original.png.clone(), original.caption.clone())
+                (original.image.clone(), original.caption.clone())
             );
-            assert_eq!((label, name), (original.label, original.label_name.clone()));
+            assert_eq!(
+                (Some(label), Some(name)),
+                (original.label, original.label_name.clone())
+            );
             seen += 1;
         }
     }
