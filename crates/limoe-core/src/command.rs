@@ -61,6 +61,12 @@ impl CommandStage {
         }
         Ok(config)
     }
+
+    /// The settings of an already checked spec (the first problem, should there be one).
+    fn settings(with: &Node) -> anyhow::Result<CommandConfig> {
+        Self::config(with, &KeyPath::root())
+            .map_err(|d| anyhow::anyhow!("invalid settings: {}", d[0].message))
+    }
 }
 
 impl Stage for CommandStage {
@@ -81,8 +87,7 @@ impl Stage for CommandStage {
     }
 
     fn fingerprint(&self, with: &Node) -> anyhow::Result<serde_json::Value> {
-        let config = Self::config(with, &KeyPath::root())
-            .map_err(|d| anyhow::anyhow!("invalid settings: {}", d[0].message))?;
+        let config = Self::settings(with)?;
         let hashes = config
             .deps
             .iter()
@@ -97,8 +102,7 @@ impl Stage for CommandStage {
     }
 
     fn run(&self, ctx: &StageContext) -> anyhow::Result<()> {
-        let config = Self::config(&ctx.stage.with, &KeyPath::root())
-            .map_err(|d| anyhow::anyhow!("invalid settings: {}", d[0].message))?;
+        let config = Self::settings(&ctx.stage.with)?;
         let log_path = ctx.out_dir.join("command.log");
         let log = File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;

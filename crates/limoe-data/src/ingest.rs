@@ -48,7 +48,7 @@ impl Stage for IngestStage {
                 other => bail!(
                     "data source `{}` is not built yet; this build ingests `synthetic` only \
                      (the importers of real data sets are still open work)",
-                    source_name(other)
+                    other.name()
                 ),
             }
         }
@@ -59,17 +59,5 @@ impl Stage for IngestStage {
             index.rows
         );
         Ok(())
-    }
-}
-
-fn source_name(source: &Source) -> &'static str {
-    match source {
-        Source::Synthetic(_) => "synthetic",
-        Source::Openclipart(_) => "openclipart",
-        Source::Emoji(_) => "emoji",
-        Source::Tuxpaint(_) => "tuxpaint",
-        Source::FashionMnist(_) => "fashion_mnist",
-        Source::Mnist(_) => "mnist",
-        Source::Parquet(_) => "parquet",
     }
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, bail};
@@ -21,7 +22,7 @@ use crate::files::{sha256_hex, write_atomic};
 use crate::load::LoadedSpec;
 use crate::pipeline::execution_order;
 use crate::spec::{StageSpec, did_you_mean};
-use crate::stage::{Artifact, Progress, Registry, StageContext};
+use crate::stage::{Artifact, Progress, Registry, Stage, StageContext};
 
 /// Whether a planned stage would run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -172,6 +173,13 @@ impl<'a> Runner<'a> {
         })
     }
 
+    /// The registered kind that runs `stage`.
+    fn kind_of(&self, stage: &StageSpec) -> anyhow::Result<&Arc<dyn Stage>> {
+        self.registry
+            .get(&stage.uses)
+            .with_context(|| format!("stage kind `{}` is not registered", stage.uses))
+    }
+
     /// What a stage's key covers: its kind, its `with`, the spec sections it reads, and its
     /// fingerprint (e.g. hashes of files it reads).
     fn stage_config(
@@ -179,10 +187,7 @@ impl<'a> Runner<'a> {
         loaded: &LoadedSpec,
         stage: &StageSpec,
     ) -> anyhow::Result<serde_json::Value> {
-        let kind = self
-            .registry
-            .get(&stage.uses)
-            .with_context(|| format!("stage kind `{}` is not registered", stage.uses))?;
+        let kind = self.kind_of(stage)?;
         let sections: serde_json::Map<String, serde_json::Value> = kind
             .reads()
             .iter()
@@ -277,10 +282,7 @@ impl<'a> Runner<'a> {
         if !forced && Manifest::read_complete(&planned.dir, &planned.key).is_some() {
             return Ok(Outcome::Cached);
         }
-        let kind = self
-            .registry
-            .get(&stage.uses)
-            .with_context(|| format!("stage kind `{}` is not registered", stage.uses))?;
+        let kind = self.kind_of(stage)?;
         let parent = planned
             .dir
             .parent()

@@ -77,6 +77,21 @@ pub enum Source {
     Parquet(ForeignParquet),
 }
 
+impl Source {
+    /// The source kind as written in a spec.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::Synthetic(_) => "synthetic",
+            Source::Openclipart(_) => "openclipart",
+            Source::Emoji(_) => "emoji",
+            Source::Tuxpaint(_) => "tuxpaint",
+            Source::FashionMnist(_) => "fashion_mnist",
+            Source::Mnist(_) => "mnist",
+            Source::Parquet(_) => "parquet",
+        }
+    }
+}
+
 /// Settings of the synthetic generator.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
