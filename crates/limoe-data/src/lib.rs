@@ -4,12 +4,16 @@
 //! the synthetic scene generator, the `ingest` stage for synthetic sources, and the
 //! streaming [`loader::Loader`] (seeded per-epoch order, shuffle buffer).
 
+pub mod batch;
+pub mod decode;
 mod ingest;
 pub mod loader;
 mod mix;
+pub mod patches;
 pub mod schema;
 pub mod shards;
 pub mod split;
 pub mod synthetic;
+pub mod tokenizer;
 
 pub use ingest::IngestStage;

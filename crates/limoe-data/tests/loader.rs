@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use limoe_core::spec::Splits;
-use limoe_data::loader::{Loader, LoaderOptions};
+use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::shards::{DatasetWriter, Pair, ShardLayout};
 use limoe_data::split::Split;
 
@@ -39,7 +39,7 @@ fn dataset(dir: &Path) {
     writer.finish().unwrap();
 }
 
-fn keys(dir: &Path, shuffle_buffer: usize, seed: u64, epoch: u64) -> (Vec<String>, usize) {
+fn keys(dir: &Path, shuffle_buffer: usize, seed: u64, epoch: u64) -> (Vec<String>, u64) {
     let options = LoaderOptions {
         split: Split::Train,
         shuffle_buffer,
@@ -127,4 +127,153 @@ fn missing_index_and_damaged_shards_name_the_file() {
     let text = format!("{err:#}");
     assert!(text.contains("train-00000.parquet"), "{text}");
     assert!(text.contains("--force ingest"), "{text}");
+}
+
+fn options(shuffle_buffer: usize) -> LoaderOptions {
+    LoaderOptions {
+        split: Split::Train,
+        shuffle_buffer,
+        seed: 11,
+        epoch: 0,
+    }
+}
+
+/// The keys of the next `n` pairs (all when `n` is None).
+fn take(loader: &mut Loader, n: Option<usize>) -> Vec<String> {
+    let n = n.unwrap_or(usize::MAX);
+    loader.take(n).map(|p| p.unwrap().key).collect()
+}
+
+/// A position survives a JSON round trip (as it will in a checkpoint).
+fn saved(loader: &Loader) -> Position {
+    let json = serde_json::to_string(&loader.position()).unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
+#[test]
+fn resume_yields_exactly_the_remaining_pairs_of_an_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path());
+    for shuffle_buffer in [0, 5, 16, 1000] {
+        let mut whole = Loader::open(dir.path(), options(shuffle_buffer)).unwrap();
+        let all = take(&mut whole, None);
+        assert_eq!(all.len(), 98);
+        let end = whole.counters();
+        assert_eq!((end.yielded, end.empty_caption), (98, 2));
+        for cut in [0, 1, 7, 8, 9, 37, 50, 90, 97, 98] {
+            let mut first = Loader::open(dir.path(), options(shuffle_buffer)).unwrap();
+            assert_eq!(take(&mut first, Some(cut)), all[..cut]);
+            let position = saved(&first);
+            let mut resumed = Loader::resume(dir.path(), &position).unwrap();
+            assert_eq!(resumed.position(), position);
+            assert_eq!(
+                take(&mut resumed, None),
+                all[cut..],
+                "buffer {shuffle_buffer}, cut at {cut}"
+            );
+            assert_eq!(resumed.counters(), end, "counters carry over");
+        }
+    }
+}
+
+#[test]
+fn resampled_mode_rolls_over_epochs_and_resumes_across_the_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path());
+    let mut endless = Loader::with_mode(dir.path(), options(16), Mode::Resampled).unwrap();
+    let all = take(&mut endless, Some(300));
+    assert_eq!(all.len(), 300, "no end");
+    assert_eq!(endless.epoch(), 3, "300 of 98 rows a pass: epochs 0 to 3");
+    let seen: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(seen.len(), 98);
+    let mut count = std::collections::BTreeMap::<&String, usize>::new();
+    for key in &all[..196] {
+        *count.entry(key).or_default() += 1;
+    }
+    assert!(
+        count.values().all(|&c| c <= 3),
+        "rows repeat once per epoch"
+    );
+    // Epochs have their own orders: the second pass is not the first again.
+    let mut one_epoch = Loader::open(dir.path(), options(16)).unwrap();
+    assert_eq!(take(&mut one_epoch, None)[..80], all[..80]);
+    assert_ne!(all[98..178], all[..80]);
+
+    for cut in [0, 60, 97, 98, 99, 120, 196, 205] {
+        let mut first = Loader::with_mode(dir.path(), options(16), Mode::Resampled).unwrap();
+        assert_eq!(take(&mut first, Some(cut)), all[..cut]);
+        let mut resumed = Loader::resume(dir.path(), &saved(&first)).unwrap();
+        assert_eq!(
+            take(&mut resumed, Some(300 - cut)),
+            all[cut..],
+            "cut at {cut}"
+        );
+    }
+    // In file order too.
+    let mut plain = Loader::with_mode(dir.path(), options(0), Mode::Resampled).unwrap();
+    let plain_all = take(&mut plain, Some(250));
+    assert_eq!(
+        plain_all[..98],
+        plain_all[98..196],
+        "file order every epoch"
+    );
+    let mut first = Loader::with_mode(dir.path(), options(0), Mode::Resampled).unwrap();
+    take(&mut first, Some(101));
+    let mut resumed = Loader::resume(dir.path(), &saved(&first)).unwrap();
+    assert_eq!(take(&mut resumed, Some(149)), plain_all[101..]);
+}
+
+#[test]
+fn resuming_on_other_data_is_an_error() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    dataset(a.path());
+    let mut writer = DatasetWriter::new(
+        b.path(),
+        ShardLayout {
+            row_group_rows: 8,
+            max_bytes: 2_000,
+        },
+        ALL_TRAIN,
+    )
+    .unwrap();
+    for i in 0..50 {
+        writer.add(pair(i, "other")).unwrap();
+    }
+    writer.finish().unwrap();
+    let mut loader = Loader::open(a.path(), options(16)).unwrap();
+    take(&mut loader, Some(10));
+    let err = Loader::resume(b.path(), &loader.position())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("other data"), "{err}");
+}
+
+#[test]
+fn an_endless_loader_over_no_usable_rows_stops_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = ShardLayout {
+        row_group_rows: 4,
+        max_bytes: 2_000,
+    };
+    let mut writer = DatasetWriter::new(dir.path(), layout, ALL_TRAIN).unwrap();
+    for i in 0..10 {
+        writer.add(pair(i, "")).unwrap();
+    }
+    writer.finish().unwrap();
+    let mut loader = Loader::with_mode(dir.path(), options(4), Mode::Resampled).unwrap();
+    let err = loader.next().unwrap().err().unwrap().to_string();
+    assert!(err.contains("no usable rows"), "{err}");
+    assert!(loader.next().is_none());
+    assert_eq!(loader.counters().empty_caption, 10);
+    let mut val = Loader::with_mode(
+        dir.path(),
+        LoaderOptions {
+            split: Split::Val,
+            ..options(4)
+        },
+        Mode::Resampled,
+    )
+    .unwrap();
+    assert!(val.next().unwrap().is_err(), "an empty split");
 }
