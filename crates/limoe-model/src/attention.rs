@@ -1,0 +1,112 @@
+//! Multi-head self-attention (one QKV projection) with an optional key-padding bias, and the
+//! attention pooling head that reuses it with a learned query.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::layers::linear;
+use crate::ops::softmax;
+
+/// Multi-head dot-product attention.
+#[derive(Clone)]
+pub struct Attention {
+    qkv: candle_nn::Linear,
+    out: candle_nn::Linear,
+    heads: usize,
+}
+
+impl Attention {
+    /// Attention over `width` features split into `heads` heads.
+    pub fn new(vb: &VarBuilder, width: usize, heads: usize) -> Result<Attention> {
+        if heads == 0 || !width.is_multiple_of(heads) {
+            candle_core::bail!("{heads} attention heads do not divide width {width}");
+        }
+        Ok(Attention {
+            qkv: linear(&vb.pp("qkv"), width, 3 * width, true)?,
+            out: linear(&vb.pp("out"), width, width, true)?,
+            heads,
+        })
+    }
+
+    /// Self-attention over `x` [B, N, W]. `key_bias` [B, 1, 1, N] is added to the scores
+    /// (0 for real tokens, a large negative number for padding).
+    pub fn forward(&self, x: &Tensor, key_bias: Option<&Tensor>) -> Result<Tensor> {
+        let (batch, tokens, width) = x.dims3()?;
+        let head_dim = width / self.heads;
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((batch, tokens, 3, self.heads, head_dim))?
+            .permute((2, 0, 3, 1, 4))?;
+        let q = (qkv.get(0)?.contiguous()? * (head_dim as f64).powf(-0.5))?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let mixed = attend(&q, &k, &v, key_bias)?;
+        let merged = mixed.transpose(1, 2)?.reshape((batch, tokens, width))?;
+        self.out.forward(&merged)
+    }
+}
+
+/// softmax(q k^T + bias) v for q [B, H, Nq, d], k and v [B, H, Nk, d].
+fn attend(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>) -> Result<Tensor> {
+    let scores = q.matmul(&k.t()?)?;
+    let scores = match key_bias {
+        Some(bias) => scores.broadcast_add(bias)?,
+        None => scores,
+    };
+    softmax(&scores)?.matmul(v)
+}
+
+/// Multi-head attention pooling (MAP): a learned query attends to the tokens.
+#[derive(Clone)]
+pub struct AttentionPool {
+    query: Tensor,
+    q: candle_nn::Linear,
+    kv: candle_nn::Linear,
+    out: candle_nn::Linear,
+    heads: usize,
+}
+
+impl AttentionPool {
+    /// A pooling head over `width` features with `heads` heads.
+    pub fn new(vb: &VarBuilder, width: usize, heads: usize) -> Result<AttentionPool> {
+        if heads == 0 || !width.is_multiple_of(heads) {
+            candle_core::bail!("{heads} attention heads do not divide width {width}");
+        }
+        Ok(AttentionPool {
+            query: vb.get_with_hints(
+                (1, 1, width),
+                "query",
+                candle_nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+            )?,
+            q: linear(&vb.pp("q"), width, width, true)?,
+            kv: linear(&vb.pp("kv"), width, 2 * width, true)?,
+            out: linear(&vb.pp("out"), width, width, true)?,
+            heads,
+        })
+    }
+
+    /// Pools `x` [B, N, W] to [B, W]; `key_bias` as in [`Attention::forward`].
+    pub fn forward(&self, x: &Tensor, key_bias: Option<&Tensor>) -> Result<Tensor> {
+        let (batch, tokens, width) = x.dims3()?;
+        let head_dim = width / self.heads;
+        let q = self
+            .q
+            .forward(&self.query.broadcast_as((batch, 1, width))?)?
+            .reshape((batch, 1, self.heads, head_dim))?
+            .transpose(1, 2)?;
+        let q = (q * (head_dim as f64).powf(-0.5))?;
+        let kv = self
+            .kv
+            .forward(x)?
+            .reshape((batch, tokens, 2, self.heads, head_dim))?
+            .permute((2, 0, 3, 1, 4))?;
+        let k = kv.get(0)?.contiguous()?;
+        let v = kv.get(1)?.contiguous()?;
+        let pooled = attend(&q.contiguous()?, &k, &v, key_bias)?;
+        self.out.forward(&pooled.reshape((batch, width))?)
+    }
+}

@@ -1,0 +1,201 @@
+//! The whole network: embeddings, encoder(s), heads, and the training loss.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use crate::config::{Arch, ModelConfig};
+use crate::contrastive::{contrastive_loss, logits};
+use crate::embed::{PatchEmbed, TokenEmbed};
+use crate::encoder::{BlockRouting, Encoder, Streams};
+use crate::heads::Head;
+use crate::inputs::{Images, Texts};
+use crate::moe::RouteMode;
+use crate::params::Params;
+
+enum Towers {
+    Shared(Encoder),
+    Separate { image: Encoder, text: Encoder },
+}
+
+/// LIMoE, or one of its baselines, as [`ModelConfig::arch`] says.
+pub struct Model {
+    config: ModelConfig,
+    patch_embed: PatchEmbed,
+    token_embed: TokenEmbed,
+    towers: Towers,
+    image_head: Head,
+    text_head: Head,
+    log_scale: Tensor,
+}
+
+/// Unit embeddings of a batch, and what the MoE blocks reported.
+pub struct Encoded {
+    /// Image embeddings [B, E], when images were given.
+    pub image: Option<Tensor>,
+    /// Text embeddings [B, E], when texts were given.
+    pub text: Option<Tensor>,
+    /// One report per MoE block (none for the baselines).
+    pub routing: Vec<BlockRouting>,
+}
+
+/// A forward pass over image-text pairs, with every loss term.
+pub struct Output {
+    /// Contrastive loss plus the weighted auxiliary losses: what training minimises.
+    pub loss: Tensor,
+    /// The contrastive loss alone.
+    pub contrastive: Tensor,
+    /// The weighted sum of every MoE block's auxiliary losses (0 without MoE blocks).
+    pub aux: Tensor,
+    /// Image-text logits [B, B] (scaled similarities).
+    pub logits: Tensor,
+    /// The logit scale in use (1 / temperature, clamped).
+    pub logit_scale: Tensor,
+    /// Embeddings and routing reports.
+    pub encoded: Encoded,
+}
+
+impl Model {
+    /// Builds the model, creating its parameters in `params` on `device`.
+    pub fn new(config: &ModelConfig, params: &Params, device: &Device) -> Result<Model> {
+        config.validate()?;
+        let vb = params.builder(DType::F32, device);
+        let encoder = |vb: &VarBuilder| Encoder::new(vb, config, config.active_moe_blocks());
+        let towers = match config.arch {
+            Arch::Limoe | Arch::Dense => Towers::Shared(encoder(&vb.pp("encoder"))?),
+            Arch::TwoTower => Towers::Separate {
+                image: encoder(&vb.pp("image_encoder"))?,
+                text: encoder(&vb.pp("text_encoder"))?,
+            },
+        };
+        let head = |name: &str, pooling| {
+            Head::new(
+                &vb.pp(name),
+                pooling,
+                config.width,
+                config.heads,
+                config.embed_dim,
+            )
+        };
+        Ok(Model {
+            patch_embed: PatchEmbed::new(
+                &vb.pp("patch_embed"),
+                config.patches(),
+                config.patch_dim(),
+                config.width,
+            )?,
+            token_embed: TokenEmbed::new(
+                &vb.pp("token_embed"),
+                config.vocab_size,
+                config.text_length,
+                config.width,
+            )?,
+            towers,
+            image_head: head("image_head", config.image_pooling)?,
+            text_head: head("text_head", config.text_pooling)?,
+            log_scale: vb.get_with_hints((), "log_logit_scale", Init::Const(config.logit_scale_init.ln()))?,
+            config: config.clone(),
+        })
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Embeds images and/or texts. In a shared encoder the given modalities are routed
+    /// together; `mode` selects noisy training routing or deterministic evaluation.
+    pub fn encode(
+        &self,
+        images: Option<&Images>,
+        texts: Option<&Texts>,
+        mode: RouteMode,
+    ) -> Result<Encoded> {
+        if let Some(images) = images {
+            let dims = images.patches.dims();
+            if dims.len() != 3 || dims[1] != self.config.patches() || dims[2] != self.config.patch_dim() {
+                candle_core::bail!(
+                    "images have shape {dims:?}, the model expects [batch, {}, {}]",
+                    self.config.patches(),
+                    self.config.patch_dim()
+                );
+            }
+        }
+        if let Some(texts) = texts {
+            let length = texts.tokens.dim(1)?;
+            if length > self.config.text_length {
+                candle_core::bail!(
+                    "captions have {length} tokens, the model takes at most {}",
+                    self.config.text_length
+                );
+            }
+        }
+        let image = images
+            .map(|i| self.patch_embed.forward(&i.patches))
+            .transpose()?;
+        let text = texts
+            .map(|t| Ok::<_, candle_core::Error>((self.token_embed.forward(&t.tokens)?, &t.mask)))
+            .transpose()?;
+        let (image, text, routing) = match &self.towers {
+            Towers::Shared(encoder) => {
+                let (out, routing) = encoder.forward(Streams { image, text }, mode)?;
+                (out.image, out.text, routing)
+            }
+            Towers::Separate {
+                image: image_tower,
+                text: text_tower,
+            } => {
+                let (image_out, mut routing) =
+                    image_tower.forward(Streams { image, text: None }, mode)?;
+                let (text_out, text_routing) =
+                    text_tower.forward(Streams { image: None, text }, mode)?;
+                routing.extend(text_routing);
+                (image_out.image, text_out.text, routing)
+            }
+        };
+        Ok(Encoded {
+            image: image.map(|i| self.image_head.forward(&i, None)).transpose()?,
+            text: text
+                .map(|(t, mask)| self.text_head.forward(&t, Some(mask)))
+                .transpose()?,
+            routing,
+        })
+    }
+
+    /// The logit scale: exp of the learned log scale, clamped at the configured maximum.
+    pub fn logit_scale(&self) -> Result<Tensor> {
+        self.log_scale
+            .minimum(self.config.logit_scale_max.ln())?
+            .exp()
+    }
+
+    /// A training (or evaluation) pass over paired images and texts: pair i of the images
+    /// matches caption i.
+    pub fn forward(&self, images: &Images, texts: &Texts, mode: RouteMode) -> Result<Output> {
+        if images.patches.dim(0)? != texts.batch() {
+            candle_core::bail!(
+                "{} images but {} captions in one batch",
+                images.patches.dim(0)?,
+                texts.batch()
+            );
+        }
+        let encoded = self.encode(Some(images), Some(texts), mode)?;
+        let (Some(image), Some(text)) = (&encoded.image, &encoded.text) else {
+            candle_core::bail!("both modalities were encoded but an embedding is missing");
+        };
+        let logit_scale = self.logit_scale()?;
+        let logits = logits(image, text, &logit_scale)?;
+        let contrastive = contrastive_loss(&logits)?;
+        let mut aux = Tensor::zeros((), DType::F32, contrastive.device())?;
+        for block in &encoded.routing {
+            aux = (aux + block.aux.weighted(&self.config.aux)?)?;
+        }
+        Ok(Output {
+            loss: (&contrastive + &aux)?,
+            contrastive,
+            aux,
+            logits,
+            logit_scale,
+            encoded,
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! Trainable parameters with a seeded, order-independent initialisation.
+//!
+//! candle's own `VarMap` draws initial values from an unseeded generator, so two runs of the
+//! same spec would start from different weights. [`Params`] is a `VarBuilder` backend that
+//! derives every parameter's values from the run seed and the parameter's name alone.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use candle_core::{DType, Device, Result, Shape, Tensor, Var};
+use candle_nn::init::{Init, NormalOrUniform};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+
+use crate::random::{Stream, hash_name};
+
+/// The named trainable variables of a model.
+#[derive(Clone, Default)]
+pub struct Params {
+    seed: u64,
+    vars: Arc<Mutex<BTreeMap<String, Var>>>,
+}
+
+impl Params {
+    /// An empty set whose variables will be initialised from `seed`.
+    pub fn new(seed: u64) -> Params {
+        Params {
+            seed,
+            vars: Arc::default(),
+        }
+    }
+
+    /// A `VarBuilder` creating (or returning existing) variables in this set.
+    pub fn builder(&self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self.clone()), dtype, device.clone())
+    }
+
+    /// Every variable, by name (sorted).
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        self.lock()
+            .iter()
+            .map(|(name, var)| (name.clone(), var.clone()))
+            .collect()
+    }
+
+    /// The number of scalar parameters.
+    pub fn count(&self) -> usize {
+        self.lock().values().map(|v| v.elem_count()).sum()
+    }
+
+    /// Replaces the values of existing variables (e.g. from a checkpoint). Every variable must
+    /// be present with its shape; unknown names are an error.
+    pub fn load(&self, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+        let vars = self.lock();
+        for name in tensors.keys() {
+            if !vars.contains_key(name) {
+                candle_core::bail!("parameter `{name}` is not part of this model");
+            }
+        }
+        for (name, var) in vars.iter() {
+            let Some(value) = tensors.get(name) else {
+                candle_core::bail!("parameter `{name}` is missing");
+            };
+            if value.shape() != var.shape() {
+                candle_core::bail!(
+                    "parameter `{name}` has shape {:?}, the model expects {:?}",
+                    value.dims(),
+                    var.dims()
+                );
+            }
+            var.set(&value.to_dtype(var.dtype())?.to_device(var.device())?)?;
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Var>> {
+        // A poisoned lock only means another thread panicked while holding it; the map
+        // itself is never left half-updated.
+        self.vars.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn init(&self, shape: &Shape, name: &str, init: Init) -> Vec<f32> {
+        let n = shape.elem_count();
+        let mut stream = Stream::new(self.seed ^ hash_name(name));
+        match init {
+            Init::Const(value) => vec![value as f32; n],
+            Init::Uniform { lo, up } => (0..n)
+                .map(|_| (lo + (up - lo) * stream.uniform()) as f32)
+                .collect(),
+            Init::Randn { mean, stdev } => (0..n)
+                .map(|_| (mean + stdev * stream.normal()) as f32)
+                .collect(),
+            Init::Kaiming {
+                dist,
+                fan,
+                non_linearity,
+            } => {
+                let std = non_linearity.gain() / (fan.for_shape(shape) as f64).sqrt();
+                match dist {
+                    NormalOrUniform::Normal => {
+                        (0..n).map(|_| (std * stream.normal()) as f32).collect()
+                    }
+                    NormalOrUniform::Uniform => {
+                        let bound = 3f64.sqrt() * std;
+                        (0..n)
+                            .map(|_| (bound * (2.0 * stream.uniform() - 1.0)) as f32)
+                            .collect()
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl SimpleBackend for Params {
+    fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
+        if let Some(var) = self.lock().get(name) {
+            if var.shape() != &s {
+                candle_core::bail!(
+                    "parameter `{name}` exists with shape {:?}, asked for {:?}",
+                    var.dims(),
+                    s.dims()
+                );
+            }
+            return Ok(var.as_tensor().clone());
+        }
+        let values = Tensor::from_vec(self.init(&s, name, h), s, dev)?.to_dtype(dtype)?;
+        let var = Var::from_tensor(&values)?;
+        let tensor = var.as_tensor().clone();
+        self.lock().insert(name.to_string(), var);
+        Ok(tensor)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
+        match self.lock().get(name) {
+            Some(var) => var.as_tensor().to_dtype(dtype)?.to_device(dev),
+            None => candle_core::bail!("parameter `{name}` does not exist"),
+        }
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.lock().contains_key(name)
+    }
+}

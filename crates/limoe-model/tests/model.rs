@@ -1,0 +1,298 @@
+//! The whole model: gradients reach every parameter, padding is ignored, the plan counts
+//! parameters exactly, and a tiny model overfits a batch.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use limoe_model::config::{Arch, ModelConfig, Pooling};
+use limoe_model::moe::{AuxWeights, MoeConfig, RouteMode};
+use limoe_model::plan::cost;
+use limoe_model::random::Stream;
+use limoe_model::{Images, Model, Params, Texts};
+
+const BATCH: usize = 8;
+
+fn config(arch: Arch, pooling: Pooling) -> ModelConfig {
+    ModelConfig {
+        arch,
+        width: 32,
+        depth: 2,
+        mlp_dim: 64,
+        heads: 2,
+        patch: 4,
+        image_size: 8,
+        channels: 3,
+        text_length: 6,
+        vocab_size: 64,
+        embed_dim: 16,
+        image_pooling: pooling,
+        text_pooling: pooling,
+        moe_blocks: vec![1],
+        moe: MoeConfig {
+            width: 32,
+            mlp_dim: 64,
+            experts: 4,
+            top_k: 2,
+            capacity_train: 1.0,
+            capacity_eval: 1.0,
+            bpr: true,
+            noise: 1.0,
+            group_size: None,
+            global_experts: [2.0, 2.0],
+        },
+        aux: AuxWeights {
+            local_entropy: [0.01, 0.01],
+            global_entropy: [0.01, 0.01],
+            importance: 0.01,
+            load: 0.01,
+            z_loss: 0.001,
+        },
+        logit_scale_init: 1.0 / 0.07,
+        logit_scale_max: 100.0,
+    }
+}
+
+/// A batch of distinct random images and captions; caption i has 2 + i % 4 real tokens.
+fn batch(config: &ModelConfig, seed: u64) -> (Images, Texts) {
+    let mut stream = Stream::new(seed);
+    let values = (0..BATCH * config.patches() * config.patch_dim())
+        .map(|_| stream.normal() as f32)
+        .collect();
+    let len = config.text_length;
+    let mask: Vec<bool> = (0..BATCH * len)
+        .map(|i| i % len < 2 + (i / len) % 4)
+        .collect();
+    let ids = (0..BATCH * len)
+        .map(|i| {
+            if mask[i] {
+                (stream.uniform() * config.vocab_size as f64) as u32
+            } else {
+                0
+            }
+        })
+        .collect();
+    let device = Device::Cpu;
+    let images =
+        Images::new(values, BATCH, config.patches(), config.patch_dim(), &device).expect("images");
+    let texts = Texts::new(ids, &mask, BATCH, len, config.vocab_size, &device).expect("texts");
+    (images, texts)
+}
+
+fn build(config: &ModelConfig, seed: u64) -> (Model, Params) {
+    let params = Params::new(seed);
+    let model = Model::new(config, &params, &Device::Cpu).expect("model");
+    (model, params)
+}
+
+#[test]
+fn every_parameter_gets_a_finite_nonzero_gradient() {
+    for (arch, pooling) in [
+        (Arch::Limoe, Pooling::Mean),
+        (Arch::Limoe, Pooling::Map),
+        (Arch::Dense, Pooling::Mean),
+        (Arch::TwoTower, Pooling::Map),
+    ] {
+        let config = config(arch, pooling);
+        let (model, params) = build(&config, 1);
+        let (images, texts) = batch(&config, 2);
+        let output = model
+            .forward(&images, &texts, RouteMode::Train { noise_seed: 3 })
+            .expect("forward");
+        let grads = output.loss.backward().expect("backward");
+        for (name, var) in params.vars() {
+            let grad = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{arch:?}/{pooling:?}: `{name}` has no gradient"));
+            let values: Vec<f32> = grad.flatten_all().unwrap().to_vec1().unwrap();
+            assert!(
+                values.iter().all(|v| v.is_finite()),
+                "{arch:?}: `{name}` has a non-finite gradient"
+            );
+            assert!(
+                values.iter().any(|v| *v != 0.0),
+                "{arch:?}/{pooling:?}: `{name}` has an all-zero gradient"
+            );
+        }
+    }
+}
+
+#[test]
+fn plan_counts_exactly_the_parameters_the_model_creates() {
+    for (arch, pooling) in [
+        (Arch::Limoe, Pooling::Mean),
+        (Arch::Limoe, Pooling::Map),
+        (Arch::Dense, Pooling::Map),
+        (Arch::TwoTower, Pooling::Mean),
+    ] {
+        let config = config(arch, pooling);
+        let (_, params) = build(&config, 0);
+        assert_eq!(
+            cost(&config, BATCH).total_params,
+            params.count(),
+            "{arch:?}/{pooling:?}"
+        );
+    }
+    let limoe = cost(&config(Arch::Limoe, Pooling::Mean), BATCH);
+    let dense = cost(&config(Arch::Dense, Pooling::Mean), BATCH);
+    // Top-2 of 4 experts: more parameters in total, but per token only one extra MLP
+    // (and the router) in the one MoE block.
+    assert!(limoe.total_params > limoe.active_params);
+    assert_eq!(
+        limoe.active_params - dense.active_params,
+        32 * 4 + (32 * 64 + 64 + 64 * 32 + 32)
+    );
+}
+
+#[test]
+fn padding_tokens_change_nothing() {
+    for arch in [Arch::Limoe, Arch::TwoTower] {
+        let config = config(arch, Pooling::Map);
+        let (model, _) = build(&config, 4);
+        let (images, texts) = batch(&config, 5);
+        let ids: Vec<u32> = texts.tokens.flatten_all().unwrap().to_vec1().unwrap();
+        let mask: Vec<bool> = (0..BATCH * config.text_length)
+            .map(|i| i % config.text_length < 2 + (i / config.text_length) % 4)
+            .collect();
+        let scrambled: Vec<u32> = ids
+            .iter()
+            .zip(&mask)
+            .map(|(&id, &real)| if real { id } else { 63 - id % 7 })
+            .collect();
+        let other = Texts::new(
+            scrambled,
+            &mask,
+            BATCH,
+            config.text_length,
+            config.vocab_size,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let embed = |texts: &Texts| -> Vec<f32> {
+            let encoded = model
+                .encode(Some(&images), Some(texts), RouteMode::Eval)
+                .unwrap();
+            encoded
+                .text
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let (a, b) = (embed(&texts), embed(&other));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst < 1e-5,
+            "{arch:?}: padding changed an embedding by {worst}"
+        );
+    }
+}
+
+#[test]
+fn initialisation_is_seeded() {
+    let config = config(Arch::Limoe, Pooling::Mean);
+    let values = |seed| -> Vec<Vec<f32>> {
+        build(&config, seed)
+            .1
+            .vars()
+            .into_iter()
+            .map(|(_, v)| v.flatten_all().unwrap().to_vec1().unwrap())
+            .collect()
+    };
+    assert_eq!(values(9), values(9));
+    assert_ne!(values(9), values(10));
+}
+
+#[test]
+fn logit_scale_is_clamped() {
+    let mut config = config(Arch::Dense, Pooling::Mean);
+    config.logit_scale_init = 500.0;
+    let (model, _) = build(&config, 0);
+    let scale: f32 = model.logit_scale().unwrap().to_scalar().unwrap();
+    assert!((scale - 100.0).abs() < 1e-3, "scale {scale}");
+}
+
+#[test]
+fn eval_encoding_is_deterministic() {
+    let config = config(Arch::Limoe, Pooling::Mean);
+    let (model, _) = build(&config, 6);
+    let (images, texts) = batch(&config, 7);
+    let run = || -> Vec<f32> {
+        let out = model.forward(&images, &texts, RouteMode::Eval).unwrap();
+        out.logits.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn a_tiny_model_overfits_a_batch() {
+    for arch in [Arch::Limoe, Arch::Dense, Arch::TwoTower] {
+        let config = config(arch, Pooling::Mean);
+        let (model, params) = build(&config, 11);
+        let (images, texts) = batch(&config, 12);
+        let vars: Vec<Var> = params.vars().into_iter().map(|(_, v)| v).collect();
+        let mut optimizer = AdamW::new(
+            vars,
+            ParamsAdamW {
+                lr: 3e-3,
+                weight_decay: 0.0,
+                ..ParamsAdamW::default()
+            },
+        )
+        .unwrap();
+        let mut last = f32::INFINITY;
+        for step in 0..150 {
+            let output = model
+                .forward(&images, &texts, RouteMode::Train { noise_seed: step })
+                .unwrap();
+            last = output.contrastive.to_scalar().unwrap();
+            optimizer.backward_step(&output.loss).unwrap();
+        }
+        let output = model.forward(&images, &texts, RouteMode::Eval).unwrap();
+        let (i2t, t2i) = limoe_model::contrastive::accuracy(&output.logits).unwrap();
+        assert_eq!((i2t, t2i), (1.0, 1.0), "{arch:?}: final train loss {last}");
+    }
+}
+
+#[test]
+fn contrastive_gradient_matches_finite_differences() {
+    let device = Device::Cpu;
+    let mut stream = Stream::new(21);
+    let mut draw = |n: usize| -> Vec<f64> { (0..n).map(|_| stream.normal()).collect() };
+    let image = Var::from_vec(draw(12), (4, 3), &device).unwrap();
+    let text = Tensor::from_vec(draw(12), (4, 3), &device).unwrap();
+    let scale = Tensor::new(3.0f64, &device).unwrap();
+    let loss = |image: &Tensor| -> Tensor {
+        let image = limoe_model::ops::l2_normalize(image).unwrap();
+        let text = limoe_model::ops::l2_normalize(&text).unwrap();
+        let logits = limoe_model::contrastive::logits(&image, &text, &scale).unwrap();
+        limoe_model::contrastive::contrastive_loss(&logits).unwrap()
+    };
+    let grads = loss(image.as_tensor()).backward().unwrap();
+    let analytic: Vec<f64> = grads
+        .get(image.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let base: Vec<f64> = image.flatten_all().unwrap().to_vec1().unwrap();
+    let eps = 1e-6;
+    for i in 0..base.len() {
+        let at = |delta: f64| -> f64 {
+            let mut v = base.clone();
+            v[i] += delta;
+            let t = Tensor::from_vec(v, (4, 3), &device).unwrap();
+            loss(&t).to_dtype(DType::F64).unwrap().to_scalar().unwrap()
+        };
+        let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+        assert!(
+            (numeric - analytic[i]).abs() < 1e-6,
+            "element {i}: numeric {numeric}, analytic {}",
+            analytic[i]
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! The spec's `model` section as the model crate's plain configuration.
+
+use limoe_core::spec::{self, ModelSpec};
+use limoe_model::config::{Arch, ModelConfig, Pooling};
+use limoe_model::device::DeviceKind;
+use limoe_model::moe::{AuxWeights, MoeConfig};
+
+/// The model configuration a (validated) spec describes.
+pub fn model_config(model: &ModelSpec) -> ModelConfig {
+    let pooling = |p: spec::Pooling| match p {
+        spec::Pooling::Mean => Pooling::Mean,
+        spec::Pooling::Map => Pooling::Map,
+    };
+    let aux = &model.aux;
+    ModelConfig {
+        arch: match model.arch {
+            spec::Arch::Limoe => Arch::Limoe,
+            spec::Arch::Dense => Arch::Dense,
+            spec::Arch::TwoTower => Arch::TwoTower,
+        },
+        width: model.width,
+        depth: model.depth,
+        mlp_dim: model.mlp_dim,
+        heads: model.heads,
+        patch: model.patch,
+        image_size: model.image_size,
+        channels: model.channels,
+        text_length: model.text_length,
+        vocab_size: model.vocab_size,
+        embed_dim: model.embed_dim.unwrap_or(model.width),
+        image_pooling: pooling(model.pooling.image),
+        text_pooling: pooling(model.pooling.text),
+        moe_blocks: model.moe.moe_blocks(model.depth),
+        moe: MoeConfig {
+            width: model.width,
+            mlp_dim: model.mlp_dim,
+            experts: model.moe.experts,
+            top_k: model.moe.top_k,
+            capacity_train: model.moe.capacity.train,
+            capacity_eval: model.moe.capacity.eval,
+            bpr: model.moe.bpr,
+            noise: model.moe.noise,
+            group_size: model.moe.group_size,
+            global_experts: [aux.global_experts.image, aux.global_experts.text],
+        },
+        aux: AuxWeights {
+            local_entropy: [aux.local_entropy.image, aux.local_entropy.text],
+            global_entropy: [aux.global_entropy.image, aux.global_entropy.text],
+            importance: aux.importance,
+            load: aux.load,
+            z_loss: aux.z_loss,
+        },
+        logit_scale_init: model.logit_scale.init,
+        logit_scale_max: model.logit_scale.max,
+    }
+}
+
+/// The device a spec asks for.
+pub fn device_kind(device: spec::Device) -> DeviceKind {
+    match device {
+        spec::Device::Cpu => DeviceKind::Cpu,
+        spec::Device::Cuda => DeviceKind::Cuda,
+    }
+}
