@@ -1,0 +1,173 @@
+//! Auxiliary router losses per modality: local and global entropy (LIMoE), V-MoE importance
+//! and load losses, router z-loss.
+
+use candle_core::{D, DType, Result, Tensor};
+
+/// One value per auxiliary loss.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LossTerms<T> {
+    /// Mean over tokens of the router entropy H(p(.|x)).
+    pub local_entropy: T,
+    /// `max(0, ln S_m - H(mean_i p(.|x_i)))`.
+    pub global_entropy: T,
+    /// V-MoE importance loss: CV^2 over experts of the summed clean gates.
+    pub importance: T,
+    /// V-MoE load loss: CV^2 over experts of the mean probability of selection under the
+    /// noise (zero in evaluation or without noise).
+    pub load: T,
+    /// Router z-loss: mean over tokens of logsumexp(logits)^2.
+    pub z_loss: T,
+}
+
+impl<T> LossTerms<T> {
+    /// `(name, value)` of every term, in declaration order.
+    pub fn entries(&self) -> [(&'static str, &T); 5] {
+        [
+            ("local_entropy", &self.local_entropy),
+            ("global_entropy", &self.global_entropy),
+            ("importance", &self.importance),
+            ("load", &self.load),
+            ("z_loss", &self.z_loss),
+        ]
+    }
+}
+
+/// A value for each modality.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PerModality<T> {
+    /// Image tokens.
+    pub image: T,
+    /// Text tokens.
+    pub text: T,
+}
+
+impl<T> PerModality<T> {
+    /// `[image, text]`.
+    pub fn both(&self) -> [&T; 2] {
+        [&self.image, &self.text]
+    }
+}
+
+/// The unweighted auxiliary loss tensors (scalars) of one MoE layer, per modality.
+pub type AuxTerms = PerModality<LossTerms<Tensor>>;
+/// The weight of each auxiliary loss, per modality (0 leaves a term out).
+pub type AuxWeights = PerModality<LossTerms<f64>>;
+/// Auxiliary loss values copied to the host.
+pub type AuxValues = PerModality<LossTerms<f64>>;
+
+impl AuxTerms {
+    /// `sum_m sum_term weight * term`, a scalar tensor; terms with weight 0 are skipped.
+    pub fn weighted(&self, weights: &AuxWeights) -> Result<Tensor> {
+        let mut total = self.image.local_entropy.zeros_like()?;
+        for (terms, w) in self.both().into_iter().zip(weights.both()) {
+            for ((_, term), (_, weight)) in terms.entries().into_iter().zip(w.entries()) {
+                if *weight != 0.0 {
+                    total = (total + term.affine(*weight, 0.0)?)?;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Copies every term to the host (a device sync).
+    pub fn to_host(&self) -> Result<AuxValues> {
+        let host = |t: &LossTerms<Tensor>| -> Result<LossTerms<f64>> {
+            let v = |x: &Tensor| x.to_dtype(DType::F64)?.to_scalar::<f64>();
+            Ok(LossTerms {
+                local_entropy: v(&t.local_entropy)?,
+                global_entropy: v(&t.global_entropy)?,
+                importance: v(&t.importance)?,
+                load: v(&t.load)?,
+                z_loss: v(&t.z_loss)?,
+            })
+        };
+        Ok(PerModality {
+            image: host(&self.image)?,
+            text: host(&self.text)?,
+        })
+    }
+}
+
+/// The router quantities of one modality's tokens (rows of the batch).
+pub(crate) struct RouterRows {
+    /// [n, E] router logits.
+    pub logits: Tensor,
+    /// [n, E] log p(e|x).
+    pub log_probs: Tensor,
+    /// [n, E] p(e|x).
+    pub probs: Tensor,
+    /// Training noise: `([n, 1] noisy logit of each token's K-th choice, noise std)`.
+    pub threshold: Option<(Tensor, f64)>,
+}
+
+/// The loss terms of one modality and the entropy of its mean gate H(mean p) (for the
+/// statistics). `rows == None` (no tokens) gives zeros.
+pub(crate) fn modality_terms(
+    rows: Option<RouterRows>,
+    global_experts: f64,
+    zero: &Tensor,
+) -> Result<(LossTerms<Tensor>, Tensor)> {
+    let Some(r) = rows else {
+        let terms = LossTerms {
+            local_entropy: zero.clone(),
+            global_entropy: zero.clone(),
+            importance: zero.clone(),
+            load: zero.clone(),
+            z_loss: zero.clone(),
+        };
+        return Ok((terms, zero.clone()));
+    };
+    let local_entropy = r.probs.mul(&r.log_probs)?.sum(D::Minus1)?.mean(0)?.neg()?;
+    let mean_gate = r.probs.mean(0)?;
+    // The tiny offset keeps 0 * ln 0 (an expert no token uses) at 0 with a finite gradient.
+    let mean_entropy = mean_gate
+        .mul(&(&mean_gate + 1e-30)?.log()?)?
+        .sum_all()?
+        .neg()?;
+    let global_entropy = (mean_entropy.neg()? + global_experts.ln())?.relu()?;
+    let importance = cv_squared(&r.probs.sum(0)?)?;
+    let load = match r.threshold {
+        Some((threshold, std)) => {
+            // P(expert beats the K-th noisy logit with fresh noise) = 1 - Phi(z).
+            let z = threshold
+                .broadcast_sub(&r.logits)?
+                .affine(1.0 / (std * 2f64.sqrt()), 0.0)?;
+            let selection = z.erf()?.affine(-0.5, 0.5)?;
+            cv_squared(&selection.mean(0)?)?
+        }
+        None => zero.clone(),
+    };
+    let log_sum_exp = (r.logits.narrow(1, 0, 1)? - r.log_probs.narrow(1, 0, 1)?)?;
+    let z_loss = log_sum_exp.sqr()?.mean_all()?;
+    let terms = LossTerms {
+        local_entropy,
+        global_entropy,
+        importance,
+        load,
+        z_loss,
+    };
+    Ok((terms, mean_entropy))
+}
+
+/// Squared coefficient of variation of a vector: population variance / mean^2.
+pub(crate) fn cv_squared(v: &Tensor) -> Result<Tensor> {
+    let mean = v.mean_all()?;
+    let variance = v.broadcast_sub(&mean)?.sqr()?.mean_all()?;
+    variance.div(&mean.sqr()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cv_squared;
+    use candle_core::{Device, Result, Tensor};
+
+    #[test]
+    fn coefficient_of_variation_squared() -> Result<()> {
+        // mean 2.5, population variance 1.25: CV^2 = 0.2.
+        let v = Tensor::new(&[1.0f64, 2.0, 3.0, 4.0], &Device::Cpu)?;
+        assert!((cv_squared(&v)?.to_scalar::<f64>()? - 0.2).abs() < 1e-12);
+        let flat = Tensor::new(&[3.0f64; 5], &Device::Cpu)?;
+        assert_eq!(cv_squared(&flat)?.to_scalar::<f64>()?, 0.0);
+        Ok(())
+    }
+}

@@ -1,0 +1,47 @@
+//! The E expert MLPs as batched weights: one matmul per layer over all experts.
+
+use candle_core::{Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+/// E two-layer GELU MLPs `width -> mlp_dim -> width`, stored batched over experts.
+#[derive(Debug, Clone)]
+pub struct Experts {
+    /// [E, width, mlp_dim]
+    w1: Tensor,
+    /// [E, mlp_dim]
+    b1: Tensor,
+    /// [E, mlp_dim, width]
+    w2: Tensor,
+    /// [E, width]
+    b2: Tensor,
+}
+
+impl Experts {
+    /// Creates (or fetches) `w1`, `b1`, `w2`, `b2` under `vb`: Xavier-uniform weights (per
+    /// expert fan-in/fan-out), zero biases.
+    pub fn new(vb: &VarBuilder, experts: usize, width: usize, mlp_dim: usize) -> Result<Experts> {
+        let xavier = |fan_in: usize, fan_out: usize| {
+            let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            }
+        };
+        Ok(Experts {
+            w1: vb.get_with_hints((experts, width, mlp_dim), "w1", xavier(width, mlp_dim))?,
+            b1: vb.get_with_hints((experts, mlp_dim), "b1", Init::Const(0.0))?,
+            w2: vb.get_with_hints((experts, mlp_dim, width), "w2", xavier(mlp_dim, width))?,
+            b2: vb.get_with_hints((experts, width), "b2", Init::Const(0.0))?,
+        })
+    }
+
+    /// Applies expert e to row block e: `buffer` [E, slots, width] -> [E, slots, width].
+    pub fn forward(&self, buffer: &Tensor) -> Result<Tensor> {
+        buffer
+            .matmul(&self.w1)?
+            .broadcast_add(&self.b1.unsqueeze(1)?)?
+            .gelu()?
+            .matmul(&self.w2)?
+            .broadcast_add(&self.b2.unsqueeze(1)?)
+    }
+}

@@ -1,0 +1,215 @@
+//! The sparse Mixture-of-Experts MLP of LIMoE: router, noisy top-K, capacity, Batch Priority
+//! Routing, device-side dispatch/combine, batched expert MLPs, auxiliary losses, statistics.
+//!
+//! Design:
+//! - Parameters: `router` [width, E] (linear, no bias) and the experts batched over E:
+//!   `experts.w1` [E, width, mlp], `experts.b1` [E, mlp], `experts.w2` [E, mlp, width],
+//!   `experts.b2` [E, width].
+//! - Router: logits = x Wr, p = softmax(logits) (composite, differentiable). Training picks the
+//!   top-K of logits + N(0, (noise/E)^2), the noise drawn on the host from a generator keyed by
+//!   (noise_seed, token, expert) and uploaded; evaluation picks on the clean logits.
+//! - Routing ([`routing::route`]) is discrete and runs on the device: it yields for each
+//!   (choice, token) a row of an expert-major buffer [E * groups * C + 1, width] (the last row
+//!   collects dropped tokens and is never read). Tokens are routed in independent groups of
+//!   `group_size` (the last group may be smaller; its capacity is computed from its own size,
+//!   its buffer slots beyond that stay empty).
+//! - Dispatch: `index_add` of x into the zeroed buffer (one per choice); the experts run as one
+//!   batched matmul pair over [E, groups * C, width]; combine: `index_select` of each choice's
+//!   row times its raw clean gate p(e|x) (not renormalised; 0 when dropped), summed over K.
+//! - Differentiable: y wrt x (through dispatch and the router), expert weights, and the router
+//!   weight through the combine gates and the auxiliary losses. The choice of experts, the
+//!   BPR order and the capacity drops carry no gradient.
+
+pub mod aux;
+pub mod config;
+pub mod experts;
+mod noise;
+pub mod routing;
+pub mod stats;
+
+use candle_core::{Result, Tensor, bail};
+use candle_nn::{Init, VarBuilder};
+
+pub use aux::{AuxTerms, AuxValues, AuxWeights, LossTerms, PerModality};
+pub use config::{MoeConfig, RouteMode, TokenCounts};
+pub use experts::Experts;
+pub use routing::{RouteSpec, Routing, capacity, route};
+pub use stats::{ModalityStats, RoutingStats};
+
+use aux::{RouterRows, modality_terms};
+
+/// One MoE layer.
+#[derive(Debug, Clone)]
+pub struct Moe {
+    cfg: MoeConfig,
+    /// [width, E]
+    router: Tensor,
+    experts: Experts,
+}
+
+/// The result of [`Moe::forward`].
+#[derive(Debug, Clone)]
+pub struct MoeOutput {
+    /// [T, width] combined expert outputs; dropped tokens get 0 (the caller adds the residual).
+    pub y: Tensor,
+    /// Unweighted auxiliary loss terms per modality.
+    pub aux: AuxTerms,
+    /// Routing statistics (computed on request).
+    pub stats: RoutingStats,
+    /// [T, K] u32: the expert of each token and choice, E where the choice was dropped.
+    pub experts: Tensor,
+}
+
+impl Moe {
+    /// Creates the layer's parameters under `vb` (`router`, `experts.{w1,b1,w2,b2}`).
+    pub fn new(vb: VarBuilder, cfg: &MoeConfig) -> Result<Moe> {
+        cfg.validate()?;
+        let bound = (6.0 / (cfg.width + cfg.experts) as f64).sqrt();
+        let router = vb.get_with_hints(
+            (cfg.width, cfg.experts),
+            "router",
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        )?;
+        let experts = Experts::new(&vb.pp("experts"), cfg.experts, cfg.width, cfg.mlp_dim)?;
+        Ok(Moe {
+            cfg: cfg.clone(),
+            router,
+            experts,
+        })
+    }
+
+    /// The layer's configuration.
+    pub fn config(&self) -> &MoeConfig {
+        &self.cfg
+    }
+
+    /// Routes and transforms `x` [T, width], the tokens of one routing batch, image tokens
+    /// first (`tokens.image` rows, then `tokens.text` rows).
+    pub fn forward(&self, x: &Tensor, tokens: TokenCounts, mode: RouteMode) -> Result<MoeOutput> {
+        let cfg = &self.cfg;
+        let (t, width) = x.dims2()?;
+        if width != cfg.width || t != tokens.total() || t == 0 {
+            bail!(
+                "moe: input {:?} must be [image + text tokens = {} > 0, width = {}]",
+                x.dims(),
+                tokens.total(),
+                cfg.width
+            );
+        }
+        let e = cfg.experts;
+        let logits = x.matmul(&self.router)?;
+        let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
+        let probs = log_probs.exp()?;
+
+        let (capacity_factor, noise) = match mode {
+            RouteMode::Train { noise_seed } if cfg.noise > 0.0 => {
+                let std = cfg.noise / e as f64;
+                let draws = noise::router_noise(noise_seed, t, e, std);
+                let noise = Tensor::from_vec(draws, (t, e), x.device())?.to_dtype(x.dtype())?;
+                (cfg.capacity_train, Some((noise, std)))
+            }
+            RouteMode::Train { .. } => (cfg.capacity_train, None),
+            RouteMode::Eval => (cfg.capacity_eval, None),
+        };
+        let noisy = match &noise {
+            Some((n, _)) => Some((&logits + n)?),
+            None => None,
+        };
+        let scores = noisy.as_ref().unwrap_or(&logits).detach();
+        let spec = RouteSpec {
+            experts: e,
+            top_k: cfg.top_k,
+            group_size: cfg.group_size,
+            capacity_factor,
+            bpr: cfg.bpr,
+        };
+        let routing = route(&scores, &probs, &spec)?;
+
+        let y = self.dispatch_combine(x, &probs, &routing)?;
+
+        // Noisy logit of each token's K-th choice: the bar the load loss measures against.
+        let threshold = match (&noisy, &noise) {
+            (Some(noisy), Some((_, std))) => {
+                let kth = routing.chosen.narrow(1, cfg.top_k - 1, 1)?.contiguous()?;
+                Some((noisy.gather(&kth, 1)?, *std))
+            }
+            _ => None,
+        };
+        let zero = Tensor::zeros((), x.dtype(), x.device())?;
+        let modality = |m: usize| -> Result<(LossTerms<Tensor>, Tensor)> {
+            let (start, n) = tokens.ranges()[m];
+            let rows = if n == 0 {
+                None
+            } else {
+                Some(RouterRows {
+                    logits: logits.narrow(0, start, n)?,
+                    log_probs: log_probs.narrow(0, start, n)?,
+                    probs: probs.narrow(0, start, n)?,
+                    threshold: match &threshold {
+                        Some((th, std)) => Some((th.narrow(0, start, n)?, *std)),
+                        None => None,
+                    },
+                })
+            };
+            modality_terms(rows, cfg.global_experts[m], &zero)
+        };
+        let (image, image_mean_entropy) = modality(0)?;
+        let (text, text_mean_entropy) = modality(1)?;
+        let stats = RoutingStats::new(
+            routing.experts.clone(),
+            probs.clone(),
+            tokens,
+            [
+                (image.local_entropy.clone(), image_mean_entropy),
+                (text.local_entropy.clone(), text_mean_entropy),
+            ],
+        );
+        Ok(MoeOutput {
+            y,
+            aux: AuxTerms { image, text },
+            stats,
+            experts: routing.experts,
+        })
+    }
+
+    /// Scatters x into the expert buffers, runs the experts, gathers and weights by the gates.
+    fn dispatch_combine(&self, x: &Tensor, probs: &Tensor, routing: &Routing) -> Result<Tensor> {
+        let (e, k) = (self.cfg.experts, self.cfg.top_k);
+        let (t, width) = x.dims2()?;
+        let rows = e * routing.slots_per_expert;
+        let mut buffer = Tensor::zeros((rows + 1, width), x.dtype(), x.device())?;
+        for choice in 0..k {
+            buffer = buffer.index_add(&routing.dispatch.get(choice)?, x, 0)?;
+        }
+        let out = self
+            .experts
+            .forward(
+                &buffer
+                    .narrow(0, 0, rows)?
+                    .reshape((e, routing.slots_per_expert, width))?,
+            )?
+            .reshape((rows, width))?;
+        // Raw clean gate of each choice, zeroed where the choice was dropped: [K, T].
+        let weights = probs
+            .gather(&routing.chosen, 1)?
+            .t()?
+            .mul(&routing.kept.to_dtype(x.dtype())?)?;
+        let mut y: Option<Tensor> = None;
+        for choice in 0..k {
+            let part = out
+                .index_select(&routing.combine.get(choice)?, 0)?
+                .broadcast_mul(&weights.get(choice)?.reshape((t, 1))?)?;
+            y = Some(match y {
+                Some(acc) => (acc + part)?,
+                None => part,
+            });
+        }
+        match y {
+            Some(y) => Ok(y),
+            None => bail!("moe: top_k must be positive"),
+        }
+    }
+}

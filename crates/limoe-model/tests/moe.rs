@@ -1,0 +1,439 @@
+//! The MoE layer: routing on hand-built gates (capacity, K-major BPR order, drops, groups),
+//! combine weights, determinism, auxiliary loss values and finite-difference gradients.
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use limoe_model::moe::{
+    AuxWeights, LossTerms, Moe, MoeConfig, MoeOutput, PerModality, RouteMode, RouteSpec,
+    TokenCounts, capacity, route,
+};
+
+fn cfg(experts: usize, top_k: usize, capacity: f64, bpr: bool) -> MoeConfig {
+    MoeConfig {
+        width: 4,
+        mlp_dim: 6,
+        experts,
+        top_k,
+        capacity_train: capacity,
+        capacity_eval: capacity,
+        bpr,
+        noise: 1.0,
+        group_size: None,
+        global_experts: [1.0, 1.0],
+    }
+}
+
+fn spec(experts: usize, top_k: usize, capacity_factor: f64, bpr: bool) -> RouteSpec {
+    RouteSpec {
+        experts,
+        top_k,
+        group_size: None,
+        capacity_factor,
+        bpr,
+    }
+}
+
+fn gates(rows: &[&[f32]]) -> Result<Tensor> {
+    let e = rows[0].len();
+    let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+    Tensor::from_vec(flat, (rows.len(), e), &Device::Cpu)
+}
+
+fn experts_of(probs: &Tensor, spec: &RouteSpec) -> Result<Vec<Vec<u32>>> {
+    route(probs, probs, spec)?.experts.to_vec2()
+}
+
+/// A layer with seeded random weights in f64 on the CPU.
+fn layer(config: &MoeConfig) -> Result<(Moe, VarMap)> {
+    let map = VarMap::new();
+    let moe = Moe::new(
+        VarBuilder::from_varmap(&map, DType::F64, &Device::Cpu),
+        config,
+    )?;
+    Ok((moe, map))
+}
+
+fn var(map: &VarMap, name: &str) -> Var {
+    map.data().lock().unwrap()[name].clone()
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn values(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn tensor(shape: (usize, usize), seed: u64) -> Result<Tensor> {
+    Tensor::from_vec(values(shape.0 * shape.1, seed), shape, &Device::Cpu)
+}
+
+#[test]
+fn capacity_formula() {
+    assert_eq!(capacity(10, 1, 1.0, 4), 3);
+    assert_eq!(capacity(10, 2, 1.25, 4), 7);
+    assert_eq!(capacity(8, 1, 1.0, 4), 2);
+    assert_eq!(capacity(3, 1, 10.0, 2), 3, "never more slots than tokens");
+    assert_eq!(capacity(1, 1, 0.01, 8), 1);
+}
+
+#[test]
+fn bpr_changes_which_tokens_drop() -> Result<()> {
+    // Top-1 gates: t0 -> e0 0.6, t1 -> e0 0.9, t2 -> e1 0.7, t3 -> e0 0.8. C = ceil(4*0.5/2) = 1.
+    let p = gates(&[&[0.6, 0.4], &[0.9, 0.1], &[0.3, 0.7], &[0.8, 0.2]])?;
+    let drop = 2;
+    // Token order: e0 keeps t0, drops t1 and t3.
+    let plain = experts_of(&p, &spec(2, 1, 0.5, false))?;
+    assert_eq!(plain, [[0], [drop], [1], [drop]]);
+    // BPR: e0 keeps its highest top-1 gate, t1.
+    let bpr = experts_of(&p, &spec(2, 1, 0.5, true))?;
+    assert_eq!(bpr, [[drop], [0], [1], [drop]]);
+    Ok(())
+}
+
+#[test]
+fn bpr_is_k_major() -> Result<()> {
+    // Choices: t0 (e0, e1), t1 (e1, e2), t2 (e2, e0); C = ceil(3*2*0.5/3) = 1.
+    // Every first choice is placed before any second choice, so all second choices drop
+    // (token-major filling would let t1's second choice take e2 from t2's first).
+    let p = gates(&[&[0.5, 0.3, 0.2], &[0.1, 0.6, 0.3], &[0.25, 0.35, 0.4]])?;
+    let r = route(&p, &p, &spec(3, 2, 0.5, true))?;
+    assert_eq!(r.experts.to_vec2::<u32>()?, [[0, 3], [1, 3], [2, 3]]);
+    assert_eq!(r.chosen.to_vec2::<u32>()?, [[0, 1], [1, 2], [2, 1]]);
+    // With room for two per expert, BPR order decides positions: firsts at 0, seconds at 1.
+    let r = route(&p, &p, &spec(3, 2, 1.0, true))?;
+    assert_eq!(r.capacity, 2);
+    assert_eq!(r.experts.to_vec2::<u32>()?, [[0, 1], [1, 2], [2, 3]]);
+    // Rows e * C + position: first choices [0, 2, 4]; second choices t1 -> e2 (5), then
+    // t0 -> e1 (3), then t2 -> e1 would be position 2: dropped (dummy row 6).
+    assert_eq!(r.dispatch.to_vec2::<u32>()?, [[0, 2, 4], [3, 5, 6]]);
+    assert_eq!(r.kept.to_vec2::<f32>()?, [[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]]);
+    Ok(())
+}
+
+#[test]
+fn groups_route_independently() -> Result<()> {
+    // Everyone wants e0; groups of 2 with C = ceil(2*0.5/2) = 1 keep the first of each group.
+    let p = gates(&[&[0.9f32, 0.1][..]; 5])?;
+    let mut s = spec(2, 1, 0.5, false);
+    s.group_size = Some(2);
+    let r = route(&p, &p, &s)?;
+    assert_eq!((r.groups, r.capacity, r.slots_per_expert), (3, 1, 3));
+    assert_eq!(r.experts.to_vec2::<u32>()?, [[0], [2], [0], [2], [0]]);
+    assert_eq!(r.dispatch.to_vec2::<u32>()?, [[0, 6, 1, 6, 2]]);
+    // One group of 5: C = ceil(5*0.5/2) = 2.
+    s.group_size = None;
+    assert_eq!(experts_of(&p, &s)?, [[0], [0], [2], [2], [2]]);
+    // The last, smaller group gets the capacity of its own size: groups (4, 1) with c = 0.25
+    // give C = 1 for both; with BPR inside each group the best token wins.
+    let p = gates(&[
+        &[0.6, 0.4],
+        &[0.7, 0.3],
+        &[0.9, 0.1],
+        &[0.8, 0.2],
+        &[0.55, 0.45],
+    ])?;
+    let s = RouteSpec {
+        group_size: Some(4),
+        ..spec(2, 1, 0.5, true)
+    };
+    assert_eq!(experts_of(&p, &s)?, [[2], [2], [0], [2], [0]]);
+    Ok(())
+}
+
+#[test]
+fn routing_rejects_bad_shapes() -> Result<()> {
+    let p = gates(&[&[0.5, 0.5]])?;
+    assert!(route(&p, &p, &spec(3, 1, 1.0, true)).is_err());
+    assert!(route(&p, &p, &spec(2, 3, 1.0, true)).is_err());
+    let (moe, _) = layer(&cfg(2, 1, 1.0, true))?;
+    let x = Tensor::zeros((3, 4), DType::F64, &Device::Cpu)?;
+    let tokens = TokenCounts { image: 2, text: 2 };
+    assert!(moe.forward(&x, tokens, RouteMode::Eval).is_err());
+    let mut bad = cfg(2, 1, 1.0, true);
+    bad.capacity_train = 0.0;
+    assert!(layer(&bad).is_err());
+    Ok(())
+}
+
+/// Experts that ignore their input and output `b2[e]`: y[t] = sum_k gate * b2[expert].
+fn constant_experts(map: &VarMap, e: usize) -> Result<Tensor> {
+    for name in ["experts.w1", "experts.w2", "experts.b1"] {
+        let v = var(map, name);
+        v.set(&v.zeros_like()?)?;
+    }
+    let b2 = Tensor::from_vec(
+        (0..e * 4).map(|i| (i + 1) as f64).collect::<Vec<_>>(),
+        (e, 4),
+        &Device::Cpu,
+    )?;
+    var(map, "experts.b2").set(&b2)?;
+    Ok(b2)
+}
+
+#[test]
+fn combine_uses_raw_gates_and_drops_give_zero() -> Result<()> {
+    let (e, k) = (3, 2);
+    let (moe, map) = layer(&cfg(e, k, 0.5, true))?;
+    let b2 = constant_experts(&map, e)?.to_vec2::<f64>()?;
+    let x = tensor((5, 4), 3)?;
+    let out = moe.forward(&x, TokenCounts { image: 3, text: 2 }, RouteMode::Eval)?;
+    let probs = candle_nn::ops::softmax(&x.matmul(var(&map, "router").as_tensor())?, 1)?
+        .to_vec2::<f64>()?;
+    let experts = out.experts.to_vec2::<u32>()?;
+    let y = out.y.to_vec2::<f64>()?;
+    let mut dropped = 0;
+    for t in 0..5 {
+        let mut want = [0.0; 4];
+        for &ex in &experts[t] {
+            if ex as usize == e {
+                dropped += 1;
+                continue;
+            }
+            for (w, b) in want.iter_mut().zip(&b2[ex as usize]) {
+                *w += probs[t][ex as usize] * b;
+            }
+        }
+        for (a, b) in y[t].iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "token {t}: {:?} vs {want:?}", y[t]);
+        }
+    }
+    // C = ceil(5*2*0.5/3) = 2 slots for 10 choices: at least 4 dropped.
+    assert!(dropped >= 4, "{dropped} dropped");
+    Ok(())
+}
+
+fn run(moe: &Moe, x: &Tensor, mode: RouteMode) -> Result<MoeOutput> {
+    moe.forward(x, TokenCounts { image: 5, text: 3 }, mode)
+}
+
+#[test]
+fn eval_is_deterministic_and_noise_is_keyed() -> Result<()> {
+    let mut config = cfg(4, 1, 1.0, true);
+    config.noise = 40.0; // std 10: the noise decides the routing
+    let (moe, _) = layer(&config)?;
+    let x = tensor((8, 4), 5)?;
+    let same = |a: &MoeOutput, b: &MoeOutput| -> Result<bool> {
+        Ok(a.y.to_vec2::<f64>()? == b.y.to_vec2::<f64>()?
+            && a.experts.to_vec2::<u32>()? == b.experts.to_vec2::<u32>()?)
+    };
+    assert!(same(
+        &run(&moe, &x, RouteMode::Eval)?,
+        &run(&moe, &x, RouteMode::Eval)?
+    )?);
+    let train = |seed| run(&moe, &x, RouteMode::Train { noise_seed: seed });
+    assert!(same(&train(11)?, &train(11)?)?);
+    assert!(!same(&train(11)?, &train(12)?)?);
+    Ok(())
+}
+
+fn host_terms(out: &MoeOutput) -> Result<PerModality<LossTerms<f64>>> {
+    out.aux.to_host()
+}
+
+#[test]
+fn uniform_router_losses() -> Result<()> {
+    let e = 4;
+    let mut config = cfg(e, 1, 2.0, true);
+    config.global_experts = [4.0, 2.0];
+    let (moe, map) = layer(&config)?;
+    let router = var(&map, "router");
+    router.set(&router.zeros_like()?)?;
+    let out = run(
+        &moe,
+        &tensor((8, 4), 1)?,
+        RouteMode::Train { noise_seed: 3 },
+    )?;
+    let ln_e = (e as f64).ln();
+    for terms in host_terms(&out)?.both() {
+        assert!((terms.local_entropy - ln_e).abs() < 1e-12);
+        assert!(terms.global_entropy.abs() < 1e-12, "S <= E: no global loss");
+        assert!(terms.importance.abs() < 1e-12);
+        assert!((terms.z_loss - ln_e * ln_e).abs() < 1e-12);
+        assert!(terms.load.is_finite());
+    }
+    let stats = out.stats.to_host()?;
+    assert_eq!(stats.image.mean_gate, vec![0.25; 4]);
+    assert!((stats.text.global_entropy - ln_e).abs() < 1e-12);
+    assert_eq!(
+        stats.image.routed.iter().sum::<u64>() + stats.image.dropped,
+        5
+    );
+    assert_eq!(
+        stats.text.routed.iter().sum::<u64>() + stats.text.dropped,
+        3
+    );
+    Ok(())
+}
+
+#[test]
+fn one_hot_router_losses() -> Result<()> {
+    let e = 3;
+    let mut config = cfg(e, 1, 1.0, false);
+    config.global_experts = [3.0, 1.0];
+    let (moe, map) = layer(&config)?;
+    // Every token sends a huge logit to expert 1.
+    let mut w = vec![0.0; 4 * e];
+    w[1] = 1e3;
+    var(&map, "router").set(&Tensor::from_vec(w, (4, e), &Device::Cpu)?)?;
+    let x = Tensor::ones((8, 4), DType::F64, &Device::Cpu)?;
+    let out = run(&moe, &x, RouteMode::Eval)?;
+    let terms = host_terms(&out)?;
+    assert!(terms.image.local_entropy.abs() < 1e-9);
+    // All tokens on one expert: H(mean p) = 0, so the loss is ln S.
+    assert!((terms.image.global_entropy - 3f64.ln()).abs() < 1e-9);
+    assert!(
+        terms.text.global_entropy.abs() < 1e-9,
+        "S = 1 asks for nothing"
+    );
+    // Importance [n, 0, 0]: mean n/3, variance 2n^2/9: CV^2 = 2.
+    assert!((terms.image.importance - 2.0).abs() < 1e-9);
+    assert_eq!(terms.image.load, 0.0, "no load loss in evaluation");
+    // C = ceil(8/3) = 3: three image tokens kept on expert 1, the rest dropped.
+    let stats = out.stats.to_host()?;
+    assert_eq!(
+        (stats.image.routed.clone(), stats.image.dropped),
+        (vec![0, 3, 0], 2)
+    );
+    assert_eq!(
+        (stats.text.routed.clone(), stats.text.dropped),
+        (vec![0, 0, 0], 3)
+    );
+    Ok(())
+}
+
+#[test]
+fn empty_modality_contributes_zero() -> Result<()> {
+    let (moe, _) = layer(&cfg(4, 2, 1.0, true))?;
+    let x = tensor((6, 4), 9)?;
+    let out = moe.forward(
+        &x,
+        TokenCounts { image: 6, text: 0 },
+        RouteMode::Train { noise_seed: 1 },
+    )?;
+    let terms = host_terms(&out)?;
+    for (_, v) in terms.text.entries() {
+        assert_eq!(*v, 0.0);
+    }
+    for (name, v) in terms.image.entries() {
+        assert!(v.is_finite(), "{name} = {v}");
+    }
+    let mut weights = AuxWeights {
+        image: LossTerms::default(),
+        text: LossTerms {
+            local_entropy: 1.0,
+            global_entropy: 1.0,
+            importance: 1.0,
+            load: 1.0,
+            z_loss: 1.0,
+        },
+    };
+    assert_eq!(out.aux.weighted(&weights)?.to_scalar::<f64>()?, 0.0);
+    weights.image.local_entropy = 0.5;
+    let total = out.aux.weighted(&weights)?.to_scalar::<f64>()?;
+    assert!((total - 0.5 * terms.image.local_entropy).abs() < 1e-12);
+    Ok(())
+}
+
+/// Central-difference check of `d loss / d var` for every element of `var`.
+fn check_gradient(var: &Var, loss: &dyn Fn() -> Result<Tensor>) -> Result<()> {
+    let analytic = loss()?
+        .backward()?
+        .get(var.as_tensor())
+        .expect("gradient")
+        .flatten_all()?;
+    let analytic = analytic.to_vec1::<f64>()?;
+    let base = var.as_tensor().flatten_all()?.to_vec1::<f64>()?;
+    let shape = var.shape().clone();
+    let h = 1e-6;
+    for (i, a) in analytic.iter().enumerate() {
+        let eval = |delta: f64| -> Result<f64> {
+            let mut v = base.clone();
+            v[i] += delta;
+            var.set(&Tensor::from_vec(v, shape.clone(), &Device::Cpu)?)?;
+            loss()?.to_scalar::<f64>()
+        };
+        let numeric = (eval(h)? - eval(-h)?) / (2.0 * h);
+        let tolerance = 1e-6 * (1.0 + numeric.abs());
+        assert!(
+            (a - numeric).abs() < tolerance,
+            "element {i}: {a} vs {numeric}"
+        );
+    }
+    var.set(&Tensor::from_vec(base, shape, &Device::Cpu)?)?;
+    Ok(())
+}
+
+#[test]
+fn finite_difference_gradients() -> Result<()> {
+    let mut config = cfg(3, 2, 0.75, true);
+    config.global_experts = [3.0, 3.0];
+    let (moe, map) = layer(&config)?;
+    let x = Var::from_tensor(&tensor((7, 4), 21)?)?;
+    let probe = tensor((7, 4), 22)?;
+    let tokens = TokenCounts { image: 4, text: 3 };
+    let mode = RouteMode::Train { noise_seed: 5 };
+    let forward = || moe.forward(x.as_tensor(), tokens, mode);
+    let y_loss = || forward()?.y.mul(&probe)?.sum_all();
+    let aux_loss = || {
+        let out = forward()?;
+        let image = &out.aux.image;
+        let text = &out.aux.text;
+        (&image.local_entropy + &image.global_entropy)?
+            .add(&text.local_entropy.affine(0.5, 0.0)?)?
+            .add(&text.global_entropy)?
+            .add(&image.importance)?
+            .add(&text.load)?
+            .add(&image.z_loss)
+    };
+    let router = var(&map, "router");
+    check_gradient(&router, &y_loss)?;
+    check_gradient(&x, &y_loss)?;
+    check_gradient(&router, &aux_loss)?;
+    check_gradient(&x, &aux_loss)?;
+    Ok(())
+}
+
+#[test]
+fn every_parameter_gets_a_gradient() -> Result<()> {
+    let mut config = cfg(4, 2, 1.0, true);
+    config.global_experts = [2.0, 2.0];
+    let (moe, map) = layer(&config)?;
+    let x = tensor((12, 4), 31)?;
+    let out = moe.forward(
+        &x,
+        TokenCounts { image: 8, text: 4 },
+        RouteMode::Train { noise_seed: 2 },
+    )?;
+    let weights = AuxWeights {
+        image: LossTerms {
+            local_entropy: 0.01,
+            global_entropy: 0.01,
+            importance: 0.01,
+            load: 0.01,
+            z_loss: 0.001,
+        },
+        text: LossTerms::default(),
+    };
+    let loss = (out.y.sqr()?.sum_all()? + out.aux.weighted(&weights)?)?;
+    let grads = loss.backward()?;
+    for (name, v) in map.data().lock().unwrap().iter() {
+        let g = grads
+            .get(v.as_tensor())
+            .expect("gradient")
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        assert!(
+            g.iter().all(|x| x.is_finite()),
+            "{name}: non-finite gradient"
+        );
+        assert!(g.iter().any(|x| *x != 0.0), "{name}: zero gradient");
+    }
+    Ok(())
+}
