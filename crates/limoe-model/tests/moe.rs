@@ -113,6 +113,8 @@ fn bpr_is_k_major() -> Result<()> {
     // Rows e * C + position: first choices [0, 2, 4]; second choices t1 -> e2 (5), then
     // t0 -> e1 (3), then t2 -> e1 would be position 2: dropped (dummy row 6).
     assert_eq!(r.dispatch.to_vec2::<u32>()?, [[0, 2, 4], [3, 5, 6]]);
+    // Buffer row -> token (row 1 is empty).
+    assert_eq!(r.fill.to_vec1::<u32>()?, [0, 0, 1, 0, 2, 1]);
     assert_eq!(r.kept.to_vec2::<f32>()?, [[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]]);
     Ok(())
 }

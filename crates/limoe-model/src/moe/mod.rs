@@ -8,14 +8,15 @@
 //! - Router: logits = x Wr, p = softmax(logits) (composite, differentiable). Training picks the
 //!   top-K of logits + N(0, (noise/E)^2), the noise drawn on the host from a generator keyed by
 //!   (noise_seed, token, expert) and uploaded; evaluation picks on the clean logits.
-//! - Routing ([`routing::route`]) is discrete and runs on the device: it yields for each
-//!   (choice, token) a row of an expert-major buffer [E * groups * C + 1, width] (the last row
-//!   collects dropped tokens and is never read). Tokens are routed in independent groups of
-//!   `group_size` (the last group may be smaller; its capacity is computed from its own size,
-//!   its buffer slots beyond that stay empty).
-//! - Dispatch: `index_add` of x into the zeroed buffer (one per choice); the experts run as one
-//!   batched matmul pair over [E, groups * C, width]; combine: `index_select` of each choice's
-//!   row times its raw clean gate p(e|x) (not renormalised; 0 when dropped), summed over K.
+//! - Routing ([`routing::route`]) is discrete and runs on the device: it gives each
+//!   (choice, token) a row of an expert-major buffer of E * groups * C rows (dropped choices
+//!   point at a trailing dummy row that is never computed). Tokens are routed in independent
+//!   groups of `group_size` (the last group may be smaller; its capacity is computed from its
+//!   own size and its surplus buffer rows stay empty).
+//! - Dispatch: one `index_select` of x fills the [E, groups * C, width] buffer (each row reads
+//!   its token; empty rows read token 0 and are never combined); the experts run as one
+//!   batched matmul pair; combine: one `index_select` of every (choice, token) row times its
+//!   raw clean gate p(e|x) (not renormalised; 0 when dropped), summed over K.
 //! - Differentiable: y wrt x (through dispatch and the router), expert weights, and the router
 //!   weight through the combine gates and the auxiliary losses. The choice of experts, the
 //!   BPR order and the capacity drops carry no gradient.
@@ -179,37 +180,25 @@ impl Moe {
     fn dispatch_combine(&self, x: &Tensor, probs: &Tensor, routing: &Routing) -> Result<Tensor> {
         let (e, k) = (self.cfg.experts, self.cfg.top_k);
         let (t, width) = x.dims2()?;
-        let rows = e * routing.slots_per_expert;
-        let mut buffer = Tensor::zeros((rows + 1, width), x.dtype(), x.device())?;
-        for choice in 0..k {
-            buffer = buffer.index_add(&routing.dispatch.get(choice)?, x, 0)?;
-        }
-        let out = self
-            .experts
-            .forward(
-                &buffer
-                    .narrow(0, 0, rows)?
-                    .reshape((e, routing.slots_per_expert, width))?,
-            )?
-            .reshape((rows, width))?;
-        // Raw clean gate of each choice, zeroed where the choice was dropped: [K, T].
+        let slots = routing.slots_per_expert;
+        // Empty rows read some token: their outputs are never combined, so they get no gradient.
+        let buffer = x
+            .index_select(&routing.fill, 0)?
+            .reshape((e, slots, width))?;
+        let out = self.experts.forward(&buffer)?.reshape((e * slots, width))?;
+        // Raw clean gate of each choice, zeroed where the choice was dropped: [K * T, 1].
         let weights = probs
             .gather(&routing.chosen, 1)?
             .t()?
-            .mul(&routing.kept.to_dtype(x.dtype())?)?;
-        let mut y: Option<Tensor> = None;
-        for choice in 0..k {
-            let part = out
-                .index_select(&routing.combine.get(choice)?, 0)?
-                .broadcast_mul(&weights.get(choice)?.reshape((t, 1))?)?;
-            y = Some(match y {
-                Some(acc) => (acc + part)?,
-                None => part,
-            });
-        }
-        match y {
-            Some(y) => Ok(y),
-            None => bail!("moe: top_k must be positive"),
+            .mul(&routing.kept.to_dtype(x.dtype())?)?
+            .reshape((k * t, 1))?;
+        let y = out
+            .index_select(&routing.combine.flatten_all()?, 0)?
+            .broadcast_mul(&weights)?;
+        if k == 1 {
+            Ok(y)
+        } else {
+            y.reshape((k, t, width))?.sum(0)
         }
     }
 }

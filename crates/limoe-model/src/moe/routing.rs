@@ -12,6 +12,8 @@ use candle_core::{DType, Device, Result, Tensor, bail};
 
 /// The largest integer f32 holds exactly (every index computed here must stay below it).
 const F32_EXACT: usize = 1 << 24;
+/// The longest row candle's CUDA argsort can sort.
+const CUDA_SORT_MAX: usize = 8192;
 
 /// Shape of one routing problem.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,6 +41,8 @@ pub struct Routing {
     pub chosen: Tensor,
     /// [K, T] u32: buffer row of each (choice, token); dropped ones use the dummy row.
     pub dispatch: Tensor,
+    /// [E * slots_per_expert] u32: the token each buffer row reads (0 for empty rows).
+    pub fill: Tensor,
     /// [K, T] u32: buffer row to read back (0 for dropped ones, masked by `kept`).
     pub combine: Tensor,
     /// [K, T] f32: 1 where the choice was kept, 0 where it was dropped.
@@ -80,6 +84,13 @@ pub fn route(scores: &Tensor, probs: &Tensor, spec: &RouteSpec) -> Result<Routin
         bail!("route: {t} tokens x {k} choices is too many for one routing call");
     }
     let dev = scores.device();
+    // candle's CUDA argsort sorts a row in one block's shared memory (48 KiB: 8192 entries).
+    if dev.is_cuda() && e.max(if spec.bpr { group } else { 0 }) > CUDA_SORT_MAX {
+        bail!(
+            "route: on CUDA, Batch Priority Routing sorts each group in one kernel block and \
+             handles at most {CUDA_SORT_MAX} tokens per group (got {group}); set group_size"
+        );
+    }
 
     let chosen = scores
         .arg_sort_last_dim(false)?
@@ -156,10 +167,23 @@ pub fn route(scores: &Tensor, probs: &Tensor, spec: &RouteSpec) -> Result<Routin
     .reshape((4, k, padded))?
     .narrow(2, 0, t)?;
     let as_index = |i: usize| stacked.get(i)?.to_dtype(DType::U32);
+    let dispatch = as_index(0)?;
+    // Invert the dispatch: every buffer row learns its token (dropped ones hit the dummy row).
+    let token = Tensor::arange(0u32, t as u32, dev)?
+        .to_dtype(DType::F32)?
+        .unsqueeze(0)?
+        .broadcast_as((k, t))?
+        .flatten_all()?;
+    let rows = e * slots_per_expert;
+    let fill = Tensor::zeros(rows + 1, DType::F32, dev)?
+        .scatter(&dispatch.flatten_all()?, &token, 0)?
+        .narrow(0, 0, rows)?
+        .to_dtype(DType::U32)?;
     Ok(Routing {
         experts: as_index(3)?.t()?.contiguous()?,
         chosen,
-        dispatch: as_index(0)?,
+        dispatch,
+        fill,
         combine: as_index(1)?,
         kept: stacked.get(2)?.contiguous()?,
         capacity,
