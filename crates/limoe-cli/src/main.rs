@@ -1,5 +1,6 @@
 //! `limoe`: run, validate and plan LIMoE experiment specs.
 
+mod bench;
 mod commands;
 mod registry;
 
@@ -64,6 +65,12 @@ enum Command {
     },
     /// List the registered stage kinds.
     Stages,
+    /// Measure throughput of the named targets (every target when none is named).
+    Bench {
+        /// What to measure.
+        #[arg(value_enum)]
+        targets: Vec<bench::Target>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +94,7 @@ fn main() -> ExitCode {
         Command::Validate { specs, sets } => commands::validate(&registry, &specs, &sets),
         Command::Plan { spec } => commands::plan(&registry, &cli.runs_dir, &spec.spec, &spec.sets),
         Command::Stages => commands::stages(&registry),
+        Command::Bench { targets } => bench::bench(&targets),
     };
     match result {
         Ok(code) => code,
