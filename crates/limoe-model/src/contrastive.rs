@@ -24,7 +24,11 @@ pub fn contrastive_loss(logits: &Tensor) -> Result<Tensor> {
 pub fn accuracy(logits: &Tensor) -> Result<(f64, f64)> {
     let batch = logits.dim(0)?;
     let hits = |best: Vec<u32>| {
-        best.iter().enumerate().filter(|&(i, &j)| i == j as usize).count() as f64 / batch as f64
+        best.iter()
+            .enumerate()
+            .filter(|&(i, &j)| i == j as usize)
+            .count() as f64
+            / batch as f64
     };
     let rows = hits(logits.argmax(D::Minus1)?.to_vec1()?);
     let columns = hits(logits.t()?.argmax(D::Minus1)?.to_vec1()?);

@@ -28,7 +28,9 @@ impl PatchEmbed {
 
 impl Module for PatchEmbed {
     fn forward(&self, patches: &Tensor) -> Result<Tensor> {
-        self.projection.forward(patches)?.broadcast_add(&self.positions)
+        self.projection
+            .forward(patches)?
+            .broadcast_add(&self.positions)
     }
 }
 

@@ -85,7 +85,9 @@ impl Encoder {
         let mut routing = Vec::new();
         for (index, block) in self.blocks.iter().enumerate() {
             if let Some(image) = &streams.image {
-                let attended = block.attention.forward(&block.norm1.forward(image)?, None)?;
+                let attended = block
+                    .attention
+                    .forward(&block.norm1.forward(image)?, None)?;
                 streams.image = Some((image + attended)?);
             }
             if let Some((text, mask)) = &streams.text {
@@ -148,7 +150,10 @@ fn route(
     };
     let output = moe.forward(&routed, counts, mode)?;
     if let Some(image) = &streams.image {
-        let update = output.y.narrow(0, 0, counts.image)?.reshape(image.shape())?;
+        let update = output
+            .y
+            .narrow(0, 0, counts.image)?
+            .reshape(image.shape())?;
         streams.image = Some((image + update)?);
     }
     if let Some((text, mask)) = &streams.text {

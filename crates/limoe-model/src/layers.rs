@@ -6,7 +6,12 @@ use candle_nn::{Init, VarBuilder};
 use crate::ops::{gelu, normalize};
 
 /// A linear layer `y = x W^T + b` over the last dimension, Xavier-uniform initialised.
-pub fn linear(vb: &VarBuilder, inputs: usize, outputs: usize, bias: bool) -> Result<candle_nn::Linear> {
+pub fn linear(
+    vb: &VarBuilder,
+    inputs: usize,
+    outputs: usize,
+    bias: bool,
+) -> Result<candle_nn::Linear> {
     let bound = (6.0 / (inputs + outputs) as f64).sqrt();
     let weight = vb.get_with_hints(
         (outputs, inputs),

@@ -1,3 +1,27 @@
-//! The LIMoE model on candle: shared MoE encoder, routing, auxiliary losses, heads.
+//! The LIMoE model on candle: per-modality embeddings, one encoder shared by image patches
+//! and text tokens whose MLPs are sparse mixtures of experts (or the dense and two-tower
+//! baselines), pooling heads and the contrastive loss.
+//!
+//! The crate reads no files: a [`ModelConfig`] fixes the shape, [`Params`] holds the seeded
+//! weights, and [`Model::forward`] returns the loss terms with the routing reports.
 
+mod attention;
+pub mod config;
+pub mod contrastive;
+pub mod device;
+mod embed;
+pub mod encoder;
+mod heads;
+pub mod inputs;
+mod layers;
+pub mod model;
 pub mod moe;
+pub mod ops;
+pub mod params;
+pub mod plan;
+pub mod random;
+
+pub use config::{Arch, ModelConfig, Pooling};
+pub use inputs::{Images, TextMask, Texts};
+pub use model::{Encoded, Model, Output};
+pub use params::Params;

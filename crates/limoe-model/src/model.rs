@@ -92,7 +92,11 @@ impl Model {
             towers,
             image_head: head("image_head", config.image_pooling)?,
             text_head: head("text_head", config.text_pooling)?,
-            log_scale: vb.get_with_hints((), "log_logit_scale", Init::Const(config.logit_scale_init.ln()))?,
+            log_scale: vb.get_with_hints(
+                (),
+                "log_logit_scale",
+                Init::Const(config.logit_scale_init.ln()),
+            )?,
             config: config.clone(),
         })
     }
@@ -112,7 +116,10 @@ impl Model {
     ) -> Result<Encoded> {
         if let Some(images) = images {
             let dims = images.patches.dims();
-            if dims.len() != 3 || dims[1] != self.config.patches() || dims[2] != self.config.patch_dim() {
+            if dims.len() != 3
+                || dims[1] != self.config.patches()
+                || dims[2] != self.config.patch_dim()
+            {
                 candle_core::bail!(
                     "images have shape {dims:?}, the model expects [batch, {}, {}]",
                     self.config.patches(),
@@ -153,7 +160,9 @@ impl Model {
             }
         };
         Ok(Encoded {
-            image: image.map(|i| self.image_head.forward(&i, None)).transpose()?,
+            image: image
+                .map(|i| self.image_head.forward(&i, None))
+                .transpose()?,
             text: text
                 .map(|(t, mask)| self.text_head.forward(&t, Some(mask)))
                 .transpose()?,

@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use limoe_model::config::{Arch, ModelConfig, Pooling};
-use limoe_model::moe::{AuxWeights, MoeConfig, RouteMode};
+use limoe_model::moe::{AuxWeights, LossTerms, MoeConfig, RouteMode};
 use limoe_model::plan::cost;
 use limoe_model::random::Stream;
 use limoe_model::{Images, Model, Params, Texts};
@@ -40,11 +40,20 @@ fn config(arch: Arch, pooling: Pooling) -> ModelConfig {
             global_experts: [2.0, 2.0],
         },
         aux: AuxWeights {
-            local_entropy: [0.01, 0.01],
-            global_entropy: [0.01, 0.01],
-            importance: 0.01,
-            load: 0.01,
-            z_loss: 0.001,
+            image: LossTerms {
+                local_entropy: 0.01,
+                global_entropy: 0.01,
+                importance: 0.01,
+                load: 0.01,
+                z_loss: 0.001,
+            },
+            text: LossTerms {
+                local_entropy: 0.02,
+                global_entropy: 0.02,
+                importance: 0.01,
+                load: 0.01,
+                z_loss: 0.001,
+            },
         },
         logit_scale_init: 1.0 / 0.07,
         logit_scale_max: 100.0,

@@ -7,12 +7,16 @@ use limoe_model::random::Stream;
 
 fn random(shape: (usize, usize), seed: u64) -> Tensor {
     let mut stream = Stream::new(seed);
-    let values: Vec<f64> = (0..shape.0 * shape.1).map(|_| 2.0 * stream.normal()).collect();
+    let values: Vec<f64> = (0..shape.0 * shape.1)
+        .map(|_| 2.0 * stream.normal())
+        .collect();
     Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
 }
 
 fn composite_normalize(x: &Tensor) -> Tensor {
-    let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1).unwrap()).unwrap();
+    let centred = x
+        .broadcast_sub(&x.mean_keepdim(D::Minus1).unwrap())
+        .unwrap();
     let variance = centred.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
     centred
         .broadcast_div(&(variance + LAYER_NORM_EPS).unwrap().sqrt().unwrap())
@@ -25,9 +29,11 @@ fn ops() -> [(&'static str, Op, Op); 3] {
     [
         ("gelu", |x| gelu(x).unwrap(), |x| x.gelu().unwrap()),
         ("normalize", |x| normalize(x).unwrap(), composite_normalize),
-        ("softmax", |x| softmax(x).unwrap(), |x| {
-            candle_nn::ops::softmax(x, D::Minus1).unwrap()
-        }),
+        (
+            "softmax",
+            |x| softmax(x).unwrap(),
+            |x| candle_nn::ops::softmax(x, D::Minus1).unwrap(),
+        ),
     ]
 }
 
@@ -37,7 +43,10 @@ fn values(t: &Tensor) -> Vec<f64> {
 
 /// A fixed random weighting of the outputs, so every output element matters.
 fn weighted_sum(y: &Tensor, seed: u64) -> Tensor {
-    (y * random(y.dims2().unwrap(), seed)).unwrap().sum_all().unwrap()
+    (y * random(y.dims2().unwrap(), seed))
+        .unwrap()
+        .sum_all()
+        .unwrap()
 }
 
 #[test]
@@ -58,10 +67,17 @@ fn fused_ops_match_composite_ops_forward_and_backward() {
                 values(ga.get(x.as_tensor()).unwrap()),
                 values(gb.get(x.as_tensor()).unwrap()),
             );
-            let worst = ga.iter().zip(&gb).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+            let worst = ga
+                .iter()
+                .zip(&gb)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f64::max);
             // candle's own GELU backward rounds its constants (~1e-6 off the exact
             // derivative); the finite-difference test below holds the fused ops to 1e-6.
-            assert!(worst < 1e-5, "{name} backward {shape:?}: differs by {worst}");
+            assert!(
+                worst < 1e-5,
+                "{name} backward {shape:?}: differs by {worst}"
+            );
         }
     }
 }
@@ -93,8 +109,17 @@ fn fused_gradients_match_finite_differences() {
 
 #[test]
 fn fused_ops_work_in_f32_on_strided_inputs() {
-    let x = random((6, 4), 5).to_dtype(candle_core::DType::F32).unwrap().t().unwrap();
-    let fused = values(&softmax(&x).unwrap().to_dtype(candle_core::DType::F64).unwrap());
+    let x = random((6, 4), 5)
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .t()
+        .unwrap();
+    let fused = values(
+        &softmax(&x)
+            .unwrap()
+            .to_dtype(candle_core::DType::F64)
+            .unwrap(),
+    );
     let composite = values(
         &candle_nn::ops::softmax(&x, D::Minus1)
             .unwrap()

@@ -42,7 +42,12 @@ impl<K: Kernel2> CustomOp2 for Backward<K> {
     }
 }
 
-fn backward<K: Kernel2>(name: &'static str, kernel: K, a: &Tensor, grad: &Tensor) -> Result<Tensor> {
+fn backward<K: Kernel2>(
+    name: &'static str,
+    kernel: K,
+    a: &Tensor,
+    grad: &Tensor,
+) -> Result<Tensor> {
     a.contiguous()?
         .apply_op2_no_bwd(&grad.contiguous()?, &Backward { name, kernel })
 }
@@ -96,7 +101,10 @@ pub struct Normalize;
 fn moments<T: Real>(x: &[T]) -> (T, T) {
     let n = constant::<T>(x.len() as f64);
     let mean = x.iter().fold(T::zero(), |s, &v| s + v) / n;
-    let var = x.iter().fold(T::zero(), |s, &v| s + (v - mean) * (v - mean)) / n;
+    let var = x
+        .iter()
+        .fold(T::zero(), |s, &v| s + (v - mean) * (v - mean))
+        / n;
     (mean, (var + constant(LAYER_NORM_EPS)).sqrt().recip())
 }
 
