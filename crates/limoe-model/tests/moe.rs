@@ -439,3 +439,72 @@ fn every_parameter_gets_a_gradient() -> Result<()> {
     }
     Ok(())
 }
+
+/// The routing rules written as a plain host loop.
+fn reference_route(
+    p: &[Vec<f32>],
+    k: usize,
+    factor: f64,
+    group: usize,
+    bpr: bool,
+) -> Vec<Vec<u32>> {
+    let e = p[0].len();
+    let chosen: Vec<Vec<usize>> = p
+        .iter()
+        .map(|row| {
+            let mut idx: Vec<usize> = (0..e).collect();
+            idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            idx.truncate(k);
+            idx
+        })
+        .collect();
+    let mut out = vec![vec![e as u32; k]; p.len()];
+    for start in (0..p.len()).step_by(group) {
+        let end = (start + group).min(p.len());
+        let cap = capacity(end - start, k, factor, e);
+        let mut order: Vec<usize> = (start..end).collect();
+        if bpr {
+            order.sort_by(|&a, &b| p[b][chosen[b][0]].total_cmp(&p[a][chosen[a][0]]));
+        }
+        let mut used = vec![0; e];
+        for choice in 0..k {
+            for &t in &order {
+                let ex = chosen[t][choice];
+                if used[ex] < cap {
+                    used[ex] += 1;
+                    out[t][choice] = ex as u32;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn routing_matches_a_host_loop_on_random_gates() -> Result<()> {
+    let mut seed = 100;
+    for (t, e) in [(37, 3), (300, 8)] {
+        for k in [1, 2] {
+            for factor in [0.5, 1.0, 1.25] {
+                for group in [None, Some(64)] {
+                    for bpr in [false, true] {
+                        seed += 1;
+                        let logits = tensor((t, e), seed)?.affine(3.0, 0.0)?;
+                        let p = candle_nn::ops::softmax(&logits, 1)?.to_dtype(DType::F32)?;
+                        let s = RouteSpec {
+                            experts: e,
+                            top_k: k,
+                            group_size: group,
+                            capacity_factor: factor,
+                            bpr,
+                        };
+                        let want =
+                            reference_route(&p.to_vec2()?, k, factor, group.unwrap_or(t), bpr);
+                        assert_eq!(experts_of(&p, &s)?, want, "{s:?} T={t}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

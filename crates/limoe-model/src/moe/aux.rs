@@ -1,5 +1,8 @@
 //! Auxiliary router losses per modality: local and global entropy (LIMoE), V-MoE importance
 //! and load losses, router z-loss.
+//!
+//! Every term is computed over one modality's tokens of the whole routing batch (not per
+//! routing group), so each can carry its own weight per modality.
 
 use candle_core::{D, DType, Result, Tensor};
 
