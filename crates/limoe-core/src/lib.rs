@@ -5,6 +5,7 @@
 pub mod command;
 pub mod files;
 mod load;
+pub mod logs;
 pub mod pipeline;
 pub mod runner;
 pub mod spec;
