@@ -15,7 +15,7 @@ pub struct Cost {
     pub step_flops: f64,
     /// Weights, gradients and the two AdamW moments, in bytes (f32).
     pub state_bytes: u64,
-    /// Activations kept for the backward pass, in bytes (an estimate).
+    /// Activations kept for the backward pass of one micro-batch, in bytes (an estimate).
     pub activation_bytes: u64,
 }
 
@@ -44,8 +44,9 @@ fn head(config: &ModelConfig, pooling: Pooling) -> usize {
     2 * w + map + w * config.embed_dim
 }
 
-/// The cost of training `config` with `batch` image-text pairs per step.
-pub fn cost(config: &ModelConfig, batch: usize) -> Cost {
+/// The cost of training `config` with `batch` image-text pairs per step, processed in
+/// micro-batches of `micro_batch` pairs (gradient accumulation).
+pub fn cost(config: &ModelConfig, batch: usize, micro_batch: usize) -> Cost {
     let w = config.width;
     let m = config.mlp_dim;
     let experts = config.moe.experts;
@@ -95,7 +96,7 @@ pub fn cost(config: &ModelConfig, batch: usize) -> Cost {
         (config.depth * (10 * w + config.heads * tokens) + hidden) as u64
     };
     let activation_bytes = 4
-        * batch as u64
+        * micro_batch as u64
         * (image_tokens as u64 * per_token(image_tokens)
             + text_tokens as u64 * per_token(text_tokens));
 

@@ -135,13 +135,13 @@ fn plan_counts_exactly_the_parameters_the_model_creates() {
         let config = config(arch, pooling);
         let (_, params) = build(&config, 0);
         assert_eq!(
-            cost(&config, BATCH).total_params,
+            cost(&config, BATCH, BATCH).total_params,
             params.count(),
             "{arch:?}/{pooling:?}"
         );
     }
-    let limoe = cost(&config(Arch::Limoe, Pooling::Mean), BATCH);
-    let dense = cost(&config(Arch::Dense, Pooling::Mean), BATCH);
+    let limoe = cost(&config(Arch::Limoe, Pooling::Mean), BATCH, BATCH);
+    let dense = cost(&config(Arch::Dense, Pooling::Mean), BATCH, BATCH);
     // Top-2 of 4 experts: more parameters in total, but per token only one extra MLP
     // (and the router) in the one MoE block.
     assert!(limoe.total_params > limoe.active_params);
