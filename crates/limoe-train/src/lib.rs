@@ -1,1 +1,3 @@
 //! Training loop, checkpoints and evaluation stages.
+
+pub mod logs;

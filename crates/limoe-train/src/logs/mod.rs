@@ -1,0 +1,17 @@
+//! The run logs (schemas in [`limoe_core::logs`]): buffered writers that flush one Parquet
+//! part per flush, truncation for resume, and a reader back into row structs.
+//!
+//! Layout: `<out_dir>/<log>/part-<first step, 12 digits>.parquet`, zstd-compressed, each
+//! written under a hidden temporary name and renamed; readers load `<log>/*.parquet`.
+
+mod columns;
+mod reader;
+mod rows;
+mod run;
+mod writer;
+
+pub use columns::{arrow_schema, arrow_type};
+pub use reader::{part_files, read_log, read_part};
+pub use rows::LogRow;
+pub use run::RunLogs;
+pub use writer::{LogWriter, truncate_after};
