@@ -105,7 +105,7 @@ impl Moe {
         let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
         let probs = log_probs.exp()?;
 
-        let (capacity_factor, noise) = match mode {
+        let (capacity_factor, drawn) = match mode {
             RouteMode::Train { noise_seed } if cfg.noise > 0.0 => {
                 let std = cfg.noise / e as f64;
                 let draws = noise::router_noise(noise_seed, t, e, std);
@@ -115,7 +115,7 @@ impl Moe {
             RouteMode::Train { .. } => (cfg.capacity_train, None),
             RouteMode::Eval => (cfg.capacity_eval, None),
         };
-        let noisy = match &noise {
+        let noisy = match &drawn {
             Some((n, _)) => Some((&logits + n)?),
             None => None,
         };
@@ -132,7 +132,7 @@ impl Moe {
         let y = self.dispatch_combine(x, &probs, &routing)?;
 
         // Noisy logit of each token's K-th choice: the bar the load loss measures against.
-        let threshold = match (&noisy, &noise) {
+        let threshold = match (&noisy, &drawn) {
             (Some(noisy), Some((_, std))) => {
                 let kth = routing.chosen.narrow(1, cfg.top_k - 1, 1)?.contiguous()?;
                 Some((noisy.gather(&kth, 1)?, *std))
@@ -176,7 +176,7 @@ impl Moe {
         })
     }
 
-    /// Scatters x into the expert buffers, runs the experts, gathers and weights by the gates.
+    /// Gathers x into the expert buffers, runs the experts, gathers and weights by the gates.
     fn dispatch_combine(&self, x: &Tensor, probs: &Tensor, routing: &Routing) -> Result<Tensor> {
         let (e, k) = (self.cfg.experts, self.cfg.top_k);
         let (t, width) = x.dims2()?;

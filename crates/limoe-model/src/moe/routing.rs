@@ -6,7 +6,9 @@
 //! priority order (BPR: descending top-1 gate; else token order). An assignment's position in
 //! its expert's buffer is the number of earlier assignments to the same expert, a prefix count
 //! done blockwise (O(T * E * sqrt(T)) work, O(T * E) memory: no T x T triangle). Integer
-//! bookkeeping runs in f32, exact below 2^24 (checked).
+//! bookkeeping runs in f32, exact below 2^24 (checked). Equal top-1 gates keep token order on
+//! the CPU (stable sort); candle's CUDA argsort is not stable, so there their order is
+//! unspecified.
 
 use candle_core::{DType, Device, Result, Tensor, bail};
 
