@@ -1,3 +1,7 @@
 //! Training loop, checkpoints and evaluation stages.
 
+pub mod checkpoint;
+pub mod clip;
 pub mod logs;
+pub mod optim;
+pub mod schedule;

@@ -1,0 +1,162 @@
+//! Fused CPU loops for the optimiser step: each updates a tensor in place in one pass, with
+//! no temporaries. Other devices use the equivalent candle expressions (see `super`).
+
+use candle_core::{CpuStorage, CustomOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, bail};
+
+/// The contiguous `f32` elements of a CPU storage.
+fn slice<'a>(name: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((start, end))) => Ok(&v[start..end]),
+        _ => bail!("{name}: needs a contiguous f32 tensor"),
+    }
+}
+
+/// The contiguous `f32` elements of a CPU storage, writable.
+fn slice_mut<'a>(name: &str, s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((start, end))) => Ok(&mut v[start..end]),
+        _ => bail!("{name}: needs a contiguous f32 tensor"),
+    }
+}
+
+/// `dst = beta * dst + (1 - beta) * f(scale * g)`, `f` the identity or the square: Adam's
+/// moment averages.
+pub(crate) struct Ema {
+    /// Decay of the average.
+    pub beta: f32,
+    /// Factor on the gradient (clipping and accumulation).
+    pub scale: f32,
+    /// Average the squared gradient (second moment) instead of the gradient.
+    pub square: bool,
+}
+
+impl InplaceOp2 for Ema {
+    fn name(&self) -> &'static str {
+        "adam-moment"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let dst = slice_mut(self.name(), s1, l1)?;
+        let g = slice(self.name(), s2, l2)?;
+        if dst.len() != g.len() {
+            bail!(
+                "{}: {} moments for {} gradients",
+                self.name(),
+                dst.len(),
+                g.len()
+            );
+        }
+        let (beta, rest) = (self.beta, 1.0 - self.beta);
+        if self.square {
+            for (d, &g) in dst.iter_mut().zip(g) {
+                let g = g * self.scale;
+                *d = *d * beta + g * g * rest;
+            }
+        } else {
+            for (d, &g) in dst.iter_mut().zip(g) {
+                *d = *d * beta + g * self.scale * rest;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `p -= lr * (m / bc1 / (sqrt(v / bc2) + eps) + wd * p)`: the AdamW parameter update from
+/// the already-updated moments.
+pub(crate) struct AdamUpdate {
+    /// Learning rate.
+    pub lr: f32,
+    /// Decoupled weight decay (0 for excluded parameters).
+    pub wd: f32,
+    /// Epsilon added to the root of the second moment.
+    pub eps: f32,
+    /// Bias correction of the first moment, `1 - beta1^t`.
+    pub bc1: f32,
+    /// Bias correction of the second moment, `1 - beta2^t`.
+    pub bc2: f32,
+}
+
+impl InplaceOp3 for AdamUpdate {
+    fn name(&self) -> &'static str {
+        "adamw-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let p = slice_mut(self.name(), s1, l1)?;
+        let m = slice(self.name(), s2, l2)?;
+        let v = slice(self.name(), s3, l3)?;
+        if p.len() != m.len() || p.len() != v.len() {
+            bail!("{}: parameter and moment sizes differ", self.name());
+        }
+        for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
+            let update = (m / self.bc1) / ((v / self.bc2).sqrt() + self.eps);
+            *p -= self.lr * (update + self.wd * *p);
+        }
+        Ok(())
+    }
+}
+
+/// `dst += a * src`: adding a micro-batch's gradient into the accumulated one.
+pub(crate) struct Axpy {
+    /// Factor on the added tensor.
+    pub a: f32,
+}
+
+impl InplaceOp2 for Axpy {
+    fn name(&self) -> &'static str {
+        "axpy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let dst = slice_mut(self.name(), s1, l1)?;
+        let src = slice(self.name(), s2, l2)?;
+        if dst.len() != src.len() {
+            bail!(
+                "{}: sizes {} and {} differ",
+                self.name(),
+                dst.len(),
+                src.len()
+            );
+        }
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d += self.a * s;
+        }
+        Ok(())
+    }
+}
+
+/// The sum of squares of all elements, accumulated in f64, as an f64 scalar (finite for any
+/// finite f32 input).
+pub(crate) struct SumSquares;
+
+impl CustomOp1 for SumSquares {
+    fn name(&self) -> &'static str {
+        "sum-squares"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(self.name(), s, l)?;
+        let sum: f64 = x.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        Ok((CpuStorage::F64(vec![sum]), Shape::from(())))
+    }
+}
