@@ -107,6 +107,34 @@ fn sum_squares(grad: &Tensor) -> candle_core::Result<Tensor> {
     if grad.device().is_cpu() {
         grad.contiguous()?.apply_op1_no_bwd(&SumSquares)
     } else {
-        grad.sqr()?.sum_all()?.to_dtype(DType::F64)
+        sum_squares_generic(&grad)
+    }
+}
+
+/// [`sum_squares`] as candle expressions (devices without the fused loop).
+fn sum_squares_generic(grad: &Tensor) -> candle_core::Result<Tensor> {
+    grad.sqr()?.sum_all()?.to_dtype(DType::F64)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    #[test]
+    fn fused_and_generic_sums_of_squares_agree() {
+        let values: Vec<f32> = (0..300).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let t = Tensor::from_vec(values, (10, 30), &Device::Cpu).unwrap();
+        let fused: f64 = sum_squares(&t.t().unwrap()).unwrap().to_scalar().unwrap();
+        let generic: f64 = sum_squares_generic(&t).unwrap().to_scalar().unwrap();
+        assert!(
+            (fused - generic).abs() <= 1e-5 * fused,
+            "{fused} vs {generic}"
+        );
+        // The f64 accumulation keeps a finite f32 gradient's sum finite.
+        let big = Tensor::from_vec(vec![3e38f32, 3e38], 2, &Device::Cpu).unwrap();
+        let sum: f64 = sum_squares(&big).unwrap().to_scalar().unwrap();
+        assert!(sum.is_finite());
     }
 }

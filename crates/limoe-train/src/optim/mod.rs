@@ -13,6 +13,7 @@ use std::collections::HashSet;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var, bail};
+use limoe_core::spec::TrainSpec;
 
 pub use accumulate::GradAccumulator;
 pub(crate) use kernels::SumSquares;
@@ -50,6 +51,16 @@ pub struct AdamWConfig {
     pub eps: f64,
     /// Decoupled weight decay, multiplied by the learning rate (default 0).
     pub weight_decay: f64,
+}
+
+impl AdamWConfig {
+    /// The defaults with the `train` section's weight decay.
+    pub fn from_spec(spec: &TrainSpec) -> AdamWConfig {
+        AdamWConfig {
+            weight_decay: spec.weight_decay,
+            ..AdamWConfig::default()
+        }
+    }
 }
 
 impl Default for AdamWConfig {
