@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod clip;
+pub mod eval;
 pub mod logs;
 pub mod optim;
 pub mod schedule;

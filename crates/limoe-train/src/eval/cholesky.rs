@@ -2,6 +2,8 @@
 
 use anyhow::{Result, bail};
 
+use super::matrix::dot;
+
 /// Solves `A X = B` for symmetric positive definite `A` (`[n, n]`, row-major; only its lower
 /// triangle is read) and `B` (`[n, m]`, row-major), returning `X` `[n, m]`. Errors on
 /// mismatched sizes or when `A` is not (numerically) positive definite, naming the pivot.
@@ -49,16 +51,15 @@ pub fn cholesky_solve(a: &[f64], n: usize, b: &[f64]) -> Result<Vec<f64>> {
 fn factor(a: &[f64], n: usize) -> Result<Vec<f64>> {
     let mut l = vec![0.0f64; n * n];
     for j in 0..n {
-        let (lj, _) = l.split_at(j * n + n);
-        let row_j = &lj[j * n..j * n + j];
-        let pivot = a[j * n + j] - row_j.iter().map(|v| v * v).sum::<f64>();
+        let row_j = &l[j * n..j * n + j];
+        let pivot = a[j * n + j] - dot(row_j, row_j);
         if !(pivot > 0.0 && pivot.is_finite()) {
             bail!("matrix is not positive definite: pivot {j} is {pivot}");
         }
         let d = pivot.sqrt();
         l[j * n + j] = d;
         for i in j + 1..n {
-            let s: f64 = (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum();
+            let s = dot(&l[i * n..i * n + j], &l[j * n..j * n + j]);
             l[i * n + j] = (a[i * n + j] - s) / d;
         }
     }

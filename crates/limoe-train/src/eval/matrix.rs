@@ -69,9 +69,22 @@ impl<'a> Matrix<'a> {
     }
 }
 
-/// Dot product in f64.
+/// Dot product in f64, over 8 independent lanes so that it vectorises.
 pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut lanes = [0.0f64; 8];
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
 }
 
 /// Cosine similarities `[a.rows, b.rows]` of two matrices with the same number of columns.

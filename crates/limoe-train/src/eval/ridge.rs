@@ -11,7 +11,7 @@
 use anyhow::{Result, bail};
 
 use super::cholesky::cholesky_solve;
-use super::matrix::Matrix;
+use super::matrix::{Matrix, dot};
 use super::{check_labels, pessimistic_rank};
 
 /// The constant feature appended for the bias (big_vision's `BIAS_CONSTANT`).
@@ -217,11 +217,7 @@ fn gram_rows(x: &[f64], n: usize, p: usize) -> Vec<f64> {
     let mut g = vec![0.0f64; n * n];
     for i in 0..n {
         for j in 0..=i {
-            let v: f64 = x[i * p..(i + 1) * p]
-                .iter()
-                .zip(&x[j * p..(j + 1) * p])
-                .map(|(a, b)| a * b)
-                .sum();
+            let v = dot(&x[i * p..(i + 1) * p], &x[j * p..(j + 1) * p]);
             g[i * n + j] = v;
             g[j * n + i] = v;
         }
