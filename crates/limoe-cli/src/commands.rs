@@ -9,7 +9,12 @@ use limoe_core::{LoadedSpec, Progress, Registry, load_spec};
 /// Exit code of a spec that failed validation.
 const INVALID_SPEC: u8 = 2;
 
-fn load(registry: &Registry, spec: &Path, sets: &[String]) -> Result<LoadedSpec, ExitCode> {
+/// Loads a spec, printing its errors; the exit code of an invalid spec on failure.
+pub(crate) fn load(
+    registry: &Registry,
+    spec: &Path,
+    sets: &[String],
+) -> Result<LoadedSpec, ExitCode> {
     load_spec(spec, sets, registry).map_err(|errors| {
         eprintln!("{errors}");
         ExitCode::from(INVALID_SPEC)

@@ -2,6 +2,7 @@
 
 mod bench;
 mod commands;
+mod data;
 mod registry;
 
 use std::path::PathBuf;
@@ -71,6 +72,17 @@ enum Command {
         #[arg(value_enum)]
         targets: Vec<bench::Target>,
     },
+    /// Fetch the raw packages of real data sets (a spec's sources, or all) into data/raw/.
+    Data {
+        /// The experiment spec whose sources to fetch; every fetchable source when left out.
+        spec: Option<PathBuf>,
+        /// Override a value in the spec, e.g. `--set data.root=/tmp/data`.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+        /// Only these source kinds (repeatable), e.g. `--only emoji`.
+        #[arg(long, value_name = "SOURCE")]
+        only: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -95,6 +107,7 @@ fn main() -> ExitCode {
         Command::Plan { spec } => commands::plan(&registry, &cli.runs_dir, &spec.spec, &spec.sets),
         Command::Stages => commands::stages(&registry),
         Command::Bench { targets } => bench::bench(&targets),
+        Command::Data { spec, sets, only } => data::data(&registry, spec.as_deref(), &sets, &only),
     };
     match result {
         Ok(code) => code,

@@ -1,12 +1,11 @@
-//! The `ingest` stage: writes the spec's `data.sources` as canonical shards.
+//! The `ingest` stage: writes the spec's `data.sources` as canonical shards, fetching the raw
+//! packages of real data sets into `<data.root>/raw/` when they are not there yet.
 
-use anyhow::bail;
-
-use limoe_core::spec::{Section, Source};
+use limoe_core::spec::Section;
 use limoe_core::{Stage, StageContext};
 
 use crate::shards::{DatasetWriter, ShardLayout};
-use crate::synthetic;
+use crate::sources;
 
 /// The `ingest` stage kind.
 pub struct IngestStage;
@@ -30,26 +29,23 @@ impl Stage for IngestStage {
             row_group_rows: data.row_group_rows,
             max_bytes: data.shard_mib as u64 * 1024 * 1024,
         };
+        let raw = data.root.join("raw");
         let mut writer = DatasetWriter::new(ctx.out_dir, layout, data.splits)?;
         for source in &data.sources {
-            match source {
-                Source::Synthetic(settings) => {
-                    let bar = ctx.progress.bar(settings.pairs as u64, "synthetic");
-                    for index in 0..settings.pairs as u64 {
-                        writer.add(synthetic::generate(
-                            ctx.spec.seed,
-                            index,
-                            settings.image_size,
-                        ))?;
-                        bar.inc(1);
-                    }
-                    bar.finish_and_clear();
+            let imported =
+                sources::import(source, ctx.spec.seed, &raw, ctx.progress, &mut |pair| {
+                    writer.add(pair)
+                })?;
+            for done in imported {
+                for (reason, &count) in &done.skipped {
+                    writer.skipped(&done.source, reason, count);
                 }
-                other => bail!(
-                    "data source `{}` is not built yet; this build ingests `synthetic` only \
-                     (the importers of real data sets are still open work)",
-                    other.name()
-                ),
+                tracing::info!(
+                    "ingest: {}: {} pairs, skipped {:?}",
+                    done.source,
+                    done.pairs,
+                    done.skipped
+                );
             }
         }
         let index = writer.finish()?;

@@ -76,6 +76,9 @@ pub struct Index {
     pub sources: BTreeMap<String, usize>,
     /// Every shard.
     pub shards: Vec<ShardInfo>,
+    /// Items the importers skipped, per source and reason (absent in older indexes).
+    #[serde(default)]
+    pub skipped: BTreeMap<String, BTreeMap<String, usize>>,
 }
 
 /// Writes the shards of one split.
@@ -93,6 +96,7 @@ pub struct DatasetWriter {
     fractions: Splits,
     splits: Vec<SplitWriter>,
     sources: BTreeMap<String, usize>,
+    skipped: BTreeMap<String, BTreeMap<String, usize>>,
 }
 
 impl DatasetWriter {
@@ -113,7 +117,18 @@ impl DatasetWriter {
                 })
                 .collect(),
             sources: BTreeMap::new(),
+            skipped: BTreeMap::new(),
         })
+    }
+
+    /// Records `count` items of `source` skipped for `reason` (listed in `index.json`).
+    pub fn skipped(&mut self, source: &str, reason: &str, count: usize) {
+        *self
+            .skipped
+            .entry(source.to_owned())
+            .or_default()
+            .entry(reason.to_owned())
+            .or_default() += count;
     }
 
     /// Adds one pair to the split its key hashes to.
@@ -150,6 +165,7 @@ impl DatasetWriter {
             rows,
             sources: self.sources,
             shards,
+            skipped: self.skipped,
         };
         write_atomic(
             &self.dir.join(INDEX),

@@ -8,6 +8,7 @@ use limoe_core::runner::{Outcome, Runner};
 use limoe_core::spec::Splits;
 use limoe_core::{Progress, Registry, load_spec};
 use limoe_data::IngestStage;
+use limoe_data::fetch::{self, MARKER};
 use limoe_data::loader::{Loader, LoaderOptions};
 use limoe_data::shards::{DatasetWriter, INDEX, Index, ShardLayout};
 use limoe_data::split::Split;
@@ -87,8 +88,18 @@ fn writer_cuts_row_groups_and_shards_and_indexes_them() {
     assert_eq!(seen, 300);
 }
 
+/// Writes `files` under `dir` and marks it as a completed fetch.
+fn fake_package(dir: &Path, files: &[(&str, Vec<u8>)]) {
+    for (rel, bytes) in files {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    std::fs::write(dir.join(MARKER), "{}").unwrap();
+}
+
 #[test]
-fn ingest_stage_runs_caches_and_rejects_sources_it_cannot_build() {
+fn ingest_stage_runs_caches_and_imports_fetched_sources() {
     let dir = tempfile::tempdir().unwrap();
     let mut registry = Registry::new();
     registry.register(IngestStage);
@@ -116,12 +127,72 @@ fn ingest_stage_runs_caches_and_rejects_sources_it_cannot_build() {
     assert_eq!(index.rows.values().sum::<usize>(), 64);
     assert_eq!(run(&spec).stages[0].2, Outcome::Cached);
 
-    std::fs::write(&spec, "name: d\ndata:\n  sources: [mnist]\n").unwrap();
-    let Outcome::Failed { error } = run(&spec).stages[0].2.clone() else {
-        panic!("mnist is not built yet")
-    };
-    assert!(
-        error.contains("data source `mnist` is not built yet"),
-        "{error}"
+    // Real sources, already "fetched" into data.root/raw as small fixtures.
+    let root = dir.path().join("data");
+    let raw = root.join("raw");
+    let digits: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|d| {
+            let values = vec!["0.5"; 2 * 784].join(",");
+            (
+                format!("package/src/digits/{d}.json"),
+                format!("{{\"data\": [{values}]}}").into_bytes(),
+            )
+        })
+        .collect();
+    let digits: Vec<(&str, Vec<u8>)> = digits
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.clone()))
+        .collect();
+    fake_package(&fetch::MNIST.dir(&raw), &digits);
+    let stamp = synthetic::generate(1, 0, 8).image;
+    let stamps = "usr/share/tuxpaint/stamps";
+    fake_package(
+        &fetch::TUXPAINT_STAMPS.dir(&raw),
+        &[
+            (
+                &format!("{stamps}/animals/cat.txt"),
+                b"A cat.\nfr.utf8=Un chat.".to_vec(),
+            ),
+            (&format!("{stamps}/animals/cat.png"), stamp),
+            (&format!("{stamps}/food/pie.txt"), b"A pie.".to_vec()),
+            (&format!("{stamps}/food/pie.svg"), b"<svg/>".to_vec()),
+        ],
     );
+    std::fs::write(
+        &spec,
+        format!(
+            "name: d\ndata:\n  root: {}\n  sources: [{{mnist: {{limit: 15}}}}, tuxpaint]\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let report = run(&spec);
+    assert!(
+        matches!(report.stages[0].2, Outcome::Ran { .. }),
+        "{:?}",
+        report.stages
+    );
+    let out = &report.stages[0].1;
+    let index: Index =
+        serde_json::from_str(&std::fs::read_to_string(out.join(INDEX)).unwrap()).unwrap();
+    assert_eq!(index.sources["mnist"], 15);
+    assert_eq!(index.sources["tuxpaint"], 1);
+    assert_eq!(index.skipped["tuxpaint"]["svg only (not rasterised)"], 1);
+    let mut read = Vec::new();
+    for split in Split::ALL {
+        let options = LoaderOptions {
+            split,
+            shuffle_buffer: 0,
+            seed: 0,
+            epoch: 0,
+        };
+        read.extend(Loader::open(out, options).unwrap().map(|p| p.unwrap()));
+    }
+    read.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(read.len(), 16);
+    assert_eq!(read[0].key, "mnist-0-0000");
+    assert_eq!(read[0].caption, "a photo of the digit zero.");
+    assert_eq!(read[15].key, "tuxpaint-animals/cat");
+    assert_eq!(read[15].caption, "A cat.");
+    assert_eq!(read[15].label_name.as_deref(), Some("animals"));
 }
