@@ -18,9 +18,9 @@ sweep SPEC *ARGS:
 report RUN:
     @echo "limoe report is not built yet (reports arrive with the analysis stage)" >&2; exit 1
 
-# Fetch real data sets and write shards (not built yet).
-data:
-    @echo "limoe data is not built yet (data fetching arrives with the ingest stage)" >&2; exit 1
+# Fetch the raw packages of real data sets into data/raw/ (a spec's sources; all when no spec).
+data *ARGS:
+    cargo run --release -q -p limoe-cli -- data {{ ARGS }}
 
 # Check specs without running anything (every error at once, with file:line:column).
 validate *SPECS="experiments/*.yaml":

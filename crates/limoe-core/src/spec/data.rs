@@ -125,7 +125,7 @@ pub struct Limit {
 pub struct Emoji {
     /// Which drawing styles to ingest.
     pub styles: Vec<EmojiStyle>,
-    /// At most this many pairs (all when left out).
+    /// At most this many pairs per style (all when left out).
     pub limit: Option<usize>,
 }
 
