@@ -112,19 +112,18 @@ fn locate(file: &Path, schema: &Schema, role: &str, name: &str) -> anyhow::Resul
 }
 
 /// The array of a located column in a batch read with the mapped columns only.
-fn column(batch: &RecordBatch, schema: &Schema, at: &Located) -> ArrayRef {
+fn column(batch: &RecordBatch, schema: &Schema, at: &Located) -> anyhow::Result<ArrayRef> {
     let name = schema.field(at.root).name();
     let array = batch
         .column_by_name(name)
-        .cloned()
-        .unwrap_or_else(|| batch.column(0).clone());
-    match (&at.inner, array.as_struct_opt()) {
+        .with_context(|| format!("column `{name}` is missing from a batch"))?;
+    Ok(match (&at.inner, array.as_struct_opt()) {
         (Some(inner), Some(s)) => s
             .column_by_name(inner)
-            .cloned()
-            .unwrap_or_else(|| array.clone()),
-        _ => array,
-    }
+            .with_context(|| format!("struct column `{name}` has no field `{inner}`"))?
+            .clone(),
+        _ => array.clone(),
+    })
 }
 
 /// The values of a text column.
@@ -242,15 +241,15 @@ fn import_file(file: &Path, columns: &Columns, intake: &mut Intake) -> anyhow::R
         .with_context(|| format!("cannot read {}", file.display()))?;
     for batch in reader {
         let batch = batch.with_context(|| format!("cannot read {}", file.display()))?;
-        let keys = texts(&column(&batch, &schema, &key), file, &columns.key)?;
-        let images = blobs(&column(&batch, &schema, &image), file, &columns.image)?;
-        let captions = texts(&column(&batch, &schema, &caption), file, &columns.caption)?;
+        let keys = texts(&column(&batch, &schema, &key)?, file, &columns.key)?;
+        let images = blobs(&column(&batch, &schema, &image)?, file, &columns.image)?;
+        let captions = texts(&column(&batch, &schema, &caption)?, file, &columns.caption)?;
         let labels = match (&label, &columns.label) {
-            (Some(at), Some(name)) => Some(labels(&column(&batch, &schema, at), file, name)?),
+            (Some(at), Some(name)) => Some(labels(&column(&batch, &schema, at)?, file, name)?),
             _ => None,
         };
         let names = match (&label_name, &columns.label_name) {
-            (Some(at), Some(name)) => Some(texts(&column(&batch, &schema, at), file, name)?),
+            (Some(at), Some(name)) => Some(texts(&column(&batch, &schema, at)?, file, name)?),
             _ => None,
         };
         for (row, ((key, image), caption)) in keys.into_iter().zip(images).zip(captions).enumerate()
