@@ -237,6 +237,11 @@ fn tuxpaint_first_lines_and_categories() {
     write(&stamps.join("food/bread.txt"), b"A loaf of bread.");
     write(&stamps.join("food/bread.png"), &small);
     write(&stamps.join("food/gift.txt"), b"A gift.");
+    write(&stamps.join("food/broken.txt"), b"A broken image.");
+    write(
+        &stamps.join("food/broken.png"),
+        b"\x89PNG\r\n\x1a\ntruncated",
+    );
     write(&stamps.join("food/empty.txt"), b"\n");
     write(&stamps.join("food/empty.png"), &small);
     let (pairs, imported) = collect("tuxpaint", None, |i| tuxpaint::import(dir.path(), i));
@@ -271,6 +276,7 @@ fn tuxpaint_first_lines_and_categories() {
     assert_eq!(imported.skipped["svg only (not rasterised)"], 1);
     assert_eq!(imported.skipped["no image"], 1);
     assert_eq!(imported.skipped["empty description"], 1);
+    assert_eq!(imported.skipped["undecodable png"], 1);
 }
 
 /// An IDX file of unsigned bytes.
