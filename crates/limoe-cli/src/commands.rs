@@ -147,7 +147,12 @@ fn print_plan(loaded: &LoadedSpec, plan: &Plan) {
         "moe: {} experts, top-{}, blocks {:?}, capacity {}/{} (train/eval), bpr {}",
         m.moe.experts, m.moe.top_k, blocks, m.moe.capacity.train, m.moe.capacity.eval, m.moe.bpr
     );
-    println!("parameters, FLOPs and memory: available once the model stage is built");
+    let spec = &loaded.spec;
+    let cost = limoe_train::budget::spec_cost(spec);
+    let available = limoe_train::budget::available_bytes(spec.train.device);
+    for line in limoe_train::budget::describe(spec, &cost, available) {
+        println!("{line}");
+    }
 }
 
 /// `limoe stages`.

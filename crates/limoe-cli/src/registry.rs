@@ -3,11 +3,14 @@
 use limoe_core::Registry;
 use limoe_core::command::CommandStage;
 use limoe_data::IngestStage;
+use limoe_train::stages::{EvalStage, TrainStage};
 
 /// Every stage kind of this build.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry.register(CommandStage);
     registry.register(IngestStage);
+    registry.register(TrainStage);
+    registry.register(EvalStage);
     registry
 }

@@ -125,7 +125,7 @@ fn run_dry_run_plan_and_cached_rerun() {
 }
 
 #[test]
-fn default_experiment_runs_the_stages_that_exist() {
+fn default_experiment_trains_and_evaluates_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let tiny = root().join("experiments/tiny.yaml");
     let out = limoe(
@@ -133,17 +133,41 @@ fn default_experiment_runs_the_stages_that_exist() {
             "run",
             tiny.to_str().unwrap(),
             "--set",
-            "data.sources=[{synthetic: {pairs: 64}}]",
+            "data.sources=[{synthetic: {pairs: 96}}]",
+            "--set",
+            "train={steps: 4, batch_size: 8, warmup_steps: 1, eval_every: 2, checkpoint_every: 2}",
+            "--set",
+            "eval.batch_size=16",
+            "--set",
+            "eval.few_shot.shots=[1]",
         ],
         dir.path(),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("ingest       done"), "{stdout}");
+    for stage in ["ingest", "train", "eval"] {
+        assert!(stdout.contains(&format!("{stage:<12} done")), "{stdout}");
+    }
     assert!(
-        stdout.contains("not built yet (skipped): train, eval, analyze"),
+        stdout.contains("not built yet (skipped): analyze"),
         "{stdout}"
     );
+    let run = dir.path().join("runs/tiny");
+    let find = |prefix: &str| {
+        std::fs::read_dir(&run)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} output in {}", run.display()))
+    };
+    let train = find("train-");
+    assert!(train.join("checkpoints/step-00000004/state.json").is_file());
+    for log in ["metrics", "routing", "eval"] {
+        assert!(train.join(log).is_dir(), "train has no {log} log");
+    }
+    let summary = std::fs::read_to_string(find("eval-").join("summary.json")).unwrap();
+    assert!(summary.contains("synthetic/zero_shot_top1"), "{summary}");
+    assert!(summary.contains("all/retrieval_i2t_r1"), "{summary}");
 }
 
 #[test]

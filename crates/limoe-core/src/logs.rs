@@ -266,7 +266,7 @@ pub const ASSIGNMENTS: LogSchema = LogSchema {
 pub const ALL_LOGS: [&LogSchema; 4] = [&METRICS, &ROUTING, &EVAL, &ASSIGNMENTS];
 
 /// A token modality, written as `image` or `text`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Modality {
     /// Image patches.
     Image,

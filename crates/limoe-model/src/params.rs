@@ -48,31 +48,6 @@ impl Params {
         self.lock().values().map(|v| v.elem_count()).sum()
     }
 
-    /// Replaces the values of existing variables (e.g. from a checkpoint). Every variable must
-    /// be present with its shape; unknown names are an error.
-    pub fn load(&self, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
-        let vars = self.lock();
-        for name in tensors.keys() {
-            if !vars.contains_key(name) {
-                candle_core::bail!("parameter `{name}` is not part of this model");
-            }
-        }
-        for (name, var) in vars.iter() {
-            let Some(value) = tensors.get(name) else {
-                candle_core::bail!("parameter `{name}` is missing");
-            };
-            if value.shape() != var.shape() {
-                candle_core::bail!(
-                    "parameter `{name}` has shape {:?}, the model expects {:?}",
-                    value.dims(),
-                    var.dims()
-                );
-            }
-            var.set(&value.to_dtype(var.dtype())?.to_device(var.device())?)?;
-        }
-        Ok(())
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Var>> {
         // A poisoned lock only means another thread panicked while holding it; the map
         // itself is never left half-updated.

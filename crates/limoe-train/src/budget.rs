@@ -15,9 +15,11 @@ fn paper_params(size: Size) -> Option<f64> {
     }
 }
 
-/// The cost of training the spec's model at its `train.batch_size`.
+/// The cost of training the spec's model at its `train.batch_size` and `accumulation`.
 pub fn spec_cost(spec: &Spec) -> Cost {
-    cost(&model_config(&spec.model), spec.train.batch_size)
+    let train = &spec.train;
+    let micro_batch = train.batch_size / train.accumulation.max(1);
+    cost(&model_config(&spec.model), train.batch_size, micro_batch)
 }
 
 /// Memory the device offers for training, when it can be read (CPU: MemAvailable).
@@ -81,7 +83,7 @@ pub fn describe(spec: &Spec, cost: &Cost, available: Option<u64>) -> Vec<String>
         short(cost.step_flops)
     ));
     lines.push(format!(
-        "training memory: {} (weights, gradients, AdamW: {}; activations ~{})",
+        "training memory: {} (weights, gradients, AdamW: {}; activations of a micro-batch ~{})",
         gib(cost.training_bytes()),
         gib(cost.state_bytes),
         gib(cost.activation_bytes)

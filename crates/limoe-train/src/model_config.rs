@@ -3,7 +3,7 @@
 use limoe_core::spec::{self, ModelSpec};
 use limoe_model::config::{Arch, ModelConfig, Pooling};
 use limoe_model::device::DeviceKind;
-use limoe_model::moe::{AuxWeights, MoeConfig};
+use limoe_model::moe::{AuxWeights, LossTerms, MoeConfig};
 
 /// The model configuration a (validated) spec describes.
 pub fn model_config(model: &ModelSpec) -> ModelConfig {
@@ -12,6 +12,14 @@ pub fn model_config(model: &ModelSpec) -> ModelConfig {
         spec::Pooling::Map => Pooling::Map,
     };
     let aux = &model.aux;
+    // The entropy losses have a weight per modality; the V-MoE losses one for both.
+    let weights = |local_entropy, global_entropy| LossTerms {
+        local_entropy,
+        global_entropy,
+        importance: aux.importance,
+        load: aux.load,
+        z_loss: aux.z_loss,
+    };
     ModelConfig {
         arch: match model.arch {
             spec::Arch::Limoe => Arch::Limoe,
@@ -44,11 +52,8 @@ pub fn model_config(model: &ModelSpec) -> ModelConfig {
             global_experts: [aux.global_experts.image, aux.global_experts.text],
         },
         aux: AuxWeights {
-            local_entropy: [aux.local_entropy.image, aux.local_entropy.text],
-            global_entropy: [aux.global_entropy.image, aux.global_entropy.text],
-            importance: aux.importance,
-            load: aux.load,
-            z_loss: aux.z_loss,
+            image: weights(aux.local_entropy.image, aux.global_entropy.image),
+            text: weights(aux.local_entropy.text, aux.global_entropy.text),
         },
         logit_scale_init: model.logit_scale.init,
         logit_scale_max: model.logit_scale.max,

@@ -21,6 +21,19 @@ pub enum EvalDataset {
     Mnist,
 }
 
+impl EvalDataset {
+    /// The name as written in a spec; pairs of this dataset have keys starting with it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EvalDataset::Synthetic => "synthetic",
+            EvalDataset::Emoji => "emoji",
+            EvalDataset::Tuxpaint => "tuxpaint",
+            EvalDataset::FashionMnist => "fashion_mnist",
+            EvalDataset::Mnist => "mnist",
+        }
+    }
+}
+
 /// The whole `eval` section.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

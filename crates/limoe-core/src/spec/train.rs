@@ -18,6 +18,17 @@ pub enum Schedule {
     Constant,
 }
 
+/// Where training and evaluation run.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Device {
+    /// The CPU.
+    #[default]
+    Cpu,
+    /// The first CUDA GPU (a build with `--features cuda`).
+    Cuda,
+}
+
 /// The whole `train` section.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -42,12 +53,16 @@ pub struct TrainSpec {
     pub weight_decay: f64,
     /// Clip gradients to this global norm (none when left out).
     pub grad_clip: Option<f64>,
+    /// Log routing statistics every this many steps (metrics are logged every step).
+    pub log_every: usize,
     /// Evaluate every this many steps.
     pub eval_every: usize,
     /// Checkpoint every this many steps.
     pub checkpoint_every: usize,
     /// Checkpoints to keep (besides the best).
     pub keep_checkpoints: usize,
+    /// cpu or cuda.
+    pub device: Device,
 }
 
 impl Default for TrainSpec {
@@ -63,9 +78,11 @@ impl Default for TrainSpec {
             cooldown_steps: 0,
             weight_decay: 0.1,
             grad_clip: Some(1.0),
+            log_every: 10,
             eval_every: 100,
             checkpoint_every: 100,
             keep_checkpoints: 2,
+            device: Device::Cpu,
         }
     }
 }
@@ -78,6 +95,7 @@ impl TrainSpec {
                 ("steps", self.steps),
                 ("batch_size", self.batch_size),
                 ("accumulation", self.accumulation),
+                ("log_every", self.log_every),
                 ("eval_every", self.eval_every),
                 ("checkpoint_every", self.checkpoint_every),
                 ("keep_checkpoints", self.keep_checkpoints),

@@ -176,6 +176,16 @@ pub fn load(
     Ok(state)
 }
 
+/// Restores only the parameters from the checkpoint directory `dir` (for evaluation), with
+/// the same checks as [`load`].
+pub fn load_params(dir: &Path, params: &[(String, Var)]) -> anyhow::Result<()> {
+    let model: Vec<(String, &Var)> = params.iter().map(|(n, v)| (n.clone(), v)).collect();
+    for (var, tensor) in read_matching(&dir.join(MODEL_FILE), &model)? {
+        var.set(&tensor.to_device(var.device())?)?;
+    }
+    Ok(())
+}
+
 /// Writes `tensors` to `path` as f32 on the CPU and syncs the file.
 fn save_tensors<'a>(
     path: &Path,

@@ -1,0 +1,166 @@
+//! Embedding a split of a dataset with a trained model (evaluation routing), collecting the
+//! routing statistics and, optionally, every token's expert.
+
+use std::path::Path;
+
+use candle_core::Device;
+use limoe_core::logs::AssignmentRow;
+use limoe_data::batch::{Batcher, Preprocess};
+use limoe_data::loader::{Loader, LoaderOptions, Mode};
+use limoe_data::split::Split;
+use limoe_model::moe::RouteMode;
+use limoe_model::{Model, Texts};
+
+use crate::inputs::upload;
+use crate::routing_log::{RoutingTally, TokenOrigins};
+
+/// Unit embeddings of a split's pairs, row-major `[pairs, dim]`, with their metadata.
+#[derive(Default)]
+pub struct SplitEmbeddings {
+    /// Embedding size.
+    pub dim: usize,
+    /// Image embeddings.
+    pub image: Vec<f32>,
+    /// Caption embeddings.
+    pub text: Vec<f32>,
+    /// Example keys.
+    pub keys: Vec<String>,
+    /// Class labels, where the source has them.
+    pub labels: Vec<Option<i32>>,
+    /// Class names, where the source has them.
+    pub label_names: Vec<Option<String>>,
+}
+
+impl SplitEmbeddings {
+    /// The number of pairs.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when no pair was embedded.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// What to embed and what to collect on the way.
+pub struct EmbedRequest<'a> {
+    /// The dataset directory (an ingest output).
+    pub dir: &'a Path,
+    /// Which split.
+    pub split: Split,
+    /// At most this many pairs (in file order).
+    pub limit: Option<usize>,
+    /// Pairs per forward pass.
+    pub batch_size: usize,
+    /// Preprocessing matching the model.
+    pub preprocess: &'a Preprocess,
+    /// The step the assignments are logged at; `None` collects none.
+    pub assignments_step: Option<i64>,
+}
+
+/// Embeds the split in file order; adds routing statistics to `tally` and assignment rows to
+/// `assignments`.
+pub fn embed_split(
+    model: &Model,
+    device: &Device,
+    request: &EmbedRequest,
+    tally: &mut RoutingTally,
+    assignments: &mut Vec<AssignmentRow>,
+) -> anyhow::Result<SplitEmbeddings> {
+    let options = LoaderOptions {
+        split: request.split,
+        shuffle_buffer: 0,
+        seed: 0,
+        epoch: 0,
+    };
+    let loader = Loader::with_mode(request.dir, options, Mode::Epoch)?;
+    let mut batcher = Batcher::new(
+        loader,
+        request.preprocess.clone(),
+        request.batch_size,
+        false,
+    )?;
+    let vocab = model.config().vocab_size;
+    let mut out = SplitEmbeddings {
+        dim: model.config().embed_dim,
+        ..SplitEmbeddings::default()
+    };
+    let limit = request.limit.unwrap_or(usize::MAX);
+    while out.len() < limit {
+        let Some(batch) = batcher.next_batch()? else {
+            break;
+        };
+        let take = batch.len().min(limit - out.len());
+        let (images, texts) = upload(&batch, vocab, device)?;
+        let encoded = model.encode(Some(&images), Some(&texts), RouteMode::Eval)?;
+        let (Some(image), Some(text)) = (&encoded.image, &encoded.text) else {
+            anyhow::bail!("the model returned no embedding for a batch of pairs");
+        };
+        let counts = [
+            batch.len() * batch.num_patches,
+            batch.mask.iter().filter(|&&m| m != 0).count(),
+        ];
+        tally.add(&encoded.routing, counts)?;
+        if let Some(step) = request.assignments_step {
+            let origins = TokenOrigins::new(
+                batch.len(),
+                batch.num_patches,
+                &batch.mask,
+                batch.text_length,
+            );
+            assignments.extend(origins.assignments(
+                &encoded.routing,
+                step,
+                &batch.keys[..take],
+                &batch.labels[..take],
+            )?);
+        }
+        let dim = out.dim;
+        let image: Vec<f32> = image.flatten_all()?.to_vec1()?;
+        let text: Vec<f32> = text.flatten_all()?.to_vec1()?;
+        out.image.extend_from_slice(&image[..take * dim]);
+        out.text.extend_from_slice(&text[..take * dim]);
+        out.keys.extend(batch.keys.into_iter().take(take));
+        out.labels.extend(batch.labels.into_iter().take(take));
+        out.label_names
+            .extend(batch.label_names.into_iter().take(take));
+    }
+    Ok(out)
+}
+
+/// Unit embeddings of captions (e.g. zero-shot prompts), `[captions, dim]`.
+pub fn embed_texts(
+    model: &Model,
+    device: &Device,
+    preprocess: &Preprocess,
+    captions: &[String],
+    batch_size: usize,
+) -> anyhow::Result<Vec<f32>> {
+    let tokenizer = &preprocess.tokenizer;
+    let length = tokenizer.max_len();
+    let mut out = Vec::with_capacity(captions.len() * model.config().embed_dim);
+    for chunk in captions.chunks(batch_size.max(1)) {
+        let mut ids = vec![0u32; chunk.len() * length];
+        let mut mask = vec![0u8; chunk.len() * length];
+        for (i, caption) in chunk.iter().enumerate() {
+            let range = i * length..(i + 1) * length;
+            tokenizer.encode_into(caption, &mut ids[range.clone()], &mut mask[range]);
+        }
+        let mask: Vec<bool> = mask.iter().map(|&m| m != 0).collect();
+        let texts = Texts::new(
+            ids,
+            &mask,
+            chunk.len(),
+            length,
+            tokenizer.vocab_size(),
+            device,
+        )?;
+        let encoded = model.encode(None, Some(&texts), RouteMode::Eval)?;
+        let Some(text) = encoded.text else {
+            anyhow::bail!("the model returned no embedding for a batch of captions");
+        };
+        out.extend(text.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,164 @@
+//! The `train` and `eval` stage kinds.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use limoe_core::spec::Section;
+use limoe_core::{Stage, StageContext, files};
+use limoe_data::split::Split;
+
+use crate::checkpoint;
+use crate::embed::{EmbedRequest, embed_split};
+use crate::evaluate::{ZeroShotSetup, few_shot_rows, retrieval_rows, zero_shot_rows};
+use crate::inputs::{dataset_dir, training_dir};
+use crate::logs::RunLogs;
+use crate::routing_log::RoutingTally;
+use crate::trainer::{CHECKPOINTS, build, train};
+
+/// Test pairs embedded for zero-shot classification and the probes' test set.
+const EVAL_PAIRS: usize = 10_000;
+/// Training pairs embedded as the few-shot probes' pool.
+const PROBE_POOL_PAIRS: usize = 5_000;
+
+/// The `train` stage kind: trains the spec's model on an ingest output.
+pub struct TrainStage;
+
+impl Stage for TrainStage {
+    fn kind(&self) -> &'static str {
+        "train"
+    }
+
+    fn about(&self) -> &'static str {
+        "trains the model on an ingest output: metrics/routing/eval logs, checkpoints, resume"
+    }
+
+    fn reads(&self) -> &'static [Section] {
+        &[
+            Section::Seed,
+            Section::Data,
+            Section::Model,
+            Section::Train,
+            Section::Eval,
+        ]
+    }
+
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    fn run(&self, ctx: &StageContext) -> anyhow::Result<()> {
+        train(ctx)
+    }
+}
+
+/// The `eval` stage kind: zero-shot, retrieval and few-shot scores of the last checkpoint.
+pub struct EvalStage;
+
+impl Stage for EvalStage {
+    fn kind(&self) -> &'static str {
+        "eval"
+    }
+
+    fn about(&self) -> &'static str {
+        "scores the trained model on the test split: zero-shot, retrieval, few-shot, assignments"
+    }
+
+    fn reads(&self) -> &'static [Section] {
+        &[
+            Section::Seed,
+            Section::Data,
+            Section::Model,
+            Section::Train,
+            Section::Eval,
+        ]
+    }
+
+    fn run(&self, ctx: &StageContext) -> anyhow::Result<()> {
+        let spec = ctx.spec;
+        let eval = &spec.eval;
+        let data_dir = dataset_dir(ctx)?;
+        let checkpoints = training_dir(ctx, CHECKPOINTS)?.join(CHECKPOINTS);
+        let built = build(spec)?;
+        let last = checkpoint::latest(&checkpoints)?
+            .with_context(|| format!("no complete checkpoint in {}", checkpoints.display()))?;
+        checkpoint::load_params(&last.path, &built.vars)?;
+        let step = last.step as i64;
+
+        let embed =
+            |split, limit, assignments_step, tally: &mut RoutingTally, rows: &mut Vec<_>| {
+                let request = EmbedRequest {
+                    dir: &data_dir,
+                    split,
+                    limit: Some(limit),
+                    batch_size: eval.batch_size,
+                    preprocess: &built.preprocess,
+                    assignments_step,
+                };
+                embed_split(&built.model, &built.device, &request, tally, rows)
+            };
+        let mut tally = RoutingTally::default();
+        let mut assignments = Vec::new();
+        let test = embed(
+            Split::Test,
+            EVAL_PAIRS,
+            eval.assignments.then_some(step),
+            &mut tally,
+            &mut assignments,
+        )?;
+        let setup = ZeroShotSetup {
+            model: &built.model,
+            device: &built.device,
+            preprocess: &built.preprocess,
+            templates: &eval.zero_shot.templates,
+            batch_size: eval.batch_size,
+        };
+        let mut rows = zero_shot_rows(&setup, &test, &eval.zero_shot.datasets, step)?;
+        if eval.retrieval.enabled {
+            let pairs = test.len().min(eval.retrieval.max_pairs);
+            let subset = crate::embed::SplitEmbeddings {
+                dim: test.dim,
+                image: test.image[..pairs * test.dim].to_vec(),
+                text: test.text[..pairs * test.dim].to_vec(),
+                keys: test.keys[..pairs].to_vec(),
+                labels: test.labels[..pairs].to_vec(),
+                label_names: test.label_names[..pairs].to_vec(),
+            };
+            rows.extend(retrieval_rows(&subset, step)?);
+        }
+        if !eval.few_shot.shots.is_empty() && !eval.few_shot.datasets.is_empty() {
+            let pool = embed(
+                Split::Train,
+                PROBE_POOL_PAIRS,
+                None,
+                &mut RoutingTally::default(),
+                &mut Vec::new(),
+            )?;
+            rows.extend(few_shot_rows(
+                &pool,
+                &test,
+                &eval.few_shot.datasets,
+                &eval.few_shot.shots,
+                spec.seed,
+                step,
+            )?);
+        }
+
+        let summary: BTreeMap<String, f64> = rows
+            .iter()
+            .map(|r| (format!("{}/{}", r.dataset, r.metric), r.value))
+            .collect();
+        for (name, value) in &summary {
+            tracing::info!("eval: {name} = {value:.4}");
+        }
+        let mut logs = RunLogs::create(ctx.out_dir)?;
+        logs.eval.extend(rows);
+        logs.routing.extend(tally.rows(step, "test"));
+        logs.assignments.extend(assignments);
+        logs.flush()?;
+        files::write_atomic(
+            &ctx.out_dir.join("summary.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+        Ok(())
+    }
+}
