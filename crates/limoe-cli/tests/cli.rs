@@ -184,3 +184,35 @@ fn stages_lists_the_command_kind_and_every_subcommand_has_help() {
         assert!(text(&help.stdout).contains("Usage: limoe"), "{sub}");
     }
 }
+
+#[test]
+fn a_model_that_cannot_fit_stops_before_any_stage_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let l16 = root().join("experiments/l16.yaml");
+    // A single micro-batch of 16384 pairs of L/16: terabytes of activations.
+    let out = limoe(
+        &[
+            "run",
+            l16.to_str().unwrap(),
+            "--set",
+            "train.accumulation=1",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("stage `train` cannot run"), "{stderr}");
+    assert!(stderr.contains("does NOT fit"), "{stderr}");
+    assert!(stderr.contains("near the paper"), "{stderr}");
+    assert!(
+        !dir.path()
+            .join("runs/l16")
+            .read_dir()
+            .is_ok_and(|mut d| d.any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("ingest"))),
+        "ingest ran although training cannot"
+    );
+}

@@ -44,6 +44,13 @@ pub trait Stage: Send + Sync {
         Ok(serde_json::Value::Null)
     }
 
+    /// Checks, before any stage of the run starts, that this stage can run on this machine
+    /// (e.g. that the model fits in memory). Not part of validation: a spec stays valid on
+    /// machines where it cannot run.
+    fn preflight(&self, _spec: &Spec) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// True when the stage can continue from what an interrupted attempt left in its output
     /// directory; otherwise the directory is emptied before each attempt.
     fn resumable(&self) -> bool {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use limoe_core::spec::Section;
+use limoe_core::spec::{Section, Spec};
 use limoe_core::{Stage, StageContext, files};
 use limoe_data::split::Split;
 
@@ -13,12 +13,22 @@ use crate::evaluate::{ZeroShotSetup, few_shot_rows, retrieval_rows, zero_shot_ro
 use crate::inputs::{dataset_dir, training_dir};
 use crate::logs::RunLogs;
 use crate::routing_log::RoutingTally;
-use crate::trainer::{CHECKPOINTS, build, train};
+use crate::trainer::{CHECKPOINTS, build, check_fits, train};
 
 /// Test pairs embedded for zero-shot classification and the probes' test set.
 const EVAL_PAIRS: usize = 10_000;
 /// Training pairs embedded as the few-shot probes' pool.
 const PROBE_POOL_PAIRS: usize = 5_000;
+
+/// The spec sections training and evaluation depend on (evaluation rebuilds the model and
+/// the device from the model and train sections; training evaluates periodically).
+const READS: &[Section] = &[
+    Section::Seed,
+    Section::Data,
+    Section::Model,
+    Section::Train,
+    Section::Eval,
+];
 
 /// The `train` stage kind: trains the spec's model on an ingest output.
 pub struct TrainStage;
@@ -33,13 +43,11 @@ impl Stage for TrainStage {
     }
 
     fn reads(&self) -> &'static [Section] {
-        &[
-            Section::Seed,
-            Section::Data,
-            Section::Model,
-            Section::Train,
-            Section::Eval,
-        ]
+        READS
+    }
+
+    fn preflight(&self, spec: &Spec) -> anyhow::Result<()> {
+        check_fits(spec)
     }
 
     fn resumable(&self) -> bool {
@@ -64,13 +72,7 @@ impl Stage for EvalStage {
     }
 
     fn reads(&self) -> &'static [Section] {
-        &[
-            Section::Seed,
-            Section::Data,
-            Section::Model,
-            Section::Train,
-            Section::Eval,
-        ]
+        READS
     }
 
     fn run(&self, ctx: &StageContext) -> anyhow::Result<()> {

@@ -58,8 +58,9 @@ pub struct Built {
     pub preprocess: Preprocess,
 }
 
-/// Checks that training fits the device, then builds the model with seeded weights.
-pub fn build(spec: &Spec) -> anyhow::Result<Built> {
+/// Fails, with the plan's numbers, when training the spec's model needs more memory than
+/// the device has available.
+pub fn check_fits(spec: &Spec) -> anyhow::Result<()> {
     let cost = spec_cost(spec);
     if let Some(free) = available_bytes(spec.train.device)
         && cost.training_bytes() > free
@@ -69,6 +70,12 @@ pub fn build(spec: &Spec) -> anyhow::Result<Built> {
             describe(spec, &cost, Some(free)).join("\n  ")
         );
     }
+    Ok(())
+}
+
+/// Checks that training fits the device, then builds the model with seeded weights.
+pub fn build(spec: &Spec) -> anyhow::Result<Built> {
+    check_fits(spec)?;
     let device = limoe_model::device::open(device_kind(spec.train.device))?;
     let params = Params::new(spec.seed);
     let model = Model::new(&model_config(&spec.model), &params, &device)?;

@@ -210,6 +210,17 @@ impl<'a> Runner<'a> {
         let spec = &loaded.spec;
         let spec_file = plan.experiment_dir.join("spec.yaml");
         write_atomic(&spec_file, spec.to_yaml().as_bytes())?;
+        for stage in &spec.stages {
+            let pending = plan
+                .stages
+                .iter()
+                .any(|p| p.id == stage.id && p.status != Status::Cached);
+            if pending {
+                self.kind_of(stage)?
+                    .preflight(spec)
+                    .with_context(|| format!("stage `{}` cannot run; nothing was run", stage.id))?;
+            }
+        }
         let mut artifacts: BTreeMap<String, Artifact> = BTreeMap::new();
         let mut report = RunReport {
             experiment: spec.name.clone(),
