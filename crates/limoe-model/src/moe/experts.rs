@@ -3,6 +3,8 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::ops::gelu;
+
 /// E two-layer GELU MLPs `width -> mlp_dim -> width`, stored batched over experts.
 #[derive(Debug, Clone)]
 pub struct Experts {
@@ -37,10 +39,10 @@ impl Experts {
 
     /// Applies expert e to row block e: `buffer` [E, slots, width] -> [E, slots, width].
     pub fn forward(&self, buffer: &Tensor) -> Result<Tensor> {
-        buffer
+        let hidden = buffer
             .matmul(&self.w1)?
-            .broadcast_add(&self.b1.unsqueeze(1)?)?
-            .gelu()?
+            .broadcast_add(&self.b1.unsqueeze(1)?)?;
+        gelu(&hidden)?
             .matmul(&self.w2)?
             .broadcast_add(&self.b2.unsqueeze(1)?)
     }

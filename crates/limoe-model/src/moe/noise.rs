@@ -3,13 +3,7 @@
 //! The draw of (token t, expert e) depends only on `(seed, t * E + e)`: SplitMix64's mixer
 //! gives two uniforms, Box-Muller turns them into one standard normal.
 
-/// SplitMix64's output function: a bijective 64-bit mixer.
-fn mix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use crate::random::mix64;
 
 /// 53 random bits as a float in [0, 1).
 fn unit(bits: u64) -> f64 {
