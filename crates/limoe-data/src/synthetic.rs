@@ -83,8 +83,10 @@ impl Object {
 }
 
 /// Draws pair `index` of the dataset of `seed`, on a square canvas of `image_size` pixels
-/// (at least 8). Its key is `synthetic-<seed>-<index>`, its image PNG-encoded RGB, its label
-/// the index of the main object's shape in [`SHAPES`].
+/// (at least 8). Its key is `synthetic-<seed>-<index>`, its image PNG-encoded RGB. Its class
+/// is the main object's colour and shape ("red circle"): label `colour * SHAPES.len() +
+/// shape` over [`COLORS`] x [`SHAPES`], 24 classes (a tiny model learns colours long before
+/// shapes, so a shape-only label leaves zero-shot accuracy at chance for a CPU-sized run).
 pub fn generate(seed: u64, index: u64, image_size: u32) -> Pair {
     let mut rng = SplitMix64(seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d));
     let side = image_size.max(8) as f32;
@@ -142,8 +144,8 @@ pub fn generate(seed: u64, index: u64, image_size: u32) -> Pair {
         key: format!("synthetic-{seed}-{index}"),
         image: png,
         caption,
-        label: Some(main.shape as i32),
-        label_name: Some(SHAPES[main.shape].to_owned()),
+        label: Some((main.color * SHAPES.len() + main.shape) as i32),
+        label_name: Some(format!("{} {}", COLORS[main.color].0, SHAPES[main.shape])),
         source: "synthetic".into(),
     }
 }
@@ -203,7 +205,11 @@ mod tests {
         );
         let labels: std::collections::BTreeSet<Option<i32>> =
             (0..200).map(|i| generate(0, i, 32).label).collect();
-        assert_eq!(labels.len(), SHAPES.len(), "every shape appears as a label");
+        assert_eq!(
+            labels.len(),
+            SHAPES.len() * COLORS.len(),
+            "every colour and shape appears as a label"
+        );
     }
 
     #[test]
@@ -213,11 +219,12 @@ mod tests {
             assert_eq!(pair.key, format!("synthetic-1-{index}"));
             let label = pair.label.unwrap();
             let name = pair.label_name.as_deref().unwrap();
-            assert_eq!(SHAPES[label as usize], name);
+            let (color, shape) = (label as usize / SHAPES.len(), label as usize % SHAPES.len());
+            assert_eq!(format!("{} {}", COLORS[color].0, SHAPES[shape]), name);
             let words: Vec<&str> = pair.caption.split(' ').collect();
             assert_eq!(words[0], "a");
             assert!(["small", "large"].contains(&words[1]), "{}", pair.caption);
-            assert_eq!(words[3], name, "{}", pair.caption);
+            assert_eq!(format!("{} {}", words[2], words[3]), name, "{}", pair.caption);
             let color = COLORS.iter().find(|(name, _)| *name == words[2]).unwrap().1;
             let (side, pixels) = decode(&pair.image);
             assert_eq!(side, 32);
