@@ -1,10 +1,14 @@
 //! The `ingest` stage: writes the spec's `data.sources` as canonical shards, fetching the raw
 //! packages of real data sets into `<data.root>/raw/` when they are not there yet.
 
-use limoe_core::spec::Section;
+use limoe_core::spec::{Node, Section};
 use limoe_core::{Stage, StageContext};
 
 use crate::shards::{DatasetWriter, ShardLayout};
+
+/// Bumped whenever ingest writes different rows for the same spec (e.g. 2: synthetic labels
+/// became colour + shape), so outputs of older builds are not reused from the cache.
+const SHARD_FORMAT: u32 = 2;
 use crate::sources;
 
 /// The `ingest` stage kind.
@@ -21,6 +25,10 @@ impl Stage for IngestStage {
 
     fn reads(&self) -> &'static [Section] {
         &[Section::Seed, Section::Data]
+    }
+
+    fn fingerprint(&self, _with: &Node) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::json!({ "shard_format": SHARD_FORMAT }))
     }
 
     fn run(&self, ctx: &StageContext) -> anyhow::Result<()> {
