@@ -224,7 +224,12 @@ mod tests {
             let words: Vec<&str> = pair.caption.split(' ').collect();
             assert_eq!(words[0], "a");
             assert!(["small", "large"].contains(&words[1]), "{}", pair.caption);
-            assert_eq!(format!("{} {}", words[2], words[3]), name, "{}", pair.caption);
+            assert_eq!(
+                format!("{} {}", words[2], words[3]),
+                name,
+                "{}",
+                pair.caption
+            );
             let color = COLORS.iter().find(|(name, _)| *name == words[2]).unwrap().1;
             let (side, pixels) = decode(&pair.image);
             assert_eq!(side, 32);
