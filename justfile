@@ -6,9 +6,15 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 help:
     @{{ just_executable() }} --justfile {{ justfile() }} --list --unsorted
 
+# glibc malloc keeping freed memory instead of unmapping it (PERF-NOTES point 1): every candle op
+# allocates a fresh output, and with glibc's defaults large buffers are mmap'd and unmapped each
+# time, so a step pays page faults. Measured with `limoe bench model` on 2 cores: tiny LIMoE step
+# ~220 -> ~160 ms, S/16 (batch 8) ~5.0 -> ~3.6 s. Set here, not in code (no allocator crate yet).
+malloc_keep := "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
+
 # Run an experiment spec end to end (extra args go to `limoe run`, e.g. --set train.steps=10).
 run SPEC="experiments/tiny.yaml" *ARGS:
-    cargo run --release -q -p limoe-cli -- run {{ SPEC }} {{ ARGS }}
+    {{ malloc_keep }} cargo run --release -q -p limoe-cli -- run {{ SPEC }} {{ ARGS }}
 
 # Expand a spec's sweep into trials and run them (not built yet).
 sweep SPEC *ARGS:
@@ -45,6 +51,7 @@ test:
     cargo test --workspace
     cargo run -q -p limoe-cli -- validate experiments/*.yaml
 
-# Benchmarks: every target of `limoe bench` (today: loader throughput at 64 and 224 px).
-bench:
-    cargo run --release -q -p limoe-cli -- bench
+# Benchmarks: every target of `limoe bench` (loader throughput; training step of the tiny and
+# S/16 shapes, LIMoE against dense), with the malloc setting `run` uses.
+bench *TARGETS:
+    {{ malloc_keep }} cargo run --release -q -p limoe-cli -- bench {{ TARGETS }}

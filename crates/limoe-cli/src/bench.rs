@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use limoe_core::Registry;
 use limoe_core::spec::Splits;
 use limoe_data::batch::{Batcher, Preprocess};
 use limoe_data::decode::decode_rgb;
@@ -15,24 +16,30 @@ use limoe_data::split::Split;
 use limoe_data::synthetic;
 use limoe_data::tokenizer::Tokenizer;
 
+use crate::bench_model::{self, LoaderRate};
+
 /// What `limoe bench` can measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
     /// Loader throughput (decode + resize + patchify + tokenize + batch) on synthetic shards.
     Loader,
+    /// Forward + backward time of a training step, LIMoE and dense, tiny and S/16 shapes.
+    Model,
 }
 
 impl Target {
     /// Every target, in the order `limoe bench` runs them.
-    pub const ALL: [Target; 1] = [Target::Loader];
+    pub const ALL: [Target; 2] = [Target::Loader, Target::Model];
 }
 
 /// `limoe bench [TARGET]...`: runs the named targets (all when none is named), in order.
-pub fn bench(targets: &[Target]) -> anyhow::Result<ExitCode> {
+pub fn bench(registry: &Registry, targets: &[Target]) -> anyhow::Result<ExitCode> {
+    let mut loader_rates = None;
     for target in Target::ALL {
         if targets.is_empty() || targets.contains(&target) {
             match target {
-                Target::Loader => loader()?,
+                Target::Loader => loader_rates = Some(loader()?),
+                Target::Model => bench_model::model(registry, loader_rates.as_deref())?,
             }
         }
     }
@@ -49,8 +56,8 @@ struct Case {
 
 /// Pairs/s through the loader (shuffled Parquet reads, parallel decode + resize + patchify +
 /// tokenize, batching, prefetch thread) next to single-threaded loops over the same pairs held
-/// in memory: decode only, and the whole per-pair work.
-fn loader() -> anyhow::Result<()> {
+/// in memory: decode only, and the whole per-pair work. Returns the loader's rate per size.
+fn loader() -> anyhow::Result<Vec<LoaderRate>> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
         "loader: pairs/s on synthetic shards, batches of 64, text length 16, vocabulary 8192, \
@@ -62,6 +69,12 @@ fn loader() -> anyhow::Result<()> {
     );
     let tokenizer = Arc::new(Tokenizer::new(8192, 16)?);
     let cases = [
+        Case {
+            side: 32,
+            source: 40,
+            patch: 8,
+            pairs: 2048,
+        },
         Case {
             side: 64,
             source: 80,
@@ -75,6 +88,7 @@ fn loader() -> anyhow::Result<()> {
             pairs: 512,
         },
     ];
+    let mut rates = Vec::with_capacity(cases.len());
     for case in cases {
         let dir = tempfile::tempdir()?;
         write_dataset(dir.path(), &case)?;
@@ -128,12 +142,16 @@ fn loader() -> anyhow::Result<()> {
             format!("{}px ({}px src)", case.side, case.source),
             loader_rate / full_rate
         );
+        rates.push(LoaderRate {
+            side: case.side as usize,
+            pairs_per_second: loader_rate,
+        });
     }
     println!(
         "  loader: Parquet to batches through the prefetch thread; 1-thr full: decode + resize \
          + patchify + tokenize in one thread; ratio = loader / 1-thr full"
     );
-    Ok(())
+    Ok(rates)
 }
 
 /// Synthetic pairs drawn at the case's source size, all in the train split.

@@ -1,6 +1,7 @@
 //! `limoe`: run, validate and plan LIMoE experiment specs.
 
 mod bench;
+mod bench_model;
 mod commands;
 mod data;
 mod registry;
@@ -106,7 +107,7 @@ fn main() -> ExitCode {
         Command::Validate { specs, sets } => commands::validate(&registry, &specs, &sets),
         Command::Plan { spec } => commands::plan(&registry, &cli.runs_dir, &spec.spec, &spec.sets),
         Command::Stages => commands::stages(&registry),
-        Command::Bench { targets } => bench::bench(&targets),
+        Command::Bench { targets } => bench::bench(&registry, &targets),
         Command::Data { spec, sets, only } => data::data(&registry, spec.as_deref(), &sets, &only),
     };
     match result {
