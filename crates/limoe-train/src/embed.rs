@@ -41,6 +41,19 @@ impl SplitEmbeddings {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// The first `n` pairs (all of them when there are fewer).
+    pub fn first(&self, n: usize) -> SplitEmbeddings {
+        let n = n.min(self.len());
+        SplitEmbeddings {
+            dim: self.dim,
+            image: self.image[..n * self.dim].to_vec(),
+            text: self.text[..n * self.dim].to_vec(),
+            keys: self.keys[..n].to_vec(),
+            labels: self.labels[..n].to_vec(),
+            label_names: self.label_names[..n].to_vec(),
+        }
+    }
 }
 
 /// What to embed and what to collect on the way.

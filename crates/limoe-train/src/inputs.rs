@@ -1,6 +1,6 @@
 //! From the data crate's host batches to the model's device tensors.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -73,7 +73,7 @@ pub fn training_dir(ctx: &StageContext, checkpoints: &str) -> anyhow::Result<Pat
     ctx.inputs
         .values()
         .map(|artifact| artifact.dir.clone())
-        .find(|dir: &PathBuf| Path::new(dir).join(checkpoints).is_dir())
+        .find(|dir| dir.join(checkpoints).is_dir())
         .with_context(|| {
             format!(
                 "stage `{}` needs the output of a train stage (a directory with {checkpoints}/); \

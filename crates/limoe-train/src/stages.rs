@@ -116,16 +116,7 @@ impl Stage for EvalStage {
         };
         let mut rows = zero_shot_rows(&setup, &test, &eval.zero_shot.datasets, step)?;
         if eval.retrieval.enabled {
-            let pairs = test.len().min(eval.retrieval.max_pairs);
-            let subset = crate::embed::SplitEmbeddings {
-                dim: test.dim,
-                image: test.image[..pairs * test.dim].to_vec(),
-                text: test.text[..pairs * test.dim].to_vec(),
-                keys: test.keys[..pairs].to_vec(),
-                labels: test.labels[..pairs].to_vec(),
-                label_names: test.label_names[..pairs].to_vec(),
-            };
-            rows.extend(retrieval_rows(&subset, step)?);
+            rows.extend(retrieval_rows(&test.first(eval.retrieval.max_pairs), step)?);
         }
         if !eval.few_shot.shots.is_empty() && !eval.few_shot.datasets.is_empty() {
             let pool = embed(

@@ -42,7 +42,7 @@ const PERIODIC_EVAL_PAIRS: usize = 512;
 struct ResumeState {
     /// The loader's position after the last batch of the checkpoint's step.
     position: Position,
-    /// Training seconds so far.
+    /// Seconds the run has taken so far, over all its attempts.
     wall_seconds: f64,
 }
 
@@ -141,6 +141,8 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
     let mut batches =
         Batcher::new(loader, preprocess.clone(), micro_batch, true)?.prefetch(PREFETCH)?;
 
+    let run_started = Instant::now();
+    let wall_offset = wall_seconds;
     let bar = ctx.progress.bar(train.steps as u64, "train");
     bar.set_position(first_step);
     let mut last_position = position;
@@ -185,7 +187,7 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
         };
         optimizer.step(&grads, lr, norm.scale)?;
         let seconds = started.elapsed().as_secs_f64();
-        wall_seconds += seconds;
+        wall_seconds = wall_offset + run_started.elapsed().as_secs_f64();
         let pairs_per_second = train.batch_size as f64 / seconds;
         logs.metrics
             .push(sums.row(step as i64, wall_seconds, lr, norm.norm, pairs_per_second));
