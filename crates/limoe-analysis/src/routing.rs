@@ -1,0 +1,187 @@
+//! Numbers from a routing log (see `limoe_core::logs::ROUTING`): modality specialisation,
+//! expert utilisation, dead experts and per-modality drop rates and router entropies.
+//!
+//! Each function takes the whole routing frame and the split to look at (`train`, `val`,
+//! ...). Shares that would divide by zero (no tokens at all) are null.
+
+use polars::prelude::*;
+
+use crate::{AnalysisError, Result};
+
+/// Image-share thresholds classifying an expert by the modality it serves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Thresholds {
+    /// An expert with image share at least this is an image specialist.
+    pub image: f64,
+    /// An expert with image share at most this is a text specialist.
+    pub text: f64,
+}
+
+impl Default for Thresholds {
+    /// Image specialists at share >= 0.9, text specialists at share <= 0.1.
+    fn default() -> Thresholds {
+        Thresholds {
+            image: 0.9,
+            text: 0.1,
+        }
+    }
+}
+
+/// The rows of `split` at its last step.
+fn final_step(routing: &DataFrame, split: &str) -> LazyFrame {
+    routing
+        .clone()
+        .lazy()
+        .filter(col("split").eq(lit(split)))
+        .filter(col("step").eq(col("step").max()))
+}
+
+/// `num / den` as a float, null where `den` is zero.
+fn ratio(num: Expr, den: Expr) -> Expr {
+    when(den.clone().gt(lit(0)))
+        .then(num.cast(DataType::Float64) / den.cast(DataType::Float64))
+        .otherwise(lit(NULL).cast(DataType::Float64))
+}
+
+fn run(frame: LazyFrame, what: &str) -> Result<DataFrame> {
+    frame
+        .collect()
+        .map_err(AnalysisError::polars(format!("computing {what}")))
+}
+
+/// Per MoE block and expert at the last step of `split`: `step`, `block`, `expert`,
+/// `image_tokens`, `text_tokens` and `image_share` = image / (image + text) tokens.
+/// Sorted by block, then image share descending (nulls last), then expert.
+pub fn image_shares(routing: &DataFrame, split: &str) -> Result<DataFrame> {
+    let tokens_of = |m: &str| {
+        col("tokens")
+            .filter(col("modality").eq(lit(m)))
+            .sum()
+            .alias(format!("{m}_tokens"))
+    };
+    let frame = final_step(routing, split)
+        .group_by([col("step"), col("block"), col("expert")])
+        .agg([tokens_of("image"), tokens_of("text")])
+        .with_column(
+            ratio(
+                col("image_tokens"),
+                col("image_tokens") + col("text_tokens"),
+            )
+            .alias("image_share"),
+        )
+        .sort_by_exprs(
+            [col("block"), col("image_share"), col("expert")],
+            SortMultipleOptions::default()
+                .with_order_descending_multi([false, true, false])
+                .with_nulls_last(true),
+        );
+    run(frame, "image shares")
+}
+
+/// Per block, from [`image_shares`]: `experts`, `image_specialists` (share >=
+/// `thresholds.image`), `text_specialists` (share <= `thresholds.text`) and `mixed` (in
+/// between); experts without tokens count in none of the three. Sorted by block.
+pub fn specialisation_counts(shares: &DataFrame, thresholds: Thresholds) -> Result<DataFrame> {
+    let share = || col("image_share");
+    let count = |e: Expr, name: &str| e.sum().cast(DataType::Int64).alias(name);
+    let frame = shares
+        .clone()
+        .lazy()
+        .group_by([col("block")])
+        .agg([
+            len().cast(DataType::Int64).alias("experts"),
+            count(share().gt_eq(lit(thresholds.image)), "image_specialists"),
+            count(share().lt_eq(lit(thresholds.text)), "text_specialists"),
+            count(
+                share()
+                    .gt(lit(thresholds.text))
+                    .and(share().lt(lit(thresholds.image))),
+                "mixed",
+            ),
+        ])
+        .sort(["block"], SortMultipleOptions::default());
+    run(frame, "specialisation counts")
+}
+
+/// Per step, block, modality and expert of `split`: `tokens` and `share`, the expert's
+/// part of the modality's kept tokens in that block and step. Sorted by step, block,
+/// modality, expert.
+pub fn expert_shares(routing: &DataFrame, split: &str) -> Result<DataFrame> {
+    let total = col("tokens")
+        .sum()
+        .over([col("step"), col("block"), col("modality")])
+        .map_err(AnalysisError::polars("computing expert shares"))?;
+    let frame = routing
+        .clone()
+        .lazy()
+        .filter(col("split").eq(lit(split)))
+        .select([
+            col("step"),
+            col("block"),
+            col("modality"),
+            col("expert"),
+            col("tokens"),
+            ratio(col("tokens"), total).alias("share"),
+        ])
+        .sort(
+            ["step", "block", "modality", "expert"],
+            SortMultipleOptions::default(),
+        );
+    run(frame, "expert shares")
+}
+
+/// The experts of [`expert_shares`] at the last step of `split` whose share of a
+/// modality's tokens is below `threshold` (`analysis.dead_expert_threshold`): `block`,
+/// `modality`, `expert`, `tokens`, `share`.
+pub fn dead_experts(routing: &DataFrame, split: &str, threshold: f64) -> Result<DataFrame> {
+    let shares = expert_shares(routing, split)?;
+    let frame = shares
+        .lazy()
+        .filter(col("step").eq(col("step").max()))
+        .filter(col("share").lt(lit(threshold)))
+        .select([
+            col("block"),
+            col("modality"),
+            col("expert"),
+            col("tokens"),
+            col("share"),
+        ]);
+    run(frame, "dead experts")
+}
+
+/// Per step, block and modality of `split`: `kept` tokens (summed over experts),
+/// `dropped`, `dropped_rate` = dropped / (kept + dropped), `local_entropy` and
+/// `global_entropy` (the per-modality values repeated on each expert row, taken once).
+/// Sorted by step, block, modality.
+pub fn modality_stats(routing: &DataFrame, split: &str) -> Result<DataFrame> {
+    let frame = routing
+        .clone()
+        .lazy()
+        .filter(col("split").eq(lit(split)))
+        .group_by([col("step"), col("block"), col("modality")])
+        .agg([
+            col("tokens").sum().alias("kept"),
+            col("dropped").first(),
+            col("local_entropy").first(),
+            col("global_entropy").first(),
+        ])
+        .with_column(ratio(col("dropped"), col("kept") + col("dropped")).alias("dropped_rate"))
+        .select([
+            col("step"),
+            col("block"),
+            col("modality"),
+            col("kept"),
+            col("dropped"),
+            col("dropped_rate"),
+            col("local_entropy"),
+            col("global_entropy"),
+        ])
+        .sort(
+            ["step", "block", "modality"],
+            SortMultipleOptions::default(),
+        );
+    run(frame, "per-modality routing statistics")
+}
+
+#[cfg(test)]
+mod tests;
