@@ -162,6 +162,9 @@ fn default_experiment_trains_and_evaluates_end_to_end() {
     };
     let train = find("train-");
     assert!(train.join("checkpoints/step-00000004/state.json").is_file());
+    let counters = std::fs::read_to_string(train.join("loader.json")).unwrap();
+    assert!(counters.contains("\"undecodable\": 0"), "{counters}");
+    assert!(!counters.contains("\"yielded\": 0"), "{counters}");
     for log in ["metrics", "routing", "eval"] {
         assert!(train.join(log).is_dir(), "train has no {log} log");
     }

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use candle_core::{Device, Var};
-use limoe_core::StageContext;
 use limoe_core::logs::{MetricsRow, RoutingRow};
 use limoe_core::spec::Spec;
+use limoe_core::{StageContext, files};
 use limoe_data::batch::{Batcher, Preprocess};
 use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::split::Split;
@@ -19,7 +19,7 @@ use limoe_model::{Model, Params};
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{available_bytes, describe, spec_cost};
-use crate::checkpoint::{self, BestBy, Goal, Retention};
+use crate::checkpoint::{self, Retention};
 use crate::clip::check_and_clip;
 use crate::embed::{EmbedRequest, embed_split};
 use crate::evaluate::{ZeroShotSetup, retrieval_rows, zero_shot_rows};
@@ -32,6 +32,8 @@ use crate::{device_kind, model_config};
 
 /// Where a train stage keeps its checkpoints, inside its output directory.
 pub const CHECKPOINTS: &str = "checkpoints";
+/// The loader's counters (pairs read, skipped by reason) at the end of training.
+pub const LOADER_COUNTERS: &str = "loader.json";
 /// Batches prepared ahead of the step that needs them.
 const PREFETCH: usize = 4;
 /// Pairs of the validation split embedded at each periodic evaluation.
@@ -147,6 +149,9 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
     bar.set_position(first_step);
     let mut last_position = position;
     let mut accumulator = GradAccumulator::new(train.accumulation)?;
+    // The latest periodic evaluation's metrics, `<dataset>/<metric>`: what picks the best
+    // checkpoint besides the training loss.
+    let mut latest_eval: BTreeMap<String, f64> = BTreeMap::new();
     for step in first_step + 1..=train.steps as u64 {
         let started = Instant::now();
         let lr = schedule.lr(step);
@@ -201,9 +206,14 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
         ));
 
         if step.is_multiple_of(train.eval_every as u64) || step == train.steps as u64 {
-            let rows = periodic_eval(spec, &built, &data_dir, step as i64)?;
-            logs.eval.extend(rows.0);
-            logs.routing.extend(rows.1);
+            let (eval_rows, routing_rows) = periodic_eval(spec, &built, &data_dir, step as i64)?;
+            latest_eval = eval_rows
+                .iter()
+                .filter(|r| r.value.is_finite())
+                .map(|r| (format!("{}/{}", r.dataset, r.metric), r.value))
+                .collect();
+            logs.eval.extend(eval_rows);
+            logs.routing.extend(routing_rows);
         }
         if step.is_multiple_of(train.checkpoint_every as u64) || step == train.steps as u64 {
             logs.flush()?;
@@ -214,22 +224,37 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
                 position: position.clone(),
                 wall_seconds,
             })?;
-            let metrics = BTreeMap::from([("loss".to_string(), sums.loss)]);
+            let mut metrics = latest_eval.clone();
+            if sums.loss.is_finite() {
+                metrics.insert("loss".to_string(), sums.loss);
+            }
             checkpoint::save(&checkpoints, step, vars, &optimizer, &metrics, &extra)?;
             checkpoint::retain(
                 &checkpoints,
                 &Retention {
                     keep_last: train.keep_checkpoints,
-                    best: Some(BestBy {
-                        metric: "loss".into(),
-                        goal: Goal::Lower,
-                    }),
+                    best: Some(train.best.clone()),
                 },
             )?;
         }
     }
     bar.finish_and_clear();
     logs.flush()?;
+    if let Some(position) = &last_position {
+        let counters = &position.counters;
+        tracing::info!(
+            "train: {} pairs read, {} skipped (empty caption {}, empty image {}, undecodable {})",
+            counters.yielded,
+            counters.skipped(),
+            counters.empty_caption,
+            counters.empty_image,
+            counters.undecodable
+        );
+        files::write_atomic(
+            &ctx.out_dir.join(LOADER_COUNTERS),
+            serde_json::to_string_pretty(counters)?.as_bytes(),
+        )?;
+    }
     Ok(())
 }
 

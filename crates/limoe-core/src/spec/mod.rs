@@ -34,7 +34,7 @@ pub use path::{KeyPath, Segment};
 pub use presets::fill_defaults;
 pub use stages::{StageSpec, default_pipeline};
 pub use sweep::{Distribution, RandomSweep, SweepSpec};
-pub use train::{Device, Schedule, TrainSpec};
+pub use train::{BestBy, Device, Goal, Schedule, TrainSpec};
 
 /// A whole experiment.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

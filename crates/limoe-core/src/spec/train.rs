@@ -29,6 +29,37 @@ pub enum Device {
     Cuda,
 }
 
+/// Which way a metric improves.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Goal {
+    /// Smaller is better (a loss).
+    #[default]
+    Lower,
+    /// Larger is better (an accuracy).
+    Higher,
+}
+
+/// The metric that picks the best checkpoint, which is kept besides the newest ones.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BestBy {
+    /// `loss` (the step's training loss) or a periodic-evaluation metric as
+    /// `<dataset>/<metric>`, e.g. `synthetic/zero_shot_top1` or `all/retrieval_i2t_r1`.
+    pub metric: String,
+    /// Whether lower or higher is better.
+    pub goal: Goal,
+}
+
+impl Default for BestBy {
+    fn default() -> BestBy {
+        BestBy {
+            metric: "loss".into(),
+            goal: Goal::Lower,
+        }
+    }
+}
+
 /// The whole `train` section.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -61,6 +92,8 @@ pub struct TrainSpec {
     pub checkpoint_every: usize,
     /// Checkpoints to keep (besides the best).
     pub keep_checkpoints: usize,
+    /// The metric that picks the best checkpoint.
+    pub best: BestBy,
     /// cpu or cuda.
     pub device: Device,
 }
@@ -82,6 +115,7 @@ impl Default for TrainSpec {
             eval_every: 100,
             checkpoint_every: 100,
             keep_checkpoints: 2,
+            best: BestBy::default(),
             device: Device::Cpu,
         }
     }
@@ -129,6 +163,14 @@ impl TrainSpec {
                     "warmup ({}) and cooldown ({}) steps exceed the {} training steps",
                     self.warmup_steps, self.cooldown_steps, self.steps
                 )
+            },
+        );
+        c.require(
+            !self.best.metric.is_empty(),
+            &at.key("best").key("metric"),
+            || {
+                "name a metric: `loss` or `<dataset>/<metric>` such as `synthetic/zero_shot_top1`"
+                    .into()
             },
         );
         c.require(self.weight_decay >= 0.0, &at.key("weight_decay"), || {

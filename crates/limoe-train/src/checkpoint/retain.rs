@@ -6,23 +6,7 @@ use anyhow::Context;
 
 use super::{Checkpoint, PREFIX, TMP_PREFIX, list};
 
-/// Which way a metric improves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Goal {
-    /// Smaller is better (a loss).
-    Lower,
-    /// Larger is better (an accuracy).
-    Higher,
-}
-
-/// The metric (a key of [`super::CheckpointState::metrics`]) that picks the best checkpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BestBy {
-    /// The metric's name.
-    pub metric: String,
-    /// Which way it improves.
-    pub goal: Goal,
-}
+pub use limoe_core::spec::{BestBy, Goal};
 
 /// What [`retain`] keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
