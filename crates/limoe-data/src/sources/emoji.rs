@@ -10,8 +10,7 @@ use serde::Deserialize;
 
 use limoe_core::spec::EmojiStyle;
 
-use super::raster::{MAX_SIDE, normalize_png};
-use super::{Intake, open, squash};
+use super::{Intake, open, read_png, squash};
 use crate::shards::Pair;
 
 /// The Unicode emoji categories, in Unicode's order; a label is an index into this list.
@@ -88,14 +87,8 @@ pub fn import(pkg: &Path, style: EmojiStyle, intake: &mut Intake) -> anyhow::Res
             continue;
         };
         let path = images.join(&entry.image);
-        let image = open(&path).and_then(|f| normalize_png(f, MAX_SIDE));
-        let image = match image {
-            Ok(image) => image,
-            Err(e) => {
-                tracing::debug!("{}: {e:#}", path.display());
-                intake.skip("missing or undecodable png");
-                continue;
-            }
+        let Some(image) = read_png(&path, intake, "missing or undecodable png") else {
+            continue;
         };
         intake.add(Pair {
             key: format!("{}-{}", intake.source(), entry.unified.to_lowercase()),

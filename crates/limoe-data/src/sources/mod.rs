@@ -200,6 +200,20 @@ pub fn top_dir(path: &Path) -> Option<String> {
         .map(|_| first.as_os_str().to_string_lossy().into_owned())
 }
 
+/// The PNG at `path` re-encoded for a shard (alpha on white, longest side capped at
+/// [`raster::MAX_SIDE`]); `None`, with the item counted as skipped for `reason`, when it
+/// cannot be read or decoded.
+pub(crate) fn read_png(path: &Path, intake: &mut Intake, reason: &str) -> Option<Vec<u8>> {
+    match open(path).and_then(|f| raster::normalize_png(f, raster::MAX_SIDE)) {
+        Ok(image) => Some(image),
+        Err(e) => {
+            tracing::debug!("{}: {e:#}", path.display());
+            intake.skip(reason);
+            None
+        }
+    }
+}
+
 /// Opens a file for buffered reading, naming it on failure.
 pub(crate) fn open(path: &Path) -> anyhow::Result<BufReader<File>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;

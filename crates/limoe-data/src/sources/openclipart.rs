@@ -12,8 +12,7 @@ use quick_xml::events::Event;
 
 use limoe_core::files::list_files;
 
-use super::raster::{MAX_SIDE, normalize_png};
-use super::{Intake, open, squash, top_dir};
+use super::{Intake, open, read_png, squash, top_dir};
 use crate::shards::Pair;
 
 /// A title shared by more clips than this is a template, not a caption.
@@ -172,14 +171,8 @@ pub fn import(png_pkg: &Path, svg_pkg: &Path, intake: &mut Intake) -> anyhow::Re
             intake.skip("svg only (not rasterised)");
             continue;
         }
-        let image = open(&png).and_then(|f| normalize_png(f, MAX_SIDE));
-        let image = match image {
-            Ok(image) => image,
-            Err(e) => {
-                tracing::debug!("{}: {e:#}", png.display());
-                intake.skip("undecodable png");
-                continue;
-            }
+        let Some(image) = read_png(&png, intake, "undecodable png") else {
+            continue;
         };
         let label_name = top_dir(stem).map(|c| c.replace('_', " "));
         let label = label_name

@@ -9,8 +9,7 @@ use anyhow::Context;
 
 use limoe_core::files::list_files;
 
-use super::raster::{MAX_SIDE, normalize_png};
-use super::{Intake, open, squash, top_dir};
+use super::{Intake, read_png, squash, top_dir};
 use crate::shards::Pair;
 
 /// Where the package puts the stamps, relative to the unpacked package.
@@ -50,14 +49,8 @@ pub fn import(pkg: &Path, intake: &mut Intake) -> anyhow::Result<()> {
             });
             continue;
         }
-        let image = open(&png).and_then(|f| normalize_png(f, MAX_SIDE));
-        let image = match image {
-            Ok(image) => image,
-            Err(e) => {
-                tracing::debug!("{}: {e:#}", png.display());
-                intake.skip("undecodable png");
-                continue;
-            }
+        let Some(image) = read_png(&png, intake, "undecodable png") else {
+            continue;
         };
         let label_name = top_dir(text);
         let label = label_name
