@@ -11,7 +11,7 @@ use limoe_data::split::Split;
 use limoe_model::moe::RouteMode;
 use limoe_model::{Model, Texts};
 
-use crate::inputs::upload;
+use crate::inputs::{routed_counts, upload};
 use crate::routing_log::{RoutingTally, TokenOrigins};
 
 /// Unit embeddings of a split's pairs, row-major `[pairs, dim]`, with their metadata.
@@ -110,11 +110,7 @@ pub fn embed_split(
         let (Some(image), Some(text)) = (&encoded.image, &encoded.text) else {
             anyhow::bail!("the model returned no embedding for a batch of pairs");
         };
-        let counts = [
-            batch.len() * batch.num_patches,
-            batch.mask.iter().filter(|&&m| m != 0).count(),
-        ];
-        tally.add(&encoded.routing, counts)?;
+        tally.add(&encoded.routing, routed_counts(&batch))?;
         if let Some(step) = request.assignments_step {
             let origins = TokenOrigins::new(
                 batch.len(),

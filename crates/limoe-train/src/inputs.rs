@@ -9,7 +9,6 @@ use limoe_core::StageContext;
 use limoe_core::spec::ModelSpec;
 use limoe_data::batch::{Batch, Preprocess};
 use limoe_data::patches::PatchConfig;
-use limoe_data::shards::INDEX;
 use limoe_data::tokenizer::Tokenizer;
 use limoe_model::{Images, Texts};
 
@@ -53,32 +52,26 @@ pub fn upload(
     Ok((images, texts))
 }
 
-/// The dataset directory among a stage's inputs: the one written by an ingest stage.
-pub fn dataset_dir(ctx: &StageContext) -> anyhow::Result<PathBuf> {
+/// The output among a stage's inputs that holds `entry` (e.g. the ingest stage's
+/// `index.json`, the train stage's `checkpoints`); `producer` names that stage in the error.
+pub fn input_holding(ctx: &StageContext, entry: &str, producer: &str) -> anyhow::Result<PathBuf> {
     ctx.inputs
         .values()
         .map(|artifact| artifact.dir.clone())
-        .find(|dir| dir.join(INDEX).is_file())
+        .find(|dir| dir.join(entry).exists())
         .with_context(|| {
             format!(
-                "stage `{}` needs the output of an ingest stage (a directory with {INDEX}); \
-                 add the ingest stage's id to its `needs`",
+                "stage `{}` needs the output of {producer} stage (a directory with {entry}); \
+                 add that stage's id to its `needs`",
                 ctx.stage.id
             )
         })
 }
 
-/// The train stage's output among a stage's inputs: the one holding checkpoints.
-pub fn training_dir(ctx: &StageContext, checkpoints: &str) -> anyhow::Result<PathBuf> {
-    ctx.inputs
-        .values()
-        .map(|artifact| artifact.dir.clone())
-        .find(|dir| dir.join(checkpoints).is_dir())
-        .with_context(|| {
-            format!(
-                "stage `{}` needs the output of a train stage (a directory with {checkpoints}/); \
-                 add the train stage's id to its `needs`",
-                ctx.stage.id
-            )
-        })
+/// Image and text tokens a batch routes: `[image, real text]`.
+pub fn routed_counts(batch: &Batch) -> [usize; 2] {
+    [
+        batch.len() * batch.num_patches,
+        batch.mask.iter().filter(|&&m| m != 0).count(),
+    ]
 }

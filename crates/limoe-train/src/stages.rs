@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use limoe_core::spec::{Section, Spec};
 use limoe_core::{Stage, StageContext, files};
+use limoe_data::shards::INDEX;
 use limoe_data::split::Split;
 
 use crate::checkpoint;
 use crate::embed::{EmbedRequest, embed_split};
 use crate::evaluate::{ZeroShotSetup, few_shot_rows, retrieval_rows, zero_shot_rows};
-use crate::inputs::{dataset_dir, training_dir};
+use crate::inputs::input_holding;
 use crate::logs::RunLogs;
 use crate::routing_log::RoutingTally;
 use crate::trainer::{CHECKPOINTS, build, check_fits, train};
@@ -78,8 +79,8 @@ impl Stage for EvalStage {
     fn run(&self, ctx: &StageContext) -> anyhow::Result<()> {
         let spec = ctx.spec;
         let eval = &spec.eval;
-        let data_dir = dataset_dir(ctx)?;
-        let checkpoints = training_dir(ctx, CHECKPOINTS)?.join(CHECKPOINTS);
+        let data_dir = input_holding(ctx, INDEX, "an ingest")?;
+        let checkpoints = input_holding(ctx, CHECKPOINTS, "a train")?.join(CHECKPOINTS);
         let built = build(spec)?;
         let last = checkpoint::latest(&checkpoints)?
             .with_context(|| format!("no complete checkpoint in {}", checkpoints.display()))?;

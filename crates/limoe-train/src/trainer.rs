@@ -12,6 +12,7 @@ use limoe_core::spec::Spec;
 use limoe_core::{StageContext, files};
 use limoe_data::batch::{Batcher, Preprocess};
 use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
+use limoe_data::shards::INDEX;
 use limoe_data::split::Split;
 use limoe_model::moe::RouteMode;
 use limoe_model::random::mix64;
@@ -23,7 +24,7 @@ use crate::checkpoint::{self, Retention};
 use crate::clip::check_and_clip;
 use crate::embed::{EmbedRequest, embed_split};
 use crate::evaluate::{ZeroShotSetup, retrieval_rows, zero_shot_rows};
-use crate::inputs::{dataset_dir, preprocess, upload};
+use crate::inputs::{input_holding, preprocess, routed_counts, upload};
 use crate::logs::RunLogs;
 use crate::optim::{AdamW, AdamWConfig, GradAccumulator};
 use crate::routing_log::{RoutingTally, aux_sums};
@@ -93,7 +94,7 @@ pub fn build(spec: &Spec) -> anyhow::Result<Built> {
 pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
     let spec = ctx.spec;
     let train = &spec.train;
-    let data_dir = dataset_dir(ctx)?;
+    let data_dir = input_holding(ctx, INDEX, "an ingest")?;
     let built = build(spec)?;
     let Built {
         model,
@@ -169,11 +170,7 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
             accumulator.add(vars, &grads)?;
             sums.add(&output, train.accumulation as f64)?;
             if log_routing {
-                let counts = [
-                    batch.len() * batch.num_patches,
-                    batch.mask.iter().filter(|&&m| m != 0).count(),
-                ];
-                tally.add(&output.encoded.routing, counts)?;
+                tally.add(&output.encoded.routing, routed_counts(&batch))?;
             }
             last_position = Some(batch.position);
         }
