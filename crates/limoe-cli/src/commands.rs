@@ -25,6 +25,7 @@ pub(crate) fn load(
 pub fn run(
     registry: &Registry,
     runs_dir: &Path,
+    reports_dir: &Path,
     spec: &Path,
     sets: &[String],
     force: &[String],
@@ -54,6 +55,7 @@ pub fn run(
             }
         }
     }
+    crate::report::publish_analysis(&plan, reports_dir, &loaded.spec.name)?;
     if !plan.unavailable.is_empty() {
         println!(
             "not built yet (skipped): {}; the run ends after the stages that exist",

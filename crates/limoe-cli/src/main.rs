@@ -5,6 +5,7 @@ mod bench_model;
 mod commands;
 mod data;
 mod registry;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ struct Cli {
     /// Where stage outputs are kept.
     #[arg(long, global = true, default_value = "runs", value_name = "DIR")]
     runs_dir: PathBuf,
+    /// Where reports are published.
+    #[arg(long, global = true, default_value = "reports", value_name = "DIR")]
+    reports_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,6 +69,11 @@ enum Command {
         #[command(flatten)]
         spec: SpecArgs,
     },
+    /// Draw the report of a finished run into `<reports>/<experiment>/index.html`.
+    Report {
+        /// The run: a directory such as `runs/tiny`, or an experiment name under --runs-dir.
+        run: PathBuf,
+    },
     /// List the registered stage kinds.
     Stages,
     /// Measure throughput of the named targets (every target when none is named).
@@ -98,6 +107,7 @@ fn main() -> ExitCode {
         } => commands::run(
             &registry,
             &cli.runs_dir,
+            &cli.reports_dir,
             &spec.spec,
             &spec.sets,
             &force,
@@ -106,6 +116,7 @@ fn main() -> ExitCode {
         ),
         Command::Validate { specs, sets } => commands::validate(&registry, &specs, &sets),
         Command::Plan { spec } => commands::plan(&registry, &cli.runs_dir, &spec.spec, &spec.sets),
+        Command::Report { run } => report::report(&registry, &cli.runs_dir, &cli.reports_dir, &run),
         Command::Stages => commands::stages(&registry),
         Command::Bench { targets } => bench::bench(&registry, &targets),
         Command::Data { spec, sets, only } => data::data(&registry, spec.as_deref(), &sets, &only),

@@ -1,5 +1,6 @@
 //! The stage kinds this binary knows. Registering a stage is one line here.
 
+use limoe_analysis::AnalyzeStage;
 use limoe_core::Registry;
 use limoe_core::command::CommandStage;
 use limoe_data::IngestStage;
@@ -12,5 +13,6 @@ pub fn registry() -> Registry {
     registry.register(IngestStage);
     registry.register(TrainStage);
     registry.register(EvalStage);
+    registry.register(AnalyzeStage);
     registry
 }

@@ -1,6 +1,7 @@
 //! What a spec's model costs, in words: parameters, FLOPs per step and training memory, with
 //! the memory the chosen device has, and the paper's parameter counts to compare against.
 
+use limoe_core::records::PlanRecord;
 use limoe_core::spec::{Arch, Device, Size, Spec};
 use limoe_model::plan::{Cost, cost};
 
@@ -20,6 +21,19 @@ pub fn spec_cost(spec: &Spec) -> Cost {
     let train = &spec.train;
     let micro_batch = train.batch_size / train.accumulation.max(1);
     cost(&model_config(&spec.model), train.batch_size, micro_batch)
+}
+
+/// The spec's cost as the train stage records it for reports (`plan.json`).
+pub fn plan_record(spec: &Spec) -> PlanRecord {
+    let cost = spec_cost(spec);
+    PlanRecord {
+        total_params: cost.total_params as u64,
+        active_params: cost.active_params as u64,
+        step_flops: cost.step_flops,
+        state_bytes: cost.state_bytes,
+        activation_bytes: cost.activation_bytes,
+        lines: describe(spec, &cost, available_bytes(spec.train.device)),
+    }
 }
 
 /// Memory the device offers for training, when it can be read (CPU: MemAvailable).

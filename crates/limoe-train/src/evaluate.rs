@@ -1,9 +1,10 @@
 //! Zero-shot classification, retrieval and few-shot probes of a model, as eval log rows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use candle_core::Device;
 use limoe_core::logs::EvalRow;
+use limoe_core::records::ClassName;
 use limoe_core::spec::EvalDataset;
 use limoe_data::batch::Preprocess;
 use limoe_model::Model;
@@ -19,6 +20,27 @@ struct Labelled {
     class_names: Vec<String>,
     rows: Vec<usize>,
     labels: Vec<usize>,
+}
+
+/// The class names of every labelled class of `datasets` in `emb`, by dataset and label.
+pub fn class_names(emb: &SplitEmbeddings, datasets: &[EvalDataset]) -> Vec<ClassName> {
+    let mut classes = BTreeSet::new();
+    for &dataset in datasets {
+        for i in 0..emb.len() {
+            if let (true, Some(label), Some(name)) = (
+                emb.keys[i].starts_with(dataset.name()),
+                emb.labels[i],
+                &emb.label_names[i],
+            ) {
+                classes.insert(ClassName {
+                    dataset: dataset.name().to_owned(),
+                    label,
+                    name: name.clone(),
+                });
+            }
+        }
+    }
+    classes.into_iter().collect()
 }
 
 /// Pairs whose key starts with the dataset's name and that carry a label and a class name;

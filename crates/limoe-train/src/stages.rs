@@ -1,16 +1,15 @@
 //! The `train` and `eval` stage kinds.
 
-use std::collections::BTreeMap;
-
 use anyhow::Context;
+use limoe_core::records::{CLASSES_FILE, EvalSummary, SUMMARY_FILE, write_record};
 use limoe_core::spec::{Section, Spec};
-use limoe_core::{Stage, StageContext, files};
+use limoe_core::{Stage, StageContext};
 use limoe_data::shards::INDEX;
 use limoe_data::split::Split;
 
 use crate::checkpoint;
 use crate::embed::{EmbedRequest, embed_split};
-use crate::evaluate::{ZeroShotSetup, few_shot_rows, retrieval_rows, zero_shot_rows};
+use crate::evaluate::{ZeroShotSetup, class_names, few_shot_rows, retrieval_rows, zero_shot_rows};
 use crate::inputs::input_holding;
 use crate::logs::RunLogs;
 use crate::routing_log::RoutingTally;
@@ -137,7 +136,7 @@ impl Stage for EvalStage {
             )?);
         }
 
-        let summary: BTreeMap<String, f64> = rows
+        let summary: EvalSummary = rows
             .iter()
             .map(|r| (format!("{}/{}", r.dataset, r.metric), r.value))
             .collect();
@@ -149,9 +148,11 @@ impl Stage for EvalStage {
         logs.routing.extend(tally.rows(step, "test"));
         logs.assignments.extend(assignments);
         logs.flush()?;
-        files::write_atomic(
-            &ctx.out_dir.join("summary.json"),
-            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        write_record(ctx.out_dir, SUMMARY_FILE, &summary)?;
+        write_record(
+            ctx.out_dir,
+            CLASSES_FILE,
+            &class_names(&test, &eval.zero_shot.datasets),
         )?;
         Ok(())
     }

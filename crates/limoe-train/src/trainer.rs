@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use candle_core::{Device, Var};
 use limoe_core::logs::{MetricsRow, RoutingRow};
+use limoe_core::records::{PLAN_FILE, write_record};
 use limoe_core::spec::Spec;
 use limoe_core::{StageContext, files};
 use limoe_data::batch::{Batcher, Preprocess};
@@ -19,7 +20,7 @@ use limoe_model::random::mix64;
 use limoe_model::{Model, Params};
 use serde::{Deserialize, Serialize};
 
-use crate::budget::{available_bytes, describe, spec_cost};
+use crate::budget::{available_bytes, describe, plan_record, spec_cost};
 use crate::checkpoint::{self, Retention};
 use crate::clip::check_and_clip;
 use crate::embed::{EmbedRequest, embed_split};
@@ -111,6 +112,7 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
     )?;
     let schedule = LrSchedule::from_spec(train);
     let checkpoints = ctx.out_dir.join(CHECKPOINTS);
+    write_record(ctx.out_dir, PLAN_FILE, &plan_record(spec))?;
 
     let (first_step, position, mut wall_seconds, mut logs) = match checkpoint::latest(&checkpoints)?
     {

@@ -1,0 +1,218 @@
+//! One run's report: every plot in the spec's formats, `index.html` showing them with
+//! captions, the summary table, the plan and the resolved spec, and `summary.md` /
+//! `summary.json` with the key numbers for scripts.
+
+mod html;
+mod plots;
+mod publish;
+mod summary;
+mod sweep;
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use limoe_core::files::write_atomic;
+use limoe_core::logs::{ASSIGNMENTS, EVAL, METRICS, ROUTING};
+use limoe_core::records::{CLASSES_FILE, PLAN_FILE, SUMMARY_FILE, read_record, write_record};
+use limoe_core::spec::AnalysisSpec;
+
+pub use publish::publish;
+pub use summary::{BlockSummary, RunSummary};
+pub use sweep::{TrialReport, write_sweep_report};
+
+use crate::plot::Canvas;
+use crate::read_log;
+use crate::run_dirs::RunDirs;
+use html::{escape, number, page, table};
+use plots::{Figures, Logs};
+
+/// The report's page.
+pub const INDEX: &str = "index.html";
+/// The key numbers as Markdown.
+pub const SUMMARY_MD: &str = "summary.md";
+/// The key numbers as JSON ([`RunSummary`]).
+pub const SUMMARY_JSON: &str = "summary.json";
+/// The folder of pictures, beside the page.
+pub const PLOTS: &str = "plots";
+
+/// Links shown at the top of a page (e.g. back to the sweep), as (text, relative href).
+pub type Links<'a> = &'a [(String, String)];
+
+/// Writes the report of the run `dirs` into `out` (created if missing) and returns its key
+/// numbers. Plots whose data the run does not have (e.g. routing of a dense model) are
+/// listed as skipped, with the reason.
+pub fn write_run_report(
+    name: &str,
+    dirs: &RunDirs,
+    analysis: &AnalysisSpec,
+    links: Links,
+    out: &Path,
+) -> anyhow::Result<RunSummary> {
+    let plots_dir = out.join(PLOTS);
+    std::fs::create_dir_all(&plots_dir)
+        .with_context(|| format!("cannot create {}", plots_dir.display()))?;
+    let logs = Logs::read(dirs)?;
+    let mut summary = RunSummary {
+        name: name.to_owned(),
+        ..RunSummary::default()
+    };
+    summary.add_metrics(&logs.metrics)?;
+    let (routing, split) = logs.final_routing();
+    summary.add_routing(routing, split, analysis.dead_expert_threshold)?;
+    if let Some(eval) = &dirs.eval {
+        summary.eval = read_record(eval, SUMMARY_FILE)?.unwrap_or_default();
+    }
+    summary.plan = read_record(&dirs.train, PLAN_FILE)?;
+
+    let figures = Figures::draw(&logs, analysis, &plots_dir);
+    let spec_text = std::fs::read_to_string(&dirs.spec_file)
+        .unwrap_or_else(|e| format!("(cannot read {}: {e})", dirs.spec_file.display()));
+    let body = run_page_body(&summary, &figures, &spec_text, links);
+    write_atomic(&out.join(INDEX), page(name, &body).as_bytes())?;
+    write_atomic(&out.join(SUMMARY_MD), summary_markdown(&summary).as_bytes())?;
+    write_record(out, SUMMARY_JSON, &summary)?;
+    Ok(summary)
+}
+
+/// Reads the logs of a run: the train stage's metrics, routing and periodic eval; the eval
+/// stage's routing, eval and assignments (with class names) when it ran.
+impl Logs {
+    fn read(dirs: &RunDirs) -> anyhow::Result<Logs> {
+        let train = &dirs.train;
+        let mut logs = Logs {
+            metrics: read_log(train, &METRICS)?,
+            routing: read_log(train, &ROUTING)?,
+            eval: read_log(train, &EVAL)?,
+            test_routing: None,
+            assignments: None,
+            classes: Vec::new(),
+        };
+        if let Some(eval) = &dirs.eval {
+            logs.test_routing = Some(read_log(eval, &ROUTING)?);
+            logs.assignments = Some(read_log(eval, &ASSIGNMENTS)?);
+            logs.classes = read_record(eval, CLASSES_FILE)?.unwrap_or_default();
+        }
+        Ok(logs)
+    }
+}
+
+fn run_page_body(summary: &RunSummary, figures: &Figures, spec_text: &str, links: Links) -> String {
+    let mut body = String::new();
+    let _ = writeln!(body, "<h1>{}</h1>", escape(&summary.name));
+    if !links.is_empty() {
+        let links: Vec<String> = links
+            .iter()
+            .map(|(text, href)| format!("<a href=\"{}\">{}</a>", escape(href), escape(text)))
+            .collect();
+        let _ = writeln!(body, "<p>{}</p>", links.join(" · "));
+    }
+    body.push_str("<h2>Summary</h2>\n");
+    let rows: Vec<Vec<String>> = summary_rows(summary)
+        .into_iter()
+        .map(|(k, v)| vec![escape(&k), v])
+        .collect();
+    body.push_str(&table(&["number".into(), "value".into()], &rows));
+    if !summary.blocks.is_empty() {
+        let _ = writeln!(
+            body,
+            "<h3>Routing per MoE block ({} split, last step)</h3>",
+            escape(summary.routing_split.as_deref().unwrap_or("?"))
+        );
+        let (header, rows) = block_table(summary);
+        body.push_str(&table(&header, &rows));
+    }
+    if let Some(plan) = &summary.plan {
+        body.push_str("<h2>Plan</h2>\n<pre>");
+        body.push_str(&escape(&plan.lines.join("\n")));
+        body.push_str("</pre>\n");
+    }
+    body.push_str("<h2>Plots</h2>\n");
+    body.push_str(&figures.html());
+    body.push_str("<h2>Resolved spec</h2>\n<details><summary>spec.yaml</summary><pre>");
+    body.push_str(&escape(spec_text));
+    body.push_str("</pre></details>\n");
+    body
+}
+
+/// (name, formatted value) of the run-level numbers, in a fixed order.
+fn summary_rows(summary: &RunSummary) -> Vec<(String, String)> {
+    let mut rows = vec![
+        ("steps".to_owned(), number(summary.steps.map(|s| s as f64))),
+        ("final loss".to_owned(), number(summary.final_loss)),
+        (
+            "final contrastive loss".to_owned(),
+            number(summary.final_contrastive),
+        ),
+        (
+            "temperature (1 / logit scale)".to_owned(),
+            number(summary.temperature),
+        ),
+        ("training seconds".to_owned(), number(summary.train_seconds)),
+    ];
+    rows.extend(
+        summary
+            .eval
+            .iter()
+            .map(|(k, v)| (format!("eval {k}"), number(Some(*v)))),
+    );
+    rows
+}
+
+/// The per-block routing table's header and rows.
+fn block_table(summary: &RunSummary) -> (Vec<String>, Vec<Vec<String>>) {
+    let header = [
+        "block",
+        "experts",
+        "image specialists",
+        "text specialists",
+        "top expert's share of text",
+        "top expert's share of image",
+        "dead (image / text)",
+        "dropped image",
+        "dropped text",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = summary
+        .blocks
+        .iter()
+        .map(|b| {
+            let dead = |m: &str| b.dead.get(m).copied().unwrap_or_default();
+            vec![
+                b.block.to_string(),
+                b.experts.to_string(),
+                b.image_specialists.to_string(),
+                b.text_specialists.to_string(),
+                number(b.text_top_share),
+                number(b.image_top_share),
+                format!("{} / {}", dead("image"), dead("text")),
+                number(b.dropped_rate.get("image").copied()),
+                number(b.dropped_rate.get("text").copied()),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+/// The key numbers as a Markdown document.
+fn summary_markdown(summary: &RunSummary) -> String {
+    let mut out = format!("# {}\n\n| number | value |\n|---|---|\n", summary.name);
+    for (k, v) in summary_rows(summary) {
+        let _ = writeln!(out, "| {k} | {v} |");
+    }
+    if !summary.blocks.is_empty() {
+        let (header, rows) = block_table(summary);
+        let _ = writeln!(
+            out,
+            "\nRouting per MoE block ({} split, last step):\n\n| {} |\n|{}",
+            summary.routing_split.as_deref().unwrap_or("?"),
+            header.join(" | "),
+            "---|".repeat(header.len())
+        );
+        for row in rows {
+            let _ = writeln!(out, "| {} |", row.join(" | "));
+        }
+    }
+    out
+}

@@ -1,0 +1,225 @@
+//! The key numbers of one run, for the report's table, `summary.json` and sweep comparisons.
+
+use std::collections::BTreeMap;
+
+use limoe_core::records::{EvalSummary, PlanRecord};
+use polars::prelude::DataFrame;
+use serde::{Deserialize, Serialize};
+
+use crate::columns::{floats, ints, strings};
+use crate::routing::{
+    Thresholds, dead_experts, expert_shares, image_shares, modality_stats, specialisation_counts,
+};
+use crate::{AnalysisError, Result};
+
+/// Per MoE block, at the last step of the split the routing numbers come from.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct BlockSummary {
+    /// Block index.
+    pub block: i64,
+    /// Experts of the block.
+    pub experts: i64,
+    /// Experts whose tokens are at least 90% image tokens.
+    pub image_specialists: i64,
+    /// Experts whose tokens are at most 10% image tokens.
+    pub text_specialists: i64,
+    /// The largest share of the block's text tokens that one expert receives (1 = collapse).
+    pub text_top_share: Option<f64>,
+    /// The largest share of the block's image tokens that one expert receives.
+    pub image_top_share: Option<f64>,
+    /// Experts receiving less than the dead threshold of a modality's tokens, per modality.
+    pub dead: BTreeMap<String, i64>,
+    /// Share of each modality's routed tokens dropped by capacity.
+    pub dropped_rate: BTreeMap<String, f64>,
+}
+
+/// The key numbers of one run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunSummary {
+    /// The experiment (or sweep trial) name.
+    pub name: String,
+    /// The last training step logged.
+    pub steps: Option<i64>,
+    /// Total and contrastive loss at the last step.
+    pub final_loss: Option<f64>,
+    /// Contrastive part of the loss at the last step.
+    pub final_contrastive: Option<f64>,
+    /// The learned temperature (1 / logit scale) at the last step.
+    pub temperature: Option<f64>,
+    /// Seconds of training (over all attempts).
+    pub train_seconds: Option<f64>,
+    /// The eval stage's scores (`<dataset>/<metric>`).
+    pub eval: EvalSummary,
+    /// Which split the routing numbers come from (`test` from eval, else `val`).
+    pub routing_split: Option<String>,
+    /// Per MoE block routing numbers.
+    pub blocks: Vec<BlockSummary>,
+    /// What the model costs.
+    pub plan: Option<PlanRecord>,
+}
+
+impl RunSummary {
+    /// The training numbers from a metrics log.
+    pub fn add_metrics(&mut self, metrics: &DataFrame) -> Result<()> {
+        let last = metrics.height().checked_sub(1);
+        let at_last = |name: &str| -> Result<Option<f64>> {
+            Ok(last.and_then(|i| floats(metrics, name).ok()?.get(i).copied().flatten()))
+        };
+        self.steps = last.and_then(|i| ints(metrics, "step").ok()?.get(i).copied().flatten());
+        self.final_loss = at_last("loss")?;
+        self.final_contrastive = at_last("contrastive")?;
+        self.temperature = at_last("logit_scale")?
+            .filter(|s| *s > 0.0)
+            .map(|s| 1.0 / s);
+        self.train_seconds = at_last("wall_seconds")?;
+        Ok(())
+    }
+
+    /// The per-block routing numbers of `split` from a routing log.
+    pub fn add_routing(&mut self, routing: &DataFrame, split: &str, dead: f64) -> Result<()> {
+        let shares = image_shares(routing, split)?;
+        if shares.height() == 0 {
+            return Ok(());
+        }
+        let counts = specialisation_counts(&shares, Thresholds::default())?;
+        let blocks = ints(&counts, "block")?;
+        let experts = ints(&counts, "experts")?;
+        let image = ints(&counts, "image_specialists")?;
+        let text = ints(&counts, "text_specialists")?;
+        let top = top_shares(routing, split)?;
+        let stats = modality_stats(routing, split)?;
+        let stat_steps = ints(&stats, "step")?;
+        let last_step = stat_steps.iter().flatten().max().copied();
+        let stat_blocks = ints(&stats, "block")?;
+        let stat_modalities = strings(&stats, "modality")?;
+        let rates = floats(&stats, "dropped_rate")?;
+        let dead_frame = dead_experts(routing, split, dead)?;
+        let dead_blocks = ints(&dead_frame, "block")?;
+        let dead_modalities = strings(&dead_frame, "modality")?;
+        self.blocks = (0..counts.height())
+            .map(|i| {
+                let block = blocks[i].unwrap_or_default();
+                let dropped_rate = (0..stats.height())
+                    .filter(|&j| stat_steps[j] == last_step && stat_blocks[j] == Some(block))
+                    .filter_map(|j| Some((stat_modalities[j].clone()?, rates[j]?)))
+                    .collect();
+                let top_of = |m: &str| {
+                    top.iter()
+                        .find(|t| t.block == block && t.modality == m)
+                        .map(|t| t.top_share)
+                };
+                let dead = ["image", "text"]
+                    .into_iter()
+                    .map(|m| {
+                        let n = (0..dead_blocks.len())
+                            .filter(|&j| {
+                                dead_blocks[j] == Some(block)
+                                    && dead_modalities[j].as_deref() == Some(m)
+                            })
+                            .count() as i64;
+                        (m.to_owned(), n)
+                    })
+                    .collect();
+                BlockSummary {
+                    block,
+                    experts: experts[i].unwrap_or_default(),
+                    image_specialists: image[i].unwrap_or_default(),
+                    text_specialists: text[i].unwrap_or_default(),
+                    text_top_share: top_of("text"),
+                    image_top_share: top_of("image"),
+                    dead,
+                    dropped_rate,
+                }
+            })
+            .collect();
+        self.routing_split = Some(split.to_owned());
+        Ok(())
+    }
+
+    /// The flat numbers sweeps compare: eval scores under their names, plus
+    /// `image_specialists` and `text_specialists` (summed over blocks), `text_top_share`,
+    /// `dropped_image` and `dropped_text` (means over blocks), `dead_experts` (summed),
+    /// `final_loss` and `train_seconds`.
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        let mut out: BTreeMap<String, f64> = self.eval.clone();
+        let sum = |f: &dyn Fn(&BlockSummary) -> f64| self.blocks.iter().map(f).sum::<f64>();
+        let mean = |f: &dyn Fn(&BlockSummary) -> Option<f64>| {
+            let values: Vec<f64> = self.blocks.iter().filter_map(f).collect();
+            (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+        };
+        if !self.blocks.is_empty() {
+            out.insert(
+                "image_specialists".into(),
+                sum(&|b| b.image_specialists as f64),
+            );
+            out.insert(
+                "text_specialists".into(),
+                sum(&|b| b.text_specialists as f64),
+            );
+            out.insert(
+                "dead_experts".into(),
+                sum(&|b| b.dead.values().sum::<i64>() as f64),
+            );
+        }
+        let means: [(&str, &dyn Fn(&BlockSummary) -> Option<f64>); 3] = [
+            ("text_top_share", &|b| b.text_top_share),
+            ("dropped_image", &|b| b.dropped_rate.get("image").copied()),
+            ("dropped_text", &|b| b.dropped_rate.get("text").copied()),
+        ];
+        for (name, f) in means {
+            if let Some(v) = mean(f) {
+                out.insert(name.into(), v);
+            }
+        }
+        for (name, v) in [
+            ("final_loss", self.final_loss),
+            ("train_seconds", self.train_seconds),
+        ] {
+            if let Some(v) = v {
+                out.insert(name.into(), v);
+            }
+        }
+        out
+    }
+}
+
+/// One block's and modality's expert shares at the last step.
+struct TopShare {
+    block: i64,
+    modality: String,
+    top_share: f64,
+}
+
+/// The per-expert shares of each (block, modality) at the last step of `split`.
+fn top_shares(routing: &DataFrame, split: &str) -> Result<Vec<TopShare>> {
+    let shares = expert_shares(routing, split)?;
+    let steps = ints(&shares, "step")?;
+    let last = steps.iter().flatten().max().copied();
+    let blocks = ints(&shares, "block")?;
+    let modalities = strings(&shares, "modality")?;
+    let values = floats(&shares, "share")?;
+    let mut out: Vec<TopShare> = Vec::new();
+    for i in 0..shares.height() {
+        if steps[i] != last {
+            continue;
+        }
+        let (Some(block), Some(modality)) = (blocks[i], modalities[i].clone()) else {
+            return Err(AnalysisError::NoData {
+                what: "a routing row without block or modality",
+            });
+        };
+        let share = values[i].unwrap_or(0.0);
+        match out
+            .iter_mut()
+            .find(|t| t.block == block && t.modality == modality)
+        {
+            Some(t) => t.top_share = t.top_share.max(share),
+            None => out.push(TopShare {
+                block,
+                modality,
+                top_share: share,
+            }),
+        }
+    }
+    Ok(out)
+}

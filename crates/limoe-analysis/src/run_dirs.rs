@@ -1,0 +1,88 @@
+//! Finding a run's stage outputs: the train and eval directories a report reads.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use limoe_core::runner::{MANIFEST, Manifest};
+
+/// The record `limoe run` leaves in a run's record directory.
+const LAST_RUN: &str = "last-run.json";
+/// The resolved spec `limoe run` saves beside it.
+const SPEC_FILE: &str = "spec.yaml";
+
+/// The outputs of one run that its report reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunDirs {
+    /// The resolved spec (YAML) of the run.
+    pub spec_file: PathBuf,
+    /// The train stage's output (metrics, routing, periodic eval logs, `plan.json`).
+    pub train: PathBuf,
+    /// The eval stage's output (eval, routing, assignments logs, summary), when it ran.
+    pub eval: Option<PathBuf>,
+}
+
+impl RunDirs {
+    /// The outputs named by the `last-run.json` in `record_dir` (`runs/<experiment>` or a
+    /// sweep trial's `runs/<experiment>/trials/<id>`), found by their stages' kinds.
+    pub fn from_record(record_dir: &Path) -> anyhow::Result<RunDirs> {
+        let path = record_dir.join(LAST_RUN);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {}: is {} a run directory? run the spec with `limoe run` first",
+                path.display(),
+                record_dir.display()
+            )
+        })?;
+        let record: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let stages = record["stages"]
+            .as_array()
+            .with_context(|| format!("{} lists no stages", path.display()))?;
+        let dirs: Vec<PathBuf> = stages
+            .iter()
+            .filter_map(|s| s.get(1)?.as_str().map(PathBuf::from))
+            .collect();
+        let dirs = RunDirs::by_kind(&dirs);
+        let train = dirs("train").with_context(|| {
+            format!(
+                "{} names no complete train stage output; finish the run first",
+                path.display()
+            )
+        })?;
+        Ok(RunDirs {
+            spec_file: record_dir.join(SPEC_FILE),
+            train,
+            eval: dirs("eval"),
+        })
+    }
+
+    /// The outputs among `dirs` that a stage of kind `train` and `eval` completed.
+    pub fn from_outputs(spec_file: PathBuf, dirs: &[PathBuf]) -> anyhow::Result<RunDirs> {
+        let find = RunDirs::by_kind(dirs);
+        let Some(train) = find("train") else {
+            bail!("the analyze stage needs the output of a `train` stage in its `needs`");
+        };
+        Ok(RunDirs {
+            spec_file,
+            train,
+            eval: find("eval"),
+        })
+    }
+
+    /// A lookup of the complete output of a stage kind among `dirs` (the last one wins).
+    fn by_kind(dirs: &[PathBuf]) -> impl Fn(&str) -> Option<PathBuf> + '_ {
+        move |kind| {
+            dirs.iter()
+                .rev()
+                .find(|dir| manifest_kind(dir).as_deref() == Some(kind))
+                .cloned()
+        }
+    }
+}
+
+/// The stage kind recorded in a complete output's manifest.
+fn manifest_kind(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(MANIFEST)).ok()?;
+    let manifest: Manifest = serde_json::from_str(&text).ok()?;
+    Manifest::read_complete(dir, &manifest.key).map(|m| m.kind)
+}
