@@ -101,4 +101,4 @@ pub fn top_classes_per_expert(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

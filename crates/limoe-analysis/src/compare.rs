@@ -95,4 +95,4 @@ pub fn compare_table(frame: &DataFrame) -> Result<DataFrame> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

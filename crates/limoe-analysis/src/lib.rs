@@ -1,8 +1,9 @@
 //! Run-log analysis, specialisation plots and reports.
 //!
-//! [`read_log`] loads one of a stage's Parquet logs into a polars [`DataFrame`]
-//! (`polars::prelude::DataFrame`); the functions of [`routing`] compute the specialisation,
-//! utilisation and dropped-token numbers from a routing log; those of [`assignments`] the
+//! [`read_log`] loads one of a stage's Parquet logs into a polars
+//! [`DataFrame`](polars::prelude::DataFrame); the functions of [`routing`] compute the
+//! specialisation, utilisation (per step: [`routing::expert_shares`]) and dropped-token
+//! numbers from a routing log; those of [`assignments`] the
 //! per-class routing of image tokens; [`compare::compare_table`] the mean and spread over
 //! seeds of each setting's metrics across runs. [`plot`] draws them as PNG or SVG pictures
 //! with a bundled font, one function per picture:

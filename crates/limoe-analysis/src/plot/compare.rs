@@ -10,10 +10,11 @@ use super::{Canvas, Figure, drawing, font, index_label, padded_range, palette, p
 use crate::compare::{Group, groups};
 use crate::{AnalysisError, Result};
 
-/// One metric's bars: (setting, mean, sample std if n >= 2, n).
+/// One metric's bars: each setting's group with its colour (the setting's index among all
+/// settings, so that a setting has the same colour in every panel).
 struct Panel {
     metric: String,
-    bars: Vec<(String, f64, Option<f64>, usize)>,
+    bars: Vec<(usize, Group)>,
 }
 
 struct Comparison {
@@ -24,22 +25,24 @@ struct Comparison {
 /// [`compare_table`](crate::compare::compare_table), whose numbers it draws) as one panel
 /// per metric: a bar per setting, in first-appearance order, up to the mean over seeds,
 /// with an error bar of ± the sample standard deviation (none when a setting has one
-/// seed). An empty frame is [`AnalysisError::NoData`].
+/// seed); each setting's label gives its number of seeds n. An empty frame is
+/// [`AnalysisError::NoData`].
 pub fn plot_comparison(frame: &DataFrame, path: &Path, canvas: Canvas) -> Result<()> {
     let mut figure = Comparison { panels: Vec::new() };
+    let mut settings: Vec<String> = Vec::new();
     for group in groups(frame)? {
-        let bar = (
-            group.setting.clone(),
-            group.mean(),
-            group.std(),
-            group.values.len(),
-        );
-        let Group { metric, .. } = group;
+        let colour = match settings.iter().position(|s| *s == group.setting) {
+            Some(i) => i,
+            None => {
+                settings.push(group.setting.clone());
+                settings.len() - 1
+            }
+        };
         match figure.panels.last_mut() {
-            Some(panel) if panel.metric == metric => panel.bars.push(bar),
+            Some(panel) if panel.metric == group.metric => panel.bars.push((colour, group)),
             _ => figure.panels.push(Panel {
-                metric,
-                bars: vec![bar],
+                metric: group.metric.clone(),
+                bars: vec![(colour, group)],
             }),
         }
     }
@@ -72,8 +75,8 @@ impl Panel {
         &self,
         area: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
-        let ends = self.bars.iter().flat_map(|&(_, mean, std, _)| {
-            let s = std.unwrap_or(0.0);
+        let ends = self.bars.iter().flat_map(|(_, group)| {
+            let (mean, s) = (group.mean(), group.std().unwrap_or(0.0));
             [0.0, mean - s, mean + s]
         });
         let count = self.bars.len() as f64;
@@ -84,21 +87,27 @@ impl Panel {
             .y_label_area_size(56)
             .build_cartesian_2d(-0.5..count - 0.5, padded_range(ends))
             .map_err(drawing)?;
-        let settings: Vec<String> = self.bars.iter().map(|b| b.0.clone()).collect();
+        let settings: Vec<String> = self
+            .bars
+            .iter()
+            .map(|(_, g)| format!("{} (n = {})", g.setting, g.values.len()))
+            .collect();
         let label = index_label(&settings);
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(TRANSPARENT)
             .x_labels(self.bars.len().min(12))
             .x_label_formatter(&label)
             .x_desc("setting")
-            .y_desc(format!("{} (n = seeds)", self.metric))
+            .y_desc(format!("{}, mean over seeds", self.metric))
             .label_style(font(11))
             .axis_desc_style(font(12))
             .draw()
             .map_err(drawing)?;
-        for (i, &(_, mean, std, n)) in self.bars.iter().enumerate() {
-            let (x, colour) = (i as f64, palette(i));
+        for (i, (colour, group)) in self.bars.iter().enumerate() {
+            let (x, colour) = (i as f64, palette(*colour));
+            let (mean, std) = (group.mean(), group.std());
             chart
                 .draw_series([Rectangle::new(
                     [(x - 0.35, 0.0), (x + 0.35, mean)],
@@ -117,10 +126,6 @@ impl Panel {
                     )
                     .map_err(drawing)?;
             }
-            let above = mean.max(mean + std.unwrap_or(0.0));
-            chart
-                .draw_series([Text::new(format!("n = {n}"), (x - 0.2, above), font(10))])
-                .map_err(drawing)?;
         }
         Ok(())
     }

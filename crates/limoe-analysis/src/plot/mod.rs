@@ -200,9 +200,29 @@ fn panels<DB: DrawingBackend>(
 ) -> std::result::Result<Vec<DrawingArea<DB, Shift>>, String> {
     root.fill(&WHITE).map_err(drawing)?;
     let body = root.titled(title, font(18)).map_err(drawing)?;
-    let mut areas = body.split_evenly(grid(n));
+    Ok(grid_areas(&body, n))
+}
+
+/// `area` split into `n` panels (rows first) of a [`grid`].
+fn grid_areas<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    n: usize,
+) -> Vec<DrawingArea<DB, Shift>> {
+    let mut areas = area.split_evenly(grid(n));
     areas.truncate(n);
-    Ok(areas)
+    areas
+}
+
+/// Formats an axis value: whole numbers without decimals (steps), small ones in scientific
+/// notation (learning rates), others to 6 decimals at most.
+fn number_label(x: &f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", *x as i64)
+    } else if x.abs() < 1e-3 {
+        format!("{x:.2e}")
+    } else {
+        format!("{}", (x * 1e6).round() / 1e6)
+    }
 }
 
 /// A label formatter for a category axis: position `i` shows `labels[i]`, other positions
@@ -239,7 +259,7 @@ impl Series {
     }
 }
 
-/// A chart of lines against the step, with a legend when several series are named.
+/// A chart of lines against the step, with a legend of its named (not faint) series.
 struct LinePanel {
     caption: String,
     x_desc: String,
@@ -307,6 +327,9 @@ impl LinePanel {
             .map_err(drawing)?;
         chart
             .configure_mesh()
+            .light_line_style(TRANSPARENT)
+            .x_label_formatter(&number_label)
+            .y_label_formatter(&number_label)
             .x_desc(&self.x_desc)
             .y_desc(&self.y_desc)
             .label_style(font(11))
@@ -338,7 +361,7 @@ impl LinePanel {
                 chart.draw_series(dots).map_err(drawing)?;
             }
         }
-        if named.len() > 1 {
+        if !named.is_empty() {
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::UpperRight)
@@ -457,14 +480,51 @@ impl Figure for HeatmapFigure {
         &self,
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
-        for (area, heatmap) in panels(root, &self.title, self.heatmaps.len())?
+        root.fill(&WHITE).map_err(drawing)?;
+        let body = root.titled(&self.title, font(18)).map_err(drawing)?;
+        let width = body.dim_in_pixel().0;
+        let (maps, scale) = body.split_horizontally(width.saturating_sub(90));
+        for (area, heatmap) in grid_areas(&maps, self.heatmaps.len())
             .iter()
             .zip(&self.heatmaps)
         {
             heatmap.draw(area)?;
         }
-        Ok(())
+        colour_scale(&scale)
     }
+}
+
+/// The key of [`heat_colour`]: a vertical bar of shares 0 to 1.
+fn colour_scale<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+) -> std::result::Result<(), String> {
+    let mut chart = ChartBuilder::on(area)
+        .margin_top(30)
+        .margin_bottom(40)
+        .margin_left(8)
+        .set_label_area_size(LabelAreaPosition::Right, 48)
+        .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+        .map_err(drawing)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_labels(6)
+        .y_desc("share")
+        .label_style(font(10))
+        .axis_desc_style(font(11))
+        .draw()
+        .map_err(drawing)?;
+    let steps = 50;
+    let bands = (0..steps).map(|i| {
+        let (lo, hi) = (i as f64 / steps as f64, (i + 1) as f64 / steps as f64);
+        Rectangle::new(
+            [(0.0, lo), (1.0, hi)],
+            heat_colour((lo + hi) / 2.0).filled(),
+        )
+    });
+    chart.draw_series(bands).map_err(drawing)?;
+    Ok(())
 }
 
 /// The sorted distinct values of `values`.
