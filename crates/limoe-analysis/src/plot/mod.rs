@@ -1,9 +1,17 @@
 //! Pictures of run logs: each plot function draws a frame to a PNG or SVG file of a given
 //! size, titled and with labelled axes, in the bundled DejaVu Sans font (no system fonts).
+//!
+//! Every plot function takes a frame (a log, or the numbers computed from one), the
+//! picture's path and a [`Canvas`], and fails with [`AnalysisError::NoData`] when there is
+//! nothing to draw (never a panic). The shared drawing parts live here (panel grid, colours,
+//! axis labels) and in the private modules `lines` (line panels with legends, optional log
+//! y axis) and `heatmap` (share heatmaps with a colour scale).
 
 mod classes;
 mod compare;
 mod eval;
+mod heatmap;
+mod lines;
 mod losses;
 mod routing_curves;
 mod specialisation;
@@ -15,12 +23,13 @@ use std::sync::OnceLock;
 
 use limoe_core::spec::{AnalysisSpec, ImageFormat};
 use plotters::coord::Shift;
-use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 use polars::prelude::{DataFrame, DataType};
 
 use crate::{AnalysisError, Result};
+use heatmap::{Heatmap, HeatmapFigure};
+use lines::{LineFigure, LinePanel, Series, render_lines};
 
 pub use classes::plot_class_routing;
 pub use compare::plot_comparison;
@@ -235,296 +244,6 @@ fn index_label(labels: &[String]) -> impl Fn(&f64) -> String + '_ {
         }
         labels.get(i as usize).cloned().unwrap_or_default()
     }
-}
-
-/// One line of a [`LinePanel`].
-struct Series {
-    /// The legend entry; faint series have none.
-    name: String,
-    colour: RGBColor,
-    /// Drawn thin and pale, without a legend entry (e.g. one MoE block behind the mean).
-    faint: bool,
-    points: Vec<(f64, f64)>,
-}
-
-impl Series {
-    /// A named series in `colour`.
-    fn new(name: impl Into<String>, colour: RGBColor, points: Vec<(f64, f64)>) -> Series {
-        Series {
-            name: name.into(),
-            colour,
-            faint: false,
-            points,
-        }
-    }
-}
-
-/// A chart of lines against the step, with a legend of its named (not faint) series.
-struct LinePanel {
-    caption: String,
-    x_desc: String,
-    y_desc: String,
-    series: Vec<Series>,
-    /// Logarithmic y axis (used only when every value is positive).
-    log_y: bool,
-    /// A dot on every point (for sparse series such as periodic evaluations).
-    markers: bool,
-}
-
-impl LinePanel {
-    /// A linear panel with these texts and no series yet.
-    fn new(caption: impl Into<String>, x_desc: &str, y_desc: impl Into<String>) -> LinePanel {
-        LinePanel {
-            caption: caption.into(),
-            x_desc: x_desc.into(),
-            y_desc: y_desc.into(),
-            series: Vec::new(),
-            log_y: false,
-            markers: false,
-        }
-    }
-
-    fn values(&self) -> impl Iterator<Item = &(f64, f64)> {
-        self.series.iter().flat_map(|s| s.points.iter())
-    }
-
-    /// Whether the panel has no point to draw.
-    fn is_empty(&self) -> bool {
-        self.values().next().is_none()
-    }
-
-    /// Draws the panel on `area`.
-    fn draw<DB: DrawingBackend>(
-        &self,
-        area: &DrawingArea<DB, Shift>,
-    ) -> std::result::Result<(), String> {
-        let x = padded_range(self.values().map(|p| p.0));
-        let ys = || self.values().map(|p| p.1);
-        if self.log_y && ys().all(|y| y > 0.0) {
-            let (lo, hi) = ys().fold((f64::INFINITY, 0.0f64), |(l, h), y| (l.min(y), h.max(y)));
-            self.draw_on(area, x, (lo / 1.5..hi * 1.5).log_scale())
-        } else {
-            self.draw_on(area, x, padded_range(ys()))
-        }
-    }
-
-    fn draw_on<DB: DrawingBackend, Y>(
-        &self,
-        area: &DrawingArea<DB, Shift>,
-        x: std::ops::Range<f64>,
-        y: Y,
-    ) -> std::result::Result<(), String>
-    where
-        Y: AsRangedCoord<Value = f64>,
-        Y::CoordDescType: ValueFormatter<f64>,
-    {
-        let mut chart = ChartBuilder::on(area)
-            .caption(&self.caption, font(14))
-            .margin(8)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x, y)
-            .map_err(drawing)?;
-        chart
-            .configure_mesh()
-            .light_line_style(TRANSPARENT)
-            .x_label_formatter(&number_label)
-            .y_label_formatter(&number_label)
-            .x_desc(&self.x_desc)
-            .y_desc(&self.y_desc)
-            .label_style(font(11))
-            .axis_desc_style(font(12))
-            .draw()
-            .map_err(drawing)?;
-        let (faint, named): (Vec<&Series>, Vec<&Series>) =
-            self.series.iter().partition(|s| s.faint);
-        for s in faint {
-            let style = s.colour.mix(0.3).stroke_width(1);
-            chart
-                .draw_series(std::iter::once(PathElement::new(s.points.clone(), style)))
-                .map_err(drawing)?;
-        }
-        for s in &named {
-            let colour = s.colour;
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    s.points.clone(),
-                    colour.stroke_width(2),
-                )))
-                .map_err(drawing)?
-                .label(&s.name)
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2))
-                });
-            if self.markers {
-                let dots = s.points.iter().map(|&p| Circle::new(p, 3, colour.filled()));
-                chart.draw_series(dots).map_err(drawing)?;
-            }
-        }
-        if !named.is_empty() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .label_font(font(10))
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(drawing)?;
-        }
-        Ok(())
-    }
-}
-
-/// Draws `panels` (at least one) under `title` in a grid.
-struct LineFigure {
-    title: String,
-    panels: Vec<LinePanel>,
-}
-
-impl Figure for LineFigure {
-    fn draw<DB: DrawingBackend>(
-        &self,
-        root: &DrawingArea<DB, Shift>,
-    ) -> std::result::Result<(), String> {
-        for (area, panel) in panels(root, &self.title, self.panels.len())?
-            .iter()
-            .zip(&self.panels)
-        {
-            panel.draw(area)?;
-        }
-        Ok(())
-    }
-}
-
-/// Draws the non-empty panels of `figure` to `path`; [`AnalysisError::NoData`] about
-/// `what` when every panel is empty.
-fn render_lines(
-    mut figure: LineFigure,
-    what: &'static str,
-    path: &Path,
-    canvas: Canvas,
-) -> Result<()> {
-    figure.panels.retain(|p| !p.is_empty());
-    if figure.panels.is_empty() {
-        return Err(AnalysisError::NoData { what });
-    }
-    render(&figure, path, canvas)
-}
-
-/// A share in `0..=1` as a colour from white (0) to dark blue (1).
-fn heat_colour(share: f64) -> RGBColor {
-    let t = share.clamp(0.0, 1.0);
-    let mix = |from: f64, to: f64| (from + (to - from) * t).round() as u8;
-    RGBColor(mix(255.0, 8.0), mix(255.0, 48.0), mix(255.0, 107.0))
-}
-
-/// A grid of coloured cells: `cells` are (column, row, share in `0..=1`) over the
-/// categories `columns` (x axis) and `rows` (y axis, first at the bottom).
-struct Heatmap {
-    caption: String,
-    x_desc: String,
-    y_desc: String,
-    columns: Vec<String>,
-    rows: Vec<String>,
-    cells: Vec<(usize, usize, f64)>,
-}
-
-impl Heatmap {
-    /// Draws the heatmap on `area`.
-    fn draw<DB: DrawingBackend>(
-        &self,
-        area: &DrawingArea<DB, Shift>,
-    ) -> std::result::Result<(), String> {
-        let (w, h) = (self.columns.len() as f64, self.rows.len() as f64);
-        let mut chart = ChartBuilder::on(area)
-            .caption(&self.caption, font(13))
-            .margin(6)
-            .x_label_area_size(34)
-            .y_label_area_size(64)
-            .build_cartesian_2d(-0.5..w - 0.5, -0.5..h - 0.5)
-            .map_err(drawing)?;
-        let (x_label, y_label) = (index_label(&self.columns), index_label(&self.rows));
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_labels(self.columns.len().min(10))
-            .y_labels(self.rows.len().min(16))
-            .x_label_formatter(&x_label)
-            .y_label_formatter(&y_label)
-            .x_desc(&self.x_desc)
-            .y_desc(&self.y_desc)
-            .label_style(font(10))
-            .axis_desc_style(font(11))
-            .draw()
-            .map_err(drawing)?;
-        let cells = self.cells.iter().map(|&(c, r, share)| {
-            let (x, y) = (c as f64, r as f64);
-            Rectangle::new(
-                [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)],
-                heat_colour(share).filled(),
-            )
-        });
-        chart.draw_series(cells).map_err(drawing)?;
-        Ok(())
-    }
-}
-
-/// Draws `heatmaps` under `title` in a grid.
-struct HeatmapFigure {
-    title: String,
-    heatmaps: Vec<Heatmap>,
-}
-
-impl Figure for HeatmapFigure {
-    fn draw<DB: DrawingBackend>(
-        &self,
-        root: &DrawingArea<DB, Shift>,
-    ) -> std::result::Result<(), String> {
-        root.fill(&WHITE).map_err(drawing)?;
-        let body = root.titled(&self.title, font(18)).map_err(drawing)?;
-        let width = body.dim_in_pixel().0;
-        let (maps, scale) = body.split_horizontally(width.saturating_sub(90));
-        for (area, heatmap) in grid_areas(&maps, self.heatmaps.len())
-            .iter()
-            .zip(&self.heatmaps)
-        {
-            heatmap.draw(area)?;
-        }
-        colour_scale(&scale)
-    }
-}
-
-/// The key of [`heat_colour`]: a vertical bar of shares 0 to 1.
-fn colour_scale<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-) -> std::result::Result<(), String> {
-    let mut chart = ChartBuilder::on(area)
-        .margin_top(30)
-        .margin_bottom(40)
-        .margin_left(8)
-        .set_label_area_size(LabelAreaPosition::Right, 48)
-        .build_cartesian_2d(0.0..1.0, 0.0..1.0)
-        .map_err(drawing)?;
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .disable_x_axis()
-        .y_labels(6)
-        .y_desc("share")
-        .label_style(font(10))
-        .axis_desc_style(font(11))
-        .draw()
-        .map_err(drawing)?;
-    let steps = 50;
-    let bands = (0..steps).map(|i| {
-        let (lo, hi) = (i as f64 / steps as f64, (i + 1) as f64 / steps as f64);
-        Rectangle::new(
-            [(0.0, lo), (1.0, hi)],
-            heat_colour((lo + hi) / 2.0).filled(),
-        )
-    });
-    chart.draw_series(bands).map_err(drawing)?;
-    Ok(())
 }
 
 /// The sorted distinct values of `values`.
