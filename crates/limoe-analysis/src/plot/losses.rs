@@ -1,16 +1,16 @@
-//! Loss curves: each loss term of the metrics log against the step.
+//! Loss curves: the total loss and its parts in one panel, the unweighted auxiliary terms in
+//! another.
 
 use std::path::Path;
 
-use plotters::coord::Shift;
-use plotters::prelude::*;
 use polars::prelude::DataFrame;
 
-use super::{Canvas, Figure, floats, font, padded_range, render};
-use crate::{AnalysisError, Result};
+use super::{Canvas, LineFigure, LinePanel, Series, floats, palette, points, render_lines};
+use crate::Result;
 
-/// The metrics columns drawn as loss curves: the total, its two parts and the unweighted
-/// auxiliary losses.
+/// The metrics columns drawn as loss curves: the total, its two parts (the first three,
+/// drawn in one panel) and the unweighted auxiliary losses (the rest, drawn in a second
+/// panel).
 pub const LOSS_TERMS: [&str; 13] = [
     "loss",
     "contrastive",
@@ -27,86 +27,38 @@ pub const LOSS_TERMS: [&str; 13] = [
     "z_loss_text",
 ];
 
-/// One curve: its name and finite (step, value) points.
-struct Curve {
-    name: &'static str,
-    points: Vec<(f64, f64)>,
-}
+/// How many of [`LOSS_TERMS`] go in the first panel.
+const MAIN_TERMS: usize = 3;
 
-struct Losses {
-    curves: Vec<Curve>,
-}
-
-/// Draws every [`LOSS_TERMS`] column of a metrics frame against `step`, one line each;
-/// null and non-finite values are left out.
+/// Draws the [`LOSS_TERMS`] columns of a metrics frame against `step` in two panels: the
+/// total, contrastive and weighted auxiliary loss; and the unweighted auxiliary terms, on a
+/// logarithmic y axis when all their values are positive (the router z-losses are orders of
+/// magnitude above the others).
+///
+/// Columns that are all zero or null (terms whose weight is 0 are logged as 0) are left
+/// out, and so are null and non-finite values; a panel with nothing left is not drawn.
+/// Every column must exist. An empty frame, or one with nothing left to draw, is
+/// [`AnalysisError::NoData`](crate::AnalysisError::NoData).
 pub fn plot_losses(metrics: &DataFrame, path: &Path, canvas: Canvas) -> Result<()> {
-    if metrics.height() == 0 {
-        return Err(AnalysisError::NoData {
-            what: "the metrics log",
-        });
-    }
     let steps = floats(metrics, "step")?;
-    let mut curves = Vec::with_capacity(LOSS_TERMS.len());
-    for name in LOSS_TERMS {
-        let values = floats(metrics, name)?;
-        let points = steps
-            .iter()
-            .zip(values)
-            .filter_map(|(&s, v)| Some((s?, v?)))
-            .filter(|(s, v)| s.is_finite() && v.is_finite())
-            .collect();
-        curves.push(Curve { name, points });
-    }
-    render(&Losses { curves }, path, canvas)
-}
-
-impl Figure for Losses {
-    fn draw<DB: DrawingBackend>(
-        &self,
-        root: &DrawingArea<DB, Shift>,
-    ) -> std::result::Result<(), String> {
-        let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-        root.fill(&WHITE).map_err(e)?;
-        let points = || self.curves.iter().flat_map(|c| c.points.iter());
-        let mut chart = ChartBuilder::on(root)
-            .caption("Loss terms vs step", font(20))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(
-                padded_range(points().map(|p| p.0)),
-                padded_range(points().map(|p| p.1)),
-            )
-            .map_err(e)?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc("loss (auxiliary terms unweighted)")
-            .label_style(font(12))
-            .axis_desc_style(font(13))
-            .draw()
-            .map_err(e)?;
-        for (i, curve) in self.curves.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    curve.points.clone(),
-                    color.stroke_width(2),
-                )))
-                .map_err(e)?
-                .label(curve.name)
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+    let mut main = LinePanel::new("Total loss and its parts", "step", "loss");
+    let mut aux = LinePanel::new(
+        "Auxiliary losses (unweighted, summed over MoE blocks)",
+        "step",
+        "loss",
+    );
+    aux.log_y = true;
+    for (i, name) in LOSS_TERMS.iter().enumerate() {
+        let points = points(&steps, &floats(metrics, name)?);
+        if points.iter().all(|p| p.1 == 0.0) {
+            continue;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(font(11))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(e)?;
-        Ok(())
+        let panel = if i < MAIN_TERMS { &mut main } else { &mut aux };
+        panel.series.push(Series::new(*name, palette(i), points));
     }
+    let figure = LineFigure {
+        title: "Loss terms vs step".into(),
+        panels: vec![main, aux],
+    };
+    render_lines(figure, "the metrics log", path, canvas)
 }

@@ -1,8 +1,22 @@
 //! Pictures of run logs: each plot function draws a frame to a PNG or SVG file of a given
 //! size, titled and with labelled axes, in the bundled DejaVu Sans font (no system fonts).
+//!
+//! Every plot function takes a frame (a log, or the numbers computed from one), the
+//! picture's path and a [`Canvas`], and fails with [`AnalysisError::NoData`] when there is
+//! nothing to draw (never a panic). The shared drawing parts live here (panel grid, colours,
+//! axis labels) and in the private modules `lines` (line panels with legends, optional log
+//! y axis) and `heatmap` (share heatmaps with a colour scale).
 
+mod classes;
+mod compare;
+mod eval;
+mod heatmap;
+mod lines;
 mod losses;
+mod routing_curves;
 mod specialisation;
+mod temperature;
+mod utilisation;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -14,9 +28,17 @@ use plotters::style::{FontStyle, register_font};
 use polars::prelude::{DataFrame, DataType};
 
 use crate::{AnalysisError, Result};
+use heatmap::{Heatmap, HeatmapFigure};
+use lines::{LineFigure, LinePanel, Series, render_lines};
 
+pub use classes::plot_class_routing;
+pub use compare::plot_comparison;
+pub use eval::{EVAL_PANELS, plot_eval};
 pub use losses::{LOSS_TERMS, plot_losses};
+pub use routing_curves::plot_routing_curves;
 pub use specialisation::plot_specialisation;
+pub use temperature::plot_temperature;
+pub use utilisation::plot_utilisation;
 
 /// The font family every text is drawn in.
 const FONT: &str = "sans-serif";
@@ -96,7 +118,7 @@ fn render(figure: &impl Figure, path: &Path, canvas: Canvas) -> Result<()> {
 }
 
 /// The column `name` of `frame` as floats (nulls as `None`).
-fn floats(frame: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
+pub(crate) fn floats(frame: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
     let context = || format!("reading column `{name}`");
     let column = frame
         .column(name)
@@ -104,6 +126,17 @@ fn floats(frame: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
         .map_err(AnalysisError::polars(context()))?;
     let values = column.f64().map_err(AnalysisError::polars(context()))?;
     Ok(values.iter().collect())
+}
+
+/// The column `name` of `frame` as strings (nulls as `None`).
+pub(crate) fn strings(frame: &DataFrame, name: &str) -> Result<Vec<Option<String>>> {
+    let context = || format!("reading column `{name}`");
+    let column = frame
+        .column(name)
+        .and_then(|c| c.cast(&DataType::String))
+        .map_err(AnalysisError::polars(context()))?;
+    let values = column.str().map_err(AnalysisError::polars(context()))?;
+    Ok(values.iter().map(|v| v.map(str::to_owned)).collect())
 }
 
 /// A range covering `values` with 5% margins (one unit either side when they are all equal,
@@ -125,6 +158,100 @@ fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
 /// The text style of titles and labels at `size` pixels.
 fn font(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().into()
+}
+
+/// The colour of image tokens.
+const IMAGE: RGBColor = RGBColor(31, 119, 180);
+/// The colour of text tokens.
+const TEXT: RGBColor = RGBColor(255, 127, 14);
+
+/// The colour of a modality named as in the logs (`image`, `text`; grey otherwise).
+fn modality_colour(modality: &str) -> RGBColor {
+    match modality {
+        "image" => IMAGE,
+        "text" => TEXT,
+        _ => RGBColor(100, 100, 100),
+    }
+}
+
+/// The `i`-th colour of a palette of distinct colours.
+fn palette(i: usize) -> RGBColor {
+    let c = Palette99::pick(i).to_rgba();
+    RGBColor(c.0, c.1, c.2)
+}
+
+/// A drawing error as text.
+fn drawing<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> String {
+    e.to_string()
+}
+
+/// The (step, value) points of two columns where both are present and finite.
+fn points(xs: &[Option<f64>], ys: &[Option<f64>]) -> Vec<(f64, f64)> {
+    xs.iter()
+        .zip(ys)
+        .filter_map(|(&x, &y)| Some((x?, y?)))
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect()
+}
+
+/// The (rows, columns) of a near-square grid of `n` panels, wider than tall.
+fn grid(n: usize) -> (usize, usize) {
+    let cols = (1..=n).find(|c| c * c >= n).unwrap_or(1);
+    (n.div_ceil(cols).max(1), cols)
+}
+
+/// Fills `root` white, writes `title` on top and splits the rest into `n` panels (rows
+/// first) of a [`grid`].
+fn panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    n: usize,
+) -> std::result::Result<Vec<DrawingArea<DB, Shift>>, String> {
+    root.fill(&WHITE).map_err(drawing)?;
+    let body = root.titled(title, font(18)).map_err(drawing)?;
+    Ok(grid_areas(&body, n))
+}
+
+/// `area` split into `n` panels (rows first) of a [`grid`].
+fn grid_areas<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    n: usize,
+) -> Vec<DrawingArea<DB, Shift>> {
+    let mut areas = area.split_evenly(grid(n));
+    areas.truncate(n);
+    areas
+}
+
+/// Formats an axis value: whole numbers without decimals (steps), small ones in scientific
+/// notation (learning rates), others to 6 decimals at most.
+fn number_label(x: &f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", *x as i64)
+    } else if x.abs() < 1e-3 {
+        format!("{x:.2e}")
+    } else {
+        format!("{}", (x * 1e6).round() / 1e6)
+    }
+}
+
+/// A label formatter for a category axis: position `i` shows `labels[i]`, other positions
+/// nothing.
+fn index_label(labels: &[String]) -> impl Fn(&f64) -> String + '_ {
+    |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() > 1e-6 || i < 0.0 {
+            return String::new();
+        }
+        labels.get(i as usize).cloned().unwrap_or_default()
+    }
+}
+
+/// The sorted distinct values of `values`.
+fn distinct<T: Ord + Clone>(values: impl Iterator<Item = T>) -> Vec<T> {
+    let mut all: Vec<T> = values.collect();
+    all.sort();
+    all.dedup();
+    all
 }
 
 #[cfg(test)]

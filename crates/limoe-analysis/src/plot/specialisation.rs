@@ -6,11 +6,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use polars::prelude::DataFrame;
 
-use super::{Canvas, Figure, floats, font, render};
+use super::{Canvas, Figure, IMAGE, TEXT, drawing, floats, font, index_label, panels, render};
 use crate::{AnalysisError, Result};
-
-const IMAGE: RGBColor = RGBColor(31, 119, 180);
-const TEXT: RGBColor = RGBColor(255, 127, 14);
 
 /// One block's experts in drawing order: (expert, image share; `None` without tokens).
 struct Block {
@@ -62,19 +59,10 @@ impl Figure for Specialisation {
         &self,
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
-        let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-        root.fill(&WHITE).map_err(e)?;
+        let e = drawing;
         let title = format!("Expert specialisation by modality at step {}", self.step);
-        let body = root.titled(&title, font(20)).map_err(e)?;
-        let n = self.blocks.len();
-        let cols = (1..=n).find(|c| c * c >= n).unwrap_or(1);
-        let rows = n.div_ceil(cols);
-        for (k, (area, block)) in body
-            .split_evenly((rows, cols))
-            .iter()
-            .zip(&self.blocks)
-            .enumerate()
-        {
+        let areas = panels(root, &title, self.blocks.len())?;
+        for (k, (area, block)) in areas.iter().zip(&self.blocks).enumerate() {
             let count = block.experts.len() as f64;
             let mut chart = ChartBuilder::on(area)
                 .caption(format!("MoE block {}", block.block), font(14))
@@ -83,14 +71,8 @@ impl Figure for Specialisation {
                 .y_label_area_size(44)
                 .build_cartesian_2d(-0.5..count - 0.5, 0.0..1.0)
                 .map_err(e)?;
-            let label = |x: &f64| {
-                let i = x.round();
-                let expert = block
-                    .experts
-                    .get(i as usize)
-                    .filter(|_| (x - i).abs() < 1e-6 && i >= 0.0);
-                expert.map(|(id, _)| id.to_string()).unwrap_or_default()
-            };
+            let ids: Vec<String> = block.experts.iter().map(|(id, _)| id.to_string()).collect();
+            let label = index_label(&ids);
             chart
                 .configure_mesh()
                 .disable_x_mesh()

@@ -151,3 +151,202 @@ fn an_unwritable_path_is_a_draw_error() {
     let err = plot_losses(&metrics(), &path, PNG).unwrap_err();
     assert!(matches!(err, AnalysisError::Draw { .. }), "{err}");
 }
+
+/// Draws with `plot` to a PNG and an SVG, checks both, and gives the SVG's text.
+fn draw_both(plot: impl Fn(&Path, Canvas) -> Result<()>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("x.png");
+    plot(&png, PNG).unwrap();
+    assert_eq!(png_size(&png), (640, 400));
+    assert!(fs::metadata(&png).unwrap().len() > 1000);
+    let svg = dir.path().join("x.svg");
+    plot(&svg, SVG).unwrap();
+    check_svg(&svg, (720, 300));
+    fs::read_to_string(&svg).unwrap()
+}
+
+/// The error message of `plot` on a file that must not be written.
+fn error_of(plot: impl Fn(&Path, Canvas) -> Result<()>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.png");
+    let err = plot(&path, PNG).unwrap_err();
+    assert!(!path.exists());
+    err.to_string()
+}
+
+/// A routing log: train steps 1 and 5, blocks 0 and 2, two experts; at step 5 expert 1
+/// gets no image tokens of block 0 (dead). One val row.
+fn routing() -> DataFrame {
+    type Row = (i64, &'static str, i32, &'static str, i32, i64, i64);
+    let rows: [Row; 17] = [
+        (1, "train", 0, "image", 0, 5, 2),
+        (1, "train", 0, "image", 1, 5, 2),
+        (1, "train", 0, "text", 0, 1, 0),
+        (1, "train", 0, "text", 1, 3, 0),
+        (1, "train", 2, "image", 0, 4, 0),
+        (1, "train", 2, "image", 1, 6, 0),
+        (1, "train", 2, "text", 0, 2, 1),
+        (1, "train", 2, "text", 1, 2, 1),
+        (5, "train", 0, "image", 0, 10, 1),
+        (5, "train", 0, "image", 1, 0, 1),
+        (5, "train", 0, "text", 0, 2, 0),
+        (5, "train", 0, "text", 1, 2, 0),
+        (5, "train", 2, "image", 0, 3, 0),
+        (5, "train", 2, "image", 1, 7, 0),
+        (5, "train", 2, "text", 0, 1, 0),
+        (5, "train", 2, "text", 1, 3, 0),
+        (7, "val", 0, "image", 0, 1, 0),
+    ];
+    df!(
+        "step" => rows.map(|r| r.0),
+        "split" => rows.map(|r| r.1),
+        "block" => rows.map(|r| r.2),
+        "modality" => rows.map(|r| r.3),
+        "expert" => rows.map(|r| r.4),
+        "tokens" => rows.map(|r| r.5),
+        "dropped" => rows.map(|r| r.6),
+        "mean_gate" => rows.map(|_| 0.5),
+        "local_entropy" => rows.map(|r| 0.1 * r.0 as f64),
+        "global_entropy" => rows.map(|r| 0.6 - 0.05 * r.0 as f64),
+    )
+    .unwrap()
+}
+
+fn eval() -> DataFrame {
+    df!(
+        "step" => [10i64, 10, 10, 10, 20, 20, 20],
+        "dataset" => ["cifar10", "cifar10", "all", "all", "cifar10", "all", "all"],
+        "metric" => ["zero_shot_top1", "chance_top1", "retrieval_i2t_r1", "retrieval_t2i_r1",
+                     "zero_shot_top1", "retrieval_i2t_r1", "retrieval_t2i_r1"],
+        "value" => [0.3, 0.1, 0.2, 0.25, 0.4, 0.3, 0.35],
+    )
+    .unwrap()
+}
+
+#[test]
+fn utilisation_draws_a_heatmap_per_block_and_modality_flagging_dead_experts() {
+    let text = draw_both(|p, c| plot_utilisation(&routing(), "train", 0.05, p, c));
+    for label in [
+        "Expert utilisation vs step (split train",
+        "block 0, image (dead: 1)",
+        "block 2, text",
+        "1 dead",
+        "expert (dead: final share &lt; 0.05)",
+        "step",
+    ] {
+        assert!(text.contains(label), "{label}");
+    }
+    assert!(!text.contains("block 2, image (dead"));
+    let err = error_of(|p, c| plot_utilisation(&routing(), "test", 0.05, p, c));
+    assert_eq!(err, "nothing to plot: the routing log's split has no rows");
+}
+
+#[test]
+fn routing_curves_draw_entropies_and_drop_rates_per_modality() {
+    let text = draw_both(|p, c| plot_routing_curves(&routing(), "train", p, c));
+    for label in [
+        "Local router entropy",
+        "Global router entropy",
+        "Dropped-token rate",
+        "image (mean over blocks)",
+        "text (mean over blocks)",
+    ] {
+        assert!(text.contains(label), "{label}");
+    }
+    let err = error_of(|p, c| plot_routing_curves(&routing().head(Some(0)), "train", p, c));
+    assert_eq!(err, "nothing to plot: the routing log's split has no rows");
+}
+
+#[test]
+fn class_routing_names_classes_when_given_else_numbers_them() {
+    let assignments = crate::assignments::tests::assignments();
+    let names = ["cat".to_owned(), "dog".to_owned()];
+    let text = draw_both(|p, c| plot_class_routing(&assignments, 2, Some(&names), p, c));
+    for label in [
+        "MoE block 1",
+        "MoE block 2",
+        "cat",
+        "dog",
+        "expert",
+        "class",
+    ] {
+        assert!(text.contains(label), "{label}");
+    }
+    let text = draw_both(|p, c| plot_class_routing(&assignments, 2, None, p, c));
+    assert!(!text.contains("cat"));
+    let err = error_of(|p, c| plot_class_routing(&assignments.head(Some(0)), 2, None, p, c));
+    assert!(err.starts_with("nothing to plot"), "{err}");
+}
+
+#[test]
+fn loss_panels_leave_out_all_zero_terms() {
+    let mut frame = metrics();
+    frame
+        .with_column(Column::new("z_loss_image".into(), [0.0; 3]))
+        .unwrap();
+    let text = draw_both(|p, c| plot_losses(&frame, p, c));
+    for label in [
+        "Total loss and its parts",
+        "Auxiliary losses",
+        "z_loss_text",
+    ] {
+        assert!(text.contains(label), "{label}");
+    }
+    assert!(!text.contains("z_loss_image"));
+}
+
+#[test]
+fn temperature_is_drawn_with_the_learning_rate() {
+    let mut frame = metrics();
+    frame
+        .with_column(Column::new("logit_scale".into(), [10.0, 20.0, 0.0]))
+        .unwrap();
+    frame
+        .with_column(Column::new("lr".into(), [1e-4, 2e-4, 1e-4]))
+        .unwrap();
+    let text = draw_both(|p, c| plot_temperature(&frame, p, c));
+    for label in [
+        "Contrastive temperature (1 / logit scale)",
+        "Learning rate",
+        "step",
+    ] {
+        assert!(text.contains(label), "{label}");
+    }
+    let err = error_of(|p, c| plot_temperature(&frame.head(Some(0)), p, c));
+    assert_eq!(err, "nothing to plot: the metrics log has no rows");
+}
+
+#[test]
+fn eval_curves_draw_a_line_per_dataset_and_metric() {
+    let text = draw_both(|p, c| plot_eval(&eval(), p, c));
+    for label in [
+        "Zero-shot classification",
+        "Image-text retrieval",
+        "cifar10 zero_shot_top1",
+        "all retrieval_i2t_r1",
+        "all retrieval_t2i_r1",
+    ] {
+        assert!(text.contains(label), "{label}");
+    }
+    assert!(!text.contains("chance_top1"));
+    assert!(!text.contains("Few-shot"));
+    let err = error_of(|p, c| plot_eval(&eval().head(Some(0)), p, c));
+    assert!(err.starts_with("nothing to plot"), "{err}");
+}
+
+#[test]
+fn comparison_draws_a_panel_per_metric_with_bars_per_setting() {
+    let runs = crate::compare::tests::runs();
+    let text = draw_both(|p, c| plot_comparison(&runs, p, c));
+    for label in [
+        "Comparison across runs",
+        "acc",
+        "loss",
+        "moe (n = 3)",
+        "dense (n = 1)",
+    ] {
+        assert!(text.contains(label), "{label}");
+    }
+    let err = error_of(|p, c| plot_comparison(&runs.head(Some(0)), p, c));
+    assert_eq!(err, "nothing to plot: the comparison frame has no rows");
+}

@@ -1,0 +1,42 @@
+//! The contrastive temperature and the learning rate against the step.
+
+use std::path::Path;
+
+use polars::prelude::DataFrame;
+
+use super::{Canvas, IMAGE, LineFigure, LinePanel, Series, TEXT, floats, points, render_lines};
+use crate::Result;
+
+/// Draws two panels from a metrics frame: the contrastive temperature, 1 / `logit_scale`
+/// (the log holds the scale itself, not its logarithm), and the learning rate `lr`, both
+/// against `step`.
+///
+/// Null, non-finite and (for the temperature) non-positive values are left out; a panel
+/// with nothing left is not drawn, and a frame with nothing to draw at all is
+/// [`AnalysisError::NoData`](crate::AnalysisError::NoData).
+pub fn plot_temperature(metrics: &DataFrame, path: &Path, canvas: Canvas) -> Result<()> {
+    let steps = floats(metrics, "step")?;
+    let inverse: Vec<Option<f64>> = floats(metrics, "logit_scale")?
+        .into_iter()
+        .map(|s| s.filter(|&s| s > 0.0).map(|s| 1.0 / s))
+        .collect();
+    let mut temperature = LinePanel::new(
+        "Contrastive temperature (1 / logit scale)",
+        "step",
+        "temperature",
+    );
+    temperature
+        .series
+        .push(Series::new("temperature", IMAGE, points(&steps, &inverse)));
+    let mut lr = LinePanel::new("Learning rate", "step", "learning rate");
+    lr.series.push(Series::new(
+        "lr",
+        TEXT,
+        points(&steps, &floats(metrics, "lr")?),
+    ));
+    let figure = LineFigure {
+        title: "Temperature and learning rate vs step".into(),
+        panels: vec![temperature, lr],
+    };
+    render_lines(figure, "the metrics log", path, canvas)
+}
