@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod runner;
 pub mod spec;
 mod stage;
+pub mod sweep;
 
 pub use load::{LoadedSpec, load_spec};
 pub use spec::Spec;
