@@ -4,9 +4,9 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::check::Checker;
+use super::is_safe_name;
 use super::node::Node;
 use super::path::KeyPath;
-use super::is_safe_name;
 
 /// The whole `sweep` section; every key is a dotted override path such as `model.moe.experts`.
 /// Every mapping keeps the file's order, which is the order of the trials and of the parts of

@@ -173,7 +173,11 @@ fn unique_ids(mut trials: Vec<Trial>) -> Vec<Trial> {
             while !trial.id.is_char_boundary(cut) {
                 cut -= 1;
             }
-            trial.id = format!("{}-{}", &trial.id[..cut], &sha256_hex(trial.id.as_bytes())[..8]);
+            trial.id = format!(
+                "{}-{}",
+                &trial.id[..cut],
+                &sha256_hex(trial.id.as_bytes())[..8]
+            );
         }
         let count = seen.entry(trial.id.clone()).or_insert(0);
         *count += 1;

@@ -28,8 +28,8 @@ pub mod record;
 pub use expand::{Override, OverrideValues, Trial, expand};
 pub use load::{LoadedTrial, Sweep, SweepError, load_sweep, load_trial, trial_sets};
 pub use record::{
-    Metric, StageOutput, SweepRecord, TrialRecord, TrialState, key_metric, read_summary,
-    trial_dir,
+    Metric, SUMMARY_FILE, SWEEP_FILE, StageOutput, SweepRecord, TRIAL_LOG, TRIALS_DIR, TrialRecord,
+    TrialState, key_metric, read_summary, trial_dir,
 };
 
 #[cfg(test)]

@@ -50,7 +50,12 @@ fn draw(dist: &Distribution, rng: &mut SplitMix64) -> Node {
         Distribution::LogUniform([lo, hi]) => {
             let (a, b) = (lo.ln(), hi.ln());
             // exp can round up to `hi` itself; keep the interval half-open.
-            Value::Float((a + (b - a) * rng.next_f64()).exp().clamp(*lo, *hi).min(hi.next_down()))
+            Value::Float(
+                (a + (b - a) * rng.next_f64())
+                    .exp()
+                    .clamp(*lo, *hi)
+                    .min(hi.next_down()),
+            )
         }
         Distribution::IntUniform([lo, hi]) => {
             let span = hi.abs_diff(*lo).saturating_add(1);

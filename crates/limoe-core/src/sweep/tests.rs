@@ -35,7 +35,12 @@ fn grid_is_a_product_and_seeds_repeat_it() {
     assert_eq!(trials.len(), 6);
     assert_eq!(
         ids(&trials)[..4],
-        ["experts=4,lr=0.1", "experts=4,lr=0.01", "experts=4,lr=0.001", "experts=8,lr=0.1"]
+        [
+            "experts=4,lr=0.1",
+            "experts=4,lr=0.01",
+            "experts=4,lr=0.001",
+            "experts=8,lr=0.1"
+        ]
     );
     let seeded = expand(&sweep(&format!("{grid}\nseeds: [0, 1]")));
     assert_eq!(seeded.len(), 12);
@@ -59,7 +64,11 @@ fn zip_pairs_values_and_a_length_mismatch_is_an_error() {
     ));
     assert_eq!(
         ids(&trials),
-        ["experts=4,top_k=1", "experts=8,top_k=2", "experts=16,top_k=4"]
+        [
+            "experts=4,top_k=1",
+            "experts=8,top_k=2",
+            "experts=16,top_k=4"
+        ]
     );
     assert_eq!(value_at(&trials[2], "model.moe.top_k"), Value::Int(4));
 
@@ -94,10 +103,20 @@ fn cases_keep_file_order_and_cross_the_grid() {
             "setting=base,size=big,lr=0.1,seed=3",
         ]
     );
-    assert_eq!(value_at(&trials[2], "model.arch"), Value::Str("dense".into()));
-    assert_eq!(trials[4].overrides.len(), 3, "base sets only depth, lr and seed");
+    assert_eq!(
+        value_at(&trials[2], "model.arch"),
+        Value::Str("dense".into())
+    );
+    assert_eq!(
+        trials[4].overrides.len(),
+        3,
+        "base sets only depth, lr and seed"
+    );
     let entropy = &trials[0].overrides[0];
-    assert_eq!(entropy.as_set(), r#"model.aux.local_entropy={"image":0,"text":0}"#);
+    assert_eq!(
+        entropy.as_set(),
+        r#"model.aux.local_entropy={"image":0,"text":0}"#
+    );
 }
 
 #[test]
@@ -115,8 +134,12 @@ fn random_is_reproducible_and_stays_in_range() {
     assert_eq!(a.len(), 50);
     assert_eq!(a, b, "the same seed gives the same trials");
     assert_ne!(
-        a.iter().map(|t| value_at(t, "train.lr")).collect::<Vec<_>>(),
-        c.iter().map(|t| value_at(t, "train.lr")).collect::<Vec<_>>(),
+        a.iter()
+            .map(|t| value_at(t, "train.lr"))
+            .collect::<Vec<_>>(),
+        c.iter()
+            .map(|t| value_at(t, "train.lr"))
+            .collect::<Vec<_>>(),
         "another seed gives other samples"
     );
     assert!(a[0].id.starts_with("r0,lr="), "{}", a[0].id);
@@ -124,18 +147,29 @@ fn random_is_reproducible_and_stays_in_range() {
     let mut ints = HashSet::new();
     let mut bools = HashSet::new();
     for t in &a {
-        let Value::Float(lr) = value_at(t, "train.lr") else { panic!() };
+        let Value::Float(lr) = value_at(t, "train.lr") else {
+            panic!()
+        };
         assert!((1e-5..1e-1).contains(&lr), "{lr}");
         decades.insert(lr.log10().floor() as i64);
-        let Value::Int(w) = value_at(t, "train.warmup_steps") else { panic!() };
+        let Value::Int(w) = value_at(t, "train.warmup_steps") else {
+            panic!()
+        };
         assert!((3..=7).contains(&w), "{w}");
         ints.insert(w);
-        let Value::Float(wd) = value_at(t, "train.weight_decay") else { panic!() };
+        let Value::Float(wd) = value_at(t, "train.weight_decay") else {
+            panic!()
+        };
         assert!((0.0..0.5).contains(&wd), "{wd}");
-        let Value::Bool(bpr) = value_at(t, "model.moe.bpr") else { panic!() };
+        let Value::Bool(bpr) = value_at(t, "model.moe.bpr") else {
+            panic!()
+        };
         bools.insert(bpr);
     }
-    assert!(decades.len() >= 3, "log-uniform spreads over decades: {decades:?}");
+    assert!(
+        decades.len() >= 3,
+        "log-uniform spreads over decades: {decades:?}"
+    );
     assert_eq!(ints.len(), 5, "both ends of an int range are drawn");
     assert_eq!(bools.len(), 2);
 }
@@ -162,7 +196,10 @@ fn ids_are_stable_unique_and_safe() {
     let id = &expand(&long)[0].id;
     assert!(id.len() <= 120, "{id}");
     for id in got.iter().chain([id]) {
-        assert!(!id.contains('/') && !id.contains(' ') && !id.starts_with('.'), "{id}");
+        assert!(
+            !id.contains('/') && !id.contains(' ') && !id.starts_with('.'),
+            "{id}"
+        );
     }
 }
 
@@ -188,7 +225,10 @@ fn write_spec(dir: &Path, extra: &str) -> std::path::PathBuf {
 #[test]
 fn trials_load_as_specs_of_their_own_and_errors_name_the_trial() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write_spec(dir.path(), "sweep:\n  grid:\n    model.moe.top_k: [1, 9]\n  seeds: [0, 1]\n");
+    let file = write_spec(
+        dir.path(),
+        "sweep:\n  grid:\n    model.moe.top_k: [1, 9]\n  seeds: [0, 1]\n",
+    );
     let err = load_sweep(&file, &[], &registry()).unwrap_err().to_string();
     for seed in [0, 1] {
         assert!(
@@ -200,10 +240,17 @@ fn trials_load_as_specs_of_their_own_and_errors_name_the_trial() {
         );
     }
     assert!(!err.contains("trial top_k=1"), "{err}");
-    assert!(err.ends_with("2 errors in 2 of 4 trials; nothing was run"), "{err}");
+    assert!(
+        err.ends_with("2 errors in 2 of 4 trials; nothing was run"),
+        "{err}"
+    );
 
-    let ok = load_sweep(&file, &["sweep.grid={model.moe.top_k: [1, 2]}".into()], &registry())
-        .unwrap();
+    let ok = load_sweep(
+        &file,
+        &["sweep.grid={model.moe.top_k: [1, 2]}".into()],
+        &registry(),
+    )
+    .unwrap();
     assert_eq!(ok.trials.len(), 4);
     let t = &ok.trials[3];
     assert_eq!(t.trial.id, "top_k=2,seed=1");
@@ -212,12 +259,23 @@ fn trials_load_as_specs_of_their_own_and_errors_name_the_trial() {
     assert_eq!(t.loaded.spec.model.moe.top_k, 2);
     assert!(t.loaded.spec.sweep.is_empty());
 
-    let one = load_trial(&file, &["sweep.grid={model.moe.top_k: [1, 2]}".into()], "top_k=2,seed=0", &registry())
-        .unwrap();
+    let one = load_trial(
+        &file,
+        &["sweep.grid={model.moe.top_k: [1, 2]}".into()],
+        "top_k=2,seed=0",
+        &registry(),
+    )
+    .unwrap();
     assert_eq!(one.loaded.spec.model.moe.top_k, 2);
-    let unknown = load_trial(&file, &[], "top_k=2,seed=0", &registry()).unwrap_err().to_string();
+    let unknown = load_trial(&file, &[], "top_k=2,seed=0", &registry())
+        .unwrap_err()
+        .to_string();
     assert!(unknown.contains("no trial `top_k=2,seed=0`"), "{unknown}");
-    assert!(unknown.contains("did you mean `top_k=1,seed=0`?") || unknown.contains("did you mean `top_k=9,seed=0`?"), "{unknown}");
+    assert!(
+        unknown.contains("did you mean `top_k=1,seed=0`?")
+            || unknown.contains("did you mean `top_k=9,seed=0`?"),
+        "{unknown}"
+    );
 }
 
 #[test]
