@@ -3,7 +3,11 @@
 //! A sweep of experiment `E` keeps its stage outputs where a plain run does
 //! (`<runs>/E/<stage>-<key>/`, shared by trials through the cache) and each trial's records in
 //! `<runs>/E/trials/<trial-id>/`: `spec.yaml` (the trial's resolved spec), `last-run.json`
-//! (its [`RunReport`]) and `log.txt` (its output). `<runs>/E/sweep.json` lists the trials.
+//! (its [`RunReport`]) and `log.txt` (its output). `<runs>/E/sweep.json` lists the trials
+//! (all paths in it absolute); `<runs>/E/shared/` records the run of the stages several trials
+//! share, which `limoe sweep` runs once before the trials; `<runs>/E/sweep.sbatch` is the
+//! Slurm array script of `--executor slurm` (Slurm's own output goes to
+//! `trials/slurm-<job>_<task>.out`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
