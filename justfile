@@ -16,9 +16,10 @@ malloc_keep := "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc
 run SPEC="experiments/tiny.yaml" *ARGS:
     {{ malloc_keep }} cargo run --release -q -p limoe-cli -- run {{ SPEC }} {{ ARGS }}
 
-# Expand a spec's sweep into trials and run them (not built yet).
+# Expand a spec's sweep into trials and run them (extra args go to `limoe sweep`, e.g. --jobs 2,
+# --executor slurm, --dry-run, --set train.steps=10).
 sweep SPEC *ARGS:
-    @echo "limoe sweep is not built yet (see the sweeps issue)" >&2; exit 1
+    {{ malloc_keep }} cargo run --release -q -p limoe-cli -- sweep {{ SPEC }} {{ ARGS }}
 
 # Build the report of a run (not built yet).
 report RUN:

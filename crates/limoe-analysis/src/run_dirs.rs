@@ -3,10 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use limoe_core::runner::{MANIFEST, Manifest};
+use limoe_core::runner::{MANIFEST, Manifest, RunReport};
 
-/// The record `limoe run` leaves in a run's record directory.
-const LAST_RUN: &str = "last-run.json";
 /// The resolved spec `limoe run` saves beside it.
 const SPEC_FILE: &str = "spec.yaml";
 
@@ -25,42 +23,26 @@ impl RunDirs {
     /// The outputs named by the `last-run.json` in `record_dir` (`runs/<experiment>` or a
     /// sweep trial's `runs/<experiment>/trials/<id>`), found by their stages' kinds.
     pub fn from_record(record_dir: &Path) -> anyhow::Result<RunDirs> {
-        let path = record_dir.join(LAST_RUN);
-        let text = std::fs::read_to_string(&path).with_context(|| {
+        let record = RunReport::read(record_dir).with_context(|| {
             format!(
-                "cannot read {}: is {} a run directory? run the spec with `limoe run` first",
-                path.display(),
+                "{} is not a finished run's directory; run the spec with `limoe run` first",
                 record_dir.display()
             )
         })?;
-        let record: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", path.display()))?;
-        let stages = record["stages"]
-            .as_array()
-            .with_context(|| format!("{} lists no stages", path.display()))?;
-        let dirs: Vec<PathBuf> = stages
-            .iter()
-            .filter_map(|s| s.get(1)?.as_str().map(PathBuf::from))
-            .collect();
-        let dirs = RunDirs::by_kind(&dirs);
-        let train = dirs("train").with_context(|| {
-            format!(
-                "{} names no complete train stage output; finish the run first",
-                path.display()
-            )
-        })?;
-        Ok(RunDirs {
-            spec_file: record_dir.join(SPEC_FILE),
-            train,
-            eval: dirs("eval"),
-        })
+        let dirs: Vec<PathBuf> = record.stages.into_iter().map(|(_, dir, _)| dir).collect();
+        RunDirs::from_outputs(record_dir.join(SPEC_FILE), &dirs)
+            .with_context(|| format!("in the run recorded in {}", record_dir.display()))
     }
 
     /// The outputs among `dirs` that a stage of kind `train` and `eval` completed.
     pub fn from_outputs(spec_file: PathBuf, dirs: &[PathBuf]) -> anyhow::Result<RunDirs> {
         let find = RunDirs::by_kind(dirs);
         let Some(train) = find("train") else {
-            bail!("the analyze stage needs the output of a `train` stage in its `needs`");
+            bail!(
+                "no complete `train` stage output among {} (the analyze stage needs one in \
+                 its `needs`)",
+                dirs.len()
+            );
         };
         Ok(RunDirs {
             spec_file,

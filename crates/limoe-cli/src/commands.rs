@@ -4,10 +4,23 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use limoe_core::runner::{Outcome, Plan, Runner, Status};
+use limoe_core::sweep::{load_trial, trial_dir};
 use limoe_core::{LoadedSpec, Progress, Registry, load_spec};
 
 /// Exit code of a spec that failed validation.
-const INVALID_SPEC: u8 = 2;
+pub(crate) const INVALID_SPEC: u8 = 2;
+
+/// How `limoe run` runs.
+pub struct RunOptions<'a> {
+    /// Stages to rerun regardless of the cache.
+    pub force: &'a [String],
+    /// Print the plan and stop.
+    pub dry_run: bool,
+    /// No progress bars.
+    pub quiet: bool,
+    /// Run this trial of the spec's sweep instead of the spec itself.
+    pub trial: Option<&'a str>,
+}
 
 /// Loads a spec, printing its errors; the exit code of an invalid spec on failure.
 pub(crate) fn load(
@@ -21,24 +34,42 @@ pub(crate) fn load(
     })
 }
 
-/// `limoe run`.
+/// `limoe run` (of the spec, or with `--trial` of one trial of its sweep).
 pub fn run(
     registry: &Registry,
     runs_dir: &Path,
     reports_dir: &Path,
     spec: &Path,
     sets: &[String],
-    force: &[String],
-    dry_run: bool,
-    quiet: bool,
+    opts: &RunOptions,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = match load(registry, spec, sets) {
-        Ok(loaded) => loaded,
-        Err(code) => return Ok(code),
+    let (loaded, trial) = match opts.trial {
+        Some(id) => match load_trial(spec, sets, id, registry) {
+            Ok(t) => (t.loaded, Some(t.trial.id)),
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(INVALID_SPEC));
+            }
+        },
+        None => match load(registry, spec, sets) {
+            Ok(loaded) => (loaded, None),
+            Err(code) => return Ok(code),
+        },
     };
-    let runner = Runner::new(registry, runs_dir, Progress::new(!quiet));
-    let plan = runner.plan(&loaded, force)?;
-    if dry_run {
+    if trial.is_none() && !loaded.spec.sweep.is_empty() {
+        tracing::warn!(
+            "{} has a sweep; `limoe run` runs the spec as written, without it \
+             (`limoe sweep` runs the trials, `--trial ID` one of them)",
+            spec.display()
+        );
+    }
+    let runner = Runner::new(registry, runs_dir, Progress::new(!opts.quiet));
+    let mut plan = runner.plan(&loaded, opts.force)?;
+    if let Some(id) = &trial {
+        let dir = trial_dir(&plan.experiment_dir, id);
+        plan = plan.recording_in(dir);
+    }
+    if opts.dry_run {
         print_plan(&loaded, &plan);
         return Ok(ExitCode::SUCCESS);
     }
@@ -55,7 +86,7 @@ pub fn run(
             }
         }
     }
-    crate::report::publish_analysis(&plan, reports_dir, &loaded.spec.name)?;
+    crate::report::publish_analysis(&plan, reports_dir, &loaded.spec.name, trial.as_deref())?;
     if !plan.unavailable.is_empty() {
         println!(
             "not built yet (skipped): {}; the run ends after the stages that exist",

@@ -6,6 +6,9 @@ mod commands;
 mod data;
 mod registry;
 mod report;
+mod sweep;
+mod sweep_local;
+mod sweep_slurm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +55,25 @@ enum Command {
         #[arg(long, value_name = "STAGE")]
         force: Vec<String>,
         /// Print the plan and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run one trial of the spec's sweep (its id as `limoe sweep` lists it); records go
+        /// to `<runs>/<experiment>/trials/<id>/`.
+        #[arg(long, value_name = "ID")]
+        trial: Option<String>,
+    },
+    /// Expand the spec's `sweep` into trials and run them: every trial is validated first,
+    /// stages shared by several trials run once, then the trials (cached ones are skipped).
+    Sweep {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Trials run at once by the local executor; each gets cores / N threads.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        jobs: usize,
+        /// Where the trials run.
+        #[arg(long, value_enum, default_value_t = sweep::Executor::Local)]
+        executor: sweep::Executor,
+        /// Print the trials and the plan (or the Slurm script) and stop.
         #[arg(long)]
         dry_run: bool,
     },
@@ -104,15 +126,37 @@ fn main() -> ExitCode {
             spec,
             force,
             dry_run,
+            trial,
         } => commands::run(
             &registry,
             &cli.runs_dir,
             &cli.reports_dir,
             &spec.spec,
             &spec.sets,
-            &force,
+            &commands::RunOptions {
+                force: &force,
+                dry_run,
+                quiet: cli.quiet,
+                trial: trial.as_deref(),
+            },
+        ),
+        Command::Sweep {
+            spec,
+            jobs,
+            executor,
             dry_run,
-            cli.quiet,
+        } => sweep::sweep(
+            &registry,
+            &sweep::SweepOptions {
+                runs_dir: &cli.runs_dir,
+                reports_dir: &cli.reports_dir,
+                spec: &spec.spec,
+                sets: &spec.sets,
+                jobs,
+                executor,
+                dry_run,
+                quiet: cli.quiet,
+            },
         ),
         Command::Validate { specs, sets } => commands::validate(&registry, &specs, &sets),
         Command::Plan { spec } => commands::plan(&registry, &cli.runs_dir, &spec.spec, &spec.sets),

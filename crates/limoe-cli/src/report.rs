@@ -5,19 +5,30 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use limoe_analysis::RunDirs;
-use limoe_analysis::report::{INDEX, publish, write_run_report};
+use limoe_analysis::report::{INDEX, TrialReport, publish, write_run_report, write_sweep_report};
 use limoe_core::Registry;
-use limoe_core::runner::Plan;
+use limoe_core::runner::{LAST_RUN, Plan};
+use limoe_core::spec::AnalysisSpec;
+use limoe_core::sweep::{SweepRecord, TRIALS_DIR, TrialState};
 
 use crate::commands::load;
 
-/// Copies the report the plan's `analyze` stage wrote to `<reports>/<experiment>/` and says
-/// where it is; does nothing for a pipeline without an analyze stage.
-pub fn publish_analysis(plan: &Plan, reports_dir: &Path, experiment: &str) -> anyhow::Result<()> {
+/// Copies the report the plan's `analyze` stage wrote to `<reports>/<experiment>/` (a
+/// sweep trial's to `<reports>/<experiment>/trials/<id>/`) and says where it is; does
+/// nothing for a pipeline without an analyze stage.
+pub fn publish_analysis(
+    plan: &Plan,
+    reports_dir: &Path,
+    experiment: &str,
+    trial: Option<&str>,
+) -> anyhow::Result<()> {
     let Some(analyze) = plan.stages.iter().find(|s| s.kind == "analyze") else {
         return Ok(());
     };
-    let to = reports_dir.join(experiment);
+    let to = match trial {
+        Some(id) => trial_report_dir(reports_dir, experiment, id),
+        None => reports_dir.join(experiment),
+    };
     publish(&analyze.dir, &to)?;
     println!("report       {}", to.join(INDEX).display());
     Ok(())
@@ -33,6 +44,21 @@ pub fn report(
     run: &Path,
 ) -> anyhow::Result<ExitCode> {
     let record_dir = find_run(runs_dir, run)?;
+    if SweepRecord::path(&record_dir).is_file() {
+        let mut record = SweepRecord::read(&record_dir)?;
+        record.refresh();
+        let first = record
+            .trials
+            .first()
+            .context("the sweep record lists no trials")?;
+        let loaded = match load(registry, &first.record_dir.join("spec.yaml"), &[]) {
+            Ok(loaded) => loaded,
+            Err(code) => return Ok(code),
+        };
+        let index = sweep_report(&record, &loaded.spec.analysis, reports_dir)?;
+        println!("{}", index.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let spec_file = record_dir.join("spec.yaml");
     let loaded = match load(registry, &spec_file, &[]) {
         Ok(loaded) => loaded,
@@ -40,10 +66,7 @@ pub fn report(
     };
     let name = &loaded.spec.name;
     let dirs = RunDirs::from_record(&record_dir)?;
-    let staging = tempfile::Builder::new()
-        .prefix(".report-")
-        .tempdir_in(ensure_dir(reports_dir)?)
-        .with_context(|| format!("cannot create a folder in {}", reports_dir.display()))?;
+    let staging = staging_dir(reports_dir)?;
     write_run_report(name, &dirs, &loaded.spec.analysis, &[], staging.path())?;
     let to = reports_dir.join(name);
     publish(staging.path(), &to)?;
@@ -51,10 +74,91 @@ pub fn report(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The sweep's comparison report at `<reports>/<experiment>/` and each finished trial's
+/// report at `trials/<id>/` below it (drawn from the trial's logs, linking back).
+pub fn sweep_report(
+    record: &SweepRecord,
+    analysis: &AnalysisSpec,
+    reports_dir: &Path,
+) -> anyhow::Result<PathBuf> {
+    let experiment = &record.experiment;
+    let mut trials = Vec::with_capacity(record.trials.len());
+    for trial in &record.trials {
+        let outputs: Vec<PathBuf> = trial.stages.iter().map(|s| s.dir.clone()).collect();
+        let finished = matches!(trial.state, TrialState::Done | TrialState::Cached);
+        let dirs = RunDirs::from_outputs(trial.record_dir.join("spec.yaml"), &outputs);
+        let summary = match dirs {
+            Ok(dirs) if finished => {
+                let links = [("sweep".to_owned(), "../../index.html".to_owned())];
+                let to = trial_report_dir(reports_dir, experiment, &trial.id);
+                let staging = staging_dir(reports_dir)?;
+                let name = format!("{experiment}: {}", trial.id);
+                let summary = write_run_report(&name, &dirs, analysis, &links, staging.path())
+                    .with_context(|| format!("the report of trial {}", trial.id))?;
+                publish(staging.path(), &to)?;
+                Some(summary)
+            }
+            _ => None,
+        };
+        let (setting, seed) = split_seed(&trial.id);
+        trials.push(TrialReport {
+            href: summary
+                .is_some()
+                .then(|| format!("{TRIALS_DIR}/{}/{INDEX}", trial.id)),
+            id: trial.id.clone(),
+            setting,
+            seed,
+            state: trial.state.word().to_owned(),
+            summary,
+        });
+    }
+    let staging = staging_dir(reports_dir)?;
+    write_sweep_report(experiment, &trials, analysis, staging.path())?;
+    let to = reports_dir.join(experiment);
+    publish(staging.path(), &to)?;
+    Ok(to.join(INDEX))
+}
+
+/// A trial id's setting (the id without its `seed=` part; `all` when nothing else) and seed.
+fn split_seed(id: &str) -> (String, Option<u64>) {
+    let mut seed = None;
+    let parts: Vec<&str> = id
+        .split(',')
+        .filter(|part| match part.strip_prefix("seed=") {
+            Some(n) => {
+                seed = n.parse().ok();
+                seed.is_none()
+            }
+            None => true,
+        })
+        .collect();
+    let setting = if parts.is_empty() {
+        "all".to_owned()
+    } else {
+        parts.join(",")
+    };
+    (setting, seed)
+}
+
+/// A temporary folder inside `reports_dir` (same file system as the published report).
+fn staging_dir(reports_dir: &Path) -> anyhow::Result<tempfile::TempDir> {
+    std::fs::create_dir_all(reports_dir)
+        .with_context(|| format!("cannot create {}", reports_dir.display()))?;
+    tempfile::Builder::new()
+        .prefix(".report-")
+        .tempdir_in(reports_dir)
+        .with_context(|| format!("cannot create a folder in {}", reports_dir.display()))
+}
+
+/// Where a sweep trial's report is published.
+pub fn trial_report_dir(reports_dir: &Path, experiment: &str, trial: &str) -> PathBuf {
+    reports_dir.join(experiment).join(TRIALS_DIR).join(trial)
+}
+
 /// The run directory `run` names: itself when it holds a run's records, else
 /// `<runs>/<run>`.
 fn find_run(runs_dir: &Path, run: &Path) -> anyhow::Result<PathBuf> {
-    let is_run = |dir: &Path| dir.join("last-run.json").is_file();
+    let is_run = |dir: &Path| dir.join(LAST_RUN).is_file() || SweepRecord::path(dir).is_file();
     if is_run(run) {
         return Ok(run.to_owned());
     }
@@ -63,15 +167,10 @@ fn find_run(runs_dir: &Path, run: &Path) -> anyhow::Result<PathBuf> {
         return Ok(under_runs);
     }
     bail!(
-        "no run at {} or {} (no last-run.json there): run the spec with `limoe run SPEC` \
+        "no run at {} or {} (no last-run.json or sweep.json there): run the spec with `limoe run SPEC` \
          first, or name a directory under {}",
         run.display(),
         under_runs.display(),
         runs_dir.display()
     )
-}
-
-fn ensure_dir(dir: &Path) -> anyhow::Result<&Path> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
 }

@@ -11,6 +11,7 @@ pub mod records;
 pub mod runner;
 pub mod spec;
 mod stage;
+pub mod sweep;
 
 pub use load::{LoadedSpec, load_spec};
 pub use spec::Spec;

@@ -25,8 +25,8 @@ use limoe_core::spec::{AnalysisSpec, ImageFormat};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
-use polars::prelude::{DataFrame, DataType};
 
+pub(crate) use crate::columns::{floats, strings};
 use crate::{AnalysisError, Result};
 use heatmap::{Heatmap, HeatmapFigure};
 use lines::{LineFigure, LinePanel, Series, render_lines};
@@ -115,28 +115,6 @@ fn render(figure: &impl Figure, path: &Path, canvas: Canvas) -> Result<()> {
             root.present().map_err(|e| fail(e.to_string()))
         }
     }
-}
-
-/// The column `name` of `frame` as floats (nulls as `None`).
-pub(crate) fn floats(frame: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
-    let context = || format!("reading column `{name}`");
-    let column = frame
-        .column(name)
-        .and_then(|c| c.cast(&DataType::Float64))
-        .map_err(AnalysisError::polars(context()))?;
-    let values = column.f64().map_err(AnalysisError::polars(context()))?;
-    Ok(values.iter().collect())
-}
-
-/// The column `name` of `frame` as strings (nulls as `None`).
-pub(crate) fn strings(frame: &DataFrame, name: &str) -> Result<Vec<Option<String>>> {
-    let context = || format!("reading column `{name}`");
-    let column = frame
-        .column(name)
-        .and_then(|c| c.cast(&DataType::String))
-        .map_err(AnalysisError::polars(context()))?;
-    let values = column.str().map_err(AnalysisError::polars(context()))?;
-    Ok(values.iter().map(|v| v.map(str::to_owned)).collect())
 }
 
 /// A range covering `values` with 5% margins (one unit either side when they are all equal,

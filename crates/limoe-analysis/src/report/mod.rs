@@ -21,7 +21,6 @@ pub use publish::publish;
 pub use summary::{BlockSummary, RunSummary};
 pub use sweep::{TrialReport, write_sweep_report};
 
-use crate::plot::Canvas;
 use crate::read_log;
 use crate::run_dirs::RunDirs;
 use html::{escape, number, page, table};

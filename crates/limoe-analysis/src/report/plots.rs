@@ -10,9 +10,13 @@ use polars::prelude::DataFrame;
 
 use super::PLOTS;
 use super::html::escape;
-use crate::Result;
-use crate::plot::{Canvas, plot_losses, plot_specialisation};
+use crate::columns::floats;
+use crate::plot::{
+    Canvas, plot_class_routing, plot_eval, plot_losses, plot_routing_curves, plot_specialisation,
+    plot_temperature, plot_utilisation,
+};
 use crate::routing::image_shares;
+use crate::{AnalysisError, Result};
 
 /// The logs a run's report draws from.
 pub(crate) struct Logs {
@@ -67,7 +71,7 @@ impl Figures {
             drawn: Vec::new(),
             skipped: Vec::new(),
         };
-        for entry in entries(logs) {
+        for entry in entries(logs, analysis.dead_expert_threshold) {
             let mut files = Vec::new();
             let mut failure = None;
             for canvas in &canvases {
@@ -121,31 +125,122 @@ impl Figures {
     }
 }
 
+/// An error for a plot whose input could not be computed.
+fn unavailable(path: &Path, e: &AnalysisError) -> AnalysisError {
+    AnalysisError::Draw {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// The experts per MoE block: one more than the largest expert id in the routing log.
+fn expert_count(routing: &DataFrame) -> Option<usize> {
+    let ids = floats(routing, "expert").ok()?;
+    ids.into_iter()
+        .flatten()
+        .fold(None, |max: Option<f64>, e| {
+            Some(max.map_or(e, |m| m.max(e)))
+        })
+        .map(|m| m as usize + 1)
+}
+
+/// Class names indexed by label (of the first dataset that has names; gaps by number).
+fn names_by_label(classes: &[ClassName]) -> Option<Vec<String>> {
+    let dataset = &classes.first()?.dataset;
+    let of_dataset: Vec<&ClassName> = classes.iter().filter(|c| &c.dataset == dataset).collect();
+    let max = of_dataset.iter().map(|c| c.label).max()?;
+    let mut names: Vec<String> = (0..=max.max(0)).map(|l| l.to_string()).collect();
+    for class in of_dataset {
+        if let Ok(i) = usize::try_from(class.label) {
+            names[i] = class.name.clone();
+        }
+    }
+    Some(names)
+}
+
 /// The plots of a run, in page order.
-fn entries(logs: &Logs) -> Vec<Entry> {
+fn entries(logs: &Logs, dead_threshold: f64) -> Vec<Entry> {
     let (routing, split) = logs.final_routing();
     let shares = image_shares(routing, split);
+    let train_routing = logs.routing.clone();
+    let curves_routing = logs.routing.clone();
     let metrics = logs.metrics.clone();
+    let temperature_metrics = logs.metrics.clone();
+    let eval = logs.eval.clone();
+    let assignments = logs.assignments.clone();
+    let experts = expert_count(&logs.routing);
+    let class_names = names_by_label(&logs.classes);
     vec![
         Entry {
             stem: "specialisation",
             title: "Modality specialisation of the experts",
             caption: "Experts of each MoE block sorted by the share of image tokens they \
-                      process: image and text specialists at the ends, mixed experts between.",
+                      process (final checkpoint): image and text specialists at the ends, mixed \
+                      experts between. Without the entropy losses text tends to collapse into one \
+                      expert.",
             draw: Box::new(move |path, canvas| match &shares {
                 Ok(shares) => plot_specialisation(shares, path, canvas),
-                Err(e) => Err(crate::AnalysisError::Draw {
-                    path: path.to_owned(),
-                    message: e.to_string(),
+                Err(e) => Err(unavailable(path, e)),
+            }),
+        },
+        Entry {
+            stem: "utilisation",
+            title: "Expert utilisation over training",
+            caption: "Each expert's share of a modality's tokens per step (training batches): \
+                      look for experts that fade to white (dead, flagged) or one expert taking \
+                      a whole modality.",
+            draw: Box::new(move |path, canvas| {
+                plot_utilisation(&train_routing, "train", dead_threshold, path, canvas)
+            }),
+        },
+        Entry {
+            stem: "routing",
+            title: "Router entropy and dropped tokens over training",
+            caption: "Local entropy should fall (confident per-token routing) while global \
+                      entropy stays high (balanced use of experts); dropped tokens show where \
+                      capacity is too small.",
+            draw: Box::new(move |path, canvas| {
+                plot_routing_curves(&curves_routing, "train", path, canvas)
+            }),
+        },
+        Entry {
+            stem: "classes",
+            title: "Per-class routing of image tokens",
+            caption: "Which experts each class's image tokens go to (rows sum to 1, final \
+                      checkpoint, test split): semantic specialisation shows as classes \
+                      concentrated on different experts.",
+            draw: Box::new(move |path, canvas| match (&assignments, experts) {
+                (Some(assignments), Some(experts)) => {
+                    plot_class_routing(assignments, experts, class_names.as_deref(), path, canvas)
+                }
+                _ => Err(AnalysisError::NoData {
+                    what: "the eval stage's assignments",
                 }),
             }),
         },
         Entry {
             stem: "losses",
             title: "Loss terms over training",
-            caption: "The contrastive loss should fall steadily; auxiliary terms stay small \
-                      and flat when routing is healthy.",
+            caption: "The contrastive loss should fall steadily; the auxiliary terms \
+                      (unweighted, log scale) show which routing pressures are active.",
             draw: Box::new(move |path, canvas| plot_losses(&metrics, path, canvas)),
+        },
+        Entry {
+            stem: "temperature",
+            title: "Temperature and learning rate",
+            caption: "The learned softmax temperature (1 / logit scale) should fall from its \
+                      initial value as the embeddings separate; the learning rate shows warm-up \
+                      and decay.",
+            draw: Box::new(move |path, canvas| {
+                plot_temperature(&temperature_metrics, path, canvas)
+            }),
+        },
+        Entry {
+            stem: "eval",
+            title: "Zero-shot and retrieval during training",
+            caption: "Periodic evaluation on validation pairs: accuracy and recall should rise \
+                      and level off; a late fall suggests overfitting.",
+            draw: Box::new(move |path, canvas| plot_eval(&eval, path, canvas)),
         },
     ]
 }

@@ -7,12 +7,17 @@ use std::path::Path;
 
 use anyhow::Context;
 use limoe_core::files::write_atomic;
+use limoe_core::records::write_record;
 use limoe_core::spec::AnalysisSpec;
+use polars::prelude::{DataFrame, df};
 use serde::Serialize;
 
 use super::html::{escape, number, page, table};
-use super::{INDEX, RunSummary, SUMMARY_JSON, SUMMARY_MD};
-use limoe_core::records::write_record;
+use super::{INDEX, PLOTS, RunSummary, SUMMARY_JSON, SUMMARY_MD};
+use crate::AnalysisError;
+use crate::columns::{floats, ints, strings};
+use crate::compare::compare_table;
+use crate::plot::{Canvas, plot_comparison};
 
 /// One trial as the sweep report shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -44,27 +49,209 @@ const COMPARED: [(&str, &str); 8] = [
     ("dropped_text", "dropped text tokens"),
 ];
 
-/// Writes the sweep's `index.html`, `summary.md` and `summary.json` into `out`.
+/// Writes the sweep's `index.html` (comparison table and bar charts over seeds, every trial
+/// linked), `summary.md` and `summary.json` into `out`.
 pub fn write_sweep_report(
     name: &str,
     trials: &[TrialReport],
-    _analysis: &AnalysisSpec,
+    analysis: &AnalysisSpec,
     out: &Path,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let comparison = compare(trials);
+    let plots = out.join(PLOTS);
+    std::fs::create_dir_all(&plots)
+        .with_context(|| format!("cannot create {}", plots.display()))?;
+    let tidy = tidy_frame(trials)?;
+    let settings = settings_table(&tidy)?;
     let mut body = format!("<h1>Sweep {}</h1>\n", escape(name));
     let _ = writeln!(
         body,
-        "<p>{} trials; each setting's numbers are the mean ± standard deviation over its \
-         seeds (n = finished trials).</p>",
+        "<p>{} trials. Each setting's numbers are the mean ± sample standard deviation over \
+         its finished seeds (n); a single seed has no spread.</p>",
         trials.len()
     );
     body.push_str("<h2>Settings compared</h2>\n");
-    let (header, rows) = comparison_table(&comparison);
-    body.push_str(&table(&header, &rows));
+    let header: Vec<String> = settings.header.iter().map(|h| escape(h)).collect();
+    body.push_str(&table(&header, &settings.html_rows()));
+    let mut drawn = Vec::new();
+    for canvas in Canvas::from_spec(analysis) {
+        let file = format!("comparison.{}", canvas.extension());
+        match plot_comparison(&tidy, &plots.join(&file), canvas) {
+            Ok(()) => drawn.push(file),
+            Err(AnalysisError::NoData { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(shown) = drawn.iter().find(|f| f.ends_with(".png")).or(drawn.first()) {
+        let _ = writeln!(
+            body,
+            "<figure>\n<img src=\"{PLOTS}/{shown}\" alt=\"settings compared\">\n<figcaption>\
+             Each bar is a setting's mean over seeds, the error bar ± one standard deviation: \
+             look for settings whose bars differ by more than their error bars.</figcaption>\n\
+             </figure>"
+        );
+    }
     body.push_str("<h2>Trials</h2>\n");
-    let trial_rows: Vec<Vec<String>> = trials
+    let (header, rows) = trial_table(trials);
+    body.push_str(&table(&header, &rows));
+    write_atomic(
+        &out.join(INDEX),
+        page(&format!("Sweep {name}"), &body).as_bytes(),
+    )?;
+    let mut markdown =
+        format!("# Sweep {name}\n\nMean ± sample standard deviation over seeds (n).\n\n");
+    markdown.push_str(&settings.markdown());
+    write_atomic(&out.join(SUMMARY_MD), markdown.as_bytes())?;
+    write_record(
+        out,
+        SUMMARY_JSON,
+        &SweepSummary {
+            name,
+            trials,
+            settings: &settings.records,
+        },
+    )
+}
+
+/// `summary.json` of a sweep.
+#[derive(Serialize)]
+struct SweepSummary<'a> {
+    name: &'a str,
+    trials: &'a [TrialReport],
+    settings: &'a [SettingMetric],
+}
+
+/// One setting's statistics of one metric over its seeds.
+#[derive(Clone, Debug, Serialize)]
+struct SettingMetric {
+    setting: String,
+    metric: String,
+    mean: Option<f64>,
+    /// Sample standard deviation; `None` for a single seed.
+    std: Option<f64>,
+    n: i64,
+}
+
+/// The value of `metric` in a trial's numbers: the exact key, else the first
+/// `<dataset>/<metric>` key (eval scores are keyed by dataset).
+fn find(metrics: &BTreeMap<String, f64>, metric: &str) -> Option<f64> {
+    metrics.get(metric).copied().or_else(|| {
+        metrics
+            .iter()
+            .find(|(k, _)| k.rsplit_once('/').is_some_and(|(_, m)| m == metric))
+            .map(|(_, v)| *v)
+    })
+}
+
+/// The finished trials' compared numbers as a tidy frame: setting, seed, metric, value.
+fn tidy_frame(trials: &[TrialReport]) -> anyhow::Result<DataFrame> {
+    let (mut settings, mut seeds, mut metrics, mut values) = (vec![], vec![], vec![], vec![]);
+    for (metric, label) in COMPARED {
+        for trial in trials {
+            let Some(summary) = &trial.summary else {
+                continue;
+            };
+            if let Some(value) = find(&summary.metrics(), metric) {
+                settings.push(trial.setting.clone());
+                seeds.push(trial.seed.map(|s| s as i64));
+                metrics.push(label.to_owned());
+                values.push(value);
+            }
+        }
+    }
+    Ok(df!("setting" => settings, "seed" => seeds, "metric" => metrics, "value" => values)?)
+}
+
+/// The per-setting statistics, as a table with one column per metric.
+struct SettingsTable {
+    header: Vec<String>,
+    settings: Vec<String>,
+    cells: Vec<Vec<String>>,
+    records: Vec<SettingMetric>,
+}
+
+impl SettingsTable {
+    fn html_rows(&self) -> Vec<Vec<String>> {
+        self.settings
+            .iter()
+            .zip(&self.cells)
+            .map(|(s, cells)| {
+                let mut row = vec![escape(s)];
+                row.extend(cells.iter().map(|c| escape(c)));
+                row
+            })
+            .collect()
+    }
+
+    fn markdown(&self) -> String {
+        let mut out = format!(
+            "| {} |\n|{}\n",
+            self.header.join(" | "),
+            "---|".repeat(self.header.len())
+        );
+        for (s, cells) in self.settings.iter().zip(&self.cells) {
+            let _ = writeln!(out, "| {s} | {} |", cells.join(" | "));
+        }
+        out
+    }
+}
+
+/// Mean, spread and count per setting and metric ([`compare_table`]), settings in
+/// first-appearance order.
+fn settings_table(tidy: &DataFrame) -> anyhow::Result<SettingsTable> {
+    let stats = compare_table(tidy)?;
+    let (settings, metrics) = (strings(&stats, "setting")?, strings(&stats, "metric")?);
+    let (means, stds, ns) = (
+        floats(&stats, "mean")?,
+        floats(&stats, "std")?,
+        ints(&stats, "n")?,
+    );
+    let records: Vec<SettingMetric> = (0..stats.height())
+        .map(|i| SettingMetric {
+            setting: settings[i].clone().unwrap_or_default(),
+            metric: metrics[i].clone().unwrap_or_default(),
+            mean: means[i],
+            std: stds[i],
+            n: ns[i].unwrap_or_default(),
+        })
+        .collect();
+    let mut order: Vec<String> = Vec::new();
+    for r in &records {
+        if !order.contains(&r.setting) {
+            order.push(r.setting.clone());
+        }
+    }
+    let cells = order
+        .iter()
+        .map(|setting| {
+            COMPARED
+                .iter()
+                .map(|(_, label)| {
+                    records
+                        .iter()
+                        .find(|r| &r.setting == setting && r.metric == *label)
+                        .map_or("–".to_owned(), |r| match r.std {
+                            Some(std) => {
+                                format!("{} ± {} (n={})", number(r.mean), number(Some(std)), r.n)
+                            }
+                            None => format!("{} (n={})", number(r.mean), r.n),
+                        })
+                })
+                .collect()
+        })
+        .collect();
+    let mut header = vec!["setting".to_owned()];
+    header.extend(COMPARED.iter().map(|(_, label)| (*label).to_owned()));
+    Ok(SettingsTable {
+        header,
+        settings: order,
+        cells,
+        records,
+    })
+}
+
+/// Every trial with its state, link and numbers.
+fn trial_table(trials: &[TrialReport]) -> (Vec<String>, Vec<Vec<String>>) {
+    let rows = trials
         .iter()
         .map(|t| {
             let link = match &t.href {
@@ -83,125 +270,5 @@ pub fn write_sweep_report(
         .collect();
     let mut header = vec!["trial".to_owned(), "state".to_owned()];
     header.extend(COMPARED.iter().map(|(_, label)| escape(label)));
-    body.push_str(&table(&header, &trial_rows));
-    write_atomic(
-        &out.join(INDEX),
-        page(&format!("Sweep {name}"), &body).as_bytes(),
-    )?;
-    write_atomic(
-        &out.join(SUMMARY_MD),
-        sweep_markdown(name, &comparison).as_bytes(),
-    )?;
-    write_record(
-        out,
-        SUMMARY_JSON,
-        &SweepSummary {
-            name,
-            trials,
-            settings: &comparison,
-        },
-    )
-}
-
-/// `summary.json` of a sweep.
-#[derive(Serialize)]
-struct SweepSummary<'a> {
-    name: &'a str,
-    trials: &'a [TrialReport],
-    settings: &'a [SettingStats],
-}
-
-/// One setting's numbers over its seeds.
-#[derive(Clone, Debug, Serialize)]
-struct SettingStats {
-    setting: String,
-    /// metric -> (mean, standard deviation (n-1; 0 for one trial), n).
-    metrics: BTreeMap<String, (f64, f64, usize)>,
-}
-
-/// The value of `metric` in a trial's numbers: the exact key, else the first
-/// `<dataset>/<metric>` key (eval scores are keyed by dataset).
-fn find(metrics: &BTreeMap<String, f64>, metric: &str) -> Option<f64> {
-    metrics.get(metric).copied().or_else(|| {
-        metrics
-            .iter()
-            .find(|(k, _)| k.rsplit_once('/').is_some_and(|(_, m)| m == metric))
-            .map(|(_, v)| *v)
-    })
-}
-
-/// Mean, standard deviation and count per setting (in first-appearance order) and metric.
-fn compare(trials: &[TrialReport]) -> Vec<SettingStats> {
-    let mut order: Vec<&str> = Vec::new();
-    for t in trials {
-        if !order.contains(&t.setting.as_str()) {
-            order.push(&t.setting);
-        }
-    }
-    order
-        .into_iter()
-        .map(|setting| {
-            let numbers: Vec<BTreeMap<String, f64>> = trials
-                .iter()
-                .filter(|t| t.setting == setting)
-                .filter_map(|t| t.summary.as_ref().map(RunSummary::metrics))
-                .collect();
-            let metrics = COMPARED
-                .iter()
-                .filter_map(|(metric, _)| {
-                    let values: Vec<f64> = numbers.iter().filter_map(|m| find(m, metric)).collect();
-                    let n = values.len();
-                    (n > 0).then(|| {
-                        let mean = values.iter().sum::<f64>() / n as f64;
-                        let var = if n > 1 {
-                            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
-                        } else {
-                            0.0
-                        };
-                        ((*metric).to_owned(), (mean, var.sqrt(), n))
-                    })
-                })
-                .collect();
-            SettingStats {
-                setting: setting.to_owned(),
-                metrics,
-            }
-        })
-        .collect()
-}
-
-fn comparison_table(settings: &[SettingStats]) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut header = vec!["setting".to_owned()];
-    header.extend(COMPARED.iter().map(|(_, label)| escape(label)));
-    let rows = settings
-        .iter()
-        .map(|s| {
-            let mut row = vec![escape(&s.setting)];
-            row.extend(
-                COMPARED
-                    .iter()
-                    .map(|(metric, _)| match s.metrics.get(*metric) {
-                        Some((mean, std, n)) => {
-                            format!("{} ± {} (n={n})", number(Some(*mean)), number(Some(*std)))
-                        }
-                        None => "–".to_owned(),
-                    }),
-            );
-            row
-        })
-        .collect();
     (header, rows)
-}
-
-fn sweep_markdown(name: &str, settings: &[SettingStats]) -> String {
-    let (header, rows) = comparison_table(settings);
-    let mut out = format!(
-        "# Sweep {name}\n\nMean ± standard deviation over seeds.\n\n| {} |\n|{}\n",
-        header.join(" | "),
-        "---|".repeat(header.len())
-    );
-    for row in rows {
-        let _ = writeln!(out, "| {} |", row.join(" | "));
-    }
-    out
 }

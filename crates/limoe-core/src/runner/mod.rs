@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use manifest::{COMPLETE, FileEntry, InputRef, MANIFEST, Manifest};
 
@@ -55,19 +55,44 @@ pub struct PlannedStage {
     pub status: Status,
 }
 
+/// File name of the record of the last run (a [`RunReport`]) in a record directory.
+pub const LAST_RUN: &str = "last-run.json";
+
 /// What `limoe run` would do.
 #[derive(Clone, Debug, Serialize)]
 pub struct Plan {
     /// `<runs>/<experiment>`.
     pub experiment_dir: PathBuf,
+    /// Where [`Runner::execute`] saves `spec.yaml` and `last-run.json`: the experiment
+    /// directory, or a trial's directory (see [`Plan::recording_in`]).
+    pub record_dir: PathBuf,
     /// Stages in execution order.
     pub stages: Vec<PlannedStage>,
     /// Default-pipeline stages this build cannot run yet.
     pub unavailable: Vec<String>,
 }
 
+impl Plan {
+    /// The same plan saving its records in `dir` instead.
+    pub fn recording_in(mut self, dir: impl Into<PathBuf>) -> Plan {
+        self.record_dir = dir.into();
+        self
+    }
+
+    /// Only the stages for which `keep` is true (their upstream stages must be kept too).
+    pub fn only(mut self, keep: impl Fn(&PlannedStage) -> bool) -> Plan {
+        self.stages.retain(keep);
+        self
+    }
+
+    /// True when every stage has a complete output and none is forced.
+    pub fn all_cached(&self) -> bool {
+        self.stages.iter().all(|s| s.status == Status::Cached)
+    }
+}
+
 /// How one stage of a run ended.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum Outcome {
     /// Skipped: complete output found.
@@ -85,7 +110,7 @@ pub enum Outcome {
 }
 
 /// The record of one `limoe run`, saved as `last-run.json`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunReport {
     /// Experiment name.
     pub experiment: String,
@@ -96,6 +121,14 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Reads `<record_dir>/last-run.json`.
+    pub fn read(record_dir: &Path) -> anyhow::Result<RunReport> {
+        let path = record_dir.join(LAST_RUN);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+    }
+
     /// True when no stage failed.
     pub fn succeeded(&self) -> bool {
         !self
@@ -167,6 +200,7 @@ impl<'a> Runner<'a> {
             });
         }
         Ok(Plan {
+            record_dir: experiment_dir.clone(),
             experiment_dir,
             stages,
             unavailable: loaded.unavailable.iter().map(|s| s.id.clone()).collect(),
@@ -205,10 +239,10 @@ impl<'a> Runner<'a> {
     }
 
     /// Runs the stages of `plan` that are not cached, stopping at the first failure.
-    /// Saves the resolved spec and `last-run.json` under the experiment directory.
+    /// Saves the resolved spec and `last-run.json` in the plan's record directory.
     pub fn execute(&self, loaded: &LoadedSpec, plan: &Plan) -> anyhow::Result<RunReport> {
         let spec = &loaded.spec;
-        let spec_file = plan.experiment_dir.join("spec.yaml");
+        let spec_file = plan.record_dir.join("spec.yaml");
         write_atomic(&spec_file, spec.to_yaml().as_bytes())?;
         for stage in &spec.stages {
             let pending = plan
@@ -275,7 +309,7 @@ impl<'a> Runner<'a> {
             );
         }
         write_atomic(
-            &plan.experiment_dir.join("last-run.json"),
+            &plan.record_dir.join(LAST_RUN),
             serde_json::to_string_pretty(&report)?.as_bytes(),
         )?;
         Ok(report)

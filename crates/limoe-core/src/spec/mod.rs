@@ -6,6 +6,7 @@ mod data;
 mod de;
 mod diagnostic;
 mod eval;
+mod executor;
 mod model;
 mod node;
 mod overrides;
@@ -25,6 +26,7 @@ pub use data::{
 pub use de::{DeError, Lenient, NodeDeserializer, deserialize_all, deserialize_lenient};
 pub use diagnostic::{Diagnostic, SpecErrors, did_you_mean};
 pub use eval::{EvalDataset, EvalSpec, FewShot, Retrieval, ZeroShot};
+pub use executor::{ExecutorSpec, SlurmSpec};
 pub use model::{
     Arch, AuxSpec, Capacity, LogitScale, ModelSpec, MoeSpec, PerModality, Pooling, Size,
 };
@@ -33,7 +35,7 @@ pub use overrides::apply_overrides;
 pub use path::{KeyPath, Segment};
 pub use presets::fill_defaults;
 pub use stages::{StageSpec, default_pipeline};
-pub use sweep::{Distribution, RandomSweep, SweepSpec};
+pub use sweep::{Distribution, OverrideSet, RandomSweep, SweepSpec};
 pub use train::{BestBy, Device, Goal, Schedule, TrainSpec};
 
 /// A whole experiment.
@@ -62,6 +64,10 @@ pub struct Spec {
     /// Expansion into trials.
     #[serde(default, skip_serializing_if = "SweepSpec::is_empty")]
     pub sweep: SweepSpec,
+    /// Where `limoe sweep` runs trials besides this machine (Slurm resources); no part of
+    /// any cache key.
+    #[serde(default, skip_serializing_if = "ExecutorSpec::is_default")]
+    pub executor: ExecutorSpec,
     /// The pipeline; the default pipeline when left out.
     #[serde(default)]
     pub stages: Vec<StageSpec>,
@@ -140,6 +146,7 @@ impl Spec {
         self.eval.check(&root.key("eval"), c);
         self.analysis.check(&root.key("analysis"), c);
         self.sweep.check(&root.key("sweep"), c);
+        self.executor.check(&root.key("executor"), c);
     }
 
     /// One section as JSON (what a stage reading it depends on).

@@ -1,21 +1,26 @@
 //! The `sweep` section: how one spec expands into trials.
 
-use std::collections::BTreeMap;
-
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::check::Checker;
+use super::is_safe_name;
 use super::node::Node;
 use super::path::KeyPath;
 
 /// The whole `sweep` section; every key is a dotted override path such as `model.moe.experts`.
+/// Every mapping keeps the file's order, which is the order of the trials and of the parts of
+/// their ids (see [`crate::sweep`]).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SweepSpec {
+    /// Named axes of named override sets: `cases: {setting: {none: {PATH: VALUE}, ...}}`.
+    /// The cases of each axis are crossed with every other axis and the grid.
+    pub cases: IndexMap<String, IndexMap<String, OverrideSet>>,
     /// Cartesian product over the listed values.
-    pub grid: BTreeMap<String, Vec<Node>>,
+    pub grid: IndexMap<String, Vec<Node>>,
     /// Paired lists, taken position by position (all of one length).
-    pub zip: BTreeMap<String, Vec<Node>>,
+    pub zip: IndexMap<String, Vec<Node>>,
     /// Random samples.
     pub random: Option<RandomSweep>,
     /// Every trial repeated with each of these seeds.
@@ -32,8 +37,12 @@ pub struct RandomSweep {
     #[serde(default)]
     pub seed: u64,
     /// What to sample for each path.
-    pub params: BTreeMap<String, Distribution>,
+    pub params: IndexMap<String, Distribution>,
 }
+
+/// One case of a `cases` axis: dotted override paths and their values (may be empty: the
+/// base spec itself).
+pub type OverrideSet = IndexMap<String, Node>;
 
 /// A distribution to sample one override from.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -52,13 +61,32 @@ pub enum Distribution {
 impl SweepSpec {
     /// True when the section asks for no trials.
     pub fn is_empty(&self) -> bool {
-        self.grid.is_empty()
+        self.cases.is_empty()
+            && self.grid.is_empty()
             && self.zip.is_empty()
             && self.random.is_none()
             && self.seeds.is_empty()
     }
 
     pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
+        for (axis, cases) in &self.cases {
+            let here = at.key("cases").key(axis);
+            c.require(is_safe_name(axis), &here, || {
+                format!("axis `{axis}` must be letters, digits, `.`, `_` or `-` (it is part of trial ids)")
+            });
+            c.require(!cases.is_empty(), &here, || {
+                format!("axis `{axis}` needs at least one case")
+            });
+            for (case, overrides) in cases {
+                let case_at = here.key(case);
+                c.require(is_safe_name(case), &case_at, || {
+                    format!("case `{case}` must be letters, digits, `.`, `_` or `-` (it is part of trial ids)")
+                });
+                for key in overrides.keys() {
+                    check_target(key, &case_at.key(key), c);
+                }
+            }
+        }
         for (section, lists) in [("grid", &self.grid), ("zip", &self.zip)] {
             for (key, values) in lists {
                 let here = at.key(section).key(key);
@@ -108,7 +136,7 @@ fn check_target(key: &str, at: &KeyPath, c: &mut Checker) {
     match key.parse::<KeyPath>() {
         Ok(path) => {
             let top = path.segments().first();
-            let forbidden = ["sweep", "stages", "name"]
+            let forbidden = ["sweep", "stages", "name", "executor"]
                 .iter()
                 .any(|s| top == Some(&super::path::Segment::Key((*s).to_owned())));
             c.require(!forbidden, at, || {

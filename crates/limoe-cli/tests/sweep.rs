@@ -1,0 +1,333 @@
+//! `limoe sweep` and `limoe run --trial` end to end, on tiny specs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use limoe_core::sweep::{SweepRecord, TrialState};
+
+fn limoe_with(args: &[&str], cwd: &Path, path_env: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_limoe"));
+    command.args(args).current_dir(cwd);
+    if let Some(path) = path_env {
+        command.env("PATH", path);
+    }
+    command.output().expect("limoe runs")
+}
+
+fn limoe(args: &[&str], cwd: &Path) -> Output {
+    limoe_with(args, cwd, None)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn both(out: &Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// Finished output directories of stage `id` under `experiment`.
+fn outputs(experiment: &Path, id: &str) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(experiment)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            p.is_dir() && name.starts_with(&format!("{id}-")) && !name.ends_with(".partial")
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// The tiny model on 96 synthetic pairs for 3 steps, its learning rate swept over two values.
+const TINY_SWEEP: &str = "name: tinysweep
+data:
+  sources: [{synthetic: {pairs: 96}}]
+  row_group_rows: 32
+model: {size: tiny, text_length: 16, moe: {experts: 4, top_k: 1}}
+train: {steps: 3, batch_size: 8, warmup_steps: 1, eval_every: 3, checkpoint_every: 3}
+eval: {batch_size: 16, few_shot: {shots: [1]}, zero_shot: {datasets: [synthetic]}}
+stages:
+  - {id: ingest, uses: ingest}
+  - {id: train, uses: train, needs: [ingest]}
+  - {id: eval, uses: eval, needs: [train, ingest]}
+sweep:
+  grid:
+    train.lr: [0.001, 0.0003]
+";
+
+#[test]
+fn shared_ingest_runs_once_and_a_rerun_is_all_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(dir.path(), "tinysweep.yaml", TINY_SWEEP);
+    let spec = spec.to_str().unwrap();
+    let out = limoe(&["sweep", spec, "--jobs", "2", "-q"], dir.path());
+    assert!(out.status.success(), "{}", both(&out));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("shared stages (run once for every trial): ingest"),
+        "{stdout}"
+    );
+    let experiment = dir.path().join("runs/tinysweep");
+    assert_eq!(outputs(&experiment, "ingest").len(), 1, "{stdout}");
+    assert_eq!(outputs(&experiment, "train").len(), 2, "{stdout}");
+    for id in ["lr=0.001", "lr=0.0003"] {
+        let trial = experiment.join("trials").join(id);
+        let log = std::fs::read_to_string(trial.join("log.txt")).unwrap();
+        assert!(
+            log.contains("ingest       cached"),
+            "trial {id} ran ingest itself:\n{log}"
+        );
+        assert!(log.contains("train        done"), "{log}");
+        assert!(trial.join("spec.yaml").is_file() && trial.join("last-run.json").is_file());
+        assert!(stdout.contains(&format!("trial {id}: done")), "{stdout}");
+    }
+    let record = SweepRecord::read(&experiment).unwrap();
+    let ids: Vec<&str> = record.trials.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["lr=0.001", "lr=0.0003"]);
+    for t in &record.trials {
+        assert_eq!(t.state, TrialState::Done, "{t:?}");
+        let metric = t.metric.as_ref().expect("a key metric");
+        assert_eq!(metric.name, "synthetic/zero_shot_top1");
+        assert!(t.summary().unwrap().contains_key("all/retrieval_i2t_r1"));
+        assert_eq!(t.stages.len(), 3);
+        assert_eq!(
+            t.stage_dir("ingest"),
+            Some(outputs(&experiment, "ingest")[0].as_path())
+        );
+    }
+    assert_eq!(
+        record.trials[1].overrides.0["train.lr"],
+        serde_json::json!(0.0003)
+    );
+
+    let log = experiment.join("trials/lr=0.001/log.txt");
+    let written = std::fs::metadata(&log).unwrap().modified().unwrap();
+    let again = limoe(&["sweep", spec, "--jobs", "2", "-q"], dir.path());
+    assert!(again.status.success(), "{}", both(&again));
+    let stdout = text(&again.stdout);
+    assert!(stdout.contains("0 done, 2 cached, 0 failed"), "{stdout}");
+    assert!(!stdout.contains("running"), "nothing is started: {stdout}");
+    assert!(!stdout.contains("shared stages"), "{stdout}");
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().modified().unwrap(),
+        written
+    );
+    let record = SweepRecord::read(&experiment).unwrap();
+    assert!(
+        record
+            .trials
+            .iter()
+            .all(|t| t.state == TrialState::Cached && t.metric.is_some())
+    );
+}
+
+/// One command stage, run once per seed, that fails for seed 1 (it reads the trial's spec).
+const FAILING_SWEEP: &str = r#"name: failing
+stages:
+  - id: work
+    uses: command
+    with:
+      argv: [sh, -c, 'if grep -q "^seed: 1$" "$LIMOE_SPEC"; then echo "seed one is cursed" >&2; exit 3; fi; echo ok > "$LIMOE_OUTPUT_DIR/ok.txt"']
+sweep:
+  seeds: [0, 1, 2]
+"#;
+
+#[test]
+fn a_failing_trial_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(dir.path(), "failing.yaml", FAILING_SWEEP);
+    let out = limoe(
+        &["sweep", spec.to_str().unwrap(), "--jobs", "2"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("trial seed=1: failed"), "{stderr}");
+    assert!(stderr.contains("stage `work` failed"), "{stderr}");
+    let log = dir
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("runs/failing/trials/seed=1/log.txt");
+    assert!(
+        stderr.contains(&format!("log: {}", log.display())),
+        "{stderr}"
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("2 done, 0 cached, 1 failed"), "{stdout}");
+    let record = SweepRecord::read(&dir.path().join("runs/failing")).unwrap();
+    let states: Vec<TrialState> = record.trials.iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        [TrialState::Done, TrialState::Failed, TrialState::Done]
+    );
+    assert!(
+        record.trials[1].error.as_deref().unwrap().contains("exit"),
+        "{:?}",
+        record.trials[1]
+    );
+    assert!(!record.succeeded());
+    let cursed = dir.path().join("runs/failing");
+    let partial = std::fs::read_dir(&cursed)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".partial"))
+        .expect("the failed stage's partial output");
+    let command_log = std::fs::read_to_string(partial.join("command.log")).unwrap();
+    assert!(command_log.contains("seed one is cursed"), "{command_log}");
+}
+
+const SLURM_SWEEP: &str = "name: slurmy
+stages:
+  - {id: work, uses: command, with: {argv: [sh, -c, 'echo ok > \"$LIMOE_OUTPUT_DIR/ok.txt\"']}}
+executor:
+  slurm: {partition: gpu, gpus: 1, cpus: 8, time: '1-00:00:00', mem: 32G}
+sweep:
+  cases:
+    size:
+      small: {model.depth: 2}
+      big: {model.depth: 4}
+      wide: {model.width: 128, model.depth: 2}
+";
+
+#[test]
+fn slurm_script_and_submission_with_a_fake_sbatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(dir.path(), "slurmy.yaml", SLURM_SWEEP);
+    let spec = spec.to_str().unwrap();
+    let set = "train.lr=0.5 # it's";
+    let args = ["sweep", spec, "--executor", "slurm", "--set", set];
+
+    let dry = limoe(&[&args[..], &["--dry-run"]].concat(), dir.path());
+    assert!(dry.status.success(), "{}", both(&dry));
+    let script = text(&dry.stdout);
+    let runs = dir.path().canonicalize().unwrap().join("runs");
+    for line in [
+        "#SBATCH --job-name=limoe-slurmy".to_owned(),
+        "#SBATCH --array=0-2".into(),
+        format!(
+            "#SBATCH --output={}/slurmy/trials/slurm-%A_%a.out",
+            runs.display()
+        ),
+        "#SBATCH --cpus-per-task=8".into(),
+        "#SBATCH --mem=32G".into(),
+        "#SBATCH --time=1-00:00:00".into(),
+        "#SBATCH --partition=gpu".into(),
+        "#SBATCH --gres=gpu:1".into(),
+        "TRIALS=(\n  'size=small'\n  'size=big'\n  'size=wide'\n)".into(),
+        "ID=\"${TRIALS[$SLURM_ARRAY_TASK_ID]}\"".into(),
+        format!(
+            "'{}' --runs-dir '{}' -q run '{spec}' --trial \"$ID\" --set 'train.lr=0.5 # it'\\''s'",
+            env!("CARGO_BIN_EXE_limoe"),
+            runs.display()
+        ),
+    ] {
+        assert!(script.contains(&line), "missing `{line}` in\n{script}");
+    }
+    assert!(
+        !dir.path().join("runs").exists(),
+        "--dry-run writes nothing"
+    );
+
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let calls = dir.path().join("sbatch-args.txt");
+    let sbatch = write(
+        &bin,
+        "sbatch",
+        &format!(
+            "#!/bin/sh\necho \"$@\" > '{}'\necho 'Submitted batch job 42'\n",
+            calls.display()
+        ),
+    );
+    std::fs::set_permissions(&sbatch, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = limoe_with(&args, dir.path(), Some(&path));
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(
+        text(&out.stdout).contains("Submitted batch job 42"),
+        "{}",
+        both(&out)
+    );
+    let script_path = dir
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("runs/slurmy/sweep.sbatch");
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap().trim(),
+        script_path.display().to_string()
+    );
+    let written = std::fs::read_to_string(&script_path).unwrap();
+    assert!(written.contains("#SBATCH --array=0-2"), "{written}");
+    let record = SweepRecord::read(&dir.path().join("runs/slurmy")).unwrap();
+    assert!(
+        record
+            .trials
+            .iter()
+            .all(|t| t.state == TrialState::Submitted)
+    );
+    assert_eq!(record.executor, "slurm");
+
+    let out = limoe_with(&args, dir.path(), Some("/nonexistent"));
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(
+        text(&out.stdout).contains("sbatch is not on the PATH"),
+        "{}",
+        both(&out)
+    );
+    assert!(text(&out.stdout).contains(&script_path.display().to_string()));
+}
+
+#[test]
+fn errors_name_the_trial_and_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(
+        dir.path(),
+        "bad.yaml",
+        "name: bad\nmodel: {moe: {experts: 4, top_k: 1}}\nsweep:\n  cases:\n    k: {one: {model.moe.top_k: 1}, nine: {model.moe.top_k: 9}}\n",
+    );
+    let spec = spec.to_str().unwrap();
+    let out = limoe(&["sweep", spec], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("error: trial k=nine: ")
+            && stderr.contains("model.moe.top_k: top_k 9 must be between 1 and experts (4)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 error in 1 of 2 trials; nothing was run"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("runs").exists());
+
+    let run = limoe(&["run", spec, "--trial", "k=nne"], dir.path());
+    assert_eq!(run.status.code(), Some(2));
+    assert!(
+        text(&run.stderr).contains("did you mean `k=nine`?"),
+        "{}",
+        both(&run)
+    );
+
+    let plain = write(dir.path(), "plain.yaml", "name: plain\n");
+    let out = limoe(&["sweep", plain.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("has no `sweep` section"),
+        "{}",
+        both(&out)
+    );
+
+    let out = limoe(&["sweep", spec, "--jobs", "0"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--jobs 0"), "{}", both(&out));
+}
