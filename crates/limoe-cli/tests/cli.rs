@@ -145,12 +145,26 @@ fn default_experiment_trains_and_evaluates_end_to_end() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    for stage in ["ingest", "train", "eval"] {
+    for stage in ["ingest", "train", "eval", "analyze"] {
         assert!(stdout.contains(&format!("{stage:<12} done")), "{stdout}");
     }
+    let report = dir.path().join("reports/tiny");
+    assert!(stdout.contains("reports/tiny/index.html"), "{stdout}");
+    check_report(&report, 7);
+    let summary = std::fs::read_to_string(report.join("summary.json")).unwrap();
+    assert!(summary.contains("\"text_specialists\""), "{summary}");
+
+    // `limoe report` redraws it from the logs; an unknown run is a clear error.
+    std::fs::remove_dir_all(&report).unwrap();
+    let out = limoe(&["report", "runs/tiny"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    check_report(&report, 7);
+    let out = limoe(&["report", "nothing"], dir.path());
+    assert!(!out.status.success());
     assert!(
-        stdout.contains("not built yet (skipped): analyze"),
-        "{stdout}"
+        text(&out.stderr).contains("runs/nothing"),
+        "{}",
+        text(&out.stderr)
     );
     let run = dir.path().join("runs/tiny");
     let find = |prefix: &str| {
@@ -173,15 +187,80 @@ fn default_experiment_trains_and_evaluates_end_to_end() {
     assert!(summary.contains("all/retrieval_i2t_r1"), "{summary}");
 }
 
+/// The report in `dir` shows `plots` pictures, every one it refers to is a valid PNG or SVG,
+/// and headless Chromium (when installed) renders the page.
+fn check_report(dir: &Path, plots: usize) {
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert_eq!(html.matches("<img src=").count(), plots, "{html}");
+    let mut files = 0;
+    for (i, _) in html.match_indices("=\"plots/") {
+        let rest = &html[i + 2..];
+        let file = &rest[..rest.find('"').unwrap()];
+        let bytes = std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        if file.ends_with(".png") {
+            assert!(
+                bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+                "{file} is not a PNG"
+            );
+            assert!(bytes.len() > 1000, "{file} is nearly empty");
+        } else {
+            let svg = String::from_utf8(bytes).unwrap();
+            assert!(
+                svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
+                "{file}"
+            );
+        }
+        files += 1;
+    }
+    assert!(files >= plots, "{files} picture files for {plots} plots");
+    assert!(dir.join("summary.md").is_file());
+    render_with_chromium(&dir.join("index.html"));
+}
+
+/// Renders `page` with headless Chromium when one is installed and checks that it painted a
+/// screenshot; says so and returns when there is none.
+fn render_with_chromium(page: &Path) {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        eprintln!("no Chromium installed: the page was checked without rendering it");
+        return;
+    };
+    let shot = page.with_file_name("screenshot.png");
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1200,4000",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "blank screenshot"
+    );
+    std::fs::remove_file(shot).unwrap();
+}
+
 #[test]
 fn stages_lists_the_command_kind_and_every_subcommand_has_help() {
     let out = limoe(&["stages"], &root());
-    assert!(
-        text(&out.stdout).starts_with("command "),
-        "{}",
-        text(&out.stdout)
-    );
-    for sub in ["run", "validate", "plan", "stages"] {
+    let kinds: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    assert_eq!(kinds, ["analyze", "command", "eval", "ingest", "train"]);
+    for sub in ["run", "validate", "plan", "stages", "report", "sweep"] {
         let help = limoe(&[sub, "--help"], &root());
         assert!(help.status.success());
         assert!(text(&help.stdout).contains("Usage: limoe"), "{sub}");

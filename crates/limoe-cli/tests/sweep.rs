@@ -58,6 +58,7 @@ stages:
   - {id: ingest, uses: ingest}
   - {id: train, uses: train, needs: [ingest]}
   - {id: eval, uses: eval, needs: [train, ingest]}
+  - {id: analyze, uses: analyze, needs: [train, eval]}
 sweep:
   grid:
     train.lr: [0.001, 0.0003]
@@ -97,7 +98,7 @@ fn shared_ingest_runs_once_and_a_rerun_is_all_cached() {
         let metric = t.metric.as_ref().expect("a key metric");
         assert_eq!(metric.name, "synthetic/zero_shot_top1");
         assert!(t.summary().unwrap().contains_key("all/retrieval_i2t_r1"));
-        assert_eq!(t.stages.len(), 3);
+        assert_eq!(t.stages.len(), 4);
         assert_eq!(
             t.stage_dir("ingest"),
             Some(outputs(&experiment, "ingest")[0].as_path())
@@ -107,6 +108,20 @@ fn shared_ingest_runs_once_and_a_rerun_is_all_cached() {
         record.trials[1].overrides.0["train.lr"],
         serde_json::json!(0.0003)
     );
+
+    // The comparison report lists and links every trial, whose own reports link back.
+    let report = dir.path().join("reports/tinysweep");
+    let index = std::fs::read_to_string(report.join("index.html")).unwrap();
+    for id in ["lr=0.001", "lr=0.0003"] {
+        assert!(
+            index.contains(&format!("href=\"trials/{id}/index.html\"")),
+            "{index}"
+        );
+        let trial =
+            std::fs::read_to_string(report.join("trials").join(id).join("index.html")).unwrap();
+        assert!(trial.contains("href=\"../../index.html\""), "{trial}");
+    }
+    assert!(report.join("plots/comparison.png").is_file());
 
     let log = experiment.join("trials/lr=0.001/log.txt");
     let written = std::fs::metadata(&log).unwrap().modified().unwrap();

@@ -215,3 +215,6 @@ fn summary_markdown(summary: &RunSummary) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

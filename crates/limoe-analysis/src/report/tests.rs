@@ -1,0 +1,174 @@
+use std::path::Path;
+
+use limoe_core::spec::AnalysisSpec;
+use polars::prelude::*;
+
+use super::*;
+
+/// A test-split routing log of one MoE block with 3 experts at step 5 (and an earlier step
+/// that must be ignored): expert 0 gets 30 image + 10 text tokens, expert 1 0 image + 60 text,
+/// expert 2 10 image + 0 text; 8 image and 2 text tokens were dropped.
+fn routing() -> DataFrame {
+    let rows: [(i64, i64, &str, i64, i64); 7] = [
+        (1, 0, "image", 0, 0),
+        (5, 0, "image", 30, 8),
+        (5, 1, "image", 0, 8),
+        (5, 2, "image", 10, 8),
+        (5, 0, "text", 10, 2),
+        (5, 1, "text", 60, 2),
+        (5, 2, "text", 0, 2),
+    ];
+    df!(
+        "step" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "split" => vec!["test"; rows.len()],
+        "block" => vec![1i32; rows.len()],
+        "modality" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        "expert" => rows.iter().map(|r| r.1 as i32).collect::<Vec<_>>(),
+        "tokens" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+        "dropped" => rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+        "mean_gate" => vec![0.5; rows.len()],
+        "local_entropy" => vec![0.1; rows.len()],
+        "global_entropy" => vec![1.0; rows.len()],
+    )
+    .unwrap()
+}
+
+#[test]
+fn block_numbers_of_a_hand_built_routing_log_are_exact() {
+    let mut summary = RunSummary::default();
+    summary.add_routing(&routing(), "test", 0.01).unwrap();
+    assert_eq!(summary.routing_split.as_deref(), Some("test"));
+    let [block] = summary.blocks.as_slice() else {
+        panic!("one block expected: {:?}", summary.blocks);
+    };
+    assert_eq!(block.block, 1);
+    assert_eq!(block.experts, 3);
+    // Expert 0: 30 / 40 = 0.75 image (mixed); expert 1: 0 (text); expert 2: 1 (image).
+    assert_eq!((block.image_specialists, block.text_specialists), (1, 1));
+    assert_eq!(block.text_top_share, Some(60.0 / 70.0));
+    assert_eq!(block.image_top_share, Some(30.0 / 40.0));
+    assert_eq!(block.dead.get("image"), Some(&1));
+    assert_eq!(block.dead.get("text"), Some(&1));
+    assert_eq!(block.dropped_rate.get("image"), Some(&(8.0 / 48.0)));
+    assert_eq!(block.dropped_rate.get("text"), Some(&(2.0 / 72.0)));
+    let metrics = summary.metrics();
+    assert_eq!(metrics["text_specialists"], 1.0);
+    assert_eq!(metrics["dead_experts"], 2.0);
+}
+
+fn trial(id: &str, setting: &str, seed: u64, top1: Option<f64>) -> TrialReport {
+    TrialReport {
+        id: id.to_owned(),
+        setting: setting.to_owned(),
+        seed: Some(seed),
+        state: if top1.is_some() { "done" } else { "failed" }.to_owned(),
+        href: top1.map(|_| format!("trials/{id}/index.html")),
+        summary: top1.map(|v| RunSummary {
+            eval: [("synthetic/zero_shot_top1".to_owned(), v)].into(),
+            ..RunSummary::default()
+        }),
+    }
+}
+
+#[test]
+fn the_sweep_report_lists_every_trial_and_compares_settings_over_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let trials = [
+        trial("aux=none,seed=0", "aux=none", 0, Some(0.1)),
+        trial("aux=none,seed=1", "aux=none", 1, Some(0.3)),
+        trial("aux=limoe,seed=0", "aux=limoe", 0, Some(0.5)),
+        trial("aux=limoe,seed=1", "aux=limoe", 1, None),
+    ];
+    let analysis = AnalysisSpec::default();
+    write_sweep_report("ablation", &trials, &analysis, dir.path()).unwrap();
+    let html = std::fs::read_to_string(dir.path().join(INDEX)).unwrap();
+    for t in &trials {
+        assert!(html.contains(&t.id), "{} missing from the page", t.id);
+    }
+    assert!(html.contains("href=\"trials/aux=none,seed=0/index.html\""));
+    assert!(
+        html.contains("0.2000 ± 0.1414 (n=2)"),
+        "mean and sample std of none"
+    );
+    assert!(html.contains("0.5000 (n=1)"), "one finished seed of limoe");
+    let markdown = std::fs::read_to_string(dir.path().join(SUMMARY_MD)).unwrap();
+    assert!(
+        markdown.contains("| aux=none | 0.2000 ± 0.1414 (n=2)"),
+        "{markdown}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(SUMMARY_JSON)).unwrap())
+            .unwrap();
+    assert_eq!(json["trials"].as_array().unwrap().len(), 4);
+    check_images(dir.path(), &html);
+}
+
+/// Every `plots/...` file the page refers to exists and is a valid PNG or SVG.
+fn check_images(dir: &Path, html: &str) {
+    let mut seen = 0;
+    for (i, _) in html.match_indices("=\"plots/") {
+        let rest = &html[i + 2..];
+        let file = &rest[..rest.find('"').unwrap()];
+        let bytes = std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        if file.ends_with(".png") {
+            assert!(
+                bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+                "{file} is not a PNG"
+            );
+        } else {
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(
+                text.contains("<svg") && text.trim_end().ends_with("</svg>"),
+                "{file}"
+            );
+        }
+        seen += 1;
+    }
+    assert!(seen > 0, "the page shows no picture");
+}
+
+#[test]
+fn publishing_replaces_the_files_and_keeps_trial_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (new, to) = (dir.path().join("new"), dir.path().join("reports/x"));
+    std::fs::create_dir_all(to.join("trials/a")).unwrap();
+    std::fs::write(to.join("trials/a/index.html"), "trial").unwrap();
+    std::fs::write(to.join(INDEX), "old").unwrap();
+    std::fs::create_dir_all(new.join(PLOTS)).unwrap();
+    std::fs::write(new.join(INDEX), "new").unwrap();
+    std::fs::write(new.join("manifest.json"), "{}").unwrap();
+    publish(&new, &to).unwrap();
+    assert_eq!(std::fs::read_to_string(to.join(INDEX)).unwrap(), "new");
+    assert_eq!(
+        std::fs::read_to_string(to.join("trials/a/index.html")).unwrap(),
+        "trial"
+    );
+    assert!(!to.join("manifest.json").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(to.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, ["x"], "no temporary folders left behind");
+}
+
+#[test]
+fn a_missing_run_or_log_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = format!("{:#}", RunDirs::from_record(dir.path()).unwrap_err());
+    assert!(err.contains("last-run.json"), "{err}");
+    let dirs = RunDirs {
+        spec_file: dir.path().join("spec.yaml"),
+        train: dir.path().join("train-0"),
+        eval: None,
+    };
+    let err = write_run_report(
+        "x",
+        &dirs,
+        &AnalysisSpec::default(),
+        &[],
+        &dir.path().join("out"),
+    )
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("train-0/metrics"), "{err}");
+}
