@@ -21,9 +21,9 @@ run SPEC="experiments/tiny.yaml" *ARGS:
 sweep SPEC *ARGS:
     {{ malloc_keep }} cargo run --release -q -p limoe-cli -- sweep {{ SPEC }} {{ ARGS }}
 
-# Build the report of a run (not built yet).
+# Draw the report of a run or sweep (e.g. `runs/tiny`, or just `tiny`) into reports/<experiment>/.
 report RUN:
-    @echo "limoe report is not built yet (reports arrive with the analysis stage)" >&2; exit 1
+    cargo run --release -q -p limoe-cli -- report {{ RUN }}
 
 # Fetch the raw packages of real data sets into data/raw/ (a spec's sources; all when no spec).
 data *ARGS:

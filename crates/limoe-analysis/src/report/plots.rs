@@ -45,6 +45,9 @@ impl Logs {
     }
 }
 
+/// Draws one plot to a path on a canvas.
+type Draw = Box<dyn Fn(&Path, Canvas) -> Result<()>>;
+
 /// One plot of the report.
 struct Entry {
     /// File name without extension.
@@ -54,7 +57,7 @@ struct Entry {
     /// What to look for.
     caption: &'static str,
     /// Draws it to a path on a canvas.
-    draw: Box<dyn Fn(&Path, Canvas) -> Result<()>>,
+    draw: Draw,
 }
 
 /// The drawn plots (with the files of each) and those skipped (with the reason).

@@ -143,7 +143,7 @@ impl RunSummary {
     pub fn metrics(&self) -> BTreeMap<String, f64> {
         let mut out: BTreeMap<String, f64> = self.eval.clone();
         let sum = |f: &dyn Fn(&BlockSummary) -> f64| self.blocks.iter().map(f).sum::<f64>();
-        let mean = |f: &dyn Fn(&BlockSummary) -> Option<f64>| {
+        let mean = |f: &BlockNumber| {
             let values: Vec<f64> = self.blocks.iter().filter_map(f).collect();
             (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
         };
@@ -161,7 +161,7 @@ impl RunSummary {
                 sum(&|b| b.dead.values().sum::<i64>() as f64),
             );
         }
-        let means: [(&str, &dyn Fn(&BlockSummary) -> Option<f64>); 3] = [
+        let means: [(&str, &BlockNumber); 3] = [
             ("text_top_share", &|b| b.text_top_share),
             ("dropped_image", &|b| b.dropped_rate.get("image").copied()),
             ("dropped_text", &|b| b.dropped_rate.get("text").copied()),
@@ -182,6 +182,9 @@ impl RunSummary {
         out
     }
 }
+
+/// A number of a block, when it has one.
+type BlockNumber = dyn Fn(&BlockSummary) -> Option<f64>;
 
 /// One block's and modality's expert shares at the last step.
 struct TopShare {
