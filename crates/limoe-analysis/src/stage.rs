@@ -4,7 +4,7 @@ use anyhow::Context;
 use limoe_core::spec::Section;
 use limoe_core::{Stage, StageContext};
 
-use crate::report::write_run_report;
+use crate::report::{verify_pictures, write_run_report};
 use crate::run_dirs::RunDirs;
 
 /// Draws the report of the train and eval outputs it needs into its output directory;
@@ -29,7 +29,11 @@ impl Stage for AnalyzeStage {
         let dirs = RunDirs::from_outputs(ctx.spec_file.to_owned(), &outputs)?;
         let summary = write_run_report(&ctx.spec.name, &dirs, &ctx.spec.analysis, &[], ctx.out_dir)
             .context("cannot write the report")?;
-        tracing::info!("analyze: report with {} MoE blocks", summary.blocks.len());
+        let pictures = verify_pictures(ctx.out_dir)?;
+        tracing::info!(
+            "analyze: report with {pictures} pictures, {} MoE blocks",
+            summary.blocks.len()
+        );
         Ok(())
     }
 }

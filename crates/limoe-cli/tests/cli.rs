@@ -192,26 +192,7 @@ fn default_experiment_trains_and_evaluates_end_to_end() {
 fn check_report(dir: &Path, plots: usize) {
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
     assert_eq!(html.matches("<img src=").count(), plots, "{html}");
-    let mut files = 0;
-    for (i, _) in html.match_indices("=\"plots/") {
-        let rest = &html[i + 2..];
-        let file = &rest[..rest.find('"').unwrap()];
-        let bytes = std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-        if file.ends_with(".png") {
-            assert!(
-                bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-                "{file} is not a PNG"
-            );
-            assert!(bytes.len() > 1000, "{file} is nearly empty");
-        } else {
-            let svg = String::from_utf8(bytes).unwrap();
-            assert!(
-                svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
-                "{file}"
-            );
-        }
-        files += 1;
-    }
+    let files = limoe_analysis::report::verify_pictures(dir).unwrap();
     assert!(files >= plots, "{files} picture files for {plots} plots");
     assert!(dir.join("summary.md").is_file());
     render_with_chromium(&dir.join("index.html"));

@@ -7,6 +7,7 @@ mod plots;
 mod publish;
 mod summary;
 mod sweep;
+mod verify;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -20,6 +21,7 @@ use limoe_core::spec::AnalysisSpec;
 pub use publish::publish;
 pub use summary::{BlockSummary, RunSummary};
 pub use sweep::{TrialReport, write_sweep_report};
+pub use verify::verify_pictures;
 
 use crate::read_log;
 use crate::run_dirs::RunDirs;

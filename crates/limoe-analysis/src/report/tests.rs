@@ -1,5 +1,3 @@
-use std::path::Path;
-
 use limoe_core::spec::AnalysisSpec;
 use polars::prelude::*;
 
@@ -100,31 +98,13 @@ fn the_sweep_report_lists_every_trial_and_compares_settings_over_seeds() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join(SUMMARY_JSON)).unwrap())
             .unwrap();
     assert_eq!(json["trials"].as_array().unwrap().len(), 4);
-    check_images(dir.path(), &html);
-}
-
-/// Every `plots/...` file the page refers to exists and is a valid PNG or SVG.
-fn check_images(dir: &Path, html: &str) {
-    let mut seen = 0;
-    for (i, _) in html.match_indices("=\"plots/") {
-        let rest = &html[i + 2..];
-        let file = &rest[..rest.find('"').unwrap()];
-        let bytes = std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-        if file.ends_with(".png") {
-            assert!(
-                bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-                "{file} is not a PNG"
-            );
-        } else {
-            let text = String::from_utf8(bytes).unwrap();
-            assert!(
-                text.contains("<svg") && text.trim_end().ends_with("</svg>"),
-                "{file}"
-            );
-        }
-        seen += 1;
-    }
-    assert!(seen > 0, "the page shows no picture");
+    assert_eq!(verify_pictures(dir.path()).unwrap(), 1);
+    std::fs::write(dir.path().join("plots/comparison.png"), "not a png").unwrap();
+    let err = verify_pictures(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("comparison.png is not a valid picture"),
+        "{err}"
+    );
 }
 
 #[test]
