@@ -2,6 +2,7 @@
 //! captions, the summary table, the plan and the resolved spec, and `summary.md` /
 //! `summary.json` with the key numbers for scripts.
 
+mod classes;
 mod html;
 mod plots;
 mod publish;
@@ -26,7 +27,7 @@ pub use verify::verify_pictures;
 use crate::read_log;
 use crate::run_dirs::RunDirs;
 use html::{escape, number, page, table};
-use plots::{Figures, Logs};
+use plots::{Figures, Logs, expert_count, names_by_label};
 
 /// The report's page.
 pub const INDEX: &str = "index.html";
@@ -67,9 +68,17 @@ pub fn write_run_report(
     summary.plan = read_record(&dirs.train, PLAN_FILE)?;
 
     let figures = Figures::draw(&logs, analysis, &plots_dir);
+    let classes = match (&logs.assignments, expert_count(&logs.routing)) {
+        (Some(assignments), Some(experts)) => classes::top_classes_table(
+            assignments,
+            experts,
+            names_by_label(&logs.classes).as_deref(),
+        )?,
+        _ => String::new(),
+    };
     let spec_text = std::fs::read_to_string(&dirs.spec_file)
         .unwrap_or_else(|e| format!("(cannot read {}: {e})", dirs.spec_file.display()));
-    let body = run_page_body(&summary, &figures, &spec_text, links);
+    let body = run_page_body(&summary, &figures, &classes, &spec_text, links);
     write_atomic(&out.join(INDEX), page(name, &body).as_bytes())?;
     write_atomic(&out.join(SUMMARY_MD), summary_markdown(&summary).as_bytes())?;
     write_record(out, SUMMARY_JSON, &summary)?;
@@ -98,7 +107,13 @@ impl Logs {
     }
 }
 
-fn run_page_body(summary: &RunSummary, figures: &Figures, spec_text: &str, links: Links) -> String {
+fn run_page_body(
+    summary: &RunSummary,
+    figures: &Figures,
+    classes: &str,
+    spec_text: &str,
+    links: Links,
+) -> String {
     let mut body = String::new();
     let _ = writeln!(body, "<h1>{}</h1>", escape(&summary.name));
     if !links.is_empty() {
@@ -130,6 +145,10 @@ fn run_page_body(summary: &RunSummary, figures: &Figures, spec_text: &str, links
     }
     body.push_str("<h2>Plots</h2>\n");
     body.push_str(&figures.html());
+    if !classes.is_empty() {
+        body.push_str("<h2>Top classes per expert</h2>\n");
+        body.push_str(classes);
+    }
     body.push_str("<h2>Resolved spec</h2>\n<details><summary>spec.yaml</summary><pre>");
     body.push_str(&escape(spec_text));
     body.push_str("</pre></details>\n");

@@ -137,7 +137,7 @@ fn unavailable(path: &Path, e: &AnalysisError) -> AnalysisError {
 }
 
 /// The experts per MoE block: one more than the largest expert id in the routing log.
-fn expert_count(routing: &DataFrame) -> Option<usize> {
+pub(super) fn expert_count(routing: &DataFrame) -> Option<usize> {
     let ids = floats(routing, "expert").ok()?;
     ids.into_iter()
         .flatten()
@@ -148,7 +148,7 @@ fn expert_count(routing: &DataFrame) -> Option<usize> {
 }
 
 /// Class names indexed by label (of the first dataset that has names; gaps by number).
-fn names_by_label(classes: &[ClassName]) -> Option<Vec<String>> {
+pub(super) fn names_by_label(classes: &[ClassName]) -> Option<Vec<String>> {
     let dataset = &classes.first()?.dataset;
     let of_dataset: Vec<&ClassName> = classes.iter().filter(|c| &c.dataset == dataset).collect();
     let max = of_dataset.iter().map(|c| c.label).max()?;
