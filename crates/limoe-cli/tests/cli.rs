@@ -153,6 +153,16 @@ fn default_experiment_trains_and_evaluates_end_to_end() {
     check_report(&report, 7);
     let summary = std::fs::read_to_string(report.join("summary.json")).unwrap();
     assert!(summary.contains("\"text_specialists\""), "{summary}");
+    let page = std::fs::read_to_string(report.join("index.html")).unwrap();
+    let classes = &page[page
+        .find("Top classes per expert")
+        .expect("a top-classes table")..];
+    assert!(
+        ["circle", "square", "triangle", "cross"]
+            .iter()
+            .any(|shape| classes.contains(shape)),
+        "classes are named: {classes}"
+    );
 
     // `limoe report` redraws it from the logs; an unknown run is a clear error.
     std::fs::remove_dir_all(&report).unwrap();
