@@ -112,6 +112,7 @@ pub fn sweep_report(
             summary,
         });
     }
+    strip_common_axis(&mut trials);
     let staging = staging_dir(reports_dir)?;
     write_sweep_report(experiment, &trials, analysis, staging.path())?;
     let to = reports_dir.join(experiment);
@@ -138,6 +139,25 @@ fn split_seed(id: &str) -> (String, Option<u64>) {
         parts.join(",")
     };
     (setting, seed)
+}
+
+/// `setting=none` -> `none` when every setting is a value of the same single axis.
+fn strip_common_axis(trials: &mut [TrialReport]) {
+    let axis = |setting: &str| {
+        let (axis, _) = setting.split_once('=')?;
+        (!setting.contains(',')).then(|| axis.to_owned())
+    };
+    let Some(first) = trials.first().and_then(|t| axis(&t.setting)) else {
+        return;
+    };
+    if trials
+        .iter()
+        .all(|t| axis(&t.setting).as_deref() == Some(first.as_str()))
+    {
+        for t in trials {
+            t.setting = t.setting[first.len() + 1..].to_owned();
+        }
+    }
 }
 
 /// A temporary folder inside `reports_dir` (same file system as the published report).

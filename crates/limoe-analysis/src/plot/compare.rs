@@ -70,6 +70,21 @@ impl Figure for Comparison {
     }
 }
 
+/// A bar's label: its setting and number of seeds.
+fn bar_label(group: &Group) -> String {
+    format!("{} (n = {})", group.setting, group.values.len())
+}
+
+/// Pixels below a panel for its setting labels, drawn rotated: the longest label's length.
+fn label_area(bars: &[(usize, Group)]) -> u32 {
+    let longest = bars
+        .iter()
+        .map(|(_, g)| bar_label(g).chars().count())
+        .max()
+        .unwrap_or(0);
+    (longest as u32 * 7).clamp(30, 160)
+}
+
 impl Panel {
     fn draw<DB: DrawingBackend>(
         &self,
@@ -83,15 +98,11 @@ impl Panel {
         let mut chart = ChartBuilder::on(area)
             .caption(&self.metric, font(14))
             .margin(8)
-            .x_label_area_size(36)
+            .x_label_area_size(label_area(&self.bars))
             .y_label_area_size(56)
             .build_cartesian_2d(-0.5..count - 0.5, padded_range(ends))
             .map_err(drawing)?;
-        let settings: Vec<String> = self
-            .bars
-            .iter()
-            .map(|(_, g)| format!("{} (n = {})", g.setting, g.values.len()))
-            .collect();
+        let settings: Vec<String> = self.bars.iter().map(|(_, g)| bar_label(g)).collect();
         let label = index_label(&settings);
         chart
             .configure_mesh()
@@ -99,9 +110,9 @@ impl Panel {
             .light_line_style(TRANSPARENT)
             .x_labels(self.bars.len().min(12))
             .x_label_formatter(&label)
-            .x_desc("setting")
-            .y_desc(format!("{}, mean over seeds", self.metric))
+            .y_desc("mean over seeds")
             .label_style(font(11))
+            .x_label_style(font(11).transform(FontTransform::Rotate90))
             .axis_desc_style(font(12))
             .draw()
             .map_err(drawing)?;

@@ -74,6 +74,12 @@ pub fn write_sweep_report(
     body.push_str(&table(&header, &settings.html_rows()));
     let mut drawn = Vec::new();
     for canvas in Canvas::from_spec(analysis) {
+        // Three panels a row, each tall enough for its rotated setting labels.
+        let rows = COMPARED.len().div_ceil(3) as u32;
+        let canvas = Canvas {
+            size: (canvas.size.0.max(1200), canvas.size.1.max(rows * 380)),
+            ..canvas
+        };
         let file = format!("comparison.{}", canvas.extension());
         match plot_comparison(&tidy, &plots.join(&file), canvas) {
             Ok(()) => drawn.push(file),
