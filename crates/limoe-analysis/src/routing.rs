@@ -184,4 +184,4 @@ pub fn modality_stats(routing: &DataFrame, split: &str) -> Result<DataFrame> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

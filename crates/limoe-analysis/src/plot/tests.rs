@@ -197,19 +197,13 @@ fn routing() -> DataFrame {
         (5, "train", 2, "text", 1, 3, 0),
         (7, "val", 0, "image", 0, 1, 0),
     ];
-    df!(
-        "step" => rows.map(|r| r.0),
-        "split" => rows.map(|r| r.1),
-        "block" => rows.map(|r| r.2),
-        "modality" => rows.map(|r| r.3),
-        "expert" => rows.map(|r| r.4),
-        "tokens" => rows.map(|r| r.5),
-        "dropped" => rows.map(|r| r.6),
-        "mean_gate" => rows.map(|_| 0.5),
-        "local_entropy" => rows.map(|r| 0.1 * r.0 as f64),
-        "global_entropy" => rows.map(|r| 0.6 - 0.05 * r.0 as f64),
-    )
-    .unwrap()
+    let rows = rows.map(|(step, split, block, modality, expert, tokens, dropped)| {
+        let (local, global) = (0.1 * step as f64, 0.6 - 0.05 * step as f64);
+        (
+            step, split, block, modality, expert, tokens, dropped, local, global,
+        )
+    });
+    crate::routing::tests::routing_frame(&rows)
 }
 
 fn eval() -> DataFrame {

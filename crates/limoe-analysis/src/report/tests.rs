@@ -1,5 +1,5 @@
 use limoe_core::spec::AnalysisSpec;
-use polars::prelude::*;
+use polars::prelude::DataFrame;
 
 use super::*;
 
@@ -7,7 +7,7 @@ use super::*;
 /// that must be ignored): expert 0 gets 30 image + 10 text tokens, expert 1 0 image + 60 text,
 /// expert 2 10 image + 0 text; 8 image and 2 text tokens were dropped.
 fn routing() -> DataFrame {
-    let rows: [(i64, i64, &str, i64, i64); 7] = [
+    let rows: [(i64, i32, &'static str, i64, i64); 7] = [
         (1, 0, "image", 0, 0),
         (5, 0, "image", 30, 8),
         (5, 1, "image", 0, 8),
@@ -16,19 +16,10 @@ fn routing() -> DataFrame {
         (5, 1, "text", 60, 2),
         (5, 2, "text", 0, 2),
     ];
-    df!(
-        "step" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-        "split" => vec!["test"; rows.len()],
-        "block" => vec![1i32; rows.len()],
-        "modality" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
-        "expert" => rows.iter().map(|r| r.1 as i32).collect::<Vec<_>>(),
-        "tokens" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
-        "dropped" => rows.iter().map(|r| r.4).collect::<Vec<_>>(),
-        "mean_gate" => vec![0.5; rows.len()],
-        "local_entropy" => vec![0.1; rows.len()],
-        "global_entropy" => vec![1.0; rows.len()],
-    )
-    .unwrap()
+    let rows = rows.map(|(step, expert, modality, tokens, dropped)| {
+        (step, "test", 1, modality, expert, tokens, dropped, 0.1, 1.0)
+    });
+    crate::routing::tests::routing_frame(&rows)
 }
 
 #[test]

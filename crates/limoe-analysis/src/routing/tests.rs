@@ -2,7 +2,7 @@ use super::*;
 
 /// One routing row: step, split, block, modality, expert, tokens, dropped, local and
 /// global entropy.
-type Row = (
+pub(crate) type Row = (
     i64,
     &'static str,
     i32,
@@ -39,17 +39,23 @@ fn routing() -> DataFrame {
         (7, "val", 1, "text", 2, 0, 0, 0.0, 0.0),
         (3, "val", 1, "text", 2, 8, 0, 0.0, 0.0),
     ];
+    routing_frame(&rows)
+}
+
+/// A routing log of `rows` (every mean gate 0.5).
+pub(crate) fn routing_frame(rows: &[Row]) -> DataFrame {
+    let column = |f: fn(&Row) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
     df!(
-        "step" => rows.map(|r| r.0),
-        "split" => rows.map(|r| r.1),
-        "block" => rows.map(|r| r.2),
-        "modality" => rows.map(|r| r.3),
-        "expert" => rows.map(|r| r.4),
-        "tokens" => rows.map(|r| r.5),
-        "dropped" => rows.map(|r| r.6),
-        "mean_gate" => rows.map(|_| 0.5),
-        "local_entropy" => rows.map(|r| r.7),
-        "global_entropy" => rows.map(|r| r.8),
+        "step" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "split" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        "block" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        "modality" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+        "expert" => rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+        "tokens" => rows.iter().map(|r| r.5).collect::<Vec<_>>(),
+        "dropped" => rows.iter().map(|r| r.6).collect::<Vec<_>>(),
+        "mean_gate" => column(|_| 0.5),
+        "local_entropy" => column(|r| r.7),
+        "global_entropy" => column(|r| r.8),
     )
     .unwrap()
 }
