@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_model;
+mod bench_torch;
 mod commands;
 mod data;
 mod registry;
@@ -72,6 +73,10 @@ enum Command {
         /// What to measure.
         #[arg(value_enum)]
         targets: Vec<bench::Target>,
+        /// Write the PyTorch comparison's inputs (weights, batch, limoe's loss and gradients)
+        /// to DIR/<case>/ for `python3 bench/reference.py DIR/<case> --check`.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
     },
     /// Fetch the raw packages of real data sets (a spec's sources, or all) into data/raw/.
     Data {
@@ -107,7 +112,7 @@ fn main() -> ExitCode {
         Command::Validate { specs, sets } => commands::validate(&registry, &specs, &sets),
         Command::Plan { spec } => commands::plan(&registry, &cli.runs_dir, &spec.spec, &spec.sets),
         Command::Stages => commands::stages(&registry),
-        Command::Bench { targets } => bench::bench(&registry, &targets),
+        Command::Bench { targets, export } => bench::bench(&registry, &targets, export.as_deref()),
         Command::Data { spec, sets, only } => data::data(&registry, spec.as_deref(), &sets, &only),
     };
     match result {
