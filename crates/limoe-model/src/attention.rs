@@ -4,14 +4,14 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::linear;
+use crate::layers::{Linear, linear};
 use crate::ops::softmax;
 
 /// Multi-head dot-product attention.
 #[derive(Clone)]
 pub struct Attention {
-    qkv: candle_nn::Linear,
-    out: candle_nn::Linear,
+    qkv: Linear,
+    out: Linear,
     heads: usize,
 }
 
@@ -61,9 +61,9 @@ fn attend(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>) -> Resu
 #[derive(Clone)]
 pub struct AttentionPool {
     query: Tensor,
-    q: candle_nn::Linear,
-    kv: candle_nn::Linear,
-    out: candle_nn::Linear,
+    q: Linear,
+    kv: Linear,
+    out: Linear,
     heads: usize,
 }
 

@@ -2,7 +2,7 @@
 //! their gradients match finite differences in f64.
 
 use candle_core::{D, Device, Tensor, Var};
-use limoe_model::ops::{LAYER_NORM_EPS, gelu, normalize, softmax};
+use limoe_model::ops::{LAYER_NORM_EPS, add_bias, gelu, layer_norm, normalize, softmax};
 use limoe_model::random::Stream;
 
 fn random(shape: (usize, usize), seed: u64) -> Tensor {
@@ -128,5 +128,127 @@ fn fused_ops_work_in_f32_on_strided_inputs() {
     );
     for (a, b) in fused.iter().zip(&composite) {
         assert!((a - b).abs() < 1e-6);
+    }
+}
+
+/// Largest absolute difference of two tensors' values.
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    values(a)
+        .iter()
+        .zip(values(b))
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max)
+}
+
+/// `fused` and `composite` agree on the value and on the gradient of every input, on small
+/// and on large (parallel) shapes, in f64.
+fn agree_with_gradients(
+    name: &str,
+    inputs: &[Var],
+    fused: impl Fn(&[Tensor]) -> Tensor,
+    composite: impl Fn(&[Tensor]) -> Tensor,
+) {
+    let tensors: Vec<Tensor> = inputs.iter().map(|v| v.as_tensor().clone()).collect();
+    let (a, b) = (fused(&tensors), composite(&tensors));
+    assert!(max_diff(&a, &b) < 1e-9, "{name} forward");
+    let weights = random(
+        (
+            a.elem_count() / a.dims().last().unwrap(),
+            *a.dims().last().unwrap(),
+        ),
+        7,
+    )
+    .reshape(a.shape())
+    .unwrap();
+    let ga = (&a * &weights)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let gb = (&b * &weights)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (i, v) in inputs.iter().enumerate() {
+        let (x, y) = (
+            ga.get(v.as_tensor()).unwrap(),
+            gb.get(v.as_tensor()).unwrap(),
+        );
+        assert!(max_diff(x, y) < 1e-9, "{name} gradient of input {i}");
+    }
+}
+
+#[test]
+fn fused_layer_norm_and_bias_match_composite_ops() {
+    for (rows, n) in [(3, 7), (300, 130)] {
+        let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
+        let (x, scale, shift) = (var((rows, n), 1), var((1, n), 2), var((1, n), 3));
+        let vector = |t: &Tensor| t.squeeze(0).unwrap();
+        agree_with_gradients(
+            "layer_norm",
+            &[x.clone(), scale.clone(), shift.clone()],
+            |t| layer_norm(&t[0], &vector(&t[1]), &vector(&t[2])).unwrap(),
+            |t| {
+                composite_normalize(&t[0])
+                    .broadcast_mul(&t[1])
+                    .unwrap()
+                    .broadcast_add(&t[2])
+                    .unwrap()
+            },
+        );
+        agree_with_gradients(
+            "add_bias",
+            &[x.clone(), scale.clone()],
+            |t| add_bias(&t[0], &vector(&t[1])).unwrap(),
+            |t| t[0].broadcast_add(&t[1]).unwrap(),
+        );
+        // One bias per block of rows (the experts): x [3, rows, n], bias [3, n].
+        let blocks =
+            Var::from_tensor(&random((3 * rows, n), 4).reshape((3, rows, n)).unwrap()).unwrap();
+        let biases = var((3, n), 5);
+        agree_with_gradients(
+            "add_bias grouped",
+            &[blocks, biases],
+            |t| add_bias(&t[0], &t[1]).unwrap(),
+            |t| t[0].broadcast_add(&t[1].unsqueeze(1).unwrap()).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn fused_layer_norm_gradients_match_finite_differences() {
+    let eps = 1e-6;
+    let inputs = [random((2, 5), 3), random((1, 5), 6), random((1, 5), 8)];
+    let loss = |t: &[Tensor]| {
+        let y = layer_norm(&t[0], &t[1].squeeze(0).unwrap(), &t[2].squeeze(0).unwrap()).unwrap();
+        weighted_sum(&y, 4)
+    };
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
+    let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let grads = loss(&tensors).backward().unwrap();
+    for (k, var) in vars.iter().enumerate() {
+        let analytic = values(grads.get(var.as_tensor()).unwrap());
+        let base = values(&inputs[k]);
+        for i in 0..base.len() {
+            let at = |delta: f64| {
+                let mut v = base.clone();
+                v[i] += delta;
+                let mut moved = inputs.to_vec();
+                moved[k] = Tensor::from_vec(v, inputs[k].shape(), &Device::Cpu).unwrap();
+                loss(&moved).to_scalar::<f64>().unwrap()
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            assert!(
+                (numeric - analytic[i]).abs() < 1e-6,
+                "input {k} element {i}: numeric {numeric}, analytic {}",
+                analytic[i]
+            );
+        }
     }
 }

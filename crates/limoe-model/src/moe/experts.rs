@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::ops::gelu;
+use crate::ops::{add_bias, gelu};
 
 /// E two-layer GELU MLPs `width -> mlp_dim -> width`, stored batched over experts.
 #[derive(Debug, Clone)]
@@ -39,11 +39,7 @@ impl Experts {
 
     /// Applies expert e to row block e: `buffer` [E, slots, width] -> [E, slots, width].
     pub fn forward(&self, buffer: &Tensor) -> Result<Tensor> {
-        let hidden = buffer
-            .matmul(&self.w1)?
-            .broadcast_add(&self.b1.unsqueeze(1)?)?;
-        gelu(&hidden)?
-            .matmul(&self.w2)?
-            .broadcast_add(&self.b2.unsqueeze(1)?)
+        let hidden = add_bias(&buffer.matmul(&self.w1)?, &self.b1)?;
+        add_bias(&gelu(&hidden)?.matmul(&self.w2)?, &self.b2)
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! candle_nn's `LayerNorm`, `ops::softmax_last_dim` and `rms_norm` are forward-only kernels:
 //! used in training they leave their inputs without gradient. On the CPU, GELU, the layer
-//! norm's normalisation and softmax are fused single-loop ops with hand-written backward
-//! passes ([`fused`]); on other devices they fall back to compositions of candle primitives.
+//! norm (with or without its affine part), softmax and bias addition are fused single-loop ops
+//! with hand-written backward passes ([`fused`]); on other devices they fall back to
+//! compositions of candle primitives.
 
 mod fused;
 mod kernel;
@@ -29,6 +30,45 @@ pub fn normalize(x: &Tensor) -> Result<Tensor> {
     let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
     let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
     centred.broadcast_div(&(variance + LAYER_NORM_EPS)?.sqrt()?)
+}
+
+/// Layer normalisation over the last dimension: `normalize(x) * scale + shift`, with
+/// `scale` and `shift` [n].
+pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        return x.contiguous()?.apply_op3(
+            &scale.contiguous()?,
+            &shift.contiguous()?,
+            fused::LayerNorm,
+        );
+    }
+    normalize(x)?.broadcast_mul(scale)?.broadcast_add(shift)
+}
+
+/// `x + bias` over the last dimension: `bias` [n] is added to every row of `x` [..., n];
+/// `bias` [G, n] adds its row g to the rows of block g of `x` [G, R, n] (one bias per expert).
+/// The bias's gradient is one pass of row sums (candle's broadcast backward reduces
+/// dimension by dimension).
+pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let grouped = bias.rank() == 2;
+    if grouped && (x.rank() != 3 || x.dim(0)? != bias.dim(0)?) {
+        candle_core::bail!(
+            "add_bias: a bias {:?} needs x [{}, rows, n], got {:?}",
+            bias.dims(),
+            bias.dim(0)?,
+            x.dims()
+        );
+    }
+    if x.device().is_cpu() {
+        return x
+            .contiguous()?
+            .apply_op2(&bias.contiguous()?, fused::BiasAdd);
+    }
+    if grouped {
+        x.broadcast_add(&bias.unsqueeze(1)?)
+    } else {
+        x.broadcast_add(bias)
+    }
 }
 
 /// Softmax over the last dimension.
