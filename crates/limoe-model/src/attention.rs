@@ -5,7 +5,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::layers::{Linear, linear};
-use crate::ops::softmax;
+use crate::ops::{self_attention, softmax};
 
 /// Multi-head dot-product attention.
 #[derive(Clone)]
@@ -30,12 +30,19 @@ impl Attention {
 
     /// Self-attention over `x` [B, N, W]. `key_bias` [B, 1, 1, N] is added to the scores
     /// (0 for real tokens, a large negative number for padding).
+    /// On the CPU, one fused op ([`self_attention`]).
     pub fn forward(&self, x: &Tensor, key_bias: Option<&Tensor>) -> Result<Tensor> {
         let (batch, tokens, width) = x.dims3()?;
         let head_dim = width / self.heads;
-        let qkv = self
-            .qkv
-            .forward(x)?
+        let qkv = self.qkv.forward(x)?;
+        if x.device().is_cpu() {
+            let bias = match key_bias {
+                Some(bias) => bias.reshape((batch, tokens))?,
+                None => Tensor::zeros((batch, tokens), x.dtype(), x.device())?,
+            };
+            return self.out.forward(&self_attention(&qkv, &bias, self.heads)?);
+        }
+        let qkv = qkv
             .reshape((batch, tokens, 3, self.heads, head_dim))?
             .permute((2, 0, 3, 1, 4))?;
         let q = (qkv.get(0)?.contiguous()? * (head_dim as f64).powf(-0.5))?;

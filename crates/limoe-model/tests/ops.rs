@@ -2,7 +2,9 @@
 //! their gradients match finite differences in f64.
 
 use candle_core::{D, Device, Tensor, Var};
-use limoe_model::ops::{LAYER_NORM_EPS, add_bias, gelu, layer_norm, normalize, softmax};
+use limoe_model::ops::{
+    LAYER_NORM_EPS, add_bias, gelu, layer_norm, normalize, self_attention, softmax,
+};
 use limoe_model::random::Stream;
 
 fn random(shape: (usize, usize), seed: u64) -> Tensor {
@@ -250,5 +252,60 @@ fn fused_layer_norm_gradients_match_finite_differences() {
                 analytic[i]
             );
         }
+    }
+}
+
+/// Attention from candle primitives: split the projection, scale q, add the bias, softmax.
+fn composite_attention(qkv: &Tensor, bias: &Tensor, heads: usize) -> Tensor {
+    let (b, n, features) = qkv.dims3().unwrap();
+    let d = features / (3 * heads);
+    let qkv = qkv
+        .reshape((b, n, 3, heads, d))
+        .unwrap()
+        .permute((2, 0, 3, 1, 4))
+        .unwrap();
+    let part = |i: usize| qkv.get(i).unwrap().contiguous().unwrap();
+    let q = (part(0) * (d as f64).powf(-0.5)).unwrap();
+    let scores = q
+        .matmul(&part(1).t().unwrap())
+        .unwrap()
+        .broadcast_add(&bias.reshape((b, 1, 1, n)).unwrap())
+        .unwrap();
+    candle_nn::ops::softmax(&scores, D::Minus1)
+        .unwrap()
+        .matmul(&part(2))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((b, n, heads * d))
+        .unwrap()
+}
+
+#[test]
+fn fused_self_attention_matches_composite_attention() {
+    for (batch, tokens, heads, d) in [(2, 5, 2, 3), (3, 37, 4, 16)] {
+        let qkv = Var::from_tensor(
+            &random((batch * tokens, 3 * heads * d), 11)
+                .reshape((batch, tokens, 3 * heads * d))
+                .unwrap(),
+        )
+        .unwrap();
+        // Sequence i has its last i keys masked out.
+        let bias: Vec<f64> = (0..batch * tokens)
+            .map(|i| {
+                if i % tokens + i / tokens >= tokens {
+                    -1e9
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let bias = Tensor::from_vec(bias, (batch, tokens), &Device::Cpu).unwrap();
+        agree_with_gradients(
+            "self_attention",
+            &[qkv],
+            |t| self_attention(&t[0], &bias, heads).unwrap(),
+            |t| composite_attention(&t[0], &bias, heads),
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! with hand-written backward passes ([`fused`]); on other devices they fall back to
 //! compositions of candle primitives.
 
+mod attention;
 mod fused;
 mod kernel;
 
@@ -69,6 +70,19 @@ pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     } else {
         x.broadcast_add(bias)
     }
+}
+
+/// Multi-head self-attention on the CPU, straight from the QKV projection: `qkv` [B, N, 3W]
+/// holds q, k and v (each `heads` x d features, head-major), `key_bias` [B, N] is added to
+/// the scores of every query (0 for real keys, a large negative number for padding). Returns
+/// `softmax(q k^T / sqrt(d) + bias) v` with the heads merged, [B, N, W]; differentiable in
+/// `qkv` (the bias gets no gradient).
+pub fn self_attention(qkv: &Tensor, key_bias: &Tensor, heads: usize) -> Result<Tensor> {
+    if !qkv.device().is_cpu() {
+        candle_core::bail!("self_attention: the fused op runs on the CPU only");
+    }
+    qkv.contiguous()?
+        .apply_op2(&key_bias.contiguous()?, attention::SelfAttention { heads })
 }
 
 /// Softmax over the last dimension.
