@@ -28,11 +28,16 @@ impl Attention {
         })
     }
 
-    /// Self-attention over `x` [B, N, W]. `key_bias` [B, 1, 1, N] is added to the scores
-    /// (0 for real tokens, a large negative number for padding).
-    /// On the CPU, one fused op ([`self_attention`]).
-    pub fn forward(&self, x: &Tensor, key_bias: Option<&Tensor>) -> Result<Tensor> {
-        let (batch, tokens, width) = x.dims3()?;
+    /// Self-attention within each sequence of `x` [B * N, W] (B sequences of `tokens` rows,
+    /// flat, so that no reshape adds a node to the backward). `key_bias` [B, 1, 1, N] is added
+    /// to the scores (0 for real tokens, a large negative number for padding). On the CPU,
+    /// one fused op ([`self_attention`]).
+    pub fn forward(&self, x: &Tensor, tokens: usize, key_bias: Option<&Tensor>) -> Result<Tensor> {
+        let (rows, width) = x.dims2()?;
+        if tokens == 0 || !rows.is_multiple_of(tokens) {
+            candle_core::bail!("attention: {rows} rows are not sequences of {tokens} tokens");
+        }
+        let batch = rows / tokens;
         let head_dim = width / self.heads;
         let qkv = self.qkv.forward(x)?;
         if x.device().is_cpu() {
@@ -40,7 +45,9 @@ impl Attention {
                 Some(bias) => bias.reshape((batch, tokens))?,
                 None => Tensor::zeros((batch, tokens), x.dtype(), x.device())?,
             };
-            return self.out.forward(&self_attention(&qkv, &bias, self.heads)?);
+            return self
+                .out
+                .forward(&self_attention(&qkv, &bias, tokens, self.heads)?);
         }
         let qkv = qkv
             .reshape((batch, tokens, 3, self.heads, head_dim))?
@@ -49,7 +56,7 @@ impl Attention {
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let mixed = attend(&q, &k, &v, key_bias)?;
-        let merged = mixed.transpose(1, 2)?.reshape((batch, tokens, width))?;
+        let merged = mixed.transpose(1, 2)?.reshape((rows, width))?;
         self.out.forward(&merged)
     }
 }

@@ -3,11 +3,11 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::ops::{add_bias, gelu, layer_norm};
+use crate::ops::{self, gelu, layer_norm};
 
 /// A linear layer `y = x W^T + b` over the last dimension: parameters `weight` [out, in] and
 /// `bias` [out]. The leading dimensions are flattened into one matmul (no broadcast weight,
-/// whose gradient candle would reduce), and the bias is added by [`add_bias`].
+/// whose gradient candle would reduce), computed by [`ops::linear`].
 #[derive(Clone, Debug)]
 pub struct Linear {
     weight: Tensor,
@@ -17,13 +17,22 @@ pub struct Linear {
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
-        let inputs = dims.last().copied().unwrap_or(1);
-        let rows = x.elem_count() / inputs.max(1);
-        let y = x.reshape((rows, inputs))?.matmul(&self.weight.t()?)?;
-        let y = match &self.bias {
-            Some(bias) => add_bias(&y, bias)?,
-            None => y,
+        // Every reshape is a node of candle's backward (a zeros tensor and an add): only
+        // inputs that are not flat already pay for them.
+        let flat = match dims {
+            [_, _] => x.clone(),
+            _ => {
+                let inputs = dims.last().copied().unwrap_or(1);
+                x.reshape((x.elem_count() / inputs.max(1), inputs))?
+            }
         };
+        let y = match &self.bias {
+            Some(bias) => ops::linear(&flat, &self.weight, bias)?,
+            None => flat.matmul(&self.weight.t()?)?,
+        };
+        if dims.len() == 2 {
+            return Ok(y);
+        }
         let mut shape = dims.to_vec();
         if let Some(last) = shape.last_mut() {
             *last = self.weight.dim(0)?;

@@ -3,7 +3,7 @@
 
 use candle_core::{D, Device, Tensor, Var};
 use limoe_model::ops::{
-    LAYER_NORM_EPS, add_bias, gelu, layer_norm, normalize, self_attention, softmax,
+    LAYER_NORM_EPS, add_bias, gelu, layer_norm, linear, normalize, self_attention, softmax,
 };
 use limoe_model::random::Stream;
 
@@ -256,8 +256,9 @@ fn fused_layer_norm_gradients_match_finite_differences() {
 }
 
 /// Attention from candle primitives: split the projection, scale q, add the bias, softmax.
-fn composite_attention(qkv: &Tensor, bias: &Tensor, heads: usize) -> Tensor {
-    let (b, n, features) = qkv.dims3().unwrap();
+fn composite_attention(qkv: &Tensor, bias: &Tensor, n: usize, heads: usize) -> Tensor {
+    let (rows, features) = qkv.dims2().unwrap();
+    let b = rows / n;
     let d = features / (3 * heads);
     let qkv = qkv
         .reshape((b, n, 3, heads, d))
@@ -277,19 +278,14 @@ fn composite_attention(qkv: &Tensor, bias: &Tensor, heads: usize) -> Tensor {
         .unwrap()
         .transpose(1, 2)
         .unwrap()
-        .reshape((b, n, heads * d))
+        .reshape((rows, heads * d))
         .unwrap()
 }
 
 #[test]
 fn fused_self_attention_matches_composite_attention() {
     for (batch, tokens, heads, d) in [(2, 5, 2, 3), (3, 37, 4, 16)] {
-        let qkv = Var::from_tensor(
-            &random((batch * tokens, 3 * heads * d), 11)
-                .reshape((batch, tokens, 3 * heads * d))
-                .unwrap(),
-        )
-        .unwrap();
+        let qkv = Var::from_tensor(&random((batch * tokens, 3 * heads * d), 11)).unwrap();
         // Sequence i has its last i keys masked out.
         let bias: Vec<f64> = (0..batch * tokens)
             .map(|i| {
@@ -304,8 +300,31 @@ fn fused_self_attention_matches_composite_attention() {
         agree_with_gradients(
             "self_attention",
             &[qkv],
-            |t| self_attention(&t[0], &bias, heads).unwrap(),
-            |t| composite_attention(&t[0], &bias, heads),
+            |t| self_attention(&t[0], &bias, tokens, heads).unwrap(),
+            |t| composite_attention(&t[0], &bias, tokens, heads),
+        );
+    }
+}
+
+#[test]
+fn fused_linear_matches_matmul_and_bias() {
+    for (rows, inputs, outputs) in [(3, 5, 4), (200, 96, 130)] {
+        let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
+        let (x, w, b) = (
+            var((rows, inputs), 1),
+            var((outputs, inputs), 2),
+            var((1, outputs), 3),
+        );
+        agree_with_gradients(
+            "linear",
+            &[x, w, b],
+            |t| linear(&t[0], &t[1], &t[2].squeeze(0).unwrap()).unwrap(),
+            |t| {
+                t[0].matmul(&t[1].t().unwrap())
+                    .unwrap()
+                    .broadcast_add(&t[2])
+                    .unwrap()
+            },
         );
     }
 }

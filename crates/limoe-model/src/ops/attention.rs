@@ -14,15 +14,18 @@ use rayon::prelude::*;
 
 use super::kernel::{Real, contiguous};
 
-/// Self-attention over `qkv` [B, N, 3 * W] (q, k, v, each W = heads * d features) with an
-/// additive key bias [B, N]; the output is [B, N, W].
+/// Self-attention over `qkv` [B * N, 3 * W] (B sequences of N tokens; q, k, v, each W =
+/// heads * d features) with an additive key bias [B, N]; the output is [B * N, W].
 pub struct SelfAttention {
+    /// Tokens per sequence (N).
+    pub tokens: usize,
     /// Number of heads.
     pub heads: usize,
 }
 
 /// The gradient of [`SelfAttention`] with respect to `qkv`; inputs (qkv, bias, grad).
 struct SelfAttentionBackward {
+    tokens: usize,
     heads: usize,
 }
 
@@ -36,13 +39,14 @@ struct Dims {
 }
 
 impl Dims {
-    fn of(qkv: &Layout, bias: &Layout, heads: usize, op: &str) -> Result<Dims> {
-        let &[batch, tokens, features] = qkv.dims() else {
-            candle_core::bail!(
-                "{op}: qkv must be [batch, tokens, 3 * width], got {:?}",
-                qkv.dims()
-            );
+    fn of(qkv: &Layout, bias: &Layout, tokens: usize, heads: usize, op: &str) -> Result<Dims> {
+        let &[rows, features] = qkv.dims() else {
+            candle_core::bail!("{op}: qkv must be [rows, 3 * width], got {:?}", qkv.dims());
         };
+        if tokens == 0 || !rows.is_multiple_of(tokens) {
+            candle_core::bail!("{op}: {rows} rows are not sequences of {tokens} tokens");
+        }
+        let batch = rows / tokens;
         if heads == 0 || !features.is_multiple_of(3 * heads) {
             candle_core::bail!("{op}: {features} qkv features do not split into 3 x {heads} heads");
         }
@@ -246,7 +250,7 @@ impl CustomOp2 for SelfAttention {
         bias_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
-        let dims = Dims::of(qkv_layout, bias_layout, self.heads, name)?;
+        let dims = Dims::of(qkv_layout, bias_layout, self.tokens, self.heads, name)?;
         let out = match (qkv, bias) {
             (CpuStorage::F32(x), CpuStorage::F32(m)) => CpuStorage::F32(forward(
                 contiguous(x, qkv_layout, name)?,
@@ -260,7 +264,7 @@ impl CustomOp2 for SelfAttention {
             )),
             _ => candle_core::bail!("{name}: qkv and bias must both be f32 or both f64"),
         };
-        Ok((out, Shape::from((dims.batch, dims.tokens, dims.width()))))
+        Ok((out, Shape::from((dims.batch * dims.tokens, dims.width()))))
     }
 
     fn bwd(
@@ -270,7 +274,10 @@ impl CustomOp2 for SelfAttention {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let backward = SelfAttentionBackward { heads: self.heads };
+        let backward = SelfAttentionBackward {
+            tokens: self.tokens,
+            heads: self.heads,
+        };
         let dqkv = qkv.contiguous()?.apply_op3_no_bwd(
             &bias.contiguous()?,
             &grad.contiguous()?,
@@ -295,8 +302,8 @@ impl CustomOp3 for SelfAttentionBackward {
         grad_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
-        let dims = Dims::of(qkv_layout, bias_layout, self.heads, name)?;
-        if grad_layout.dims() != [dims.batch, dims.tokens, dims.width()] {
+        let dims = Dims::of(qkv_layout, bias_layout, self.tokens, self.heads, name)?;
+        if grad_layout.dims() != [dims.batch * dims.tokens, dims.width()] {
             candle_core::bail!("{name}: the gradient has shape {:?}", grad_layout.dims());
         }
         let out = match (qkv, bias, grad) {

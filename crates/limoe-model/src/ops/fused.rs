@@ -288,8 +288,9 @@ impl CustomOp2 for BiasAdd {
 }
 
 /// Sums over rows: [groups, rows, n] -> [groups, n].
-struct ColumnSums {
-    groups: usize,
+pub(crate) struct ColumnSums {
+    /// Number of groups.
+    pub groups: usize,
 }
 
 impl CustomOp1 for ColumnSums {

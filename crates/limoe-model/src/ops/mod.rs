@@ -9,6 +9,7 @@
 mod attention;
 mod fused;
 mod kernel;
+mod linear;
 
 use candle_core::{D, Result, Tensor};
 
@@ -31,6 +32,19 @@ pub fn normalize(x: &Tensor) -> Result<Tensor> {
     let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
     let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
     centred.broadcast_div(&(variance + LAYER_NORM_EPS)?.sqrt()?)
+}
+
+/// `x W^T + b` for `x` [R, in], `weight` [out, in], `bias` [out]: one node of the backward
+/// on the CPU, a transpose, a matmul and a bias add elsewhere.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        return x.contiguous()?.apply_op3(
+            &weight.contiguous()?,
+            &bias.contiguous()?,
+            linear::Linear,
+        );
+    }
+    add_bias(&x.matmul(&weight.t()?)?, bias)
 }
 
 /// Layer normalisation over the last dimension: `normalize(x) * scale + shift`, with
@@ -72,17 +86,24 @@ pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// Multi-head self-attention on the CPU, straight from the QKV projection: `qkv` [B, N, 3W]
-/// holds q, k and v (each `heads` x d features, head-major), `key_bias` [B, N] is added to
-/// the scores of every query (0 for real keys, a large negative number for padding). Returns
-/// `softmax(q k^T / sqrt(d) + bias) v` with the heads merged, [B, N, W]; differentiable in
-/// `qkv` (the bias gets no gradient).
-pub fn self_attention(qkv: &Tensor, key_bias: &Tensor, heads: usize) -> Result<Tensor> {
+/// Multi-head self-attention on the CPU, straight from the QKV projection: `qkv` [B * N, 3W]
+/// holds B sequences of `tokens` = N rows of q, k and v (each `heads` x d features,
+/// head-major); `key_bias` [B, N] is added to the scores of every query (0 for real keys, a
+/// large negative number for padding). Returns `softmax(q k^T / sqrt(d) + bias) v` with the
+/// heads merged, [B * N, W]; differentiable in `qkv` (the bias gets no gradient).
+pub fn self_attention(
+    qkv: &Tensor,
+    key_bias: &Tensor,
+    tokens: usize,
+    heads: usize,
+) -> Result<Tensor> {
     if !qkv.device().is_cpu() {
         candle_core::bail!("self_attention: the fused op runs on the CPU only");
     }
-    qkv.contiguous()?
-        .apply_op2(&key_bias.contiguous()?, attention::SelfAttention { heads })
+    qkv.contiguous()?.apply_op2(
+        &key_bias.contiguous()?,
+        attention::SelfAttention { tokens, heads },
+    )
 }
 
 /// Softmax over the last dimension.
