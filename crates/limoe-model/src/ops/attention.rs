@@ -13,6 +13,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::kernel::{Real, contiguous};
+use super::linear::gemm;
 
 /// Self-attention over `qkv` [B * N, 3 * W] (B sequences of N tokens; q, k, v, each W =
 /// heads * d features) with an additive key bias [B, N]; the output is [B * N, W].
@@ -77,44 +78,31 @@ struct Shared<T>(*mut T);
 unsafe impl<T> Send for Shared<T> {}
 unsafe impl<T> Sync for Shared<T> {}
 
-/// `dst = beta * lhs @ rhs` (or `dst += ...` when `accumulate`) for row-major strided
-/// operands: `(pointer, row stride, column stride)`.
+impl<T> Shared<T> {
+    /// The pointer `offset` elements on (a method, so closures capture the whole `Shared`).
+    ///
+    /// # Safety
+    /// As for `pointer::add`: the offset must stay inside the buffer.
+    unsafe fn at(&self, offset: usize) -> *mut T {
+        // SAFETY: upheld by the caller.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// `dst = beta * lhs @ rhs` for row-major strided operands `(pointer, row stride, column
+/// stride)`, on the calling thread (the tasks are the parallelism).
 ///
 /// # Safety
-/// Every pointer must address an `m x k`, `k x n` or `m x n` matrix with the given strides
-/// inside its buffer, and `dst` must not alias `lhs` or `rhs`.
-#[allow(clippy::too_many_arguments)]
+/// As for [`gemm`].
 unsafe fn matmul<T: Real>(
-    (m, n, k): (usize, usize, usize),
+    sizes: (usize, usize, usize),
     dst: (*mut T, usize, usize),
     lhs: (*const T, usize, usize),
     rhs: (*const T, usize, usize),
     beta: T,
 ) {
-    // SAFETY: upheld by the caller; gemm reads lhs and rhs and writes dst only.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.0,
-            dst.2 as isize,
-            dst.1 as isize,
-            false,
-            lhs.0,
-            lhs.2 as isize,
-            lhs.1 as isize,
-            rhs.0,
-            rhs.2 as isize,
-            rhs.1 as isize,
-            T::zero(),
-            beta,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    // SAFETY: upheld by the caller.
+    unsafe { gemm(sizes, dst, false, lhs, rhs, beta, false) }
 }
 
 /// Attention weights of sequence `b`, head `h` into `p` [N, N]: softmax over keys of
@@ -159,13 +147,12 @@ fn forward<T: Real>(qkv: &[T], bias: &[T], dims: Dims) -> Vec<T> {
         |p, task| {
             let (b, h) = (task / dims.heads, task % dims.heads);
             weights(qkv, bias, dims, b, h, p);
-            let dst = dst;
             // SAFETY: v of (b, h) is an N x d block with row stride 3W in qkv; the output
             // block of (b, h) (row stride W) is written by this task only.
             unsafe {
                 matmul(
                     (n, d, n),
-                    (dst.0.add(b * n * w + h * d), w, 1),
+                    (dst.at(b * n * w + h * d), w, 1),
                     (p.as_ptr(), n, 1),
                     (qkv.as_ptr().add(b * n * 3 * w + 2 * w + h * d), 3 * w, 1),
                     T::one(),
@@ -186,7 +173,6 @@ fn backward<T: Real>(qkv: &[T], bias: &[T], grad: &[T], dims: Dims) -> Vec<T> {
         |(p, dp), task| {
             let (b, h) = (task / dims.heads, task % dims.heads);
             weights(qkv, bias, dims, b, h, p);
-            let dst = dst;
             let base = b * n * 3 * w + h * d;
             let (q, k, v) = (base, base + w, base + 2 * w);
             let g = grad[b * n * w + h * d..].as_ptr();
@@ -203,7 +189,7 @@ fn backward<T: Real>(qkv: &[T], bias: &[T], grad: &[T], dims: Dims) -> Vec<T> {
                 );
                 matmul(
                     (n, d, n),
-                    (dst.0.add(v), 3 * w, 1),
+                    (dst.at(v), 3 * w, 1),
                     (p.as_ptr(), 1, n),
                     (g, w, 1),
                     T::one(),
@@ -219,14 +205,14 @@ fn backward<T: Real>(qkv: &[T], bias: &[T], grad: &[T], dims: Dims) -> Vec<T> {
                 // dQ = scale dS K, dK = scale dS^T Q.
                 matmul(
                     (n, d, n),
-                    (dst.0.add(q), 3 * w, 1),
+                    (dst.at(q), 3 * w, 1),
                     (dp.as_ptr(), n, 1),
                     (qkv.as_ptr().add(k), 3 * w, 1),
                     scale,
                 );
                 matmul(
                     (n, d, n),
-                    (dst.0.add(k), 3 * w, 1),
+                    (dst.at(k), 3 * w, 1),
                     (dp.as_ptr(), 1, n),
                     (qkv.as_ptr().add(q), 3 * w, 1),
                     scale,

@@ -205,7 +205,7 @@ impl CustomOp1 for Softmax {
 
 /// A per-column vector `v` [groups, n] applied to the rows of `x` [groups, rows, n]:
 /// the row's group is `row / rows_per_group`.
-fn per_group<'a, T>(v: &'a [T], n: usize, rows_per_group: usize, row: usize) -> &'a [T] {
+fn per_group<T>(v: &[T], n: usize, rows_per_group: usize, row: usize) -> &[T] {
     let g = row / rows_per_group.max(1);
     &v[g * n..(g + 1) * n]
 }
