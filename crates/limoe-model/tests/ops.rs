@@ -3,7 +3,8 @@
 
 use candle_core::{D, Device, Tensor, Var};
 use limoe_model::ops::{
-    LAYER_NORM_EPS, add_bias, gelu, layer_norm, linear, normalize, self_attention, softmax,
+    LAYER_NORM_EPS, add_bias, gelu, grouped_linear, layer_norm, linear, normalize, self_attention,
+    softmax,
 };
 use limoe_model::random::Stream;
 
@@ -323,6 +324,36 @@ fn fused_linear_matches_matmul_and_bias() {
                 t[0].matmul(&t[1].t().unwrap())
                     .unwrap()
                     .broadcast_add(&t[2])
+                    .unwrap()
+            },
+        );
+    }
+}
+
+#[test]
+fn fused_grouped_linear_matches_batched_matmul_and_bias() {
+    for (groups, rows, inputs, outputs) in [(2, 3, 5, 4), (4, 50, 96, 130)] {
+        let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
+        let x = var((groups * rows, inputs), 1);
+        let w = Var::from_tensor(
+            &random((groups * inputs, outputs), 2)
+                .reshape((groups, inputs, outputs))
+                .unwrap(),
+        )
+        .unwrap();
+        let b = var((groups, outputs), 3);
+        agree_with_gradients(
+            "grouped_linear",
+            &[x, w, b],
+            |t| grouped_linear(&t[0], &t[1], &t[2]).unwrap(),
+            |t| {
+                t[0].reshape((groups, rows, inputs))
+                    .unwrap()
+                    .matmul(&t[1])
+                    .unwrap()
+                    .broadcast_add(&t[2].unsqueeze(1).unwrap())
+                    .unwrap()
+                    .reshape((groups * rows, outputs))
                     .unwrap()
             },
         );

@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::ops::{add_bias, gelu};
+use crate::ops::{gelu, grouped_linear};
 
 /// E two-layer GELU MLPs `width -> mlp_dim -> width`, stored batched over experts.
 #[derive(Debug, Clone)]
@@ -37,9 +37,9 @@ impl Experts {
         })
     }
 
-    /// Applies expert e to row block e: `buffer` [E, slots, width] -> [E, slots, width].
+    /// Applies expert e to row block e: `buffer` [E * slots, width] -> [E * slots, width].
     pub fn forward(&self, buffer: &Tensor) -> Result<Tensor> {
-        let hidden = add_bias(&buffer.matmul(&self.w1)?, &self.b1)?;
-        add_bias(&gelu(&hidden)?.matmul(&self.w2)?, &self.b2)
+        let hidden = grouped_linear(buffer, &self.w1, &self.b1)?;
+        grouped_linear(&gelu(&hidden)?, &self.w2, &self.b2)
     }
 }

@@ -152,18 +152,13 @@ impl CustomOp3 for Linear {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(
-            &w.contiguous()?,
-            &Product {
-                transpose_lhs: false,
-            },
-        )?;
-        let dw = grad.apply_op2_no_bwd(
-            &x.contiguous()?,
-            &Product {
-                transpose_lhs: true,
-            },
-        )?;
+        let product = |transpose_lhs| Product {
+            groups: 1,
+            transpose_lhs,
+            transpose_rhs: false,
+        };
+        let dx = grad.apply_op2_no_bwd(&w.contiguous()?, &product(false))?;
+        let dw = grad.apply_op2_no_bwd(&x.contiguous()?, &product(true))?;
         let db = grad
             .apply_op1_no_bwd(&ColumnSums { groups: 1 })?
             .reshape(b.shape())?;
@@ -171,37 +166,74 @@ impl CustomOp3 for Linear {
     }
 }
 
-/// `a @ b`, or `a^T @ b` when `transpose_lhs`, of two matrices.
-struct Product {
-    transpose_lhs: bool,
+/// Per group g of `groups`: `op(a_g) @ op(b_g)`, where `a` and `b` hold `groups` row-major
+/// blocks each (any shape whose last dimension is the blocks' columns) and `op` transposes
+/// when asked. The result is [groups * m, n].
+pub(crate) struct Product {
+    /// Number of blocks.
+    pub groups: usize,
+    /// Use each block of `a` transposed.
+    pub transpose_lhs: bool,
+    /// Use each block of `b` transposed.
+    pub transpose_rhs: bool,
 }
 
-fn product<T: Real>(
-    a: &[T],
-    (ar, ac): (usize, usize),
-    b: &[T],
-    bc: usize,
-    transpose_lhs: bool,
-) -> Vec<T> {
-    let (m, k, lhs) = if transpose_lhs {
-        (ac, ar, (a.as_ptr(), 1, ac))
-    } else {
-        (ar, ac, (a.as_ptr(), ac, 1))
-    };
-    let mut out = vec![T::zero(); m * bc];
-    // SAFETY: a is ar x ac (read transposed when asked), b is k x bc, out is m x bc.
-    unsafe {
-        gemm(
-            (m, bc, k),
-            (out.as_mut_ptr(), bc, 1),
-            false,
-            lhs,
-            (b.as_ptr(), bc, 1),
-            T::one(),
-            true,
+/// `(rows, columns)` of each of `groups` blocks.
+fn blocks(layout: &Layout, groups: usize, op: &str) -> Result<(usize, usize)> {
+    let cols = layout.dims().last().copied().unwrap_or(1).max(1);
+    let count = layout.shape().elem_count();
+    if groups == 0 || !count.is_multiple_of(groups * cols) {
+        candle_core::bail!(
+            "{op}: {:?} does not split into {groups} blocks",
+            layout.dims()
         );
     }
-    out
+    Ok((count / (groups * cols), cols))
+}
+
+impl Product {
+    fn run<T: Real>(
+        &self,
+        a: &[T],
+        (ar, ac): (usize, usize),
+        b: &[T],
+        (br, bc): (usize, usize),
+    ) -> Vec<T> {
+        let (m, k) = if self.transpose_lhs {
+            (ac, ar)
+        } else {
+            (ar, ac)
+        };
+        let n = if self.transpose_rhs { br } else { bc };
+        let mut out = vec![T::zero(); self.groups * m * n];
+        for g in 0..self.groups {
+            let (a, b) = (&a[g * ar * ac..], &b[g * br * bc..]);
+            let lhs = if self.transpose_lhs {
+                (a.as_ptr(), 1, ac)
+            } else {
+                (a.as_ptr(), ac, 1)
+            };
+            let rhs = if self.transpose_rhs {
+                (b.as_ptr(), 1, bc)
+            } else {
+                (b.as_ptr(), bc, 1)
+            };
+            // SAFETY: block g of a is ar x ac and of b br x bc (read transposed when asked,
+            // sizes checked by the caller), block g of out is m x n.
+            unsafe {
+                gemm(
+                    (m, n, k),
+                    (out[g * m * n..].as_mut_ptr(), n, 1),
+                    false,
+                    lhs,
+                    rhs,
+                    T::one(),
+                    true,
+                );
+            }
+        }
+        out
+    }
 }
 
 impl CustomOp2 for Product {
@@ -217,38 +249,152 @@ impl CustomOp2 for Product {
         b_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
-        let (ar, ac) = rows_cols(a_layout, name)?;
-        let (br, bc) = rows_cols(b_layout, name)?;
-        let (m, k) = if self.transpose_lhs {
-            (ac, ar)
-        } else {
-            (ar, ac)
-        };
-        if k != br {
+        let (ad, bd) = (
+            blocks(a_layout, self.groups, name)?,
+            blocks(b_layout, self.groups, name)?,
+        );
+        let (m, k) = if self.transpose_lhs { (ad.1, ad.0) } else { ad };
+        let (kb, n) = if self.transpose_rhs { (bd.1, bd.0) } else { bd };
+        if k != kb {
             candle_core::bail!(
                 "{name}: {:?} and {:?} do not multiply",
                 a_layout.dims(),
                 b_layout.dims()
             );
         }
-        let t = self.transpose_lhs;
         let out = match (a, b) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(product(
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(self.run(
                 contiguous(a, a_layout, name)?,
-                (ar, ac),
+                ad,
                 contiguous(b, b_layout, name)?,
-                bc,
-                t,
+                bd,
             )),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(product(
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(self.run(
                 contiguous(a, a_layout, name)?,
-                (ar, ac),
+                ad,
                 contiguous(b, b_layout, name)?,
-                bc,
-                t,
+                bd,
             )),
             _ => candle_core::bail!("{name}: both operands must be f32 or both f64"),
         };
-        Ok((out, Shape::from((m, bc))))
+        Ok((out, Shape::from((self.groups * m, n))))
+    }
+}
+
+/// One linear layer per group (the experts): `x` [G * S, in] is G blocks of S rows, block g
+/// goes through `w` [G, in, out] and `b` [G, out] of expert g; the result is [G * S, out].
+pub struct GroupedLinear;
+
+fn grouped_forward<T: Real>(
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    (groups, inputs, outputs): (usize, usize, usize),
+) -> Vec<T> {
+    let rows = x.len() / (groups * inputs).max(1);
+    let mut out: Vec<T> = Vec::with_capacity(groups * rows * outputs);
+    for g in 0..groups {
+        for _ in 0..rows {
+            out.extend_from_slice(&b[g * outputs..(g + 1) * outputs]);
+        }
+    }
+    for g in 0..groups {
+        // SAFETY: block g of x is rows x inputs, w_g is inputs x outputs, block g of out is
+        // rows x outputs.
+        unsafe {
+            gemm(
+                (rows, outputs, inputs),
+                (out[g * rows * outputs..].as_mut_ptr(), outputs, 1),
+                true,
+                (x[g * rows * inputs..].as_ptr(), inputs, 1),
+                (w[g * inputs * outputs..].as_ptr(), outputs, 1),
+                T::one(),
+                true,
+            );
+        }
+    }
+    out
+}
+
+impl CustomOp3 for GroupedLinear {
+    fn name(&self) -> &'static str {
+        "fused-grouped-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        w: &CpuStorage,
+        w_layout: &Layout,
+        b: &CpuStorage,
+        b_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let &[groups, inputs, outputs] = w_layout.dims() else {
+            candle_core::bail!(
+                "{name}: the weight must be [groups, in, out], got {:?}",
+                w_layout.dims()
+            );
+        };
+        let (rows, x_inputs) = rows_cols(x_layout, name)?;
+        if x_inputs != inputs
+            || !rows.is_multiple_of(groups.max(1))
+            || b_layout.dims() != [groups, outputs]
+        {
+            candle_core::bail!(
+                "{name}: x {:?}, weight {:?} and bias {:?} do not fit",
+                x_layout.dims(),
+                w_layout.dims(),
+                b_layout.dims()
+            );
+        }
+        let dims = (groups, inputs, outputs);
+        let out = match (x, w, b) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                CpuStorage::F32(grouped_forward(
+                    contiguous(x, x_layout, name)?,
+                    contiguous(w, w_layout, name)?,
+                    contiguous(b, b_layout, name)?,
+                    dims,
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                CpuStorage::F64(grouped_forward(
+                    contiguous(x, x_layout, name)?,
+                    contiguous(w, w_layout, name)?,
+                    contiguous(b, b_layout, name)?,
+                    dims,
+                ))
+            }
+            _ => candle_core::bail!("{name}: x, weight and bias must all be f32 or all f64"),
+        };
+        Ok((out, Shape::from((rows, outputs))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let groups = w.dim(0)?;
+        let grad = grad.contiguous()?;
+        let product = |transpose_lhs, transpose_rhs| Product {
+            groups,
+            transpose_lhs,
+            transpose_rhs,
+        };
+        let dx = grad.apply_op2_no_bwd(&w.contiguous()?, &product(false, true))?;
+        let dw = x
+            .contiguous()?
+            .apply_op2_no_bwd(&grad, &product(true, false))?
+            .reshape(w.shape())?;
+        let db = grad
+            .apply_op1_no_bwd(&ColumnSums { groups })?
+            .reshape(b.shape())?;
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }

@@ -47,6 +47,23 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     add_bias(&x.matmul(&weight.t()?)?, bias)
 }
 
+/// One linear layer per expert: `x` [G * S, in] holds G blocks of S rows; block g is mapped by
+/// `weight` [G, in, out] and `bias` [G, out] of group g, giving [G * S, out]. One node of the
+/// backward on the CPU, a batched matmul and a bias add elsewhere.
+pub fn grouped_linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        return x.contiguous()?.apply_op3(
+            &weight.contiguous()?,
+            &bias.contiguous()?,
+            linear::GroupedLinear,
+        );
+    }
+    let (groups, inputs, outputs) = weight.dims3()?;
+    let rows = x.dim(0)? / groups.max(1);
+    add_bias(&x.reshape((groups, rows, inputs))?.matmul(weight)?, bias)?
+        .reshape((groups * rows, outputs))
+}
+
 /// Layer normalisation over the last dimension: `normalize(x) * scale + shift`, with
 /// `scale` and `shift` [n].
 pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
