@@ -21,7 +21,10 @@ Input: a directory written by `limoe bench --export DIR` (or by the `torch` targ
 
 Output: one JSON object on stdout: the check pass's losses (routing noise off), the agreement
 with limoe.json / grads.safetensors when present, and fwd / fwd+bwd step times in ms (median,
-min, max of `steps` after `warmup`, routing noise as configured).
+min, max of `steps` after `warmup`, routing noise as configured). With --serve, no timing
+follows the check; instead each line `K` read from stdin times K steps and answers one JSON
+line of their fwd and fwd+bwd times in ms, until stdin closes: `limoe bench torch` uses this to
+interleave rounds of limoe and PyTorch steps, so that both see the same machine load.
 
 Needs torch and safetensors (`pip install torch safetensors`); nothing in the tests uses it.
 """
@@ -220,6 +223,22 @@ def forward(p, batch, noise):
     return contrastive + aux, contrastive, aux
 
 
+def time_steps(params, batch, steps):
+    """Forward and forward + backward times in ms of `steps` training steps (noise on)."""
+    fwd, step = [], []
+    for _ in range(steps):
+        for t in params.values():
+            t.grad = None
+        start = time.perf_counter()
+        loss, _, _ = forward(params, batch, noise=True)
+        forward_done = time.perf_counter()
+        loss.backward()
+        end = time.perf_counter()
+        fwd.append((forward_done - start) * 1e3)
+        step.append((end - start) * 1e3)
+    return fwd, step
+
+
 def summary(samples):
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples)}
 
@@ -232,6 +251,7 @@ def main():
     parser.add_argument("--steps", type=int, help="timed steps (default: config.json's)")
     parser.add_argument("--warmup", type=int, help="warm-up steps (default: config.json's)")
     parser.add_argument("--check", action="store_true", help="exit 1 when the losses disagree")
+    parser.add_argument("--serve", action="store_true", help="time steps on request (see above)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with open(os.path.join(args.dir, "config.json")) as f:
@@ -267,22 +287,18 @@ def main():
         ok = ok and worst[0] <= CFG["tolerance"]["grad"]
     result["agree"] = ok
 
+    if args.serve:
+        print(json.dumps(result), flush=True)
+        for line in sys.stdin:
+            fwd, step = time_steps(params, batch, int(line))
+            print(json.dumps({"fwd_ms": fwd, "step_ms": step}), flush=True)
+        return 0
     timing = CFG["timing"]
     warmup = timing["warmup"] if args.warmup is None else args.warmup
     steps = timing["steps"] if args.steps is None else args.steps
-    fwd, step = [], []
-    for i in range(warmup + steps):
-        for t in params.values():
-            t.grad = None
-        start = time.perf_counter()
-        loss, _, _ = forward(params, batch, noise=True)
-        forward_done = time.perf_counter()
-        loss.backward()
-        end = time.perf_counter()
-        if i >= warmup:
-            fwd.append((forward_done - start) * 1e3)
-            step.append((end - start) * 1e3)
+    time_steps(params, batch, warmup)
     if steps:
+        fwd, step = time_steps(params, batch, steps)
         result["fwd_ms"] = summary(fwd)
         result["step_ms"] = summary(step)
     json.dump(result, sys.stdout)

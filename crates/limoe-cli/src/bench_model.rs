@@ -262,24 +262,35 @@ pub(crate) fn time_steps(
     warmup: usize,
     steps: usize,
 ) -> anyhow::Result<(Summary, Summary)> {
+    step_samples(model, images, texts, 0, warmup)?;
+    let (forward, step) = step_samples(model, images, texts, warmup, steps)?;
+    let summary = |samples: &[f64]| Summary::of(samples).context("a case times no steps");
+    Ok((summary(&forward)?, summary(&step)?))
+}
+
+/// Forward and forward + backward times in seconds of `steps` training steps, the first
+/// drawing the routing noise of step `first`.
+pub(crate) fn step_samples(
+    model: &Model,
+    images: &Images,
+    texts: &Texts,
+    first: usize,
+    steps: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let device = images.patches.device();
     let mut forward = Vec::with_capacity(steps);
     let mut step = Vec::with_capacity(steps);
-    for i in 0..warmup + steps {
+    for i in first..first + steps {
         let start = Instant::now();
         let noise_seed = mix64(i as u64);
         let output = model.forward(images, texts, RouteMode::Train { noise_seed })?;
         device.synchronize()?;
-        let forward_done = start.elapsed().as_secs_f64();
+        forward.push(start.elapsed().as_secs_f64());
         drop(output.loss.backward()?);
         device.synchronize()?;
-        if i >= warmup {
-            forward.push(forward_done);
-            step.push(start.elapsed().as_secs_f64());
-        }
+        step.push(start.elapsed().as_secs_f64());
     }
-    let summary = |samples: &[f64]| Summary::of(samples).context("a case times no steps");
-    Ok((summary(&forward)?, summary(&step)?))
+    Ok((forward, step))
 }
 
 /// Seeded random patches, and captions of varying length (some padding) over the vocabulary.

@@ -4,8 +4,9 @@
 //! import torch it prints how to install it and measures nothing; it never fails for that.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
@@ -15,7 +16,7 @@ use limoe_model::{Images, Model, ModelConfig, Params, Pooling, Texts, plan};
 use limoe_train::{device_kind, model_config};
 use serde_json::{Value, json};
 
-use crate::bench_model::{Case, S16, Summary, T128, against_target, inputs, load, time_steps};
+use crate::bench_model::{Case, S16, Summary, T128, against_target, inputs, load, step_samples};
 
 /// The reference script, relative to the repository root.
 const REFERENCE: &str = "bench/reference.py";
@@ -27,6 +28,8 @@ const GRAD_TOLERANCE: f64 = 1e-3;
 const GRAD_MAX_VALUES: usize = 1 << 22;
 /// limoe step time over PyTorch step time that the issue asks for, at most.
 const TORCH_TARGET: f64 = 1.0;
+/// Alternating rounds of limoe and PyTorch steps per case.
+const ROUNDS: usize = 5;
 /// The cases compared with PyTorch, with the directory name each is exported under.
 const CASES: [(&str, Case); 2] = [("t128", T128), ("s16", S16)];
 
@@ -56,21 +59,32 @@ pub fn torch(registry: &Registry) -> anyhow::Result<()> {
          routing), LIMoE, {threads} threads each"
     );
     let script = reference_script()?;
-    for (slug, case) in &CASES {
+    let load_before = load_average();
+    for (_, case) in &CASES {
         let dir = tempfile::tempdir()?;
         let exported = export(registry, case, dir.path())?;
-        let theirs = run_reference(&script, dir.path(), threads)?;
-        report_check(case.name, exported.loss, &theirs)?;
-        let (forward, step) = time_steps(
-            &exported.model,
-            &exported.images,
-            &exported.texts,
-            case.warmup,
-            case.steps,
-        )?;
+        let mut reference = Reference::start(&script, dir.path(), threads)?;
+        report_check(case.name, exported.loss, &reference.check)?;
+        // Warm both up, then alternate rounds so that both see the same machine load.
+        let (model, images, texts) = (&exported.model, &exported.images, &exported.texts);
+        step_samples(model, images, texts, 0, case.warmup)?;
+        reference.time(case.warmup)?;
+        let per_round = case.steps.div_ceil(ROUNDS).max(1);
+        let (mut ours, mut theirs) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
+        for round in 0..ROUNDS {
+            let first = case.warmup + round * per_round;
+            let (forward, step) = step_samples(model, images, texts, first, per_round)?;
+            ours.0.extend(forward);
+            ours.1.extend(step);
+            let (forward, step) = reference.time(per_round)?;
+            theirs.0.extend(forward);
+            theirs.1.extend(step);
+        }
+        reference.finish()?;
+        let summary = |s: &[f64]| Summary::of(s).context("no timed steps");
+        let (forward, step) = (summary(&ours.0)?, summary(&ours.1)?);
+        let (torch_forward, torch_step) = (summary(&theirs.0)?, summary(&theirs.1)?);
         let flops = plan::cost(&exported.config, exported.batch, exported.batch).step_flops;
-        let torch_forward = ms_summary(&theirs, "fwd_ms")?;
-        let torch_step = ms_summary(&theirs, "step_ms")?;
         println!(
             "  {:<5} step ms   limoe fwd {:.1}, fwd+bwd {} = {:.1} GFLOP/s; torch fwd {:.1}, \
              fwd+bwd {} = {:.1} GFLOP/s",
@@ -83,19 +97,37 @@ pub fn torch(registry: &Registry) -> anyhow::Result<()> {
             flops / torch_step.median / 1e9,
         );
         println!(
-            "  {:<5} limoe/torch step time {} ({slug}: batch {}, {} + {} steps each)",
+            "  {:<5} limoe/torch step time {} (batch {}, {} rounds of {per_round} steps each, \
+             alternating, after {} warm-ups)",
             case.name,
             against_target(step.median / torch_step.median, TORCH_TARGET, true),
             exported.batch,
+            ROUNDS,
             case.warmup,
-            case.steps,
         );
     }
     println!(
         "  check: one pass without routing noise, loss and the gradient of every parameter up \
          to {GRAD_MAX_VALUES} values; timing: medians (min-max), routing noise on"
     );
+    if let (Some(before), Some(after)) = (load_before, load_average()) {
+        println!(
+            "  1-minute load average {before:.2} before, {after:.2} after ({threads} CPUs): other \
+             processes competing for the cores slow both sides, PyTorch's OpenMP threads far \
+             more (they spin at barriers); compare runs at a load below the CPU count"
+        );
+    }
     Ok(())
+}
+
+/// The 1-minute load average (Linux), if readable.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `limoe bench --export DIR`: writes each compared case to `DIR/<case>/` for
@@ -260,27 +292,91 @@ fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Runs the reference on an exported directory and parses the JSON it prints.
-fn run_reference(script: &Path, dir: &Path, threads: usize) -> anyhow::Result<Value> {
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(dir)
-        .args(["--threads", &threads.to_string()])
-        .output()
-        .with_context(|| format!("running python3 {}", script.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(8).collect();
-        anyhow::bail!(
-            "{} failed ({}):\n{}",
-            script.display(),
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
+/// The reference model running in `--serve` mode: its check-pass JSON, and a pipe to ask it
+/// for timed steps.
+struct Reference {
+    child: std::process::Child,
+    input: Option<std::process::ChildStdin>,
+    output: BufReader<std::process::ChildStdout>,
+    check: Value,
+}
+
+impl Reference {
+    /// Starts the reference on an exported directory and reads its check pass.
+    fn start(script: &Path, dir: &Path, threads: usize) -> anyhow::Result<Reference> {
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(dir)
+            .args(["--threads", &threads.to_string(), "--serve"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running python3 {}", script.display()))?;
+        let input = child.stdin.take();
+        let output = BufReader::new(child.stdout.take().context("no pipe from the reference")?);
+        let mut reference = Reference {
+            child,
+            input,
+            output,
+            check: Value::Null,
+        };
+        reference.check = reference.read()?;
+        Ok(reference)
     }
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("reading the reference's output `{line}`"))
+
+    /// The next JSON line; on end of output, the error with the end of the child's stderr.
+    fn read(&mut self) -> anyhow::Result<Value> {
+        let mut line = String::new();
+        if self.output.read_line(&mut line)? == 0 {
+            let mut stderr = String::new();
+            if let Some(mut err) = self.child.stderr.take() {
+                err.read_to_string(&mut stderr)?;
+            }
+            let tail: Vec<&str> = stderr.lines().rev().take(8).collect();
+            anyhow::bail!(
+                "the PyTorch reference stopped:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        serde_json::from_str(&line).with_context(|| format!("reading the reference's `{line}`"))
+    }
+
+    /// Forward and forward + backward times in seconds of `steps` reference steps.
+    fn time(&mut self, steps: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+        let input = self
+            .input
+            .as_mut()
+            .context("the reference's input is closed")?;
+        writeln!(input, "{steps}")?;
+        input.flush()?;
+        let answer = self.read()?;
+        let seconds = |key: &str| -> anyhow::Result<Vec<f64>> {
+            answer
+                .get(key)
+                .and_then(Value::as_array)
+                .with_context(|| format!("the reference answered no {key}"))?
+                .iter()
+                .map(|v| {
+                    v.as_f64()
+                        .map(|ms| ms / 1e3)
+                        .context("a time is not a number")
+                })
+                .collect()
+        };
+        Ok((seconds("fwd_ms")?, seconds("step_ms")?))
+    }
+
+    /// Closes the reference's input and waits for it to end.
+    fn finish(mut self) -> anyhow::Result<()> {
+        drop(self.input.take());
+        let status = self.child.wait()?;
+        anyhow::ensure!(
+            status.success(),
+            "the PyTorch reference ended with {status}"
+        );
+        Ok(())
+    }
 }
 
 /// Prints the check pass: both losses, their relative difference, the worst gradient.
@@ -315,22 +411,6 @@ fn report_check(name: &str, ours: f64, theirs: &Value) -> anyhow::Result<()> {
         },
     );
     Ok(())
-}
-
-/// A `{median, min, max}` in ms from the reference, as seconds.
-fn ms_summary(theirs: &Value, key: &str) -> anyhow::Result<Summary> {
-    let get = |field: &str| {
-        theirs
-            .pointer(&format!("/{key}/{field}"))
-            .and_then(Value::as_f64)
-            .map(|ms| ms / 1e3)
-            .with_context(|| format!("the reference printed no {key}.{field}"))
-    };
-    Ok(Summary {
-        median: get("median")?,
-        min: get("min")?,
-        max: get("max")?,
-    })
 }
 
 /// `median (min-max)` in ms.
