@@ -28,6 +28,9 @@ const GRAD_TOLERANCE: f64 = 1e-3;
 const GRAD_MAX_VALUES: usize = 1 << 22;
 /// limoe step time over PyTorch step time that the issue asks for, at most.
 const TORCH_TARGET: f64 = 1.0;
+/// Pause before each side's round: the other side's worker threads (OpenMP's, rayon's) spin
+/// for a while after their last task and would take the cores from the first step.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
 /// Alternating rounds of limoe and PyTorch steps per case.
 const ROUNDS: usize = 5;
 /// The cases compared with PyTorch, with the directory name each is exported under.
@@ -73,9 +76,11 @@ pub fn torch(registry: &Registry) -> anyhow::Result<()> {
         let (mut ours, mut theirs) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
         for round in 0..ROUNDS {
             let first = case.warmup + round * per_round;
+            std::thread::sleep(SETTLE);
             let (forward, step) = step_samples(model, images, texts, first, per_round)?;
             ours.0.extend(forward);
             ours.1.extend(step);
+            std::thread::sleep(SETTLE);
             let (forward, step) = reference.time(per_round)?;
             theirs.0.extend(forward);
             theirs.1.extend(step);
