@@ -52,7 +52,11 @@ test:
     cargo test --workspace
     cargo run -q -p limoe-cli -- validate experiments/*.yaml
 
-# Benchmarks: every target of `limoe bench` (loader throughput; training step of the tiny and
-# S/16 shapes, LIMoE against dense), with the malloc setting `run` uses.
+# Benchmarks: every target of `limoe bench` (loader throughput; training step of the tiny, t128
+# and S/16 shapes, LIMoE against dense; the same step in the PyTorch reference under bench/ when
+# python3 can import torch), with the malloc setting `run` uses. CANDLE_NUM_THREADS=1 keeps
+# candle's elementwise ops on the calling thread (matmuls and the fused ops still use every
+# core): candle's spinning barrier pool costs more than it gains on 2 cores (t128 step ~150
+# against ~175-200 ms, measured side by side).
 bench *TARGETS:
-    {{ malloc_keep }} cargo run --release -q -p limoe-cli -- bench {{ TARGETS }}
+    {{ malloc_keep }} CANDLE_NUM_THREADS=1 cargo run --release -q -p limoe-cli -- bench {{ TARGETS }}

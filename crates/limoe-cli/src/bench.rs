@@ -17,29 +17,46 @@ use limoe_data::synthetic;
 use limoe_data::tokenizer::Tokenizer;
 
 use crate::bench_model::{self, LoaderRate};
+use crate::bench_torch;
 
 /// What `limoe bench` can measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
     /// Loader throughput (decode + resize + patchify + tokenize + batch) on synthetic shards.
     Loader,
-    /// Forward + backward time of a training step, LIMoE and dense, tiny and S/16 shapes.
+    /// Forward + backward time of a training step, LIMoE and dense, tiny, t128 and S/16 shapes.
     Model,
+    /// The same step in the PyTorch reference (bench/reference.py), checked and timed side by
+    /// side; skipped with a note when python3 cannot import torch.
+    Torch,
 }
 
 impl Target {
     /// Every target, in the order `limoe bench` runs them.
-    pub const ALL: [Target; 2] = [Target::Loader, Target::Model];
+    pub const ALL: [Target; 3] = [Target::Loader, Target::Model, Target::Torch];
 }
 
 /// `limoe bench [TARGET]...`: runs the named targets (all when none is named), in order.
-pub fn bench(registry: &Registry, targets: &[Target]) -> anyhow::Result<ExitCode> {
+/// With `export`, first writes the PyTorch comparison's inputs there, and runs the targets
+/// only when some are named.
+pub fn bench(
+    registry: &Registry,
+    targets: &[Target],
+    export: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = export {
+        bench_torch::export_all(registry, dir)?;
+        if targets.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let mut loader_rates = None;
     for target in Target::ALL {
         if targets.is_empty() || targets.contains(&target) {
             match target {
                 Target::Loader => loader_rates = Some(loader()?),
                 Target::Model => bench_model::model(registry, loader_rates.as_deref())?,
+                Target::Torch => bench_torch::torch(registry)?,
             }
         }
     }

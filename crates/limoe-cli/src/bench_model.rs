@@ -28,15 +28,48 @@ pub struct LoaderRate {
 }
 
 /// One model shape: a spec file, overrides, and how many steps to time.
-struct Case {
-    name: &'static str,
-    spec: &'static str,
-    sets: &'static [&'static str],
-    warmup: usize,
-    steps: usize,
+pub(crate) struct Case {
+    /// The name printed in the tables.
+    pub name: &'static str,
+    /// The experiment spec the shape starts from.
+    pub spec: &'static str,
+    /// `--set` overrides on top of the spec.
+    pub sets: &'static [&'static str],
+    /// Untimed steps first.
+    pub warmup: usize,
+    /// Timed steps.
+    pub steps: usize,
 }
 
-const CASES: [Case; 2] = [
+/// The issue's tiny shape (PERF-NOTES' probe): batch 32 x 64 tokens, width 128, 4 blocks, MLP
+/// 512, 4 experts, top-1, capacity 1.25. A pair's 64 tokens are 36 patches of a 48 px image
+/// (patch 8) and 28 text positions (some of them padding, as in [`inputs`]).
+pub(crate) const T128: Case = Case {
+    name: "t128",
+    spec: "experiments/tiny.yaml",
+    sets: &[
+        "model.width=128",
+        "model.mlp_dim=512",
+        "model.image_size=48",
+        "model.text_length=28",
+        "model.moe.capacity.train=1.25",
+        "train.batch_size=32",
+        "train.accumulation=1",
+    ],
+    warmup: 3,
+    steps: 10,
+};
+
+/// The S/16 shape at a batch a CPU can time (196 patches + 16 text positions per pair).
+pub(crate) const S16: Case = Case {
+    name: "S/16",
+    spec: "experiments/s16.yaml",
+    sets: &["train.batch_size=8", "train.accumulation=1"],
+    warmup: 1,
+    steps: 3,
+};
+
+const CASES: [Case; 3] = [
     Case {
         name: "tiny",
         spec: "experiments/tiny.yaml",
@@ -44,26 +77,24 @@ const CASES: [Case; 2] = [
         warmup: 3,
         steps: 10,
     },
-    Case {
-        name: "S/16",
-        spec: "experiments/s16.yaml",
-        sets: &["train.batch_size=8", "train.accumulation=1"],
-        warmup: 1,
-        steps: 3,
-    },
+    T128,
+    S16,
 ];
 
 /// Median, minimum and maximum of timings.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Summary {
-    median: f64,
-    min: f64,
-    max: f64,
+pub(crate) struct Summary {
+    /// The median.
+    pub median: f64,
+    /// The smallest sample.
+    pub min: f64,
+    /// The largest sample.
+    pub max: f64,
 }
 
 impl Summary {
     /// None for no samples.
-    fn of(samples: &[f64]) -> Option<Summary> {
+    pub(crate) fn of(samples: &[f64]) -> Option<Summary> {
         let mut sorted = samples.to_vec();
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();
@@ -81,7 +112,7 @@ impl Summary {
 }
 
 /// A ratio next to its target, e.g. `1.07 (target <= 1.15: met)`.
-fn against_target(ratio: f64, target: f64, at_most: bool) -> String {
+pub(crate) fn against_target(ratio: f64, target: f64, at_most: bool) -> String {
     let (sign, met) = if at_most {
         ("<=", ratio <= target)
     } else {
@@ -159,9 +190,13 @@ pub fn model(registry: &Registry, loader: Option<&[LoaderRate]>) -> anyhow::Resu
         );
     }
     println!(
-        "  medians of {} (tiny) and {} (S/16) steps after {} and {} warm-ups; GFLOP from \
+        "  medians of {} (tiny, t128) and {} (S/16) steps after {} and {} warm-ups; GFLOP from \
          limoe_model::plan::cost (matmuls only)",
-        CASES[0].steps, CASES[1].steps, CASES[0].warmup, CASES[1].warmup
+        CASES[0].steps, S16.steps, CASES[0].warmup, S16.warmup
+    );
+    println!(
+        "  t128 = the issue's tiny shape: batch 32 x 64 tokens (36 patches of 48 px + 28 text \
+         positions), width 128, 4 blocks, MLP 512, 4 experts, top-1, capacity 1.25"
     );
     if let Some(rate) = ceiling {
         println!(
@@ -185,7 +220,7 @@ pub fn model(registry: &Registry, loader: Option<&[LoaderRate]>) -> anyhow::Resu
 }
 
 /// Loads `spec` with the case's overrides and `model.arch` set.
-fn load(
+pub(crate) fn load(
     registry: &Registry,
     spec: &str,
     sets: &[&str],
@@ -207,34 +242,63 @@ fn measure(registry: &Registry, case: &Case, arch: &str) -> anyhow::Result<Measu
     let model = Model::new(&config, &Params::new(spec.seed), &device)?;
     let batch = spec.train.batch_size / spec.train.accumulation;
     let (images, texts) = inputs(&config, batch, &device)?;
-    let mut forward = Vec::with_capacity(case.steps);
-    let mut step = Vec::with_capacity(case.steps);
-    for i in 0..case.warmup + case.steps {
-        let start = Instant::now();
-        let noise_seed = mix64(i as u64);
-        let output = model.forward(&images, &texts, RouteMode::Train { noise_seed })?;
-        device.synchronize()?;
-        let forward_done = start.elapsed().as_secs_f64();
-        drop(output.loss.backward()?);
-        device.synchronize()?;
-        if i >= case.warmup {
-            forward.push(forward_done);
-            step.push(start.elapsed().as_secs_f64());
-        }
-    }
-    let summary = |samples: &[f64]| Summary::of(samples).context("a case times no steps");
+    let (forward, step) = time_steps(&model, &images, &texts, case.warmup, case.steps)?;
     Ok(Measured {
         device,
         batch,
         image_size: config.image_size,
-        forward: summary(&forward)?,
-        step: summary(&step)?,
+        forward,
+        step,
         step_flops: plan::cost(&config, batch, batch).step_flops,
     })
 }
 
+/// Forward and forward + backward times of `steps` training steps after `warmup` ones, in
+/// seconds; each step draws its own routing noise.
+pub(crate) fn time_steps(
+    model: &Model,
+    images: &Images,
+    texts: &Texts,
+    warmup: usize,
+    steps: usize,
+) -> anyhow::Result<(Summary, Summary)> {
+    step_samples(model, images, texts, 0, warmup)?;
+    let (forward, step) = step_samples(model, images, texts, warmup, steps)?;
+    let summary = |samples: &[f64]| Summary::of(samples).context("a case times no steps");
+    Ok((summary(&forward)?, summary(&step)?))
+}
+
+/// Forward and forward + backward times in seconds of `steps` training steps, the first
+/// drawing the routing noise of step `first`.
+pub(crate) fn step_samples(
+    model: &Model,
+    images: &Images,
+    texts: &Texts,
+    first: usize,
+    steps: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let device = images.patches.device();
+    let mut forward = Vec::with_capacity(steps);
+    let mut step = Vec::with_capacity(steps);
+    for i in first..first + steps {
+        let start = Instant::now();
+        let noise_seed = mix64(i as u64);
+        let output = model.forward(images, texts, RouteMode::Train { noise_seed })?;
+        device.synchronize()?;
+        forward.push(start.elapsed().as_secs_f64());
+        drop(output.loss.backward()?);
+        device.synchronize()?;
+        step.push(start.elapsed().as_secs_f64());
+    }
+    Ok((forward, step))
+}
+
 /// Seeded random patches, and captions of varying length (some padding) over the vocabulary.
-fn inputs(config: &ModelConfig, batch: usize, device: &Device) -> anyhow::Result<(Images, Texts)> {
+pub(crate) fn inputs(
+    config: &ModelConfig,
+    batch: usize,
+    device: &Device,
+) -> anyhow::Result<(Images, Texts)> {
     let mut stream = Stream::new(0);
     let (patches, dim) = (config.patches(), config.patch_dim());
     let values = (0..batch * patches * dim)

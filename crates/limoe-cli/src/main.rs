@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_model;
+mod bench_torch;
 mod commands;
 mod data;
 mod registry;
@@ -103,6 +104,10 @@ enum Command {
         /// What to measure.
         #[arg(value_enum)]
         targets: Vec<bench::Target>,
+        /// Write the PyTorch comparison's inputs (weights, batch, limoe's loss and gradients)
+        /// to DIR/<case>/ for `python3 bench/reference.py DIR/<case> --check`.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
     },
     /// Fetch the raw packages of real data sets (a spec's sources, or all) into data/raw/.
     Data {
@@ -162,7 +167,7 @@ fn main() -> ExitCode {
         Command::Plan { spec } => commands::plan(&registry, &cli.runs_dir, &spec.spec, &spec.sets),
         Command::Report { run } => report::report(&registry, &cli.runs_dir, &cli.reports_dir, &run),
         Command::Stages => commands::stages(&registry),
-        Command::Bench { targets } => bench::bench(&registry, &targets),
+        Command::Bench { targets, export } => bench::bench(&registry, &targets, export.as_deref()),
         Command::Data { spec, sets, only } => data::data(&registry, spec.as_deref(), &sets, &only),
     };
     match result {

@@ -4,14 +4,14 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::linear;
-use crate::ops::softmax;
+use crate::layers::{Linear, linear};
+use crate::ops::{self_attention, softmax};
 
 /// Multi-head dot-product attention.
 #[derive(Clone)]
 pub struct Attention {
-    qkv: candle_nn::Linear,
-    out: candle_nn::Linear,
+    qkv: Linear,
+    out: Linear,
     heads: usize,
 }
 
@@ -28,21 +28,35 @@ impl Attention {
         })
     }
 
-    /// Self-attention over `x` [B, N, W]. `key_bias` [B, 1, 1, N] is added to the scores
-    /// (0 for real tokens, a large negative number for padding).
-    pub fn forward(&self, x: &Tensor, key_bias: Option<&Tensor>) -> Result<Tensor> {
-        let (batch, tokens, width) = x.dims3()?;
+    /// Self-attention within each sequence of `x` [B * N, W] (B sequences of `tokens` rows,
+    /// flat, so that no reshape adds a node to the backward). `key_bias` [B, 1, 1, N] is added
+    /// to the scores (0 for real tokens, a large negative number for padding). On the CPU,
+    /// one fused op ([`self_attention`]).
+    pub fn forward(&self, x: &Tensor, tokens: usize, key_bias: Option<&Tensor>) -> Result<Tensor> {
+        let (rows, width) = x.dims2()?;
+        if tokens == 0 || !rows.is_multiple_of(tokens) {
+            candle_core::bail!("attention: {rows} rows are not sequences of {tokens} tokens");
+        }
+        let batch = rows / tokens;
         let head_dim = width / self.heads;
-        let qkv = self
-            .qkv
-            .forward(x)?
+        let qkv = self.qkv.forward(x)?;
+        if x.device().is_cpu() {
+            let bias = match key_bias {
+                Some(bias) => bias.reshape((batch, tokens))?,
+                None => Tensor::zeros((batch, tokens), x.dtype(), x.device())?,
+            };
+            return self
+                .out
+                .forward(&self_attention(&qkv, &bias, tokens, self.heads)?);
+        }
+        let qkv = qkv
             .reshape((batch, tokens, 3, self.heads, head_dim))?
             .permute((2, 0, 3, 1, 4))?;
         let q = (qkv.get(0)?.contiguous()? * (head_dim as f64).powf(-0.5))?;
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let mixed = attend(&q, &k, &v, key_bias)?;
-        let merged = mixed.transpose(1, 2)?.reshape((batch, tokens, width))?;
+        let merged = mixed.transpose(1, 2)?.reshape((rows, width))?;
         self.out.forward(&merged)
     }
 }
@@ -61,9 +75,9 @@ fn attend(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>) -> Resu
 #[derive(Clone)]
 pub struct AttentionPool {
     query: Tensor,
-    q: candle_nn::Linear,
-    kv: candle_nn::Linear,
-    out: candle_nn::Linear,
+    q: Linear,
+    kv: Linear,
+    out: Linear,
     heads: usize,
 }
 

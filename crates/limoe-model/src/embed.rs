@@ -3,7 +3,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::layers::linear;
+use crate::layers::{Linear, linear};
 
 const POSITION_INIT: Init = Init::Randn {
     mean: 0.0,
@@ -12,7 +12,7 @@ const POSITION_INIT: Init = Init::Randn {
 
 /// Image patches [B, Np, P*P*C] -> tokens [B, Np, W]: a linear map plus positions.
 pub struct PatchEmbed {
-    projection: candle_nn::Linear,
+    projection: Linear,
     positions: Tensor,
 }
 

@@ -76,34 +76,45 @@ impl Encoder {
         Ok(Encoder { blocks })
     }
 
-    /// Runs every block; returns the final streams and one report per MoE block.
+    /// Runs every block; returns the final streams and one report per MoE block. Inside, each
+    /// stream is flat [B * N, W] (a reshape is a node of candle's backward: zeros and an add).
     pub fn forward<'a>(
         &self,
-        mut streams: Streams<'a>,
+        streams: Streams<'a>,
         mode: RouteMode,
     ) -> Result<(Streams<'a>, Vec<BlockRouting>)> {
+        let flat = |x: &Tensor| -> Result<(Tensor, (usize, usize, usize))> {
+            let dims = x.dims3()?;
+            Ok((x.reshape((dims.0 * dims.1, dims.2))?, dims))
+        };
+        let mut image = streams.image.as_ref().map(flat).transpose()?;
+        let mut text = match &streams.text {
+            Some((t, mask)) => Some((flat(t)?, *mask)),
+            None => None,
+        };
         let mut routing = Vec::new();
         for (index, block) in self.blocks.iter().enumerate() {
-            if let Some(image) = &streams.image {
+            if let Some((x, (_, tokens, _))) = &mut image {
                 let attended = block
                     .attention
-                    .forward(&block.norm1.forward(image)?, None)?;
-                streams.image = Some((image + attended)?);
+                    .forward(&block.norm1.forward(x)?, *tokens, None)?;
+                *x = (&*x + attended)?;
             }
-            if let Some((text, mask)) = &streams.text {
-                let attended = block
-                    .attention
-                    .forward(&block.norm1.forward(text)?, Some(&mask.key_bias))?;
-                streams.text = Some(((text + attended)?, mask));
+            if let Some(((x, (_, tokens, _)), mask)) = &mut text {
+                let attended = block.attention.forward(
+                    &block.norm1.forward(x)?,
+                    *tokens,
+                    Some(&mask.key_bias),
+                )?;
+                *x = (&*x + attended)?;
             }
             match &block.ffn {
                 Ffn::Dense(mlp) => {
-                    if let Some(image) = &streams.image {
-                        streams.image = Some((image + mlp.forward(&block.norm2.forward(image)?)?)?);
+                    if let Some((x, _)) = &mut image {
+                        *x = (&*x + mlp.forward(&block.norm2.forward(x)?)?)?;
                     }
-                    if let Some((text, mask)) = &streams.text {
-                        let update = mlp.forward(&block.norm2.forward(text)?)?;
-                        streams.text = Some(((text + update)?, mask));
+                    if let Some(((x, _), _)) = &mut text {
+                        *x = (&*x + mlp.forward(&block.norm2.forward(x)?)?)?;
                     }
                 }
                 Ffn::Moe(moe) => {
@@ -113,35 +124,43 @@ impl Encoder {
                         },
                         RouteMode::Eval => RouteMode::Eval,
                     };
-                    routing.push(route(index, moe, &block.norm2, &mut streams, mode)?);
+                    let text = text.as_mut().map(|((x, _), mask)| (x, *mask));
+                    let image = image.as_mut().map(|(x, _)| x);
+                    routing.push(route(index, moe, &block.norm2, image, text, mode)?);
                 }
             }
         }
+        let unflat = |(x, dims): (Tensor, (usize, usize, usize))| x.reshape(dims);
+        let streams = Streams {
+            image: image.map(unflat).transpose()?,
+            text: match text {
+                Some((stream, mask)) => Some((unflat(stream)?, mask)),
+                None => None,
+            },
+        };
         Ok((streams, routing))
     }
 }
 
-/// The MoE half of a block: routes image and real text tokens together, adds the experts'
-/// output to the residual streams.
+/// The MoE half of a block: routes image and real text tokens together (flat streams
+/// [B * N, W]), adds the experts' output to the residual streams.
 fn route(
     block: usize,
     moe: &Moe,
     norm: &LayerNorm,
-    streams: &mut Streams,
+    image: Option<&mut Tensor>,
+    text: Option<(&mut Tensor, &TextMask)>,
     mode: RouteMode,
 ) -> Result<BlockRouting> {
     let mut parts = Vec::with_capacity(2);
     let mut counts = TokenCounts { image: 0, text: 0 };
-    if let Some(image) = &streams.image {
-        let (batch, tokens, width) = image.dims3()?;
-        counts.image = batch * tokens;
-        parts.push(norm.forward(image)?.reshape((batch * tokens, width))?);
+    if let Some(image) = &image {
+        counts.image = image.dim(0)?;
+        parts.push(norm.forward(image)?);
     }
-    if let Some((text, mask)) = &streams.text {
-        let (batch, tokens, width) = text.dims3()?;
+    if let Some((text, mask)) = &text {
         counts.text = mask.valid_count;
-        let flat = norm.forward(text)?.reshape((batch * tokens, width))?;
-        parts.push(flat.index_select(&mask.valid, 0)?);
+        parts.push(norm.forward(text)?.index_select(&mask.valid, 0)?);
     }
     let routed = match parts.len() {
         0 => candle_core::bail!("an MoE block got neither image nor text tokens"),
@@ -149,20 +168,13 @@ fn route(
         _ => Tensor::cat(&parts, 0)?,
     };
     let output = moe.forward(&routed, counts, mode)?;
-    if let Some(image) = &streams.image {
-        let update = output
-            .y
-            .narrow(0, 0, counts.image)?
-            .reshape(image.shape())?;
-        streams.image = Some((image + update)?);
+    if let Some(image) = image {
+        *image = (&*image + output.y.narrow(0, 0, counts.image)?)?;
     }
-    if let Some((text, mask)) = &streams.text {
-        let (batch, tokens, width) = text.dims3()?;
+    if let Some((text, mask)) = text {
         let routed_text = output.y.narrow(0, counts.image, counts.text)?;
-        let update = Tensor::zeros((batch * tokens, width), text.dtype(), text.device())?
-            .index_add(&mask.valid, &routed_text, 0)?
-            .reshape((batch, tokens, width))?;
-        streams.text = Some(((text + update)?, mask));
+        let update = text.zeros_like()?.index_add(&mask.valid, &routed_text, 0)?;
+        *text = (&*text + update)?;
     }
     Ok(BlockRouting {
         block,

@@ -6,7 +6,7 @@ use candle_nn::VarBuilder;
 use crate::attention::AttentionPool;
 use crate::config::Pooling;
 use crate::inputs::TextMask;
-use crate::layers::{LayerNorm, linear};
+use crate::layers::{LayerNorm, Linear, linear};
 use crate::ops::l2_normalize;
 
 enum Pool {
@@ -18,7 +18,7 @@ enum Pool {
 pub struct Head {
     norm: LayerNorm,
     pool: Pool,
-    projection: candle_nn::Linear,
+    projection: Linear,
 }
 
 impl Head {

@@ -3,15 +3,46 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::ops::{gelu, normalize};
+use crate::ops::{self, gelu, layer_norm};
 
-/// A linear layer `y = x W^T + b` over the last dimension, Xavier-uniform initialised.
-pub fn linear(
-    vb: &VarBuilder,
-    inputs: usize,
-    outputs: usize,
-    bias: bool,
-) -> Result<candle_nn::Linear> {
+/// A linear layer `y = x W^T + b` over the last dimension: parameters `weight` [out, in] and
+/// `bias` [out]. The leading dimensions are flattened into one matmul (no broadcast weight,
+/// whose gradient candle would reduce), computed by [`ops::linear`].
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        // Every reshape is a node of candle's backward (a zeros tensor and an add): only
+        // inputs that are not flat already pay for them.
+        let flat = match dims {
+            [_, _] => x.clone(),
+            _ => {
+                let inputs = dims.last().copied().unwrap_or(1);
+                x.reshape((x.elem_count() / inputs.max(1), inputs))?
+            }
+        };
+        let y = match &self.bias {
+            Some(bias) => ops::linear(&flat, &self.weight, bias)?,
+            None => flat.matmul(&self.weight.t()?)?,
+        };
+        if dims.len() == 2 {
+            return Ok(y);
+        }
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = self.weight.dim(0)?;
+        }
+        y.reshape(shape)
+    }
+}
+
+/// A [`Linear`] layer, Xavier-uniform initialised.
+pub fn linear(vb: &VarBuilder, inputs: usize, outputs: usize, bias: bool) -> Result<Linear> {
     let bound = (6.0 / (inputs + outputs) as f64).sqrt();
     let weight = vb.get_with_hints(
         (outputs, inputs),
@@ -26,7 +57,7 @@ pub fn linear(
     } else {
         None
     };
-    Ok(candle_nn::Linear::new(weight, bias))
+    Ok(Linear { weight, bias })
 }
 
 /// Layer normalisation over the last dimension with a learned scale and shift.
@@ -48,17 +79,15 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        normalize(x)?
-            .broadcast_mul(&self.scale)?
-            .broadcast_add(&self.shift)
+        layer_norm(x, &self.scale, &self.shift)
     }
 }
 
 /// The transformer MLP: linear, GELU, linear.
 #[derive(Clone)]
 pub struct Mlp {
-    fc1: candle_nn::Linear,
-    fc2: candle_nn::Linear,
+    fc1: Linear,
+    fc2: Linear,
 }
 
 impl Mlp {

@@ -2,7 +2,10 @@
 //! their gradients match finite differences in f64.
 
 use candle_core::{D, Device, Tensor, Var};
-use limoe_model::ops::{LAYER_NORM_EPS, gelu, normalize, softmax};
+use limoe_model::ops::{
+    LAYER_NORM_EPS, add_bias, gelu, grouped_linear, layer_norm, linear, normalize, self_attention,
+    softmax,
+};
 use limoe_model::random::Stream;
 
 fn random(shape: (usize, usize), seed: u64) -> Tensor {
@@ -128,5 +131,231 @@ fn fused_ops_work_in_f32_on_strided_inputs() {
     );
     for (a, b) in fused.iter().zip(&composite) {
         assert!((a - b).abs() < 1e-6);
+    }
+}
+
+/// Largest absolute difference of two tensors' values.
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    values(a)
+        .iter()
+        .zip(values(b))
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max)
+}
+
+/// `fused` and `composite` agree on the value and on the gradient of every input, on small
+/// and on large (parallel) shapes, in f64.
+fn agree_with_gradients(
+    name: &str,
+    inputs: &[Var],
+    fused: impl Fn(&[Tensor]) -> Tensor,
+    composite: impl Fn(&[Tensor]) -> Tensor,
+) {
+    let tensors: Vec<Tensor> = inputs.iter().map(|v| v.as_tensor().clone()).collect();
+    let (a, b) = (fused(&tensors), composite(&tensors));
+    assert!(max_diff(&a, &b) < 1e-9, "{name} forward");
+    let weights = random(
+        (
+            a.elem_count() / a.dims().last().unwrap(),
+            *a.dims().last().unwrap(),
+        ),
+        7,
+    )
+    .reshape(a.shape())
+    .unwrap();
+    let ga = (&a * &weights)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let gb = (&b * &weights)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (i, v) in inputs.iter().enumerate() {
+        let (x, y) = (
+            ga.get(v.as_tensor()).unwrap(),
+            gb.get(v.as_tensor()).unwrap(),
+        );
+        assert!(max_diff(x, y) < 1e-9, "{name} gradient of input {i}");
+    }
+}
+
+#[test]
+fn fused_layer_norm_and_bias_match_composite_ops() {
+    for (rows, n) in [(3, 7), (300, 130)] {
+        let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
+        let (x, scale, shift) = (var((rows, n), 1), var((1, n), 2), var((1, n), 3));
+        let vector = |t: &Tensor| t.squeeze(0).unwrap();
+        agree_with_gradients(
+            "layer_norm",
+            &[x.clone(), scale.clone(), shift.clone()],
+            |t| layer_norm(&t[0], &vector(&t[1]), &vector(&t[2])).unwrap(),
+            |t| {
+                composite_normalize(&t[0])
+                    .broadcast_mul(&t[1])
+                    .unwrap()
+                    .broadcast_add(&t[2])
+                    .unwrap()
+            },
+        );
+        agree_with_gradients(
+            "add_bias",
+            &[x.clone(), scale.clone()],
+            |t| add_bias(&t[0], &vector(&t[1])).unwrap(),
+            |t| t[0].broadcast_add(&t[1]).unwrap(),
+        );
+        // One bias per block of rows (the experts): x [3, rows, n], bias [3, n].
+        let blocks =
+            Var::from_tensor(&random((3 * rows, n), 4).reshape((3, rows, n)).unwrap()).unwrap();
+        let biases = var((3, n), 5);
+        agree_with_gradients(
+            "add_bias grouped",
+            &[blocks, biases],
+            |t| add_bias(&t[0], &t[1]).unwrap(),
+            |t| t[0].broadcast_add(&t[1].unsqueeze(1).unwrap()).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn fused_layer_norm_gradients_match_finite_differences() {
+    let eps = 1e-6;
+    let inputs = [random((2, 5), 3), random((1, 5), 6), random((1, 5), 8)];
+    let loss = |t: &[Tensor]| {
+        let y = layer_norm(&t[0], &t[1].squeeze(0).unwrap(), &t[2].squeeze(0).unwrap()).unwrap();
+        weighted_sum(&y, 4)
+    };
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
+    let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let grads = loss(&tensors).backward().unwrap();
+    for (k, var) in vars.iter().enumerate() {
+        let analytic = values(grads.get(var.as_tensor()).unwrap());
+        let base = values(&inputs[k]);
+        for i in 0..base.len() {
+            let at = |delta: f64| {
+                let mut v = base.clone();
+                v[i] += delta;
+                let mut moved = inputs.to_vec();
+                moved[k] = Tensor::from_vec(v, inputs[k].shape(), &Device::Cpu).unwrap();
+                loss(&moved).to_scalar::<f64>().unwrap()
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            assert!(
+                (numeric - analytic[i]).abs() < 1e-6,
+                "input {k} element {i}: numeric {numeric}, analytic {}",
+                analytic[i]
+            );
+        }
+    }
+}
+
+/// Attention from candle primitives: split the projection, scale q, add the bias, softmax.
+fn composite_attention(qkv: &Tensor, bias: &Tensor, n: usize, heads: usize) -> Tensor {
+    let (rows, features) = qkv.dims2().unwrap();
+    let b = rows / n;
+    let d = features / (3 * heads);
+    let qkv = qkv
+        .reshape((b, n, 3, heads, d))
+        .unwrap()
+        .permute((2, 0, 3, 1, 4))
+        .unwrap();
+    let part = |i: usize| qkv.get(i).unwrap().contiguous().unwrap();
+    let q = (part(0) * (d as f64).powf(-0.5)).unwrap();
+    let scores = q
+        .matmul(&part(1).t().unwrap())
+        .unwrap()
+        .broadcast_add(&bias.reshape((b, 1, 1, n)).unwrap())
+        .unwrap();
+    candle_nn::ops::softmax(&scores, D::Minus1)
+        .unwrap()
+        .matmul(&part(2))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((rows, heads * d))
+        .unwrap()
+}
+
+#[test]
+fn fused_self_attention_matches_composite_attention() {
+    for (batch, tokens, heads, d) in [(2, 5, 2, 3), (3, 37, 4, 16)] {
+        let qkv = Var::from_tensor(&random((batch * tokens, 3 * heads * d), 11)).unwrap();
+        // Sequence i has its last i keys masked out.
+        let bias: Vec<f64> = (0..batch * tokens)
+            .map(|i| {
+                if i % tokens + i / tokens >= tokens {
+                    -1e9
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let bias = Tensor::from_vec(bias, (batch, tokens), &Device::Cpu).unwrap();
+        agree_with_gradients(
+            "self_attention",
+            &[qkv],
+            |t| self_attention(&t[0], &bias, tokens, heads).unwrap(),
+            |t| composite_attention(&t[0], &bias, tokens, heads),
+        );
+    }
+}
+
+#[test]
+fn fused_linear_matches_matmul_and_bias() {
+    for (rows, inputs, outputs) in [(3, 5, 4), (200, 96, 130)] {
+        let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
+        let (x, w, b) = (
+            var((rows, inputs), 1),
+            var((outputs, inputs), 2),
+            var((1, outputs), 3),
+        );
+        agree_with_gradients(
+            "linear",
+            &[x, w, b],
+            |t| linear(&t[0], &t[1], &t[2].squeeze(0).unwrap()).unwrap(),
+            |t| {
+                t[0].matmul(&t[1].t().unwrap())
+                    .unwrap()
+                    .broadcast_add(&t[2])
+                    .unwrap()
+            },
+        );
+    }
+}
+
+#[test]
+fn fused_grouped_linear_matches_batched_matmul_and_bias() {
+    for (groups, rows, inputs, outputs) in [(2, 3, 5, 4), (4, 50, 96, 130)] {
+        let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
+        let x = var((groups * rows, inputs), 1);
+        let w = Var::from_tensor(
+            &random((groups * inputs, outputs), 2)
+                .reshape((groups, inputs, outputs))
+                .unwrap(),
+        )
+        .unwrap();
+        let b = var((groups, outputs), 3);
+        agree_with_gradients(
+            "grouped_linear",
+            &[x, w, b],
+            |t| grouped_linear(&t[0], &t[1], &t[2]).unwrap(),
+            |t| {
+                t[0].reshape((groups, rows, inputs))
+                    .unwrap()
+                    .matmul(&t[1])
+                    .unwrap()
+                    .broadcast_add(&t[2].unsqueeze(1).unwrap())
+                    .unwrap()
+                    .reshape((groups * rows, outputs))
+                    .unwrap()
+            },
+        );
     }
 }

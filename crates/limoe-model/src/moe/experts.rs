@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::ops::gelu;
+use crate::ops::{gelu, grouped_linear};
 
 /// E two-layer GELU MLPs `width -> mlp_dim -> width`, stored batched over experts.
 #[derive(Debug, Clone)]
@@ -37,13 +37,9 @@ impl Experts {
         })
     }
 
-    /// Applies expert e to row block e: `buffer` [E, slots, width] -> [E, slots, width].
+    /// Applies expert e to row block e: `buffer` [E * slots, width] -> [E * slots, width].
     pub fn forward(&self, buffer: &Tensor) -> Result<Tensor> {
-        let hidden = buffer
-            .matmul(&self.w1)?
-            .broadcast_add(&self.b1.unsqueeze(1)?)?;
-        gelu(&hidden)?
-            .matmul(&self.w2)?
-            .broadcast_add(&self.b2.unsqueeze(1)?)
+        let hidden = grouped_linear(buffer, &self.w1, &self.b1)?;
+        grouped_linear(&gelu(&hidden)?, &self.w2, &self.b2)
     }
 }

@@ -13,7 +13,7 @@
 //!   point at a trailing dummy row that is never computed). Tokens are routed in independent
 //!   groups of `group_size` (the last group may be smaller; its capacity is computed from its
 //!   own size and its surplus buffer rows stay empty).
-//! - Dispatch: one `index_select` of x fills the [E, groups * C, width] buffer (each row reads
+//! - Dispatch: one `index_select` of x fills the [E * groups * C, width] buffer (each row reads
 //!   its token; empty rows read token 0 and are never combined); the experts run as one
 //!   batched matmul pair; combine: one `index_select` of every (choice, token) row times its
 //!   raw clean gate p(e|x) (not renormalised; 0 when dropped), summed over K.
@@ -178,14 +178,11 @@ impl Moe {
 
     /// Gathers x into the expert buffers, runs the experts, gathers and weights by the gates.
     fn dispatch_combine(&self, x: &Tensor, probs: &Tensor, routing: &Routing) -> Result<Tensor> {
-        let (e, k) = (self.cfg.experts, self.cfg.top_k);
+        let k = self.cfg.top_k;
         let (t, width) = x.dims2()?;
-        let slots = routing.slots_per_expert;
         // Empty rows read some token: their outputs are never combined, so they get no gradient.
-        let buffer = x
-            .index_select(&routing.fill, 0)?
-            .reshape((e, slots, width))?;
-        let out = self.experts.forward(&buffer)?.reshape((e * slots, width))?;
+        let buffer = x.index_select(&routing.fill, 0)?;
+        let out = self.experts.forward(&buffer)?;
         // Raw clean gate of each choice, zeroed where the choice was dropped: [K * T, 1].
         let weights = probs
             .gather(&routing.chosen, 1)?

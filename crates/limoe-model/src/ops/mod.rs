@@ -2,11 +2,14 @@
 //!
 //! candle_nn's `LayerNorm`, `ops::softmax_last_dim` and `rms_norm` are forward-only kernels:
 //! used in training they leave their inputs without gradient. On the CPU, GELU, the layer
-//! norm's normalisation and softmax are fused single-loop ops with hand-written backward
-//! passes ([`fused`]); on other devices they fall back to compositions of candle primitives.
+//! norm (with or without its affine part), softmax and bias addition are fused single-loop ops
+//! with hand-written backward passes ([`fused`]); on other devices they fall back to
+//! compositions of candle primitives.
 
+mod attention;
 mod fused;
 mod kernel;
+mod linear;
 
 use candle_core::{D, Result, Tensor};
 
@@ -29,6 +32,95 @@ pub fn normalize(x: &Tensor) -> Result<Tensor> {
     let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
     let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
     centred.broadcast_div(&(variance + LAYER_NORM_EPS)?.sqrt()?)
+}
+
+/// `x W^T + b` for `x` [R, in], `weight` [out, in], `bias` [out]: one node of the backward
+/// on the CPU, a transpose, a matmul and a bias add elsewhere.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        return x.contiguous()?.apply_op3(
+            &weight.contiguous()?,
+            &bias.contiguous()?,
+            linear::Linear,
+        );
+    }
+    add_bias(&x.matmul(&weight.t()?)?, bias)
+}
+
+/// One linear layer per expert: `x` [G * S, in] holds G blocks of S rows; block g is mapped by
+/// `weight` [G, in, out] and `bias` [G, out] of group g, giving [G * S, out]. One node of the
+/// backward on the CPU, a batched matmul and a bias add elsewhere.
+pub fn grouped_linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        return x.contiguous()?.apply_op3(
+            &weight.contiguous()?,
+            &bias.contiguous()?,
+            linear::GroupedLinear,
+        );
+    }
+    let (groups, inputs, outputs) = weight.dims3()?;
+    let rows = x.dim(0)? / groups.max(1);
+    add_bias(&x.reshape((groups, rows, inputs))?.matmul(weight)?, bias)?
+        .reshape((groups * rows, outputs))
+}
+
+/// Layer normalisation over the last dimension: `normalize(x) * scale + shift`, with
+/// `scale` and `shift` [n].
+pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        return x.contiguous()?.apply_op3(
+            &scale.contiguous()?,
+            &shift.contiguous()?,
+            fused::LayerNorm,
+        );
+    }
+    normalize(x)?.broadcast_mul(scale)?.broadcast_add(shift)
+}
+
+/// `x + bias` over the last dimension: `bias` [n] is added to every row of `x` [..., n];
+/// `bias` [G, n] adds its row g to the rows of block g of `x` [G, R, n] (one bias per expert).
+/// The bias's gradient is one pass of row sums (candle's broadcast backward reduces
+/// dimension by dimension).
+pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let grouped = bias.rank() == 2;
+    if grouped && (x.rank() != 3 || x.dim(0)? != bias.dim(0)?) {
+        candle_core::bail!(
+            "add_bias: a bias {:?} needs x [{}, rows, n], got {:?}",
+            bias.dims(),
+            bias.dim(0)?,
+            x.dims()
+        );
+    }
+    if x.device().is_cpu() {
+        return x
+            .contiguous()?
+            .apply_op2(&bias.contiguous()?, fused::BiasAdd);
+    }
+    if grouped {
+        x.broadcast_add(&bias.unsqueeze(1)?)
+    } else {
+        x.broadcast_add(bias)
+    }
+}
+
+/// Multi-head self-attention on the CPU, straight from the QKV projection: `qkv` [B * N, 3W]
+/// holds B sequences of `tokens` = N rows of q, k and v (each `heads` x d features,
+/// head-major); `key_bias` [B, N] is added to the scores of every query (0 for real keys, a
+/// large negative number for padding). Returns `softmax(q k^T / sqrt(d) + bias) v` with the
+/// heads merged, [B * N, W]; differentiable in `qkv` (the bias gets no gradient).
+pub fn self_attention(
+    qkv: &Tensor,
+    key_bias: &Tensor,
+    tokens: usize,
+    heads: usize,
+) -> Result<Tensor> {
+    if !qkv.device().is_cpu() {
+        candle_core::bail!("self_attention: the fused op runs on the CPU only");
+    }
+    qkv.contiguous()?.apply_op2(
+        &key_bias.contiguous()?,
+        attention::SelfAttention { tokens, heads },
+    )
 }
 
 /// Softmax over the last dimension.

@@ -1,0 +1,316 @@
+//! Multi-head self-attention as one CPU op: `softmax(q k^T / sqrt(d) + bias) v` for every
+//! (sequence, head), read straight out of the QKV projection and written with the heads
+//! merged, with a hand-written backward.
+//!
+//! Built from candle primitives, attention splits and permutes the projection (three copies),
+//! scales q, adds the bias, and runs two batched matmuls; candle's backward then pads each of
+//! q, k and v back to the projection's shape with zeros and sums them, and starts every
+//! gradient as zeros. Here the forward and the backward are one parallel loop over
+//! (sequence, head) pairs of small strided matmuls (the `gemm` crate candle itself uses); the
+//! backward recomputes the attention weights instead of keeping them.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::kernel::{Real, contiguous};
+use super::linear::gemm;
+
+/// Self-attention over `qkv` [B * N, 3 * W] (B sequences of N tokens; q, k, v, each W =
+/// heads * d features) with an additive key bias [B, N]; the output is [B * N, W].
+pub struct SelfAttention {
+    /// Tokens per sequence (N).
+    pub tokens: usize,
+    /// Number of heads.
+    pub heads: usize,
+}
+
+/// The gradient of [`SelfAttention`] with respect to `qkv`; inputs (qkv, bias, grad).
+struct SelfAttentionBackward {
+    tokens: usize,
+    heads: usize,
+}
+
+/// Sizes of one attention problem.
+#[derive(Clone, Copy)]
+struct Dims {
+    batch: usize,
+    tokens: usize,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Dims {
+    fn of(qkv: &Layout, bias: &Layout, tokens: usize, heads: usize, op: &str) -> Result<Dims> {
+        let &[rows, features] = qkv.dims() else {
+            candle_core::bail!("{op}: qkv must be [rows, 3 * width], got {:?}", qkv.dims());
+        };
+        if tokens == 0 || !rows.is_multiple_of(tokens) {
+            candle_core::bail!("{op}: {rows} rows are not sequences of {tokens} tokens");
+        }
+        let batch = rows / tokens;
+        if heads == 0 || !features.is_multiple_of(3 * heads) {
+            candle_core::bail!("{op}: {features} qkv features do not split into 3 x {heads} heads");
+        }
+        if bias.dims() != [batch, tokens] {
+            candle_core::bail!(
+                "{op}: the key bias must be [{batch}, {tokens}], got {:?}",
+                bias.dims()
+            );
+        }
+        Ok(Dims {
+            batch,
+            tokens,
+            heads,
+            head_dim: features / (3 * heads),
+        })
+    }
+
+    fn width(&self) -> usize {
+        self.heads * self.head_dim
+    }
+}
+
+/// A raw pointer that parallel tasks share; each task writes a disjoint part.
+#[derive(Clone, Copy)]
+struct Shared<T>(*mut T);
+// SAFETY: the tasks that receive the pointer write disjoint elements (one (sequence, head)
+// pair each) and the buffer outlives the parallel loop.
+unsafe impl<T> Send for Shared<T> {}
+unsafe impl<T> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// The pointer `offset` elements on (a method, so closures capture the whole `Shared`).
+    ///
+    /// # Safety
+    /// As for `pointer::add`: the offset must stay inside the buffer.
+    unsafe fn at(&self, offset: usize) -> *mut T {
+        // SAFETY: upheld by the caller.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// `dst = beta * lhs @ rhs` for row-major strided operands `(pointer, row stride, column
+/// stride)`, on the calling thread (the tasks are the parallelism).
+///
+/// # Safety
+/// As for [`gemm`].
+unsafe fn matmul<T: Real>(
+    sizes: (usize, usize, usize),
+    dst: (*mut T, usize, usize),
+    lhs: (*const T, usize, usize),
+    rhs: (*const T, usize, usize),
+    beta: T,
+) {
+    // SAFETY: upheld by the caller.
+    unsafe { gemm(sizes, dst, false, lhs, rhs, beta, false) }
+}
+
+/// Attention weights of sequence `b`, head `h` into `p` [N, N]: softmax over keys of
+/// `q k^T * scale + bias`.
+fn weights<T: Real>(qkv: &[T], bias: &[T], dims: Dims, b: usize, h: usize, p: &mut [T]) {
+    let (n, d, w) = (dims.tokens, dims.head_dim, dims.width());
+    let base = b * n * 3 * w + h * d;
+    let scale = T::from(d as f64).map_or(T::one(), |d| d.sqrt().recip());
+    // SAFETY: q and k of (b, h) are N x d blocks with row stride 3W inside qkv; p is N x N.
+    unsafe {
+        matmul(
+            (n, n, d),
+            (p.as_mut_ptr(), n, 1),
+            (qkv.as_ptr().add(base), 3 * w, 1),
+            (qkv.as_ptr().add(base + w), 1, 3 * w),
+            scale,
+        );
+    }
+    let bias = &bias[b * n..(b + 1) * n];
+    for row in p.chunks_mut(n) {
+        let mut max = T::neg_infinity();
+        for (s, &m) in row.iter_mut().zip(bias) {
+            *s = *s + m;
+            max = max.max(*s);
+        }
+        let mut sum = T::zero();
+        for s in row.iter_mut() {
+            *s = (*s - max).exp();
+            sum = sum + *s;
+        }
+        let inv = sum.recip();
+        row.iter_mut().for_each(|s| *s = *s * inv);
+    }
+}
+
+fn forward<T: Real>(qkv: &[T], bias: &[T], dims: Dims) -> Vec<T> {
+    let (n, d, w) = (dims.tokens, dims.head_dim, dims.width());
+    let mut out = vec![T::zero(); dims.batch * n * w];
+    let dst = Shared(out.as_mut_ptr());
+    (0..dims.batch * dims.heads).into_par_iter().for_each_init(
+        || vec![T::zero(); n * n],
+        |p, task| {
+            let (b, h) = (task / dims.heads, task % dims.heads);
+            weights(qkv, bias, dims, b, h, p);
+            // SAFETY: v of (b, h) is an N x d block with row stride 3W in qkv; the output
+            // block of (b, h) (row stride W) is written by this task only.
+            unsafe {
+                matmul(
+                    (n, d, n),
+                    (dst.at(b * n * w + h * d), w, 1),
+                    (p.as_ptr(), n, 1),
+                    (qkv.as_ptr().add(b * n * 3 * w + 2 * w + h * d), 3 * w, 1),
+                    T::one(),
+                );
+            }
+        },
+    );
+    out
+}
+
+fn backward<T: Real>(qkv: &[T], bias: &[T], grad: &[T], dims: Dims) -> Vec<T> {
+    let (n, d, w) = (dims.tokens, dims.head_dim, dims.width());
+    let scale = T::from(d as f64).map_or(T::one(), |d| d.sqrt().recip());
+    let mut out = vec![T::zero(); qkv.len()];
+    let dst = Shared(out.as_mut_ptr());
+    (0..dims.batch * dims.heads).into_par_iter().for_each_init(
+        || (vec![T::zero(); n * n], vec![T::zero(); n * n]),
+        |(p, dp), task| {
+            let (b, h) = (task / dims.heads, task % dims.heads);
+            weights(qkv, bias, dims, b, h, p);
+            let base = b * n * 3 * w + h * d;
+            let (q, k, v) = (base, base + w, base + 2 * w);
+            let g = grad[b * n * w + h * d..].as_ptr();
+            // SAFETY: as in `forward`; the q, k and v blocks of the output for (b, h) are
+            // written by this task only, p and dp are N x N scratch.
+            unsafe {
+                // dP = dO V^T, dV = P^T dO.
+                matmul(
+                    (n, n, d),
+                    (dp.as_mut_ptr(), n, 1),
+                    (g, w, 1),
+                    (qkv.as_ptr().add(v), 1, 3 * w),
+                    T::one(),
+                );
+                matmul(
+                    (n, d, n),
+                    (dst.at(v), 3 * w, 1),
+                    (p.as_ptr(), 1, n),
+                    (g, w, 1),
+                    T::one(),
+                );
+            }
+            // dS = P (dP - rowsum(dP P)).
+            for (dp, p) in dp.chunks_mut(n).zip(p.chunks(n)) {
+                let dot = dp.iter().zip(p).fold(T::zero(), |s, (&g, &p)| s + g * p);
+                dp.iter_mut().zip(p).for_each(|(g, &p)| *g = p * (*g - dot));
+            }
+            // SAFETY: as above.
+            unsafe {
+                // dQ = scale dS K, dK = scale dS^T Q.
+                matmul(
+                    (n, d, n),
+                    (dst.at(q), 3 * w, 1),
+                    (dp.as_ptr(), n, 1),
+                    (qkv.as_ptr().add(k), 3 * w, 1),
+                    scale,
+                );
+                matmul(
+                    (n, d, n),
+                    (dst.at(k), 3 * w, 1),
+                    (dp.as_ptr(), 1, n),
+                    (qkv.as_ptr().add(q), 3 * w, 1),
+                    scale,
+                );
+            }
+        },
+    );
+    out
+}
+
+impl CustomOp2 for SelfAttention {
+    fn name(&self) -> &'static str {
+        "fused-self-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qkv: &CpuStorage,
+        qkv_layout: &Layout,
+        bias: &CpuStorage,
+        bias_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let dims = Dims::of(qkv_layout, bias_layout, self.tokens, self.heads, name)?;
+        let out = match (qkv, bias) {
+            (CpuStorage::F32(x), CpuStorage::F32(m)) => CpuStorage::F32(forward(
+                contiguous(x, qkv_layout, name)?,
+                contiguous(m, bias_layout, name)?,
+                dims,
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(m)) => CpuStorage::F64(forward(
+                contiguous(x, qkv_layout, name)?,
+                contiguous(m, bias_layout, name)?,
+                dims,
+            )),
+            _ => candle_core::bail!("{name}: qkv and bias must both be f32 or both f64"),
+        };
+        Ok((out, Shape::from((dims.batch * dims.tokens, dims.width()))))
+    }
+
+    fn bwd(
+        &self,
+        qkv: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let backward = SelfAttentionBackward {
+            tokens: self.tokens,
+            heads: self.heads,
+        };
+        let dqkv = qkv.contiguous()?.apply_op3_no_bwd(
+            &bias.contiguous()?,
+            &grad.contiguous()?,
+            &backward,
+        )?;
+        Ok((Some(dqkv), None))
+    }
+}
+
+impl CustomOp3 for SelfAttentionBackward {
+    fn name(&self) -> &'static str {
+        "fused-self-attention-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qkv: &CpuStorage,
+        qkv_layout: &Layout,
+        bias: &CpuStorage,
+        bias_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let dims = Dims::of(qkv_layout, bias_layout, self.tokens, self.heads, name)?;
+        if grad_layout.dims() != [dims.batch * dims.tokens, dims.width()] {
+            candle_core::bail!("{name}: the gradient has shape {:?}", grad_layout.dims());
+        }
+        let out = match (qkv, bias, grad) {
+            (CpuStorage::F32(x), CpuStorage::F32(m), CpuStorage::F32(g)) => {
+                CpuStorage::F32(backward(
+                    contiguous(x, qkv_layout, name)?,
+                    contiguous(m, bias_layout, name)?,
+                    contiguous(g, grad_layout, name)?,
+                    dims,
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(m), CpuStorage::F64(g)) => {
+                CpuStorage::F64(backward(
+                    contiguous(x, qkv_layout, name)?,
+                    contiguous(m, bias_layout, name)?,
+                    contiguous(g, grad_layout, name)?,
+                    dims,
+                ))
+            }
+            _ => candle_core::bail!("{name}: qkv, bias and grad must all be f32 or all f64"),
+        };
+        Ok((out, qkv_layout.shape().clone()))
+    }
+}

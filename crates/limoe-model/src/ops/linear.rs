@@ -1,0 +1,400 @@
+//! The linear layer `x W^T + b` as one CPU op: one matmul writing onto the broadcast bias, and
+//! a backward that computes dx, dW and db directly.
+//!
+//! Built from candle primitives it is three nodes (the weight's transpose, the matmul, the
+//! bias add), and candle's backward starts each node's gradient as zeros and adds into it:
+//! for a layer's output that is a zeroed buffer and an add of the output's size, and a strided
+//! add for the transposed weight. Here it is one node.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+
+use super::fused::ColumnSums;
+use super::kernel::{Real, contiguous};
+
+/// Multiply-adds above which a matmul runs on every thread.
+const PARALLEL_MIN: usize = 1 << 18;
+
+/// `dst (+)= lhs @ rhs` for row-major strided operands `(pointer, row stride, column stride)`
+/// of sizes m x k and k x n.
+///
+/// # Safety
+/// Every operand must lie inside its buffer with the given strides; `dst` must not alias the
+/// others.
+pub(crate) unsafe fn gemm<T: Real>(
+    (m, n, k): (usize, usize, usize),
+    dst: (*mut T, usize, usize),
+    accumulate: bool,
+    lhs: (*const T, usize, usize),
+    rhs: (*const T, usize, usize),
+    beta: T,
+    parallel: bool,
+) {
+    let parallelism = if parallel && m * n * k >= PARALLEL_MIN {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: upheld by the caller; gemm reads lhs and rhs and writes dst only.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.2 as isize,
+            dst.1 as isize,
+            accumulate,
+            lhs.0,
+            lhs.2 as isize,
+            lhs.1 as isize,
+            rhs.0,
+            rhs.2 as isize,
+            rhs.1 as isize,
+            T::one(),
+            beta,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `x W^T + b` for `x` [R, in], `W` [out, in], `b` [out].
+pub struct Linear;
+
+fn rows_cols(layout: &Layout, op: &str) -> Result<(usize, usize)> {
+    match layout.dims() {
+        &[r, c] => Ok((r, c)),
+        dims => candle_core::bail!("{op}: expected a matrix, got {dims:?}"),
+    }
+}
+
+fn forward<T: Real>(
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    (rows, inputs, outputs): (usize, usize, usize),
+) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(rows * outputs);
+    for _ in 0..rows {
+        out.extend_from_slice(b);
+    }
+    // SAFETY: x is rows x inputs, W^T is W read with swapped strides, out is rows x outputs.
+    unsafe {
+        gemm(
+            (rows, outputs, inputs),
+            (out.as_mut_ptr(), outputs, 1),
+            true,
+            (x.as_ptr(), inputs, 1),
+            (w.as_ptr(), 1, inputs),
+            T::one(),
+            true,
+        );
+    }
+    out
+}
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "fused-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        w: &CpuStorage,
+        w_layout: &Layout,
+        b: &CpuStorage,
+        b_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (rows, inputs) = rows_cols(x_layout, name)?;
+        let (outputs, w_inputs) = rows_cols(w_layout, name)?;
+        if w_inputs != inputs || b_layout.shape().elem_count() != outputs {
+            candle_core::bail!(
+                "{name}: x {:?}, weight {:?} and bias {:?} do not fit",
+                x_layout.dims(),
+                w_layout.dims(),
+                b_layout.dims()
+            );
+        }
+        let dims = (rows, inputs, outputs);
+        let out = match (x, w, b) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                CpuStorage::F32(forward(
+                    contiguous(x, x_layout, name)?,
+                    contiguous(w, w_layout, name)?,
+                    contiguous(b, b_layout, name)?,
+                    dims,
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                CpuStorage::F64(forward(
+                    contiguous(x, x_layout, name)?,
+                    contiguous(w, w_layout, name)?,
+                    contiguous(b, b_layout, name)?,
+                    dims,
+                ))
+            }
+            _ => candle_core::bail!("{name}: x, weight and bias must all be f32 or all f64"),
+        };
+        Ok((out, Shape::from((rows, outputs))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let product = |transpose_lhs| Product {
+            groups: 1,
+            transpose_lhs,
+            transpose_rhs: false,
+        };
+        let dx = grad.apply_op2_no_bwd(&w.contiguous()?, &product(false))?;
+        let dw = grad.apply_op2_no_bwd(&x.contiguous()?, &product(true))?;
+        let db = grad
+            .apply_op1_no_bwd(&ColumnSums { groups: 1 })?
+            .reshape(b.shape())?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// Per group g of `groups`: `op(a_g) @ op(b_g)`, where `a` and `b` hold `groups` row-major
+/// blocks each (any shape whose last dimension is the blocks' columns) and `op` transposes
+/// when asked. The result is [groups * m, n].
+pub(crate) struct Product {
+    /// Number of blocks.
+    pub groups: usize,
+    /// Use each block of `a` transposed.
+    pub transpose_lhs: bool,
+    /// Use each block of `b` transposed.
+    pub transpose_rhs: bool,
+}
+
+/// `(rows, columns)` of each of `groups` blocks.
+fn blocks(layout: &Layout, groups: usize, op: &str) -> Result<(usize, usize)> {
+    let cols = layout.dims().last().copied().unwrap_or(1).max(1);
+    let count = layout.shape().elem_count();
+    if groups == 0 || !count.is_multiple_of(groups * cols) {
+        candle_core::bail!(
+            "{op}: {:?} does not split into {groups} blocks",
+            layout.dims()
+        );
+    }
+    Ok((count / (groups * cols), cols))
+}
+
+impl Product {
+    fn run<T: Real>(
+        &self,
+        a: &[T],
+        (ar, ac): (usize, usize),
+        b: &[T],
+        (br, bc): (usize, usize),
+    ) -> Vec<T> {
+        let (m, k) = if self.transpose_lhs {
+            (ac, ar)
+        } else {
+            (ar, ac)
+        };
+        let n = if self.transpose_rhs { br } else { bc };
+        let mut out = vec![T::zero(); self.groups * m * n];
+        for g in 0..self.groups {
+            let (a, b) = (&a[g * ar * ac..], &b[g * br * bc..]);
+            let lhs = if self.transpose_lhs {
+                (a.as_ptr(), 1, ac)
+            } else {
+                (a.as_ptr(), ac, 1)
+            };
+            let rhs = if self.transpose_rhs {
+                (b.as_ptr(), 1, bc)
+            } else {
+                (b.as_ptr(), bc, 1)
+            };
+            // SAFETY: block g of a is ar x ac and of b br x bc (read transposed when asked,
+            // sizes checked by the caller), block g of out is m x n.
+            unsafe {
+                gemm(
+                    (m, n, k),
+                    (out[g * m * n..].as_mut_ptr(), n, 1),
+                    false,
+                    lhs,
+                    rhs,
+                    T::one(),
+                    true,
+                );
+            }
+        }
+        out
+    }
+}
+
+impl CustomOp2 for Product {
+    fn name(&self) -> &'static str {
+        "fused-linear-product"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        a_layout: &Layout,
+        b: &CpuStorage,
+        b_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (ad, bd) = (
+            blocks(a_layout, self.groups, name)?,
+            blocks(b_layout, self.groups, name)?,
+        );
+        let (m, k) = if self.transpose_lhs { (ad.1, ad.0) } else { ad };
+        let (kb, n) = if self.transpose_rhs { (bd.1, bd.0) } else { bd };
+        if k != kb {
+            candle_core::bail!(
+                "{name}: {:?} and {:?} do not multiply",
+                a_layout.dims(),
+                b_layout.dims()
+            );
+        }
+        let out = match (a, b) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(self.run(
+                contiguous(a, a_layout, name)?,
+                ad,
+                contiguous(b, b_layout, name)?,
+                bd,
+            )),
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(self.run(
+                contiguous(a, a_layout, name)?,
+                ad,
+                contiguous(b, b_layout, name)?,
+                bd,
+            )),
+            _ => candle_core::bail!("{name}: both operands must be f32 or both f64"),
+        };
+        Ok((out, Shape::from((self.groups * m, n))))
+    }
+}
+
+/// One linear layer per group (the experts): `x` [G * S, in] is G blocks of S rows, block g
+/// goes through `w` [G, in, out] and `b` [G, out] of expert g; the result is [G * S, out].
+pub struct GroupedLinear;
+
+fn grouped_forward<T: Real>(
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    (groups, inputs, outputs): (usize, usize, usize),
+) -> Vec<T> {
+    let rows = x.len() / (groups * inputs).max(1);
+    let mut out: Vec<T> = Vec::with_capacity(groups * rows * outputs);
+    for g in 0..groups {
+        for _ in 0..rows {
+            out.extend_from_slice(&b[g * outputs..(g + 1) * outputs]);
+        }
+    }
+    for g in 0..groups {
+        // SAFETY: block g of x is rows x inputs, w_g is inputs x outputs, block g of out is
+        // rows x outputs.
+        unsafe {
+            gemm(
+                (rows, outputs, inputs),
+                (out[g * rows * outputs..].as_mut_ptr(), outputs, 1),
+                true,
+                (x[g * rows * inputs..].as_ptr(), inputs, 1),
+                (w[g * inputs * outputs..].as_ptr(), outputs, 1),
+                T::one(),
+                true,
+            );
+        }
+    }
+    out
+}
+
+impl CustomOp3 for GroupedLinear {
+    fn name(&self) -> &'static str {
+        "fused-grouped-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        w: &CpuStorage,
+        w_layout: &Layout,
+        b: &CpuStorage,
+        b_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let &[groups, inputs, outputs] = w_layout.dims() else {
+            candle_core::bail!(
+                "{name}: the weight must be [groups, in, out], got {:?}",
+                w_layout.dims()
+            );
+        };
+        let (rows, x_inputs) = rows_cols(x_layout, name)?;
+        if x_inputs != inputs
+            || !rows.is_multiple_of(groups.max(1))
+            || b_layout.dims() != [groups, outputs]
+        {
+            candle_core::bail!(
+                "{name}: x {:?}, weight {:?} and bias {:?} do not fit",
+                x_layout.dims(),
+                w_layout.dims(),
+                b_layout.dims()
+            );
+        }
+        let dims = (groups, inputs, outputs);
+        let out = match (x, w, b) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                CpuStorage::F32(grouped_forward(
+                    contiguous(x, x_layout, name)?,
+                    contiguous(w, w_layout, name)?,
+                    contiguous(b, b_layout, name)?,
+                    dims,
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                CpuStorage::F64(grouped_forward(
+                    contiguous(x, x_layout, name)?,
+                    contiguous(w, w_layout, name)?,
+                    contiguous(b, b_layout, name)?,
+                    dims,
+                ))
+            }
+            _ => candle_core::bail!("{name}: x, weight and bias must all be f32 or all f64"),
+        };
+        Ok((out, Shape::from((rows, outputs))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let groups = w.dim(0)?;
+        let grad = grad.contiguous()?;
+        let product = |transpose_lhs, transpose_rhs| Product {
+            groups,
+            transpose_lhs,
+            transpose_rhs,
+        };
+        let dx = grad.apply_op2_no_bwd(&w.contiguous()?, &product(false, true))?;
+        let dw = x
+            .contiguous()?
+            .apply_op2_no_bwd(&grad, &product(true, false))?
+            .reshape(w.shape())?;
+        let db = grad
+            .apply_op1_no_bwd(&ColumnSums { groups })?
+            .reshape(b.shape())?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
