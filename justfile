@@ -12,9 +12,15 @@ help:
 # ~220 -> ~160 ms, S/16 (batch 8) ~5.0 -> ~3.6 s. Set here, not in code (no allocator crate yet).
 malloc_keep := "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
 
+# The environment of a training process: the malloc setting, and candle's elementwise ops on
+# the calling thread (matmuls and the fused ops still use every core): candle's spinning
+# barrier pool costs more than it gains on 2 cores (t128 step ~150 against ~175-200 ms,
+# measured side by side with `limoe bench`).
+train_env := malloc_keep + " CANDLE_NUM_THREADS=1"
+
 # Run an experiment spec end to end (extra args go to `limoe run`, e.g. --set train.steps=10).
 run SPEC="experiments/tiny.yaml" *ARGS:
-    {{ malloc_keep }} cargo run --release -q -p limoe-cli -- run {{ SPEC }} {{ ARGS }}
+    {{ train_env }} cargo run --release -q -p limoe-cli -- run {{ SPEC }} {{ ARGS }}
 
 # Expand a spec's sweep into trials and run them (extra args go to `limoe sweep`, e.g. --jobs 2,
 # --executor slurm, --dry-run, --set train.steps=10).
@@ -54,9 +60,6 @@ test:
 
 # Benchmarks: every target of `limoe bench` (loader throughput; training step of the tiny, t128
 # and S/16 shapes, LIMoE against dense; the same step in the PyTorch reference under bench/ when
-# python3 can import torch), with the malloc setting `run` uses. CANDLE_NUM_THREADS=1 keeps
-# candle's elementwise ops on the calling thread (matmuls and the fused ops still use every
-# core): candle's spinning barrier pool costs more than it gains on 2 cores (t128 step ~150
-# against ~175-200 ms, measured side by side).
+# python3 can import torch), in the environment `run` uses.
 bench *TARGETS:
-    {{ malloc_keep }} CANDLE_NUM_THREADS=1 cargo run --release -q -p limoe-cli -- bench {{ TARGETS }}
+    {{ train_env }} cargo run --release -q -p limoe-cli -- bench {{ TARGETS }}
