@@ -12,7 +12,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::kernel::{Real, contiguous};
+use super::kernel::{Real, same_float};
 use super::linear::gemm;
 
 /// Self-attention over `qkv` [B * N, 3 * W] (B sequences of N tokens; q, k, v, each W =
@@ -237,19 +237,8 @@ impl CustomOp2 for SelfAttention {
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
         let dims = Dims::of(qkv_layout, bias_layout, self.tokens, self.heads, name)?;
-        let out = match (qkv, bias) {
-            (CpuStorage::F32(x), CpuStorage::F32(m)) => CpuStorage::F32(forward(
-                contiguous(x, qkv_layout, name)?,
-                contiguous(m, bias_layout, name)?,
-                dims,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(m)) => CpuStorage::F64(forward(
-                contiguous(x, qkv_layout, name)?,
-                contiguous(m, bias_layout, name)?,
-                dims,
-            )),
-            _ => candle_core::bail!("{name}: qkv and bias must both be f32 or both f64"),
-        };
+        let out = same_float!(name, [(x, qkv, qkv_layout), (m, bias, bias_layout)]
+            => forward(x, m, dims));
         Ok((out, Shape::from((dims.batch * dims.tokens, dims.width()))))
     }
 
@@ -292,25 +281,11 @@ impl CustomOp3 for SelfAttentionBackward {
         if grad_layout.dims() != [dims.batch * dims.tokens, dims.width()] {
             candle_core::bail!("{name}: the gradient has shape {:?}", grad_layout.dims());
         }
-        let out = match (qkv, bias, grad) {
-            (CpuStorage::F32(x), CpuStorage::F32(m), CpuStorage::F32(g)) => {
-                CpuStorage::F32(backward(
-                    contiguous(x, qkv_layout, name)?,
-                    contiguous(m, bias_layout, name)?,
-                    contiguous(g, grad_layout, name)?,
-                    dims,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(m), CpuStorage::F64(g)) => {
-                CpuStorage::F64(backward(
-                    contiguous(x, qkv_layout, name)?,
-                    contiguous(m, bias_layout, name)?,
-                    contiguous(g, grad_layout, name)?,
-                    dims,
-                ))
-            }
-            _ => candle_core::bail!("{name}: qkv, bias and grad must all be f32 or all f64"),
-        };
+        let out = same_float!(
+            name,
+            [(x, qkv, qkv_layout), (m, bias, bias_layout), (g, grad, grad_layout)]
+            => backward(x, m, g, dims)
+        );
         Ok((out, qkv_layout.shape().clone()))
     }
 }

@@ -5,11 +5,10 @@
 //! the backward of candle's GELU alone costs ~9x its forward (PERF-NOTES.md). Each op here
 //! is one pass forward and one pass backward.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::kernel::{
-    Kernel1, Kernel2, Real, apply1, apply2, column_sums, contiguous, for_rows, row_len,
+    Kernel1, Kernel2, Real, apply1, apply2, column_sums, for_rows, row_len, same_float,
 };
 
 fn constant<T: Real>(x: f64) -> T {
@@ -250,24 +249,8 @@ impl CustomOp2 for BiasAdd {
                 x_layout.dims()
             );
         }
-        let out = match (x, bias) {
-            (CpuStorage::F32(x), CpuStorage::F32(b)) => CpuStorage::F32(bias_add(
-                contiguous(x, x_layout, self.name())?,
-                contiguous(b, bias_layout, self.name())?,
-                n,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(b)) => CpuStorage::F64(bias_add(
-                contiguous(x, x_layout, self.name())?,
-                contiguous(b, bias_layout, self.name())?,
-                n,
-            )),
-            (x, b) => candle_core::bail!(
-                "{}: unsupported dtypes {:?} and {:?}",
-                self.name(),
-                x.dtype(),
-                b.dtype()
-            ),
-        };
+        let out = same_float!(self.name(), [(x, x, x_layout), (b, bias, bias_layout)]
+            => bias_add(x, b, n));
         Ok((out, x_layout.shape().clone()))
     }
 
@@ -300,21 +283,8 @@ impl CustomOp1 for ColumnSums {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let n = row_len(layout);
-        let out = match storage {
-            CpuStorage::F32(x) => CpuStorage::F32(column_sums(
-                contiguous(x, layout, self.name())?,
-                None,
-                self.groups,
-                n,
-            )),
-            CpuStorage::F64(x) => CpuStorage::F64(column_sums(
-                contiguous(x, layout, self.name())?,
-                None,
-                self.groups,
-                n,
-            )),
-            other => candle_core::bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
-        };
+        let out = same_float!(self.name(), [(x, storage, layout)]
+            => column_sums(x, None, self.groups, n));
         Ok((out, Shape::from((self.groups, n))))
     }
 }
@@ -354,25 +324,11 @@ impl CustomOp3 for LayerNorm {
             candle_core::bail!("{}: scale and shift must have {n} values", self.name());
         }
         let name = self.name();
-        let out = match (x, scale, shift) {
-            (CpuStorage::F32(x), CpuStorage::F32(s), CpuStorage::F32(b)) => {
-                CpuStorage::F32(layer_norm(
-                    contiguous(x, x_layout, name)?,
-                    contiguous(s, scale_layout, name)?,
-                    contiguous(b, shift_layout, name)?,
-                    n,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(s), CpuStorage::F64(b)) => {
-                CpuStorage::F64(layer_norm(
-                    contiguous(x, x_layout, name)?,
-                    contiguous(s, scale_layout, name)?,
-                    contiguous(b, shift_layout, name)?,
-                    n,
-                ))
-            }
-            _ => candle_core::bail!("{name}: x, scale and shift must all be f32 or all f64"),
-        };
+        let out = same_float!(
+            name,
+            [(x, x, x_layout), (s, scale, scale_layout), (b, shift, shift_layout)]
+            => layer_norm(x, s, b, n)
+        );
         Ok((out, x_layout.shape().clone()))
     }
 
@@ -419,21 +375,8 @@ impl CustomOp2 for NormalizedColumnProducts {
     ) -> Result<(CpuStorage, Shape)> {
         let n = row_len(x_layout);
         let name = self.name();
-        let out = match (x, grad) {
-            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(column_sums(
-                contiguous(g, grad_layout, name)?,
-                Some(contiguous(x, x_layout, name)?),
-                1,
-                n,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(column_sums(
-                contiguous(g, grad_layout, name)?,
-                Some(contiguous(x, x_layout, name)?),
-                1,
-                n,
-            )),
-            _ => candle_core::bail!("{name}: x and grad must both be f32 or f64"),
-        };
+        let out = same_float!(name, [(x, x, x_layout), (g, grad, grad_layout)]
+            => column_sums(g, Some(x), 1, n));
         Ok((out, Shape::from(n)))
     }
 }

@@ -1,7 +1,6 @@
 //! Plumbing shared by the fused CPU ops: typed access to contiguous f32/f64 storage, and row
 //! loops that run in parallel when the tensor is large enough to pay for it.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result, Shape};
 use num_traits::Float;
 use rayon::prelude::*;
@@ -66,6 +65,26 @@ pub(crate) fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> Res
         None => candle_core::bail!("{op}: the input must be contiguous"),
     }
 }
+
+/// Evaluates `$body` with each `$value` bound to the contiguous values of `($storage,
+/// $layout)` when the storages are all f32 or all f64, and wraps the result back into a
+/// storage of that type; any other mix of types is an error naming `$op`.
+macro_rules! same_float {
+    ($op:expr, [$(($value:ident, $storage:expr, $layout:expr)),+ $(,)?] => $body:expr) => {
+        match ($($storage,)+) {
+            ($(candle_core::CpuStorage::F32($value),)+) => {
+                $(let $value = $crate::ops::kernel::contiguous($value, $layout, $op)?;)+
+                candle_core::CpuStorage::F32($body)
+            }
+            ($(candle_core::CpuStorage::F64($value),)+) => {
+                $(let $value = $crate::ops::kernel::contiguous($value, $layout, $op)?;)+
+                candle_core::CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!("{}: the inputs must be all f32 or all f64", $op),
+        }
+    };
+}
+pub(crate) use same_float;
 
 /// Whether this CPU runs the AVX2 + FMA versions of the loops.
 #[cfg(target_arch = "x86_64")]
@@ -213,11 +232,7 @@ pub fn apply1(
     layout: &Layout,
 ) -> Result<(CpuStorage, Shape)> {
     let n = row_len(layout);
-    let out = match storage {
-        CpuStorage::F32(x) => CpuStorage::F32(rows1(kernel, contiguous(x, layout, op)?, n)),
-        CpuStorage::F64(x) => CpuStorage::F64(rows1(kernel, contiguous(x, layout, op)?, n)),
-        other => candle_core::bail!("{op}: unsupported dtype {:?}", other.dtype()),
-    };
+    let out = same_float!(op, [(x, storage, layout)] => rows1(kernel, x, n));
     Ok((out, layout.shape().clone()))
 }
 
@@ -236,25 +251,7 @@ pub fn apply2(
         );
     }
     let n = row_len(a_layout);
-    let out = match (a, b) {
-        (CpuStorage::F32(x), CpuStorage::F32(y)) => CpuStorage::F32(rows2(
-            kernel,
-            contiguous(x, a_layout, op)?,
-            contiguous(y, b_layout, op)?,
-            n,
-        )),
-        (CpuStorage::F64(x), CpuStorage::F64(y)) => CpuStorage::F64(rows2(
-            kernel,
-            contiguous(x, a_layout, op)?,
-            contiguous(y, b_layout, op)?,
-            n,
-        )),
-        (x, y) => candle_core::bail!(
-            "{op}: unsupported dtypes {:?} and {:?}",
-            x.dtype(),
-            y.dtype()
-        ),
-    };
+    let out = same_float!(op, [(x, a, a_layout), (y, b, b_layout)] => rows2(kernel, x, y, n));
     Ok((out, a_layout.shape().clone()))
 }
 

@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::fused::ColumnSums;
-use super::kernel::{Real, contiguous};
+use super::kernel::{Real, same_float};
 
 /// Multiply-adds above which a matmul runs on every thread.
 const PARALLEL_MIN: usize = 1 << 18;
@@ -121,25 +121,8 @@ impl CustomOp3 for Linear {
             );
         }
         let dims = (rows, inputs, outputs);
-        let out = match (x, w, b) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                CpuStorage::F32(forward(
-                    contiguous(x, x_layout, name)?,
-                    contiguous(w, w_layout, name)?,
-                    contiguous(b, b_layout, name)?,
-                    dims,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
-                CpuStorage::F64(forward(
-                    contiguous(x, x_layout, name)?,
-                    contiguous(w, w_layout, name)?,
-                    contiguous(b, b_layout, name)?,
-                    dims,
-                ))
-            }
-            _ => candle_core::bail!("{name}: x, weight and bias must all be f32 or all f64"),
-        };
+        let out = same_float!(name, [(x, x, x_layout), (w, w, w_layout), (b, b, b_layout)]
+            => forward(x, w, b, dims));
         Ok((out, Shape::from((rows, outputs))))
     }
 
@@ -262,21 +245,7 @@ impl CustomOp2 for Product {
                 b_layout.dims()
             );
         }
-        let out = match (a, b) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(self.run(
-                contiguous(a, a_layout, name)?,
-                ad,
-                contiguous(b, b_layout, name)?,
-                bd,
-            )),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(self.run(
-                contiguous(a, a_layout, name)?,
-                ad,
-                contiguous(b, b_layout, name)?,
-                bd,
-            )),
-            _ => candle_core::bail!("{name}: both operands must be f32 or both f64"),
-        };
+        let out = same_float!(name, [(a, a, a_layout), (b, b, b_layout)] => self.run(a, ad, b, bd));
         Ok((out, Shape::from((self.groups * m, n))))
     }
 }
@@ -350,25 +319,8 @@ impl CustomOp3 for GroupedLinear {
             );
         }
         let dims = (groups, inputs, outputs);
-        let out = match (x, w, b) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                CpuStorage::F32(grouped_forward(
-                    contiguous(x, x_layout, name)?,
-                    contiguous(w, w_layout, name)?,
-                    contiguous(b, b_layout, name)?,
-                    dims,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
-                CpuStorage::F64(grouped_forward(
-                    contiguous(x, x_layout, name)?,
-                    contiguous(w, w_layout, name)?,
-                    contiguous(b, b_layout, name)?,
-                    dims,
-                ))
-            }
-            _ => candle_core::bail!("{name}: x, weight and bias must all be f32 or all f64"),
-        };
+        let out = same_float!(name, [(x, x, x_layout), (w, w, w_layout), (b, b, b_layout)]
+            => grouped_forward(x, w, b, dims));
         Ok((out, Shape::from((rows, outputs))))
     }
 
