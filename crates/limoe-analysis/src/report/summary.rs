@@ -59,13 +59,13 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// The training numbers from a metrics log.
+    /// The training numbers at the last row of a metrics log (none for an empty log).
     pub fn add_metrics(&mut self, metrics: &DataFrame) -> Result<()> {
-        let last = metrics.height().checked_sub(1);
-        let at_last = |name: &str| -> Result<Option<f64>> {
-            Ok(last.and_then(|i| floats(metrics, name).ok()?.get(i).copied().flatten()))
+        let Some(last) = metrics.height().checked_sub(1) else {
+            return Ok(());
         };
-        self.steps = last.and_then(|i| ints(metrics, "step").ok()?.get(i).copied().flatten());
+        let at_last = |name: &str| -> Result<Option<f64>> { Ok(floats(metrics, name)?[last]) };
+        self.steps = ints(metrics, "step")?[last];
         self.final_loss = at_last("loss")?;
         self.final_contrastive = at_last("contrastive")?;
         self.temperature = at_last("logit_scale")?

@@ -143,3 +143,25 @@ fn a_missing_run_or_log_is_an_error_naming_the_file() {
     let err = format!("{err:#}");
     assert!(err.contains("train-0/metrics"), "{err}");
 }
+
+#[test]
+fn run_numbers_come_from_the_last_metrics_row() {
+    let metrics = polars::prelude::df!(
+        "step" => [1i64, 2],
+        "loss" => [3.0, 2.5],
+        "contrastive" => [2.9, 2.4],
+        "logit_scale" => [10.0, 20.0],
+        "wall_seconds" => [1.0, 2.0],
+    )
+    .unwrap();
+    let mut summary = RunSummary::default();
+    summary.add_metrics(&metrics).unwrap();
+    assert_eq!(summary.steps, Some(2));
+    assert_eq!(summary.final_loss, Some(2.5));
+    assert_eq!(summary.temperature, Some(0.05));
+    assert_eq!(summary.metrics()["final_loss"], 2.5);
+    let err = summary
+        .add_metrics(&metrics.drop("loss").unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("`loss`"), "{err}");
+}
