@@ -3,10 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use limoe_core::runner::{MANIFEST, Manifest, RunReport};
-
-/// The resolved spec `limoe run` saves beside it.
-const SPEC_FILE: &str = "spec.yaml";
+use limoe_core::runner::{MANIFEST, Manifest, RunReport, SPEC_FILE};
 
 /// The outputs of one run that its report reads.
 #[derive(Clone, Debug, PartialEq)]

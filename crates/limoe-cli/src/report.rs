@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use limoe_analysis::RunDirs;
 use limoe_analysis::report::{INDEX, TrialReport, publish, write_run_report, write_sweep_report};
 use limoe_core::Registry;
-use limoe_core::runner::{LAST_RUN, Plan};
+use limoe_core::runner::{LAST_RUN, Plan, SPEC_FILE};
 use limoe_core::spec::AnalysisSpec;
 use limoe_core::sweep::{SweepRecord, TRIALS_DIR, TrialState};
 
@@ -51,7 +51,7 @@ pub fn report(
             .trials
             .first()
             .context("the sweep record lists no trials")?;
-        let loaded = match load(registry, &first.record_dir.join("spec.yaml"), &[]) {
+        let loaded = match load(registry, &first.record_dir.join(SPEC_FILE), &[]) {
             Ok(loaded) => loaded,
             Err(code) => return Ok(code),
         };
@@ -59,7 +59,7 @@ pub fn report(
         println!("{}", index.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let spec_file = record_dir.join("spec.yaml");
+    let spec_file = record_dir.join(SPEC_FILE);
     let loaded = match load(registry, &spec_file, &[]) {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
@@ -86,7 +86,7 @@ pub fn sweep_report(
     for trial in &record.trials {
         let outputs: Vec<PathBuf> = trial.stages.iter().map(|s| s.dir.clone()).collect();
         let finished = matches!(trial.state, TrialState::Done | TrialState::Cached);
-        let dirs = RunDirs::from_outputs(trial.record_dir.join("spec.yaml"), &outputs);
+        let dirs = RunDirs::from_outputs(trial.record_dir.join(SPEC_FILE), &outputs);
         let summary = match dirs {
             Ok(dirs) if finished => {
                 let links = [("sweep".to_owned(), "../../index.html".to_owned())];

@@ -57,6 +57,8 @@ pub struct PlannedStage {
 
 /// File name of the record of the last run (a [`RunReport`]) in a record directory.
 pub const LAST_RUN: &str = "last-run.json";
+/// File name of the resolved spec a run saves in its record directory.
+pub const SPEC_FILE: &str = "spec.yaml";
 
 /// What `limoe run` would do.
 #[derive(Clone, Debug, Serialize)]
@@ -242,7 +244,7 @@ impl<'a> Runner<'a> {
     /// Saves the resolved spec and `last-run.json` in the plan's record directory.
     pub fn execute(&self, loaded: &LoadedSpec, plan: &Plan) -> anyhow::Result<RunReport> {
         let spec = &loaded.spec;
-        let spec_file = plan.record_dir.join("spec.yaml");
+        let spec_file = plan.record_dir.join(SPEC_FILE);
         write_atomic(&spec_file, spec.to_yaml().as_bytes())?;
         for stage in &spec.stages {
             let pending = plan
