@@ -7,6 +7,7 @@ use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use limoe_core::{Registry, load_spec};
 use limoe_model::moe::RouteMode;
+use limoe_model::pool::on_pool;
 use limoe_model::random::{Stream, mix64};
 use limoe_model::{Images, Model, ModelConfig, Params, Texts, plan};
 use limoe_train::{device_kind, model_config};
@@ -283,11 +284,15 @@ pub(crate) fn step_samples(
     for i in first..first + steps {
         let start = Instant::now();
         let noise_seed = mix64(i as u64);
-        let output = model.forward(images, texts, RouteMode::Train { noise_seed })?;
-        device.synchronize()?;
-        forward.push(start.elapsed().as_secs_f64());
-        drop(output.loss.backward()?);
-        device.synchronize()?;
+        let forward_seconds = on_pool(|| -> candle_core::Result<f64> {
+            let output = model.forward(images, texts, RouteMode::Train { noise_seed })?;
+            device.synchronize()?;
+            let seconds = start.elapsed().as_secs_f64();
+            drop(output.loss.backward()?);
+            device.synchronize()?;
+            Ok(seconds)
+        })?;
+        forward.push(forward_seconds);
         step.push(start.elapsed().as_secs_f64());
     }
     Ok((forward, step))

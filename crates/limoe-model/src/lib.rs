@@ -19,6 +19,7 @@ pub mod moe;
 pub mod ops;
 pub mod params;
 pub mod plan;
+pub mod pool;
 pub mod random;
 
 pub use config::{Arch, ModelConfig, Pooling};

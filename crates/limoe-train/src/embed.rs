@@ -9,6 +9,7 @@ use limoe_data::batch::{Batcher, Preprocess};
 use limoe_data::loader::{Loader, LoaderOptions, Mode};
 use limoe_data::split::Split;
 use limoe_model::moe::RouteMode;
+use limoe_model::pool::on_pool;
 use limoe_model::{Model, Texts};
 
 use crate::inputs::{routed_counts, upload};
@@ -106,7 +107,7 @@ pub fn embed_split(
         };
         let take = batch.len().min(limit - out.len());
         let (images, texts) = upload(&batch, vocab, device)?;
-        let encoded = model.encode(Some(&images), Some(&texts), RouteMode::Eval)?;
+        let encoded = on_pool(|| model.encode(Some(&images), Some(&texts), RouteMode::Eval))?;
         let (Some(image), Some(text)) = (&encoded.image, &encoded.text) else {
             anyhow::bail!("the model returned no embedding for a batch of pairs");
         };
@@ -165,7 +166,7 @@ pub fn embed_texts(
             tokenizer.vocab_size(),
             device,
         )?;
-        let encoded = model.encode(None, Some(&texts), RouteMode::Eval)?;
+        let encoded = on_pool(|| model.encode(None, Some(&texts), RouteMode::Eval))?;
         let Some(text) = encoded.text else {
             anyhow::bail!("the model returned no embedding for a batch of captions");
         };

@@ -16,6 +16,7 @@ use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::shards::INDEX;
 use limoe_data::split::Split;
 use limoe_model::moe::RouteMode;
+use limoe_model::pool::on_pool;
 use limoe_model::random::mix64;
 use limoe_model::{Model, Params};
 use serde::{Deserialize, Serialize};
@@ -167,8 +168,11 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
                 .context("the training data ended (resampled mode never should)")??;
             let (images, texts) = upload(&batch, model.config().vocab_size, device)?;
             let noise_seed = mix64(spec.seed ^ mix64(step * train.accumulation as u64 + micro));
-            let output = model.forward(&images, &texts, RouteMode::Train { noise_seed })?;
-            let grads = output.loss.backward()?;
+            let (output, grads) = on_pool(|| -> candle_core::Result<_> {
+                let output = model.forward(&images, &texts, RouteMode::Train { noise_seed })?;
+                let grads = output.loss.backward()?;
+                Ok((output, grads))
+            })?;
             accumulator.add(vars, &grads)?;
             sums.add(&output, train.accumulation as f64)?;
             if log_routing {
@@ -189,7 +193,7 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
                 );
             }
         };
-        optimizer.step(&grads, lr, norm.scale)?;
+        on_pool(|| optimizer.step(&grads, lr, norm.scale))?;
         let seconds = started.elapsed().as_secs_f64();
         wall_seconds = wall_offset + run_started.elapsed().as_secs_f64();
         let pairs_per_second = train.batch_size as f64 / seconds;

@@ -7,24 +7,29 @@
 //! q, k and v back to the projection's shape with zeros and sums them, and starts every
 //! gradient as zeros. Here the forward and the backward are one parallel loop over
 //! (sequence, head) pairs of small strided matmuls (the `gemm` crate candle itself uses); the
-//! backward recomputes the attention weights instead of keeping them.
+//! forward keeps the attention weights for the backward when `qkv` tracks a gradient
+//! (B * heads * N^2 values; recomputing them cost ~3% of a t128 step).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::kernel::{Real, same_float};
+use super::fused::softmax_in_place;
+use super::kernel::{Real, Wide, dot, same_float, wide};
 use super::linear::gemm;
+use super::saved::Saved;
 
 /// Self-attention over `qkv` [B * N, 3 * W] (B sequences of N tokens; q, k, v, each W =
 /// heads * d features) with an additive key bias [B, N]; the output is [B * N, W].
-pub struct SelfAttention {
+pub(crate) struct SelfAttention {
     /// Tokens per sequence (N).
     pub tokens: usize,
     /// Number of heads.
     pub heads: usize,
+    /// The attention weights [B * heads, N, N], for the backward.
+    pub weights: Saved,
 }
 
-/// The gradient of [`SelfAttention`] with respect to `qkv`; inputs (qkv, bias, grad).
+/// The gradient of [`SelfAttention`] with respect to `qkv`; inputs (qkv, weights, grad).
 struct SelfAttentionBackward {
     tokens: usize,
     heads: usize,
@@ -40,25 +45,18 @@ struct Dims {
 }
 
 impl Dims {
-    fn of(qkv: &Layout, bias: &Layout, tokens: usize, heads: usize, op: &str) -> Result<Dims> {
+    fn of(qkv: &Layout, tokens: usize, heads: usize, op: &str) -> Result<Dims> {
         let &[rows, features] = qkv.dims() else {
             candle_core::bail!("{op}: qkv must be [rows, 3 * width], got {:?}", qkv.dims());
         };
         if tokens == 0 || !rows.is_multiple_of(tokens) {
             candle_core::bail!("{op}: {rows} rows are not sequences of {tokens} tokens");
         }
-        let batch = rows / tokens;
         if heads == 0 || !features.is_multiple_of(3 * heads) {
             candle_core::bail!("{op}: {features} qkv features do not split into 3 x {heads} heads");
         }
-        if bias.dims() != [batch, tokens] {
-            candle_core::bail!(
-                "{op}: the key bias must be [{batch}, {tokens}], got {:?}",
-                bias.dims()
-            );
-        }
         Ok(Dims {
-            batch,
+            batch: rows / tokens,
             tokens,
             heads,
             head_dim: features / (3 * heads),
@@ -121,31 +119,76 @@ fn weights<T: Real>(qkv: &[T], bias: &[T], dims: Dims, b: usize, h: usize, p: &m
             scale,
         );
     }
-    let bias = &bias[b * n..(b + 1) * n];
-    for row in p.chunks_mut(n) {
-        let mut max = T::neg_infinity();
-        for (s, &m) in row.iter_mut().zip(bias) {
-            *s = *s + m;
-            max = max.max(*s);
+    wide(MaskedSoftmax {
+        scores: p,
+        bias: &bias[b * n..(b + 1) * n],
+    });
+}
+
+/// Each row of `scores` plus `bias`, then its softmax.
+struct MaskedSoftmax<'a, T> {
+    scores: &'a mut [T],
+    bias: &'a [T],
+}
+
+impl<T: Real> Wide for MaskedSoftmax<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        for row in self.scores.chunks_mut(self.bias.len().max(1)) {
+            for (s, &m) in row.iter_mut().zip(self.bias) {
+                *s = *s + m;
+            }
+            softmax_in_place(row);
         }
-        let mut sum = T::zero();
-        for s in row.iter_mut() {
-            *s = (*s - max).exp();
-            sum = sum + *s;
-        }
-        let inv = sum.recip();
-        row.iter_mut().for_each(|s| *s = *s * inv);
     }
 }
 
-fn forward<T: Real>(qkv: &[T], bias: &[T], dims: Dims) -> Vec<T> {
+/// The softmax backward of each row: `dp` becomes `p (dp - rowsum(dp p))`.
+struct SoftmaxGrad<'a, T> {
+    dp: &'a mut [T],
+    p: &'a [T],
+    n: usize,
+}
+
+impl<T: Real> Wide for SoftmaxGrad<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        for (dp, p) in self.dp.chunks_mut(self.n).zip(self.p.chunks(self.n)) {
+            let dot = dot(dp, p);
+            for (g, &p) in dp.iter_mut().zip(p) {
+                *g = p * (*g - dot);
+            }
+        }
+    }
+}
+
+/// The attention output [B * N, W], and the weights [B * heads, N, N] when `keep_weights`
+/// (else empty).
+fn forward<T: Real>(qkv: &[T], bias: &[T], dims: Dims, keep_weights: bool) -> (Vec<T>, Vec<T>) {
     let (n, d, w) = (dims.tokens, dims.head_dim, dims.width());
+    let tasks = dims.batch * dims.heads;
     let mut out = vec![T::zero(); dims.batch * n * w];
+    let mut kept = if keep_weights {
+        vec![T::zero(); tasks * n * n]
+    } else {
+        Vec::new()
+    };
     let dst = Shared(out.as_mut_ptr());
-    (0..dims.batch * dims.heads).into_par_iter().for_each_init(
-        || vec![T::zero(); n * n],
-        |p, task| {
+    let all_weights = Shared(kept.as_mut_ptr());
+    (0..tasks).into_par_iter().for_each_init(
+        || vec![T::zero(); if keep_weights { 0 } else { n * n }],
+        |scratch, task| {
             let (b, h) = (task / dims.heads, task % dims.heads);
+            let p: &mut [T] = if keep_weights {
+                // SAFETY: block `task` of the kept weights (N x N) is this task's alone.
+                unsafe { std::slice::from_raw_parts_mut(all_weights.at(task * n * n), n * n) }
+            } else {
+                scratch
+            };
             weights(qkv, bias, dims, b, h, p);
             // SAFETY: v of (b, h) is an N x d block with row stride 3W in qkv; the output
             // block of (b, h) (row stride W) is written by this task only.
@@ -160,24 +203,25 @@ fn forward<T: Real>(qkv: &[T], bias: &[T], dims: Dims) -> Vec<T> {
             }
         },
     );
-    out
+    (out, kept)
 }
 
-fn backward<T: Real>(qkv: &[T], bias: &[T], grad: &[T], dims: Dims) -> Vec<T> {
+/// The gradient with respect to `qkv`, from the weights the forward kept.
+fn backward<T: Real>(qkv: &[T], weights: &[T], grad: &[T], dims: Dims) -> Vec<T> {
     let (n, d, w) = (dims.tokens, dims.head_dim, dims.width());
     let scale = T::from(d as f64).map_or(T::one(), |d| d.sqrt().recip());
     let mut out = vec![T::zero(); qkv.len()];
     let dst = Shared(out.as_mut_ptr());
     (0..dims.batch * dims.heads).into_par_iter().for_each_init(
-        || (vec![T::zero(); n * n], vec![T::zero(); n * n]),
-        |(p, dp), task| {
+        || vec![T::zero(); n * n],
+        |dp, task| {
             let (b, h) = (task / dims.heads, task % dims.heads);
-            weights(qkv, bias, dims, b, h, p);
+            let p = &weights[task * n * n..(task + 1) * n * n];
             let base = b * n * 3 * w + h * d;
             let (q, k, v) = (base, base + w, base + 2 * w);
             let g = grad[b * n * w + h * d..].as_ptr();
             // SAFETY: as in `forward`; the q, k and v blocks of the output for (b, h) are
-            // written by this task only, p and dp are N x N scratch.
+            // written by this task only, dp is N x N scratch.
             unsafe {
                 // dP = dO V^T, dV = P^T dO.
                 matmul(
@@ -196,10 +240,7 @@ fn backward<T: Real>(qkv: &[T], bias: &[T], grad: &[T], dims: Dims) -> Vec<T> {
                 );
             }
             // dS = P (dP - rowsum(dP P)).
-            for (dp, p) in dp.chunks_mut(n).zip(p.chunks(n)) {
-                let dot = dp.iter().zip(p).fold(T::zero(), |s, (&g, &p)| s + g * p);
-                dp.iter_mut().zip(p).for_each(|(g, &p)| *g = p * (*g - dot));
-            }
+            wide(SoftmaxGrad { dp, p, n });
             // SAFETY: as above.
             unsafe {
                 // dQ = scale dS K, dK = scale dS^T Q.
@@ -236,16 +277,29 @@ impl CustomOp2 for SelfAttention {
         bias_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
-        let dims = Dims::of(qkv_layout, bias_layout, self.tokens, self.heads, name)?;
-        let out = same_float!(name, [(x, qkv, qkv_layout), (m, bias, bias_layout)]
-            => forward(x, m, dims));
+        let dims = Dims::of(qkv_layout, self.tokens, self.heads, name)?;
+        if bias_layout.dims() != [dims.batch, dims.tokens] {
+            candle_core::bail!(
+                "{name}: the key bias must be [{}, {}], got {:?}",
+                dims.batch,
+                dims.tokens,
+                bias_layout.dims()
+            );
+        }
+        let weights_shape = [dims.batch * dims.heads, dims.tokens, dims.tokens];
+        let keep = self.weights.wanted();
+        let out = same_float!(name, [(x, qkv, qkv_layout), (m, bias, bias_layout)] => {
+            let (out, kept) = forward(x, m, dims, keep);
+            self.weights.keep(kept, &weights_shape)?;
+            out
+        });
         Ok((out, Shape::from((dims.batch * dims.tokens, dims.width()))))
     }
 
     fn bwd(
         &self,
         qkv: &Tensor,
-        bias: &Tensor,
+        _bias: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -254,7 +308,7 @@ impl CustomOp2 for SelfAttention {
             heads: self.heads,
         };
         let dqkv = qkv.contiguous()?.apply_op3_no_bwd(
-            &bias.contiguous()?,
+            &self.weights.get(self.name())?,
             &grad.contiguous()?,
             &backward,
         )?;
@@ -271,20 +325,24 @@ impl CustomOp3 for SelfAttentionBackward {
         &self,
         qkv: &CpuStorage,
         qkv_layout: &Layout,
-        bias: &CpuStorage,
-        bias_layout: &Layout,
+        weights: &CpuStorage,
+        weights_layout: &Layout,
         grad: &CpuStorage,
         grad_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
-        let dims = Dims::of(qkv_layout, bias_layout, self.tokens, self.heads, name)?;
-        if grad_layout.dims() != [dims.batch * dims.tokens, dims.width()] {
+        let dims = Dims::of(qkv_layout, self.tokens, self.heads, name)?;
+        let (n, tasks) = (dims.tokens, dims.batch * dims.heads);
+        if weights_layout.dims() != [tasks, n, n] {
+            candle_core::bail!("{name}: the weights have shape {:?}", weights_layout.dims());
+        }
+        if grad_layout.dims() != [dims.batch * n, dims.width()] {
             candle_core::bail!("{name}: the gradient has shape {:?}", grad_layout.dims());
         }
         let out = same_float!(
             name,
-            [(x, qkv, qkv_layout), (m, bias, bias_layout), (g, grad, grad_layout)]
-            => backward(x, m, g, dims)
+            [(x, qkv, qkv_layout), (p, weights, weights_layout), (g, grad, grad_layout)]
+            => backward(x, p, g, dims)
         );
         Ok((out, qkv_layout.shape().clone()))
     }

@@ -8,7 +8,8 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::kernel::{
-    Kernel1, Kernel2, Real, apply1, apply2, column_sums, for_rows, row_len, same_float,
+    Kernel1, Kernel2, Real, Rows, apply1, apply2, collect_rows, column_sums, dot, max, row_len,
+    row_of, same_float, sum,
 };
 
 fn constant<T: Real>(x: f64) -> T {
@@ -58,7 +59,7 @@ fn backward<K: Kernel2>(
 pub struct Gelu;
 
 impl Kernel1 for Gelu {
-    #[inline]
+    #[inline(always)]
     fn row<T: Real>(&self, x: &[T], out: &mut [T]) {
         let (half, scale, cubic): (T, T, T) =
             (constant(0.5), constant(GELU_SCALE), constant(GELU_CUBIC));
@@ -72,7 +73,7 @@ impl Kernel1 for Gelu {
 struct GeluBackward;
 
 impl Kernel2 for GeluBackward {
-    #[inline]
+    #[inline(always)]
     fn row<T: Real>(&self, x: &[T], grad: &[T], out: &mut [T]) {
         let (half, scale, cubic): (T, T, T) =
             (constant(0.5), constant(GELU_SCALE), constant(GELU_CUBIC));
@@ -102,19 +103,31 @@ impl CustomOp1 for Gelu {
 /// (x - mean) / sqrt(var + eps) over the last dimension.
 pub struct Normalize;
 
-#[inline]
+/// Mean and 1 / sqrt(variance + eps) of a row.
+#[inline(always)]
 pub(crate) fn moments<T: Real>(x: &[T]) -> (T, T) {
     let n = constant::<T>(x.len() as f64);
-    let mean = x.iter().fold(T::zero(), |s, &v| s + v) / n;
-    let var = x
-        .iter()
-        .fold(T::zero(), |s, &v| s + (v - mean) * (v - mean))
-        / n;
-    (mean, (var + constant(LAYER_NORM_EPS)).sqrt().recip())
+    let mean = sum(x) / n;
+    let mut centred = [T::zero(); MOMENT_BLOCK];
+    let mut squares = T::zero();
+    for block in x.chunks(MOMENT_BLOCK) {
+        let centred = &mut centred[..block.len()];
+        for (c, &v) in centred.iter_mut().zip(block) {
+            *c = v - mean;
+        }
+        squares = squares + dot(centred, centred);
+    }
+    (
+        mean,
+        (squares / n + constant(LAYER_NORM_EPS)).sqrt().recip(),
+    )
 }
 
+/// Values centred at a time in [`moments`] (a stack buffer).
+const MOMENT_BLOCK: usize = 64;
+
 impl Kernel1 for Normalize {
-    #[inline]
+    #[inline(always)]
     fn row<T: Real>(&self, x: &[T], out: &mut [T]) {
         let (mean, inv_std) = moments(x);
         for (o, &v) in out.iter_mut().zip(x) {
@@ -127,20 +140,33 @@ impl Kernel1 for Normalize {
 struct NormalizeBackward;
 
 impl Kernel2 for NormalizeBackward {
-    #[inline]
+    #[inline(always)]
     fn row<T: Real>(&self, x: &[T], grad: &[T], out: &mut [T]) {
-        let (mean, inv_std) = moments(x);
-        let n = constant::<T>(x.len() as f64);
-        let (mut sum_g, mut sum_gy) = (T::zero(), T::zero());
-        for (&v, &g) in x.iter().zip(grad) {
-            sum_g = sum_g + g;
-            sum_gy = sum_gy + g * (v - mean) * inv_std;
+        normalize_backward(x, grad, None, out);
+    }
+}
+
+/// The gradient of a layer norm's input, its output's gradient `grad` times `scale` when
+/// there is one: dx = (g - mean(g) - y mean(g y)) / std with g = grad * scale.
+#[inline(always)]
+fn normalize_backward<T: Real>(x: &[T], grad: &[T], scale: Option<&[T]>, out: &mut [T]) {
+    let (mean, inv_std) = moments(x);
+    let n = constant::<T>(x.len() as f64);
+    // out = g first, then y in the second pass.
+    match scale {
+        Some(scale) => {
+            for ((o, &g), &s) in out.iter_mut().zip(grad).zip(scale) {
+                *o = g * s;
+            }
         }
-        let (mean_g, mean_gy) = (sum_g / n, sum_gy / n);
-        for ((o, &v), &g) in out.iter_mut().zip(x).zip(grad) {
-            let y = (v - mean) * inv_std;
-            *o = (g - mean_g - y * mean_gy) * inv_std;
-        }
+        None => out.copy_from_slice(grad),
+    }
+    let mean_g = sum(out) / n;
+    // sum g y = (sum g x - mean sum g) / std.
+    let mean_gy = (dot(out, x) - mean * mean_g * n) * inv_std / n;
+    for (o, &v) in out.iter_mut().zip(x) {
+        let y = (v - mean) * inv_std;
+        *o = (*o - mean_g - y * mean_gy) * inv_std;
     }
 }
 
@@ -162,16 +188,23 @@ impl CustomOp1 for Normalize {
 pub struct Softmax;
 
 impl Kernel1 for Softmax {
-    #[inline]
+    #[inline(always)]
     fn row<T: Real>(&self, x: &[T], out: &mut [T]) {
-        let max = x.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
-        let mut sum = T::zero();
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = (v - max).exp();
-            sum = sum + *o;
-        }
-        let inv = sum.recip();
-        out.iter_mut().for_each(|o| *o = *o * inv);
+        out.copy_from_slice(x);
+        softmax_in_place(out);
+    }
+}
+
+/// Replaces a row by its softmax.
+#[inline(always)]
+pub(crate) fn softmax_in_place<T: Real>(row: &mut [T]) {
+    let max = max(row);
+    for v in row.iter_mut() {
+        *v = (*v - max).fast_exp();
+    }
+    let inv = sum(row).recip();
+    for v in row.iter_mut() {
+        *v = *v * inv;
     }
 }
 
@@ -179,9 +212,9 @@ impl Kernel1 for Softmax {
 struct SoftmaxBackward;
 
 impl Kernel2 for SoftmaxBackward {
-    #[inline]
+    #[inline(always)]
     fn row<T: Real>(&self, y: &[T], grad: &[T], out: &mut [T]) {
-        let dot = y.iter().zip(grad).fold(T::zero(), |s, (&p, &g)| s + p * g);
+        let dot = dot(y, grad);
         for ((o, &p), &g) in out.iter_mut().zip(y).zip(grad) {
             *o = p * (g - dot);
         }
@@ -213,14 +246,32 @@ fn per_group<T>(v: &[T], n: usize, rows_per_group: usize, row: usize) -> &[T] {
 /// [groups, n]; the backward sums the incoming gradient over rows in one pass.
 pub struct BiasAdd;
 
+/// Rows of `x + bias`, the bias row of the row's group.
+struct BiasRows<'a, T> {
+    x: &'a [T],
+    bias: &'a [T],
+    n: usize,
+    rows_per_group: usize,
+}
+
+impl<T: Real> Rows<T> for BiasRows<'_, T> {
+    #[inline(always)]
+    fn row(&self, index: usize, out: &mut [T]) {
+        let b = per_group(self.bias, self.n, self.rows_per_group, index);
+        for ((o, &v), &b) in out.iter_mut().zip(row_of(self.x, self.n, index)).zip(b) {
+            *o = v + b;
+        }
+    }
+}
+
 fn bias_add<T: Real>(x: &[T], bias: &[T], n: usize) -> Vec<T> {
-    let rows_per_group = x.len() / bias.len().max(1);
-    let mut out = x.to_vec();
-    for_rows(&mut out, n, |row, o| {
-        let b = per_group(bias, n, rows_per_group, row);
-        o.iter_mut().zip(b).for_each(|(o, &b)| *o = *o + b);
-    });
-    out
+    let rows = BiasRows {
+        x,
+        bias,
+        n,
+        rows_per_group: x.len() / bias.len().max(1),
+    };
+    collect_rows(x.len(), n, &rows)
 }
 
 impl CustomOp2 for BiasAdd {
@@ -293,16 +344,26 @@ impl CustomOp1 for ColumnSums {
 /// dimension; `scale` and `shift` are [n].
 pub struct LayerNorm;
 
-fn layer_norm<T: Real>(x: &[T], scale: &[T], shift: &[T], n: usize) -> Vec<T> {
-    let mut out = vec![T::zero(); x.len()];
-    for_rows(&mut out, n, |row, o| {
-        let x = &x[row * n..(row + 1) * n];
+/// Rows of `normalize(x) * scale + shift`.
+struct LayerNormRows<'a, T> {
+    x: &'a [T],
+    scale: &'a [T],
+    shift: &'a [T],
+}
+
+impl<T: Real> Rows<T> for LayerNormRows<'_, T> {
+    #[inline(always)]
+    fn row(&self, index: usize, out: &mut [T]) {
+        let x = row_of(self.x, self.scale.len(), index);
         let (mean, inv_std) = moments(x);
-        for (((o, &v), &s), &b) in o.iter_mut().zip(x).zip(scale).zip(shift) {
+        for (((o, &v), &s), &b) in out.iter_mut().zip(x).zip(self.scale).zip(self.shift) {
             *o = (v - mean) * inv_std * s + b;
         }
-    });
-    out
+    }
+}
+
+fn layer_norm<T: Real>(x: &[T], scale: &[T], shift: &[T], n: usize) -> Vec<T> {
+    collect_rows(x.len(), n, &LayerNormRows { x, scale, shift })
 }
 
 impl CustomOp3 for LayerNorm {
@@ -342,12 +403,7 @@ impl CustomOp3 for LayerNorm {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let x = x.contiguous()?;
-        let dx = backward(
-            "fused-normalize-backward",
-            NormalizeBackward,
-            &x,
-            &grad.broadcast_mul(scale)?,
-        )?;
+        let dx = x.apply_op3_no_bwd(&grad, &scale.contiguous()?, &LayerNormBackward)?;
         let dscale = x
             .apply_op2_no_bwd(&grad, &NormalizedColumnProducts)?
             .reshape(scale.shape())?;
@@ -355,6 +411,58 @@ impl CustomOp3 for LayerNorm {
             .apply_op1_no_bwd(&ColumnSums { groups: 1 })?
             .reshape(scale.shape())?;
         Ok((Some(dx), Some(dscale), Some(dshift)))
+    }
+}
+
+/// The gradient of a layer norm's input; inputs (x, grad, scale).
+struct LayerNormBackward;
+
+/// Rows of [`LayerNormBackward`].
+struct LayerNormBackwardRows<'a, T> {
+    x: &'a [T],
+    grad: &'a [T],
+    scale: &'a [T],
+}
+
+impl<T: Real> Rows<T> for LayerNormBackwardRows<'_, T> {
+    #[inline(always)]
+    fn row(&self, index: usize, out: &mut [T]) {
+        let n = self.scale.len();
+        let (x, grad) = (row_of(self.x, n, index), row_of(self.grad, n, index));
+        normalize_backward(x, grad, Some(self.scale), out);
+    }
+}
+
+impl CustomOp3 for LayerNormBackward {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+        scale: &CpuStorage,
+        scale_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = row_len(x_layout);
+        if grad_layout.shape() != x_layout.shape() || scale_layout.shape().elem_count() != n {
+            candle_core::bail!(
+                "{}: x {:?}, gradient {:?} and scale {:?} do not fit",
+                self.name(),
+                x_layout.dims(),
+                grad_layout.dims(),
+                scale_layout.dims()
+            );
+        }
+        let out = same_float!(
+            self.name(),
+            [(x, x, x_layout), (grad, grad, grad_layout), (scale, scale, scale_layout)]
+            => collect_rows(x.len(), n, &LayerNormBackwardRows { x, grad, scale })
+        );
+        Ok((out, x_layout.shape().clone()))
     }
 }
 

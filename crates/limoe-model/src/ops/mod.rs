@@ -10,6 +10,7 @@ mod attention;
 mod fused;
 mod kernel;
 mod linear;
+mod saved;
 
 use candle_core::{D, Result, Tensor};
 
@@ -117,10 +118,13 @@ pub fn self_attention(
     if !qkv.device().is_cpu() {
         candle_core::bail!("self_attention: the fused op runs on the CPU only");
     }
-    qkv.contiguous()?.apply_op2(
-        &key_bias.contiguous()?,
-        attention::SelfAttention { tokens, heads },
-    )
+    let attention = attention::SelfAttention {
+        tokens,
+        heads,
+        weights: saved::Saved::new(qkv.track_op()),
+    };
+    qkv.contiguous()?
+        .apply_op2(&key_bias.contiguous()?, attention)
 }
 
 /// Softmax over the last dimension.

@@ -1,0 +1,45 @@
+//! Values a fused op keeps from its forward pass for its backward pass.
+
+use std::sync::OnceLock;
+
+use candle_core::{Device, Result, Tensor, WithDType};
+
+/// A tensor an op computes in its forward pass and reads in its backward pass, kept only
+/// when the op's inputs track gradients (an op applied without them has no backward).
+pub(crate) struct Saved {
+    wanted: bool,
+    value: OnceLock<Tensor>,
+}
+
+impl Saved {
+    /// Keeps what it is given when `wanted` (pass whether any input tracks a gradient).
+    pub fn new(wanted: bool) -> Saved {
+        Saved {
+            wanted,
+            value: OnceLock::new(),
+        }
+    }
+
+    /// Whether [`Saved::keep`] keeps anything.
+    pub fn wanted(&self) -> bool {
+        self.wanted
+    }
+
+    /// Keeps `values` (of `shape`) as a CPU tensor when wanted; the first value kept stays.
+    pub fn keep<T: WithDType>(&self, values: Vec<T>, shape: &[usize]) -> Result<()> {
+        if self.wanted && self.value.get().is_none() {
+            let tensor = Tensor::from_vec(values, shape, &Device::Cpu)?;
+            // A second forward pass of the same op value would compute the same tensor.
+            let _ = self.value.set(tensor);
+        }
+        Ok(())
+    }
+
+    /// The kept tensor, or an error naming `op` when the forward pass kept none.
+    pub fn get(&self, op: &str) -> Result<Tensor> {
+        match self.value.get() {
+            Some(tensor) => Ok(tensor.clone()),
+            None => candle_core::bail!("{op}: the forward pass kept no values for the backward"),
+        }
+    }
+}
