@@ -16,6 +16,17 @@ pub struct Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.apply(x, false)
+    }
+}
+
+impl Linear {
+    /// `gelu(self.forward(x))`, fused into one op when the layer has a bias.
+    pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        self.apply(x, true)
+    }
+
+    fn apply(&self, x: &Tensor, with_gelu: bool) -> Result<Tensor> {
         let dims = x.dims();
         // Every reshape is a node of candle's backward (a zeros tensor and an add): only
         // inputs that are not flat already pay for them.
@@ -26,9 +37,11 @@ impl Module for Linear {
                 x.reshape((x.elem_count() / inputs.max(1), inputs))?
             }
         };
-        let y = match &self.bias {
-            Some(bias) => ops::linear(&flat, &self.weight, bias)?,
-            None => flat.matmul(&self.weight.t()?)?,
+        let y = match (&self.bias, with_gelu) {
+            (Some(bias), false) => ops::linear(&flat, &self.weight, bias)?,
+            (Some(bias), true) => ops::linear_gelu(&flat, &self.weight, bias)?,
+            (None, false) => flat.matmul(&self.weight.t()?)?,
+            (None, true) => gelu(&flat.matmul(&self.weight.t()?)?)?,
         };
         if dims.len() == 2 {
             return Ok(y);
@@ -102,6 +115,6 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&gelu(&self.fc1.forward(x)?)?)
+        self.fc2.forward(&self.fc1.forward_gelu(x)?)
     }
 }

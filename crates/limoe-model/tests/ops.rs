@@ -1,10 +1,10 @@
 //! The fused CPU ops agree with candle's composite formulations, forward and backward, and
 //! their gradients match finite differences in f64.
 
-use candle_core::{D, Device, Tensor, Var};
+use candle_core::{D, DType, Device, Tensor, Var};
 use limoe_model::ops::{
-    LAYER_NORM_EPS, add_bias, gelu, grouped_linear, layer_norm, linear, normalize, self_attention,
-    softmax,
+    LAYER_NORM_EPS, add_bias, gelu, grouped_linear, grouped_linear_gelu, layer_norm, linear,
+    linear_gelu, normalize, self_attention, softmax,
 };
 use limoe_model::random::Stream;
 
@@ -358,4 +358,62 @@ fn fused_grouped_linear_matches_batched_matmul_and_bias() {
             },
         );
     }
+}
+
+#[test]
+fn fused_linear_gelu_matches_linear_then_gelu() {
+    for (rows, inputs, outputs) in [(3, 5, 4), (200, 96, 130)] {
+        let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
+        let (x, w, b) = (
+            var((rows, inputs), 1),
+            var((outputs, inputs), 2),
+            var((1, outputs), 3),
+        );
+        agree_with_gradients(
+            "linear_gelu",
+            &[x, w, b],
+            |t| linear_gelu(&t[0], &t[1], &t[2].squeeze(0).unwrap()).unwrap(),
+            |t| gelu(&linear(&t[0], &t[1], &t[2].squeeze(0).unwrap()).unwrap()).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn fused_grouped_linear_gelu_matches_grouped_linear_then_gelu() {
+    for (groups, rows, inputs, outputs) in [(2, 3, 5, 4), (4, 50, 96, 130)] {
+        let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
+        let x = var((groups * rows, inputs), 1);
+        let w = Var::from_tensor(
+            &random((groups * inputs, outputs), 2)
+                .reshape((groups, inputs, outputs))
+                .unwrap(),
+        )
+        .unwrap();
+        let b = var((groups, outputs), 3);
+        agree_with_gradients(
+            "grouped_linear_gelu",
+            &[x, w, b],
+            |t| grouped_linear_gelu(&t[0], &t[1], &t[2]).unwrap(),
+            |t| gelu(&grouped_linear(&t[0], &t[1], &t[2]).unwrap()).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn ops_that_keep_values_work_without_gradients() {
+    // Plain tensors track no gradient: the ops keep nothing and still compute the same values.
+    let (x, w, b) = (
+        random((40, 24), 1),
+        random((36, 24), 2),
+        random((1, 36), 3).squeeze(0).unwrap(),
+    );
+    let fused = linear_gelu(&x, &w, &b).unwrap();
+    let separate = gelu(&linear(&x, &w, &b).unwrap()).unwrap();
+    assert!(max_diff(&fused, &separate) < 1e-12);
+    let (batch, tokens, heads) = (2, 5, 2);
+    let qkv = random((batch * tokens, 3 * heads * 4), 4);
+    let bias = Tensor::zeros((batch, tokens), DType::F64, &Device::Cpu).unwrap();
+    let kept = self_attention(&Var::from_tensor(&qkv).unwrap(), &bias, tokens, heads).unwrap();
+    let plain = self_attention(&qkv, &bias, tokens, heads).unwrap();
+    assert!(max_diff(&kept, &plain) < 1e-12);
 }

@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::ops::{gelu, grouped_linear};
+use crate::ops::{grouped_linear, grouped_linear_gelu};
 
 /// E two-layer GELU MLPs `width -> mlp_dim -> width`, stored batched over experts.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ impl Experts {
 
     /// Applies expert e to row block e: `buffer` [E * slots, width] -> [E * slots, width].
     pub fn forward(&self, buffer: &Tensor) -> Result<Tensor> {
-        let hidden = grouped_linear(buffer, &self.w1, &self.b1)?;
-        grouped_linear(&gelu(&hidden)?, &self.w2, &self.b2)
+        let hidden = grouped_linear_gelu(buffer, &self.w1, &self.b1)?;
+        grouped_linear(&hidden, &self.w2, &self.b2)
     }
 }

@@ -138,7 +138,7 @@ impl<T: Real> Wide for MaskedSoftmax<'_, T> {
     fn run(self) {
         for row in self.scores.chunks_mut(self.bias.len().max(1)) {
             for (s, &m) in row.iter_mut().zip(self.bias) {
-                *s = *s + m;
+                *s += m;
             }
             softmax_in_place(row);
         }

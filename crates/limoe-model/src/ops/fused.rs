@@ -55,6 +55,11 @@ fn backward<K: Kernel2>(
         .apply_op2_no_bwd(&grad.contiguous()?, &Backward { name, kernel })
 }
 
+/// The gradient at GELU's input `x` from the gradient `grad` at its output.
+pub(crate) fn gelu_backward(x: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    backward("fused-gelu-backward", GeluBackward, x, grad)
+}
+
 /// GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 pub struct Gelu;
 
@@ -96,7 +101,7 @@ impl CustomOp1 for Gelu {
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        backward("fused-gelu-backward", GeluBackward, arg, grad).map(Some)
+        gelu_backward(arg, grad).map(Some)
     }
 }
 
@@ -115,7 +120,7 @@ pub(crate) fn moments<T: Real>(x: &[T]) -> (T, T) {
         for (c, &v) in centred.iter_mut().zip(block) {
             *c = v - mean;
         }
-        squares = squares + dot(centred, centred);
+        squares += dot(centred, centred);
     }
     (
         mean,
@@ -204,7 +209,7 @@ pub(crate) fn softmax_in_place<T: Real>(row: &mut [T]) {
     }
     let inv = sum(row).recip();
     for v in row.iter_mut() {
-        *v = *v * inv;
+        *v *= inv;
     }
 }
 

@@ -1,6 +1,8 @@
 //! Plumbing shared by the fused CPU ops: typed access to contiguous f32/f64 storage, and row
 //! loops that run in parallel when the tensor is large enough to pay for it.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, Layout, Result, Shape};
 use num_traits::Float;
 use rayon::prelude::*;
@@ -9,7 +11,7 @@ use rayon::prelude::*;
 const PARALLEL_MIN: usize = 1 << 15;
 
 /// The float types the fused ops support.
-pub trait Real: Float + Send + Sync + 'static {
+pub trait Real: Float + candle_core::WithDType + Send + Sync + 'static {
     /// tanh, as a branch-free rational approximation in f32 (a loop of it vectorises; within
     /// a few ulp of the exact value) and libm's `tanh` in f64 (exact, for gradient checks).
     fn fast_tanh(self) -> Self;
@@ -209,7 +211,7 @@ pub(crate) fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     let (rest_a, rest_b) = (blocks_a.remainder(), blocks_b.remainder());
     for (block_a, block_b) in blocks_a.zip(blocks_b) {
         for ((s, &x), &y) in acc.iter_mut().zip(block_a).zip(block_b) {
-            *s = *s + x * y;
+            *s += x * y;
         }
     }
     let folded = acc.into_iter().fold(T::zero(), |s, v| s + v);
@@ -238,11 +240,19 @@ impl<T: Real, R: Rows<T>> Wide for RowChunk<'_, T, R> {
     }
 }
 
-/// Fills every row of `out` (rows of `n`) from `rows`, in parallel chunks when large enough.
-pub(crate) fn fill_rows<T: Real>(out: &mut [T], n: usize, rows: &impl Rows<T>) {
+/// A new buffer of `len` values, every row of `n` computed by `rows`, in parallel chunks when
+/// large enough. Each chunk is zeroed by the task that computes it (in cache, just before),
+/// not by the allocator on the calling thread.
+pub(crate) fn collect_rows<T: Real>(len: usize, n: usize, rows: &impl Rows<T>) -> Vec<T> {
     let n = n.max(1);
     let chunk_rows = (PARALLEL_MIN / n).max(1);
-    let run = |(c, out): (usize, &mut [T])| {
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    let run = |(c, chunk): (usize, &mut [MaybeUninit<T>])| {
+        for value in chunk.iter_mut() {
+            value.write(T::zero());
+        }
+        // SAFETY: every value of the chunk was initialised just above.
+        let out = unsafe { &mut *(chunk as *mut [MaybeUninit<T>] as *mut [T]) };
         wide(RowChunk {
             rows,
             out,
@@ -250,17 +260,17 @@ pub(crate) fn fill_rows<T: Real>(out: &mut [T], n: usize, rows: &impl Rows<T>) {
             n,
         })
     };
-    if out.len() >= PARALLEL_MIN {
-        out.par_chunks_mut(chunk_rows * n).enumerate().for_each(run);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    if len >= PARALLEL_MIN {
+        spare
+            .par_chunks_mut(chunk_rows * n)
+            .enumerate()
+            .for_each(run);
     } else {
-        run((0, out));
+        run((0, spare));
     }
-}
-
-/// A new buffer of `len` values, every row of `n` computed by `rows`.
-pub(crate) fn collect_rows<T: Real>(len: usize, n: usize, rows: &impl Rows<T>) -> Vec<T> {
-    let mut out = vec![T::zero(); len];
-    fill_rows(&mut out, n, rows);
+    // SAFETY: the chunks cover all `len` values, each initialised by its task.
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -291,14 +301,14 @@ impl<T: Real> Wide for PartialSums<'_, T> {
             match self.x {
                 None => {
                     for (s, &v) in acc.iter_mut().zip(row) {
-                        *s = *s + v;
+                        *s += v;
                     }
                 }
                 Some(x) => {
                     let x = row_of(x, n, r);
                     let (mean, inv_std) = super::fused::moments(x);
                     for ((s, &g), &v) in acc.iter_mut().zip(row).zip(x) {
-                        *s = *s + g * (v - mean) * inv_std;
+                        *s += g * (v - mean) * inv_std;
                     }
                 }
             }
@@ -338,7 +348,7 @@ pub(crate) fn column_sums<T: Real>(a: &[T], x: Option<&[T]>, groups: usize, n: u
         out[g * n..(g + 1) * n]
             .iter_mut()
             .zip(part)
-            .for_each(|(o, p)| *o = *o + p);
+            .for_each(|(o, p)| *o += p);
     }
     out
 }
@@ -373,7 +383,8 @@ impl<K: Kernel2, T: Real> Rows<T> for Map2<'_, K, T> {
     }
 }
 
-fn rows1<T: Real>(kernel: &impl Kernel1, x: &[T], n: usize) -> Vec<T> {
+/// `kernel` over the rows (of `n`) of `x`.
+pub(crate) fn map_rows<T: Real>(kernel: &impl Kernel1, x: &[T], n: usize) -> Vec<T> {
     collect_rows(x.len(), n, &Map1 { kernel, x, n })
 }
 
@@ -394,7 +405,7 @@ pub fn apply1(
     layout: &Layout,
 ) -> Result<(CpuStorage, Shape)> {
     let n = row_len(layout);
-    let out = same_float!(op, [(x, storage, layout)] => rows1(kernel, x, n));
+    let out = same_float!(op, [(x, storage, layout)] => map_rows(kernel, x, n));
     Ok((out, layout.shape().clone()))
 }
 

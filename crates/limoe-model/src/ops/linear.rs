@@ -1,15 +1,17 @@
-//! The linear layer `x W^T + b` as one CPU op: one matmul writing onto the broadcast bias, and
-//! a backward that computes dx, dW and db directly.
+//! The linear layer `x W^T + b` (optionally followed by GELU) as one CPU op: one matmul
+//! writing onto the broadcast bias, and a backward that computes dx, dW and db directly.
 //!
 //! Built from candle primitives it is three nodes (the weight's transpose, the matmul, the
 //! bias add), and candle's backward starts each node's gradient as zeros and adds into it:
 //! for a layer's output that is a zeroed buffer and an add of the output's size, and a strided
-//! add for the transposed weight. Here it is one node.
+//! add for the transposed weight, and a GELU after it is one more node of the hidden
+//! layer's size. Here it is one node, which keeps the pre-activation for the backward.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::fused::ColumnSums;
-use super::kernel::{Real, same_float};
+use super::fused::{ColumnSums, Gelu, gelu_backward};
+use super::kernel::{Real, Rows, collect_rows, map_rows, same_float};
+use super::saved::Saved;
 
 /// Multiply-adds above which a matmul runs on every thread.
 const PARALLEL_MIN: usize = 1 << 18;
@@ -60,8 +62,85 @@ pub(crate) unsafe fn gemm<T: Real>(
     }
 }
 
-/// `x W^T + b` for `x` [R, in], `W` [out, in], `b` [out].
-pub struct Linear;
+/// A buffer of `len` values written by `write` (given its start) without zeroing it first.
+///
+/// # Safety
+/// `write` must write every one of the `len` values and read none before writing it
+/// (`gemm` without accumulation: with `read_dst` false it never reads its output).
+pub(crate) unsafe fn written<T>(len: usize, write: impl FnOnce(*mut T)) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    write(out.as_mut_ptr());
+    // SAFETY: `write` initialised all `len` values (the caller's promise); the capacity is len.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// What follows the affine map of a linear op.
+pub(crate) enum Activation {
+    /// Nothing.
+    Identity,
+    /// GELU (tanh approximation); the pre-activation is kept for the backward.
+    Gelu(Saved),
+}
+
+/// `x W^T + b` for `x` [R, in], `W` [out, in], `b` [out], then the activation.
+pub(crate) struct Linear {
+    /// What follows the affine map.
+    pub activation: Activation,
+}
+
+/// Rows of a bias broadcast: row r is the bias of its group (`rows_per_group` rows each).
+struct BiasRows<'a, T> {
+    bias: &'a [T],
+    n: usize,
+    rows_per_group: usize,
+}
+
+impl<T: Real> Rows<T> for BiasRows<'_, T> {
+    #[inline(always)]
+    fn row(&self, index: usize, out: &mut [T]) {
+        let g = index / self.rows_per_group.max(1);
+        out.copy_from_slice(&self.bias[g * self.n..(g + 1) * self.n]);
+    }
+}
+
+/// [rows, n] rows of the bias of their group (`bias` [groups, n], `rows / groups` rows each).
+fn broadcast_bias<T: Real>(bias: &[T], rows: usize, n: usize) -> Vec<T> {
+    let groups = (bias.len() / n.max(1)).max(1);
+    let rows_per_group = rows / groups;
+    collect_rows(
+        rows * n,
+        n,
+        &BiasRows {
+            bias,
+            n,
+            rows_per_group,
+        },
+    )
+}
+
+impl Activation {
+    /// Applies the activation to `pre` (rows of `n`), keeping `pre` when asked.
+    fn apply<T: Real>(&self, pre: Vec<T>, shape: &[usize]) -> Result<Vec<T>> {
+        match self {
+            Activation::Identity => Ok(pre),
+            Activation::Gelu(saved) => {
+                let n = shape.last().copied().unwrap_or(1);
+                let out = map_rows(&Gelu, &pre, n);
+                saved.keep(pre, shape)?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// The gradient at the affine map's output, from the gradient at the activation's.
+    fn backward(&self, grad: &Tensor, op: &str) -> Result<Tensor> {
+        match self {
+            Activation::Identity => grad.contiguous(),
+            Activation::Gelu(saved) => gelu_backward(&saved.get(op)?, grad),
+        }
+    }
+}
 
 fn rows_cols(layout: &Layout, op: &str) -> Result<(usize, usize)> {
     match layout.dims() {
@@ -76,10 +155,7 @@ fn forward<T: Real>(
     b: &[T],
     (rows, inputs, outputs): (usize, usize, usize),
 ) -> Vec<T> {
-    let mut out: Vec<T> = Vec::with_capacity(rows * outputs);
-    for _ in 0..rows {
-        out.extend_from_slice(b);
-    }
+    let mut out = broadcast_bias(b, rows, outputs);
     // SAFETY: x is rows x inputs, W^T is W read with swapped strides, out is rows x outputs.
     unsafe {
         gemm(
@@ -122,7 +198,7 @@ impl CustomOp3 for Linear {
         }
         let dims = (rows, inputs, outputs);
         let out = same_float!(name, [(x, x, x_layout), (w, w, w_layout), (b, b, b_layout)]
-            => forward(x, w, b, dims));
+            => self.activation.apply(forward(x, w, b, dims), &[rows, outputs])?);
         Ok((out, Shape::from((rows, outputs))))
     }
 
@@ -134,7 +210,7 @@ impl CustomOp3 for Linear {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
+        let grad = self.activation.backward(grad, self.name())?;
         let product = |transpose_lhs| Product {
             groups: 1,
             transpose_lhs,
@@ -188,34 +264,36 @@ impl Product {
             (ar, ac)
         };
         let n = if self.transpose_rhs { br } else { bc };
-        let mut out = vec![T::zero(); self.groups * m * n];
-        for g in 0..self.groups {
-            let (a, b) = (&a[g * ar * ac..], &b[g * br * bc..]);
-            let lhs = if self.transpose_lhs {
-                (a.as_ptr(), 1, ac)
-            } else {
-                (a.as_ptr(), ac, 1)
-            };
-            let rhs = if self.transpose_rhs {
-                (b.as_ptr(), 1, bc)
-            } else {
-                (b.as_ptr(), bc, 1)
-            };
-            // SAFETY: block g of a is ar x ac and of b br x bc (read transposed when asked,
-            // sizes checked by the caller), block g of out is m x n.
-            unsafe {
-                gemm(
-                    (m, n, k),
-                    (out[g * m * n..].as_mut_ptr(), n, 1),
-                    false,
-                    lhs,
-                    rhs,
-                    T::one(),
-                    true,
-                );
+        let write = |out: *mut T| {
+            for g in 0..self.groups {
+                let (a, b) = (&a[g * ar * ac..], &b[g * br * bc..]);
+                let lhs = if self.transpose_lhs {
+                    (a.as_ptr(), 1, ac)
+                } else {
+                    (a.as_ptr(), ac, 1)
+                };
+                let rhs = if self.transpose_rhs {
+                    (b.as_ptr(), 1, bc)
+                } else {
+                    (b.as_ptr(), bc, 1)
+                };
+                // SAFETY: block g of a is ar x ac and of b br x bc (read transposed when
+                // asked, sizes checked by the caller), block g of out is m x n.
+                unsafe {
+                    gemm(
+                        (m, n, k),
+                        (out.add(g * m * n), n, 1),
+                        false,
+                        lhs,
+                        rhs,
+                        T::one(),
+                        true,
+                    );
+                }
             }
-        }
-        out
+        };
+        // SAFETY: the blocks cover the output, each written by gemm without accumulation.
+        unsafe { written(self.groups * m * n, write) }
     }
 }
 
@@ -251,8 +329,12 @@ impl CustomOp2 for Product {
 }
 
 /// One linear layer per group (the experts): `x` [G * S, in] is G blocks of S rows, block g
-/// goes through `w` [G, in, out] and `b` [G, out] of expert g; the result is [G * S, out].
-pub struct GroupedLinear;
+/// goes through `w` [G, in, out] and `b` [G, out] of expert g, then the activation; the
+/// result is [G * S, out].
+pub(crate) struct GroupedLinear {
+    /// What follows the affine map.
+    pub activation: Activation,
+}
 
 fn grouped_forward<T: Real>(
     x: &[T],
@@ -261,12 +343,7 @@ fn grouped_forward<T: Real>(
     (groups, inputs, outputs): (usize, usize, usize),
 ) -> Vec<T> {
     let rows = x.len() / (groups * inputs).max(1);
-    let mut out: Vec<T> = Vec::with_capacity(groups * rows * outputs);
-    for g in 0..groups {
-        for _ in 0..rows {
-            out.extend_from_slice(&b[g * outputs..(g + 1) * outputs]);
-        }
-    }
+    let mut out = broadcast_bias(b, groups * rows, outputs);
     for g in 0..groups {
         // SAFETY: block g of x is rows x inputs, w_g is inputs x outputs, block g of out is
         // rows x outputs.
@@ -320,7 +397,7 @@ impl CustomOp3 for GroupedLinear {
         }
         let dims = (groups, inputs, outputs);
         let out = same_float!(name, [(x, x, x_layout), (w, w, w_layout), (b, b, b_layout)]
-            => grouped_forward(x, w, b, dims));
+            => self.activation.apply(grouped_forward(x, w, b, dims), &[rows, outputs])?);
         Ok((out, Shape::from((rows, outputs))))
     }
 
@@ -333,7 +410,7 @@ impl CustomOp3 for GroupedLinear {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let groups = w.dim(0)?;
-        let grad = grad.contiguous()?;
+        let grad = self.activation.backward(grad, self.name())?;
         let product = |transpose_lhs, transpose_rhs| Product {
             groups,
             transpose_lhs,

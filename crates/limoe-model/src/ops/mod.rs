@@ -39,13 +39,44 @@ pub fn normalize(x: &Tensor) -> Result<Tensor> {
 /// on the CPU, a transpose, a matmul and a bias add elsewhere.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     if x.device().is_cpu() {
-        return x.contiguous()?.apply_op3(
-            &weight.contiguous()?,
-            &bias.contiguous()?,
-            linear::Linear,
-        );
+        return apply_linear(x, weight, bias, false);
     }
     add_bias(&x.matmul(&weight.t()?)?, bias)
+}
+
+/// `gelu(linear(x, weight, bias))`, one node of the backward on the CPU (it keeps the
+/// pre-activation for its backward).
+pub fn linear_gelu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        return apply_linear(x, weight, bias, true);
+    }
+    gelu(&linear(x, weight, bias)?)
+}
+
+/// The activation of a fused linear op on these inputs.
+fn activation(gelu: bool, inputs: [&Tensor; 3]) -> linear::Activation {
+    if gelu {
+        let tracked = inputs.iter().any(|t| t.track_op());
+        linear::Activation::Gelu(saved::Saved::new(tracked))
+    } else {
+        linear::Activation::Identity
+    }
+}
+
+fn apply_linear(x: &Tensor, weight: &Tensor, bias: &Tensor, gelu: bool) -> Result<Tensor> {
+    let op = linear::Linear {
+        activation: activation(gelu, [x, weight, bias]),
+    };
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
+}
+
+fn apply_grouped_linear(x: &Tensor, weight: &Tensor, bias: &Tensor, gelu: bool) -> Result<Tensor> {
+    let op = linear::GroupedLinear {
+        activation: activation(gelu, [x, weight, bias]),
+    };
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
 }
 
 /// One linear layer per expert: `x` [G * S, in] holds G blocks of S rows; block g is mapped by
@@ -53,16 +84,20 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
 /// backward on the CPU, a batched matmul and a bias add elsewhere.
 pub fn grouped_linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     if x.device().is_cpu() {
-        return x.contiguous()?.apply_op3(
-            &weight.contiguous()?,
-            &bias.contiguous()?,
-            linear::GroupedLinear,
-        );
+        return apply_grouped_linear(x, weight, bias, false);
     }
     let (groups, inputs, outputs) = weight.dims3()?;
     let rows = x.dim(0)? / groups.max(1);
     add_bias(&x.reshape((groups, rows, inputs))?.matmul(weight)?, bias)?
         .reshape((groups * rows, outputs))
+}
+
+/// `gelu(grouped_linear(x, weight, bias))`, one node of the backward on the CPU.
+pub fn grouped_linear_gelu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        return apply_grouped_linear(x, weight, bias, true);
+    }
+    gelu(&grouped_linear(x, weight, bias)?)
 }
 
 /// Layer normalisation over the last dimension: `normalize(x) * scale + shift`, with
