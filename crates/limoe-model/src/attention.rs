@@ -4,8 +4,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{Linear, linear};
-use crate::ops::{self_attention, softmax};
+use crate::layers::{LayerNorm, Linear, linear};
+use crate::ops::{HalfBlock, attention_half, self_attention, softmax};
 
 /// Multi-head dot-product attention.
 #[derive(Clone)]
@@ -28,6 +28,29 @@ impl Attention {
         })
     }
 
+    /// The residual half block `x + attention(norm(x))` for flat `x` [B * N, W]: one fused op
+    /// on the CPU ([`attention_half`]); `tokens` and `key_bias` as in [`Attention::forward`].
+    pub fn residual(
+        &self,
+        norm: &LayerNorm,
+        x: &Tensor,
+        tokens: usize,
+        key_bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        if let (true, Some(first), Some(second)) =
+            (x.device().is_cpu(), self.qkv.params(), self.out.params())
+        {
+            let params = HalfBlock {
+                norm: norm.params(),
+                first,
+                second,
+            };
+            let bias = cpu_key_bias(x, tokens, key_bias)?;
+            return attention_half(x, &params, &bias, tokens, self.heads);
+        }
+        x + self.forward(&norm.forward(x)?, tokens, key_bias)?
+    }
+
     /// Self-attention within each sequence of `x` [B * N, W] (B sequences of `tokens` rows,
     /// flat, so that no reshape adds a node to the backward). `key_bias` [B, 1, 1, N] is added
     /// to the scores (0 for real tokens, a large negative number for padding). On the CPU,
@@ -41,10 +64,7 @@ impl Attention {
         let head_dim = width / self.heads;
         let qkv = self.qkv.forward(x)?;
         if x.device().is_cpu() {
-            let bias = match key_bias {
-                Some(bias) => bias.reshape((batch, tokens))?,
-                None => Tensor::zeros((batch, tokens), x.dtype(), x.device())?,
-            };
+            let bias = cpu_key_bias(x, tokens, key_bias)?;
             return self
                 .out
                 .forward(&self_attention(&qkv, &bias, tokens, self.heads)?);
@@ -58,6 +78,15 @@ impl Attention {
         let mixed = attend(&q, &k, &v, key_bias)?;
         let merged = mixed.transpose(1, 2)?.reshape((rows, width))?;
         self.out.forward(&merged)
+    }
+}
+
+/// The key bias of the fused CPU attention, [B, N]: `key_bias` reshaped, or zeros.
+fn cpu_key_bias(x: &Tensor, tokens: usize, key_bias: Option<&Tensor>) -> Result<Tensor> {
+    let batch = x.dim(0)? / tokens.max(1);
+    match key_bias {
+        Some(bias) => bias.reshape((batch, tokens)),
+        None => Tensor::zeros((batch, tokens), x.dtype(), x.device()),
     }
 }
 

@@ -95,26 +95,20 @@ impl Encoder {
         let mut routing = Vec::new();
         for (index, block) in self.blocks.iter().enumerate() {
             if let Some((x, (_, tokens, _))) = &mut image {
-                let attended = block
-                    .attention
-                    .forward(&block.norm1.forward(x)?, *tokens, None)?;
-                *x = (&*x + attended)?;
+                *x = block.attention.residual(&block.norm1, x, *tokens, None)?;
             }
             if let Some(((x, (_, tokens, _)), mask)) = &mut text {
-                let attended = block.attention.forward(
-                    &block.norm1.forward(x)?,
-                    *tokens,
-                    Some(&mask.key_bias),
-                )?;
-                *x = (&*x + attended)?;
+                *x = block
+                    .attention
+                    .residual(&block.norm1, x, *tokens, Some(&mask.key_bias))?;
             }
             match &block.ffn {
                 Ffn::Dense(mlp) => {
                     if let Some((x, _)) = &mut image {
-                        *x = (&*x + mlp.forward(&block.norm2.forward(x)?)?)?;
+                        *x = mlp.residual(&block.norm2, x)?;
                     }
                     if let Some(((x, _), _)) = &mut text {
-                        *x = (&*x + mlp.forward(&block.norm2.forward(x)?)?)?;
+                        *x = mlp.residual(&block.norm2, x)?;
                     }
                 }
                 Ffn::Moe(moe) => {

@@ -21,6 +21,11 @@ impl Module for Linear {
 }
 
 impl Linear {
+    /// The weight [out, in] and bias [out], when the layer has a bias.
+    pub(crate) fn params(&self) -> Option<(&Tensor, &Tensor)> {
+        self.bias.as_ref().map(|bias| (&self.weight, bias))
+    }
+
     /// `gelu(self.forward(x))`, fused into one op when the layer has a bias.
     pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
         self.apply(x, true)
@@ -90,6 +95,13 @@ impl LayerNorm {
     }
 }
 
+impl LayerNorm {
+    /// The scale and shift.
+    pub(crate) fn params(&self) -> (&Tensor, &Tensor) {
+        (&self.scale, &self.shift)
+    }
+}
+
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         layer_norm(x, &self.scale, &self.shift)
@@ -116,5 +128,23 @@ impl Mlp {
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.fc2.forward(&self.fc1.forward_gelu(x)?)
+    }
+}
+
+impl Mlp {
+    /// The residual half block `x + mlp(norm(x))` for flat `x` [rows, width]: one fused op on
+    /// the CPU ([`ops::mlp_half`]).
+    pub fn residual(&self, norm: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+        if let (true, Some(first), Some(second)) =
+            (x.device().is_cpu(), self.fc1.params(), self.fc2.params())
+        {
+            let params = ops::HalfBlock {
+                norm: norm.params(),
+                first,
+                second,
+            };
+            return ops::mlp_half(x, &params);
+        }
+        x + self.forward(&norm.forward(x)?)?
     }
 }

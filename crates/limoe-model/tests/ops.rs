@@ -3,8 +3,8 @@
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use limoe_model::ops::{
-    LAYER_NORM_EPS, add_bias, gelu, grouped_linear, grouped_linear_gelu, layer_norm, linear,
-    linear_gelu, normalize, self_attention, softmax,
+    HalfBlock, LAYER_NORM_EPS, add_bias, attention_half, gelu, grouped_linear, grouped_linear_gelu,
+    layer_norm, linear, linear_gelu, mlp_half, normalize, self_attention, softmax,
 };
 use limoe_model::random::Stream;
 
@@ -416,4 +416,81 @@ fn ops_that_keep_values_work_without_gradients() {
     let kept = self_attention(&Var::from_tensor(&qkv).unwrap(), &bias, tokens, heads).unwrap();
     let plain = self_attention(&qkv, &bias, tokens, heads).unwrap();
     assert!(max_diff(&kept, &plain) < 1e-12);
+}
+
+/// x, layer-norm scale and shift, and two linear layers `width -> hidden` and `inner -> width`
+/// as Vars.
+fn half_block_vars(rows: usize, width: usize, hidden: usize, inner: usize) -> Vec<Var> {
+    let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
+    vec![
+        var((rows, width), 1),
+        var((1, width), 2),
+        var((1, width), 3),
+        var((hidden, width), 4),
+        var((1, hidden), 5),
+        var((width, inner), 6),
+        var((1, width), 7),
+    ]
+}
+
+fn half_block(t: &[Tensor]) -> (Tensor, Vec<Tensor>) {
+    let vectors: Vec<Tensor> = [1, 2, 4, 6]
+        .iter()
+        .map(|&i| t[i].squeeze(0).unwrap())
+        .collect();
+    (t[0].clone(), vectors)
+}
+
+#[test]
+fn fused_attention_half_matches_its_parts() {
+    for (batch, tokens, heads, width) in [(2, 3, 2, 4), (4, 20, 2, 48)] {
+        let mut bias = vec![0.0; batch * tokens];
+        bias[tokens - 1] = -1e9;
+        let bias = Tensor::from_vec(bias, (batch, tokens), &Device::Cpu).unwrap();
+        agree_with_gradients(
+            "attention_half",
+            &half_block_vars(batch * tokens, width, 3 * width, width),
+            |t| {
+                let (x, v) = half_block(t);
+                let params = HalfBlock {
+                    norm: (&v[0], &v[1]),
+                    first: (&t[3], &v[2]),
+                    second: (&t[5], &v[3]),
+                };
+                attention_half(&x, &params, &bias, tokens, heads).unwrap()
+            },
+            |t| {
+                let (x, v) = half_block(t);
+                let normed = layer_norm(&x, &v[0], &v[1]).unwrap();
+                let qkv = linear(&normed, &t[3], &v[2]).unwrap();
+                let attended = self_attention(&qkv, &bias, tokens, heads).unwrap();
+                (x + linear(&attended, &t[5], &v[3]).unwrap()).unwrap()
+            },
+        );
+    }
+}
+
+#[test]
+fn fused_mlp_half_matches_its_parts() {
+    for (rows, width, hidden) in [(3, 4, 6), (300, 48, 130)] {
+        agree_with_gradients(
+            "mlp_half",
+            &half_block_vars(rows, width, hidden, hidden),
+            |t| {
+                let (x, v) = half_block(t);
+                let params = HalfBlock {
+                    norm: (&v[0], &v[1]),
+                    first: (&t[3], &v[2]),
+                    second: (&t[5], &v[3]),
+                };
+                mlp_half(&x, &params).unwrap()
+            },
+            |t| {
+                let (x, v) = half_block(t);
+                let normed = layer_norm(&x, &v[0], &v[1]).unwrap();
+                let hidden = linear_gelu(&normed, &t[3], &v[2]).unwrap();
+                (x + linear(&hidden, &t[5], &v[3]).unwrap()).unwrap()
+            },
+        );
+    }
 }

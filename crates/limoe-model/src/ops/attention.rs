@@ -37,11 +37,15 @@ struct SelfAttentionBackward {
 
 /// Sizes of one attention problem.
 #[derive(Clone, Copy)]
-struct Dims {
-    batch: usize,
-    tokens: usize,
-    heads: usize,
-    head_dim: usize,
+pub(crate) struct Dims {
+    /// Sequences.
+    pub batch: usize,
+    /// Tokens per sequence.
+    pub tokens: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Features per head.
+    pub head_dim: usize,
 }
 
 impl Dims {
@@ -49,6 +53,17 @@ impl Dims {
         let &[rows, features] = qkv.dims() else {
             candle_core::bail!("{op}: qkv must be [rows, 3 * width], got {:?}", qkv.dims());
         };
+        Dims::new(rows, features, tokens, heads, op)
+    }
+
+    /// The sizes of `rows` rows of `features` = 3 * width qkv features.
+    pub(crate) fn new(
+        rows: usize,
+        features: usize,
+        tokens: usize,
+        heads: usize,
+        op: &str,
+    ) -> Result<Dims> {
         if tokens == 0 || !rows.is_multiple_of(tokens) {
             candle_core::bail!("{op}: {rows} rows are not sequences of {tokens} tokens");
         }
@@ -63,7 +78,7 @@ impl Dims {
         })
     }
 
-    fn width(&self) -> usize {
+    pub(crate) fn width(&self) -> usize {
         self.heads * self.head_dim
     }
 }
@@ -168,7 +183,12 @@ impl<T: Real> Wide for SoftmaxGrad<'_, T> {
 
 /// The attention output [B * N, W], and the weights [B * heads, N, N] when `keep_weights`
 /// (else empty).
-fn forward<T: Real>(qkv: &[T], bias: &[T], dims: Dims, keep_weights: bool) -> (Vec<T>, Vec<T>) {
+pub(crate) fn forward<T: Real>(
+    qkv: &[T],
+    bias: &[T],
+    dims: Dims,
+    keep_weights: bool,
+) -> (Vec<T>, Vec<T>) {
     let (n, d, w) = (dims.tokens, dims.head_dim, dims.width());
     let tasks = dims.batch * dims.heads;
     let mut out = vec![T::zero(); dims.batch * n * w];
@@ -207,7 +227,7 @@ fn forward<T: Real>(qkv: &[T], bias: &[T], dims: Dims, keep_weights: bool) -> (V
 }
 
 /// The gradient with respect to `qkv`, from the weights the forward kept.
-fn backward<T: Real>(qkv: &[T], weights: &[T], grad: &[T], dims: Dims) -> Vec<T> {
+pub(crate) fn backward<T: Real>(qkv: &[T], weights: &[T], grad: &[T], dims: Dims) -> Vec<T> {
     let (n, d, w) = (dims.tokens, dims.head_dim, dims.width());
     let scale = T::from(d as f64).map_or(T::one(), |d| d.sqrt().recip());
     let mut out = vec![T::zero(); qkv.len()];

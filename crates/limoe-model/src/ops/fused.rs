@@ -75,7 +75,7 @@ impl Kernel1 for Gelu {
 }
 
 /// d GELU(x) / dx times the incoming gradient; inputs (x, grad).
-struct GeluBackward;
+pub(crate) struct GeluBackward;
 
 impl Kernel2 for GeluBackward {
     #[inline(always)]
@@ -367,7 +367,8 @@ impl<T: Real> Rows<T> for LayerNormRows<'_, T> {
     }
 }
 
-fn layer_norm<T: Real>(x: &[T], scale: &[T], shift: &[T], n: usize) -> Vec<T> {
+/// `normalize(x) * scale + shift` over rows of `n`.
+pub(crate) fn layer_norm<T: Real>(x: &[T], scale: &[T], shift: &[T], n: usize) -> Vec<T> {
     collect_rows(x.len(), n, &LayerNormRows { x, scale, shift })
 }
 
@@ -422,11 +423,17 @@ impl CustomOp3 for LayerNorm {
 /// The gradient of a layer norm's input; inputs (x, grad, scale).
 struct LayerNormBackward;
 
-/// Rows of [`LayerNormBackward`].
-struct LayerNormBackwardRows<'a, T> {
-    x: &'a [T],
-    grad: &'a [T],
-    scale: &'a [T],
+/// Rows of a layer norm's input gradient, plus `residual`'s rows when given (the gradient
+/// reaching the same input around the layer norm).
+pub(crate) struct LayerNormBackwardRows<'a, T> {
+    /// The layer norm's input.
+    pub x: &'a [T],
+    /// The gradient at its output.
+    pub grad: &'a [T],
+    /// Its scale.
+    pub scale: &'a [T],
+    /// A gradient to add.
+    pub residual: Option<&'a [T]>,
 }
 
 impl<T: Real> Rows<T> for LayerNormBackwardRows<'_, T> {
@@ -435,6 +442,11 @@ impl<T: Real> Rows<T> for LayerNormBackwardRows<'_, T> {
         let n = self.scale.len();
         let (x, grad) = (row_of(self.x, n, index), row_of(self.grad, n, index));
         normalize_backward(x, grad, Some(self.scale), out);
+        if let Some(residual) = self.residual {
+            for (o, &r) in out.iter_mut().zip(row_of(residual, n, index)) {
+                *o += r;
+            }
+        }
     }
 }
 
@@ -465,7 +477,7 @@ impl CustomOp3 for LayerNormBackward {
         let out = same_float!(
             self.name(),
             [(x, x, x_layout), (grad, grad, grad_layout), (scale, scale, scale_layout)]
-            => collect_rows(x.len(), n, &LayerNormBackwardRows { x, grad, scale })
+            => collect_rows(x.len(), n, &LayerNormBackwardRows { x, grad, scale, residual: None })
         );
         Ok((out, x_layout.shape().clone()))
     }

@@ -149,7 +149,8 @@ fn rows_cols(layout: &Layout, op: &str) -> Result<(usize, usize)> {
     }
 }
 
-fn forward<T: Real>(
+/// `x W^T + b` for `x` [rows, inputs], `w` [outputs, inputs], `b` [outputs].
+pub(crate) fn forward<T: Real>(
     x: &[T],
     w: &[T],
     b: &[T],

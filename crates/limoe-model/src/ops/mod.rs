@@ -11,6 +11,7 @@ mod fused;
 mod kernel;
 mod linear;
 mod saved;
+mod sublayer;
 
 use candle_core::{D, Result, Tensor};
 
@@ -180,4 +181,53 @@ pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     let norm = (x.sqr()?.sum_keepdim(D::Minus1)? + 1e-12)?.sqrt()?;
     x.broadcast_div(&norm)
+}
+
+/// The parameters of a pre-LN residual half block: the layer norm's (scale, shift) and two
+/// linear layers' (weight [out, in], bias [out]).
+pub struct HalfBlock<'a> {
+    /// The layer norm's scale and shift [width].
+    pub norm: (&'a Tensor, &'a Tensor),
+    /// The first linear layer (attention: qkv [3W, W]; MLP: fc1 [hidden, W]).
+    pub first: (&'a Tensor, &'a Tensor),
+    /// The second linear layer (attention: out [W, W]; MLP: fc2 [W, hidden]).
+    pub second: (&'a Tensor, &'a Tensor),
+}
+
+/// `x + out(self_attention(qkv(layer_norm(x))))` for `x` [B * N, W] on the CPU as one node
+/// of the backward (see [`self_attention`] for `key_bias` and `tokens`).
+pub fn attention_half(
+    x: &Tensor,
+    params: &HalfBlock,
+    key_bias: &Tensor,
+    tokens: usize,
+    heads: usize,
+) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        candle_core::bail!("attention_half: the fused op runs on the CPU only");
+    }
+    let packed = sublayer::pack(params.norm, params.first, params.second)?;
+    let tracked = x.track_op() || packed.track_op();
+    let op = sublayer::AttentionHalf {
+        tokens,
+        heads,
+        kept: std::array::from_fn(|_| saved::Saved::new(tracked)),
+    };
+    x.contiguous()?
+        .apply_op3(&packed, &key_bias.contiguous()?, op)
+}
+
+/// `x + fc2(gelu(fc1(layer_norm(x))))` for `x` [rows, W] on the CPU as one node of the
+/// backward.
+pub fn mlp_half(x: &Tensor, params: &HalfBlock) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        candle_core::bail!("mlp_half: the fused op runs on the CPU only");
+    }
+    let packed = sublayer::pack(params.norm, params.first, params.second)?;
+    let tracked = x.track_op() || packed.track_op();
+    let op = sublayer::MlpHalf {
+        hidden: params.first.0.dim(0)?,
+        kept: std::array::from_fn(|_| saved::Saved::new(tracked)),
+    };
+    x.contiguous()?.apply_op2(&packed, op)
 }

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use candle_core::{Device, Result, Tensor, WithDType};
+use candle_core::{Device, Result, Storage, Tensor, WithDType};
 
 /// A tensor an op computes in its forward pass and reads in its backward pass, kept only
 /// when the op's inputs track gradients (an op applied without them has no backward).
@@ -42,4 +42,27 @@ impl Saved {
             None => candle_core::bail!("{op}: the forward pass kept no values for the backward"),
         }
     }
+}
+
+/// Runs `f` on the contiguous values of CPU tensors of type `T` (read in place, not copied);
+/// any other tensor is an error naming `op`.
+pub(crate) fn with_values<T: WithDType, R>(
+    tensors: &[Tensor],
+    op: &str,
+    f: impl FnOnce(&[&[T]]) -> Result<R>,
+) -> Result<R> {
+    let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+    let values = guards
+        .iter()
+        .map(|(storage, layout)| -> Result<&[T]> {
+            let Storage::Cpu(cpu) = &**storage else {
+                candle_core::bail!("{op}: kept values are not on the CPU");
+            };
+            match layout.contiguous_offsets() {
+                Some((start, end)) => Ok(&cpu.as_slice::<T>()?[start..end]),
+                None => candle_core::bail!("{op}: kept values are not contiguous"),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    f(&values)
 }
