@@ -58,7 +58,7 @@ pub(crate) const T128: Case = Case {
         "train.accumulation=1",
     ],
     warmup: 3,
-    steps: 10,
+    steps: 20,
 };
 
 /// The S/16 shape at a batch a CPU can time (196 patches + 16 text positions per pair).
@@ -190,10 +190,13 @@ pub fn model(registry: &Registry, loader: Option<&[LoaderRate]>) -> anyhow::Resu
             against_target(medians[0] / medians[1], MOE_DENSE_TARGET, true)
         );
     }
+    let counts: Vec<String> = CASES
+        .iter()
+        .map(|c| format!("{} ({}, after {})", c.steps, c.name, c.warmup))
+        .collect();
     println!(
-        "  medians of {} (tiny, t128) and {} (S/16) steps after {} and {} warm-ups; GFLOP from \
-         limoe_model::plan::cost (matmuls only)",
-        CASES[0].steps, S16.steps, CASES[0].warmup, S16.warmup
+        "  medians of {} steps; GFLOP from limoe_model::plan::cost (matmuls only)",
+        counts.join(", ")
     );
     println!(
         "  t128 = the issue's tiny shape: batch 32 x 64 tokens (36 patches of 48 px + 28 text \

@@ -32,7 +32,7 @@ const TORCH_TARGET: f64 = 1.0;
 /// for a while after their last task and would take the cores from the first step.
 const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
 /// Alternating rounds of limoe and PyTorch steps per case.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 10;
 /// The cases compared with PyTorch, with the directory name each is exported under.
 const CASES: [(&str, Case); 2] = [("t128", T128), ("s16", S16)];
 
@@ -74,17 +74,23 @@ pub fn torch(registry: &Registry) -> anyhow::Result<()> {
         reference.time(case.warmup)?;
         let per_round = case.steps.div_ceil(ROUNDS).max(1);
         let (mut ours, mut theirs) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
+        // Each round's ratio compares steps taken seconds apart: robust to slow load changes.
+        let mut round_ratios = Vec::with_capacity(ROUNDS);
         for round in 0..ROUNDS {
             let first = case.warmup + round * per_round;
             std::thread::sleep(SETTLE);
             let (forward, step) = step_samples(model, images, texts, first, per_round)?;
+            let limoe_round = Summary::of(&step).context("no timed steps")?.median;
             ours.0.extend(forward);
             ours.1.extend(step);
             std::thread::sleep(SETTLE);
             let (forward, step) = reference.time(per_round)?;
+            let torch_round = Summary::of(&step).context("no timed steps")?.median;
+            round_ratios.push(limoe_round / torch_round);
             theirs.0.extend(forward);
             theirs.1.extend(step);
         }
+        let round_ratios = Summary::of(&round_ratios).context("no rounds")?;
         reference.finish()?;
         let summary = |s: &[f64]| Summary::of(s).context("no timed steps");
         let (forward, step) = (summary(&ours.0)?, summary(&ours.1)?);
@@ -103,12 +109,15 @@ pub fn torch(registry: &Registry) -> anyhow::Result<()> {
         );
         println!(
             "  {:<5} limoe/torch step time {} (batch {}, {} rounds of {per_round} steps each, \
-             alternating, after {} warm-ups)",
+             alternating, after {} warm-ups; per-round ratios: median {:.2}, {:.2}-{:.2})",
             case.name,
             against_target(step.median / torch_step.median, TORCH_TARGET, true),
             exported.batch,
             ROUNDS,
             case.warmup,
+            round_ratios.median,
+            round_ratios.min,
+            round_ratios.max,
         );
     }
     println!(
