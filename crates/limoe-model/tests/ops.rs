@@ -345,7 +345,7 @@ fn fused_grouped_linear_matches_batched_matmul_and_bias() {
         agree_with_gradients(
             "grouped_linear",
             &[x, w, b],
-            |t| grouped_linear(&t[0], &t[1], &t[2]).unwrap(),
+            |t| grouped_linear(&t[0], &t[1], &t[2], None).unwrap(),
             |t| {
                 t[0].reshape((groups, rows, inputs))
                     .unwrap()
@@ -393,8 +393,8 @@ fn fused_grouped_linear_gelu_matches_grouped_linear_then_gelu() {
         agree_with_gradients(
             "grouped_linear_gelu",
             &[x, w, b],
-            |t| grouped_linear_gelu(&t[0], &t[1], &t[2]).unwrap(),
-            |t| gelu(&grouped_linear(&t[0], &t[1], &t[2]).unwrap()).unwrap(),
+            |t| grouped_linear_gelu(&t[0], &t[1], &t[2], None).unwrap(),
+            |t| gelu(&grouped_linear(&t[0], &t[1], &t[2], None).unwrap()).unwrap(),
         );
     }
 }
@@ -492,5 +492,60 @@ fn fused_mlp_half_matches_its_parts() {
                 (x + linear(&hidden, &t[5], &v[3]).unwrap()).unwrap()
             },
         );
+    }
+}
+
+#[test]
+fn grouped_linear_skips_empty_rows_exactly() {
+    // Experts' buffers of 7 slots filled 5, 0 and 7 rows deep; nothing reads the empty rows,
+    // so the weighting below is zero there.
+    let (groups, rows, inputs, outputs) = (3, 7, 6, 5);
+    let filled = [5, 0, 7];
+    let data = |r: usize| r % rows < filled[r / rows];
+    let mask: Vec<f64> = (0..groups * rows)
+        .flat_map(|r| vec![if data(r) { 1.0 } else { 0.0 }; outputs])
+        .collect();
+    let mask = Tensor::from_vec(mask, (groups * rows, outputs), &Device::Cpu).unwrap();
+    let weights = (random((groups * rows, outputs), 7) * &mask).unwrap();
+    let x = Var::from_tensor(&random((groups * rows, inputs), 1)).unwrap();
+    let w = Var::from_tensor(
+        &random((groups * inputs, outputs), 2)
+            .reshape((groups, inputs, outputs))
+            .unwrap(),
+    )
+    .unwrap();
+    let b = Var::from_tensor(&random((groups, outputs), 3)).unwrap();
+    for gelu in [false, true] {
+        let run = |filled: Option<&[usize]>| {
+            let op = if gelu {
+                grouped_linear_gelu
+            } else {
+                grouped_linear
+            };
+            let y = op(x.as_tensor(), w.as_tensor(), b.as_tensor(), filled).unwrap();
+            let grads = (&y * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let grad = |v: &Var| grads.get(v.as_tensor()).unwrap().clone();
+            (y, [grad(&x), grad(&w), grad(&b)])
+        };
+        let (all, all_grads) = run(None);
+        let (skipped, skipped_grads) = run(Some(&filled));
+        let on_data = |y: &Tensor| (y * &mask).unwrap();
+        assert!(
+            max_diff(&on_data(&all), &on_data(&skipped)) < 1e-12,
+            "gelu {gelu}: outputs"
+        );
+        // The empty rows were not computed.
+        assert!(
+            max_diff(&all, &skipped) > 1e-3,
+            "gelu {gelu}: empty rows computed"
+        );
+        for (i, (a, s)) in all_grads.iter().zip(&skipped_grads).enumerate() {
+            assert!(max_diff(a, s) < 1e-12, "gelu {gelu}: gradient of input {i}");
+        }
     }
 }

@@ -38,8 +38,10 @@ impl Experts {
     }
 
     /// Applies expert e to row block e: `buffer` [E * slots, width] -> [E * slots, width].
-    pub fn forward(&self, buffer: &Tensor) -> Result<Tensor> {
-        let hidden = grouped_linear_gelu(buffer, &self.w1, &self.b1)?;
-        grouped_linear(&hidden, &self.w2, &self.b2)
+    /// With `filled`, only the first `filled[e]` rows of block e are computed (the others are
+    /// empty slots that nothing reads; see [`grouped_linear`]).
+    pub fn forward(&self, buffer: &Tensor, filled: Option<&[usize]>) -> Result<Tensor> {
+        let hidden = grouped_linear_gelu(buffer, &self.w1, &self.b1, filled)?;
+        grouped_linear(&hidden, &self.w2, &self.b2, filled)
     }
 }

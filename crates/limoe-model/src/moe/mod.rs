@@ -182,7 +182,12 @@ impl Moe {
         let (t, width) = x.dims2()?;
         // Empty rows read some token: their outputs are never combined, so they get no gradient.
         let buffer = x.index_select(&routing.fill, 0)?;
-        let out = self.experts.forward(&buffer)?;
+        // On the CPU the experts skip their empty slots (a buffer fills from its first row).
+        let filled = match (x.device().is_cpu(), routing.groups) {
+            (true, 1) => Some(filled_slots(&routing.experts, self.cfg.experts)?),
+            _ => None,
+        };
+        let out = self.experts.forward(&buffer, filled.as_deref())?;
         // Raw clean gate of each choice, zeroed where the choice was dropped: [K * T, 1].
         let weights = probs
             .gather(&routing.chosen, 1)?
@@ -198,4 +203,15 @@ impl Moe {
             y.reshape((k, t, width))?.sum(0)
         }
     }
+}
+
+/// Slots taken in each expert's buffer (one routing group): the kept choices per expert.
+fn filled_slots(experts: &Tensor, count: usize) -> Result<Vec<usize>> {
+    let mut filled = vec![0; count];
+    for expert in experts.flatten_all()?.to_vec1::<u32>()? {
+        if let Some(slots) = filled.get_mut(expert as usize) {
+            *slots += 1;
+        }
+    }
+    Ok(filled)
 }

@@ -216,6 +216,7 @@ impl CustomOp3 for Linear {
             groups: 1,
             transpose_lhs,
             transpose_rhs: false,
+            filled: None,
         };
         let dx = grad.apply_op2_no_bwd(&w.contiguous()?, &product(false))?;
         let dw = grad.apply_op2_no_bwd(&x.contiguous()?, &product(true))?;
@@ -236,6 +237,9 @@ pub(crate) struct Product {
     pub transpose_lhs: bool,
     /// Use each block of `b` transposed.
     pub transpose_rhs: bool,
+    /// Rows of each block of `a` that hold data (all when `None`): the other rows count as
+    /// zeros and, without `transpose_lhs`, give zero rows of the result.
+    pub filled: Option<Vec<usize>>,
 }
 
 /// `(rows, columns)` of each of `groups` blocks.
@@ -268,6 +272,7 @@ impl Product {
         let write = |out: *mut T| {
             for g in 0..self.groups {
                 let (a, b) = (&a[g * ar * ac..], &b[g * br * bc..]);
+                let data_rows = self.filled.as_ref().map_or(ar, |f| f[g].min(ar));
                 let lhs = if self.transpose_lhs {
                     (a.as_ptr(), 1, ac)
                 } else {
@@ -278,18 +283,27 @@ impl Product {
                 } else {
                     (b.as_ptr(), bc, 1)
                 };
+                // The rows of a past `data_rows` are zeros: a shorter sum, or zero rows.
+                let (rows, depth) = if self.transpose_lhs {
+                    (m, data_rows)
+                } else {
+                    (data_rows, k)
+                };
                 // SAFETY: block g of a is ar x ac and of b br x bc (read transposed when
-                // asked, sizes checked by the caller), block g of out is m x n.
+                // asked, sizes checked by the caller), block g of out is m x n; the rows past
+                // `rows` are zeroed (all-zero bits are 0.0).
                 unsafe {
+                    let block = out.add(g * m * n);
                     gemm(
-                        (m, n, k),
-                        (out.add(g * m * n), n, 1),
+                        (rows, n, depth),
+                        (block, n, 1),
                         false,
                         lhs,
                         rhs,
                         T::one(),
                         true,
                     );
+                    std::ptr::write_bytes(block.add(rows * n), 0, (m - rows) * n);
                 }
             }
         };
@@ -335,6 +349,10 @@ impl CustomOp2 for Product {
 pub(crate) struct GroupedLinear {
     /// What follows the affine map.
     pub activation: Activation,
+    /// Rows of each block that hold data (all when `None`; an expert's buffer is filled
+    /// from its first row): the other rows are not computed (they hold the activated bias)
+    /// and must get a zero gradient (nothing reads them).
+    pub filled: Option<Vec<usize>>,
 }
 
 fn grouped_forward<T: Real>(
@@ -342,15 +360,17 @@ fn grouped_forward<T: Real>(
     w: &[T],
     b: &[T],
     (groups, inputs, outputs): (usize, usize, usize),
+    filled: Option<&[usize]>,
 ) -> Vec<T> {
     let rows = x.len() / (groups * inputs).max(1);
     let mut out = broadcast_bias(b, groups * rows, outputs);
     for g in 0..groups {
+        let data_rows = filled.map_or(rows, |f| f[g].min(rows));
         // SAFETY: block g of x is rows x inputs, w_g is inputs x outputs, block g of out is
-        // rows x outputs.
+        // rows x outputs; the first `data_rows` rows are computed.
         unsafe {
             gemm(
-                (rows, outputs, inputs),
+                (data_rows, outputs, inputs),
                 (out[g * rows * outputs..].as_mut_ptr(), outputs, 1),
                 true,
                 (x[g * rows * inputs..].as_ptr(), inputs, 1),
@@ -388,6 +408,7 @@ impl CustomOp3 for GroupedLinear {
         if x_inputs != inputs
             || !rows.is_multiple_of(groups.max(1))
             || b_layout.dims() != [groups, outputs]
+            || self.filled.as_ref().is_some_and(|f| f.len() != groups)
         {
             candle_core::bail!(
                 "{name}: x {:?}, weight {:?} and bias {:?} do not fit",
@@ -398,7 +419,10 @@ impl CustomOp3 for GroupedLinear {
         }
         let dims = (groups, inputs, outputs);
         let out = same_float!(name, [(x, x, x_layout), (w, w, w_layout), (b, b, b_layout)]
-            => self.activation.apply(grouped_forward(x, w, b, dims), &[rows, outputs])?);
+        => {
+            let out = grouped_forward(x, w, b, dims, self.filled.as_deref());
+            self.activation.apply(out, &[rows, outputs])?
+        });
         Ok((out, Shape::from((rows, outputs))))
     }
 
@@ -416,6 +440,7 @@ impl CustomOp3 for GroupedLinear {
             groups,
             transpose_lhs,
             transpose_rhs,
+            filled: self.filled.clone(),
         };
         let dx = grad.apply_op2_no_bwd(&w.contiguous()?, &product(false, true))?;
         let dw = x

@@ -72,9 +72,15 @@ fn apply_linear(x: &Tensor, weight: &Tensor, bias: &Tensor, gelu: bool) -> Resul
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
 }
 
-fn apply_grouped_linear(x: &Tensor, weight: &Tensor, bias: &Tensor, gelu: bool) -> Result<Tensor> {
+fn apply_grouped_linear(
+    x: &Tensor,
+    (weight, bias): (&Tensor, &Tensor),
+    filled: Option<&[usize]>,
+    gelu: bool,
+) -> Result<Tensor> {
     let op = linear::GroupedLinear {
         activation: activation(gelu, [x, weight, bias]),
+        filled: filled.map(<[usize]>::to_vec),
     };
     x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
@@ -83,9 +89,18 @@ fn apply_grouped_linear(x: &Tensor, weight: &Tensor, bias: &Tensor, gelu: bool) 
 /// One linear layer per expert: `x` [G * S, in] holds G blocks of S rows; block g is mapped by
 /// `weight` [G, in, out] and `bias` [G, out] of group g, giving [G * S, out]. One node of the
 /// backward on the CPU, a batched matmul and a bias add elsewhere.
-pub fn grouped_linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+///
+/// `filled` (CPU only): the rows of each block that hold data, from the block's first row.
+/// The others are not computed (their values are unspecified) and their gradient must be
+/// zero: for an expert buffer whose empty slots are never read back.
+pub fn grouped_linear(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    filled: Option<&[usize]>,
+) -> Result<Tensor> {
     if x.device().is_cpu() {
-        return apply_grouped_linear(x, weight, bias, false);
+        return apply_grouped_linear(x, (weight, bias), filled, false);
     }
     let (groups, inputs, outputs) = weight.dims3()?;
     let rows = x.dim(0)? / groups.max(1);
@@ -93,12 +108,17 @@ pub fn grouped_linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tens
         .reshape((groups * rows, outputs))
 }
 
-/// `gelu(grouped_linear(x, weight, bias))`, one node of the backward on the CPU.
-pub fn grouped_linear_gelu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+/// `gelu(grouped_linear(x, weight, bias, filled))`, one node of the backward on the CPU.
+pub fn grouped_linear_gelu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    filled: Option<&[usize]>,
+) -> Result<Tensor> {
     if x.device().is_cpu() {
-        return apply_grouped_linear(x, weight, bias, true);
+        return apply_grouped_linear(x, (weight, bias), filled, true);
     }
-    gelu(&grouped_linear(x, weight, bias)?)
+    gelu(&grouped_linear(x, weight, bias, filled)?)
 }
 
 /// Layer normalisation over the last dimension: `normalize(x) * scale + shift`, with
