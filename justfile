@@ -14,8 +14,8 @@ malloc_keep := "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc
 
 # The environment of a training process: the malloc setting, and candle's elementwise ops on
 # the calling thread (matmuls and the fused ops still use every core): candle's spinning
-# barrier pool costs more than it gains on 2 cores (t128 step ~150 against ~175-200 ms,
-# measured side by side with `limoe bench`).
+# barrier pool costs more than it gains on 2 cores (t128 step ~94 against ~124-131 ms,
+# measured side by side).
 train_env := malloc_keep + " CANDLE_NUM_THREADS=1"
 
 # Run an experiment spec end to end (extra args go to `limoe run`, e.g. --set train.steps=10).

@@ -17,6 +17,12 @@ use limoe_core::{Progress, Registry};
 use crate::commands::INVALID_SPEC;
 use crate::{sweep_local, sweep_slurm};
 
+/// `CANDLE_NUM_THREADS` of a trial: candle's own elementwise ops stay on the calling thread
+/// (its spinning thread pool competes with rayon's, which runs the fused ops and the matmuls
+/// on the trial's `RAYON_NUM_THREADS`; measured with `limoe bench`: t128 step ~94 ms with 1,
+/// ~124-131 ms with 2 on 2 cores).
+pub(crate) const CANDLE_THREADS: &str = "1";
+
 /// Where the trials of a sweep run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Executor {

@@ -11,7 +11,7 @@ use anyhow::Context;
 use limoe_core::runner::LAST_RUN;
 use limoe_core::sweep::{SweepRecord, TrialState};
 
-use crate::sweep::{SweepOptions, progress_line};
+use crate::sweep::{CANDLE_THREADS, SweepOptions, progress_line};
 
 /// Cores of this machine (1 when unknown).
 fn cores() -> usize {
@@ -128,7 +128,7 @@ fn spawn(
     }
     command
         .env("RAYON_NUM_THREADS", threads.to_string())
-        .env("CANDLE_NUM_THREADS", threads.to_string())
+        .env("CANDLE_NUM_THREADS", CANDLE_THREADS)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

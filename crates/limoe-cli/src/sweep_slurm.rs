@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use limoe_core::files::write_atomic;
 use limoe_core::sweep::{Sweep, SweepRecord, TRIAL_LOG, TRIALS_DIR, TrialState};
 
-use crate::sweep::{SweepOptions, absolute};
+use crate::sweep::{CANDLE_THREADS, SweepOptions, absolute};
 
 /// File name of the array script inside the experiment directory.
 pub(crate) const SCRIPT: &str = "sweep.sbatch";
@@ -72,7 +72,7 @@ pub(crate) fn script(
         "export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-{}}}\"",
         slurm.cpus
     ));
-    line("export CANDLE_NUM_THREADS=\"$RAYON_NUM_THREADS\"".into());
+    line(format!("export CANDLE_NUM_THREADS={CANDLE_THREADS}"));
     line(format!("cd {}", quote(&cwd.display().to_string())));
     line(format!(
         "DIR={}/\"$ID\"",
