@@ -307,15 +307,34 @@ fn fused_self_attention_matches_composite_attention() {
     }
 }
 
+/// x [rows, in], weight [out, in] and bias [1, out] of a linear layer as Vars.
+fn linear_vars(rows: usize, inputs: usize, outputs: usize) -> [Var; 3] {
+    let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
+    [
+        var((rows, inputs), 1),
+        var((outputs, inputs), 2),
+        var((1, outputs), 3),
+    ]
+}
+
+/// x [groups * rows, in], weight [groups, in, out] and bias [groups, out] of grouped linear
+/// layers as Vars.
+fn grouped_vars(groups: usize, rows: usize, inputs: usize, outputs: usize) -> [Var; 3] {
+    let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
+    let weight = random((groups * inputs, outputs), 2)
+        .reshape((groups, inputs, outputs))
+        .unwrap();
+    [
+        var((groups * rows, inputs), 1),
+        Var::from_tensor(&weight).unwrap(),
+        var((groups, outputs), 3),
+    ]
+}
+
 #[test]
 fn fused_linear_matches_matmul_and_bias() {
     for (rows, inputs, outputs) in [(3, 5, 4), (200, 96, 130)] {
-        let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
-        let (x, w, b) = (
-            var((rows, inputs), 1),
-            var((outputs, inputs), 2),
-            var((1, outputs), 3),
-        );
+        let [x, w, b] = linear_vars(rows, inputs, outputs);
         agree_with_gradients(
             "linear",
             &[x, w, b],
@@ -333,15 +352,7 @@ fn fused_linear_matches_matmul_and_bias() {
 #[test]
 fn fused_grouped_linear_matches_batched_matmul_and_bias() {
     for (groups, rows, inputs, outputs) in [(2, 3, 5, 4), (4, 50, 96, 130)] {
-        let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
-        let x = var((groups * rows, inputs), 1);
-        let w = Var::from_tensor(
-            &random((groups * inputs, outputs), 2)
-                .reshape((groups, inputs, outputs))
-                .unwrap(),
-        )
-        .unwrap();
-        let b = var((groups, outputs), 3);
+        let [x, w, b] = grouped_vars(groups, rows, inputs, outputs);
         agree_with_gradients(
             "grouped_linear",
             &[x, w, b],
@@ -363,12 +374,7 @@ fn fused_grouped_linear_matches_batched_matmul_and_bias() {
 #[test]
 fn fused_linear_gelu_matches_linear_then_gelu() {
     for (rows, inputs, outputs) in [(3, 5, 4), (200, 96, 130)] {
-        let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
-        let (x, w, b) = (
-            var((rows, inputs), 1),
-            var((outputs, inputs), 2),
-            var((1, outputs), 3),
-        );
+        let [x, w, b] = linear_vars(rows, inputs, outputs);
         agree_with_gradients(
             "linear_gelu",
             &[x, w, b],
@@ -381,15 +387,7 @@ fn fused_linear_gelu_matches_linear_then_gelu() {
 #[test]
 fn fused_grouped_linear_gelu_matches_grouped_linear_then_gelu() {
     for (groups, rows, inputs, outputs) in [(2, 3, 5, 4), (4, 50, 96, 130)] {
-        let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
-        let x = var((groups * rows, inputs), 1);
-        let w = Var::from_tensor(
-            &random((groups * inputs, outputs), 2)
-                .reshape((groups, inputs, outputs))
-                .unwrap(),
-        )
-        .unwrap();
-        let b = var((groups, outputs), 3);
+        let [x, w, b] = grouped_vars(groups, rows, inputs, outputs);
         agree_with_gradients(
             "grouped_linear_gelu",
             &[x, w, b],
@@ -507,14 +505,7 @@ fn grouped_linear_skips_empty_rows_exactly() {
         .collect();
     let mask = Tensor::from_vec(mask, (groups * rows, outputs), &Device::Cpu).unwrap();
     let weights = (random((groups * rows, outputs), 7) * &mask).unwrap();
-    let x = Var::from_tensor(&random((groups * rows, inputs), 1)).unwrap();
-    let w = Var::from_tensor(
-        &random((groups * inputs, outputs), 2)
-            .reshape((groups, inputs, outputs))
-            .unwrap(),
-    )
-    .unwrap();
-    let b = Var::from_tensor(&random((groups, outputs), 3)).unwrap();
+    let [x, w, b] = grouped_vars(groups, rows, inputs, outputs);
     for gelu in [false, true] {
         let run = |filled: Option<&[usize]>| {
             let op = if gelu {

@@ -251,9 +251,9 @@ fn per_group<T>(v: &[T], n: usize, rows_per_group: usize, row: usize) -> &[T] {
 /// [groups, n]; the backward sums the incoming gradient over rows in one pass.
 pub struct BiasAdd;
 
-/// Rows of `x + bias`, the bias row of the row's group.
+/// Rows of `x + bias` (of `bias` alone without `x`), the bias row of the row's group.
 struct BiasRows<'a, T> {
-    x: &'a [T],
+    x: Option<&'a [T]>,
     bias: &'a [T],
     n: usize,
     rows_per_group: usize,
@@ -263,20 +263,28 @@ impl<T: Real> Rows<T> for BiasRows<'_, T> {
     #[inline(always)]
     fn row(&self, index: usize, out: &mut [T]) {
         let b = per_group(self.bias, self.n, self.rows_per_group, index);
-        for ((o, &v), &b) in out.iter_mut().zip(row_of(self.x, self.n, index)).zip(b) {
-            *o = v + b;
+        match self.x {
+            Some(x) => {
+                for ((o, &v), &b) in out.iter_mut().zip(row_of(x, self.n, index)).zip(b) {
+                    *o = v + b;
+                }
+            }
+            None => out.copy_from_slice(b),
         }
     }
 }
 
-fn bias_add<T: Real>(x: &[T], bias: &[T], n: usize) -> Vec<T> {
-    let rows = BiasRows {
+/// `rows` rows of `n`: `x + bias`, or the bias alone without `x`, where `bias` [groups, n]
+/// gives one row per group of `rows / groups` rows.
+pub(crate) fn bias_rows<T: Real>(x: Option<&[T]>, bias: &[T], rows: usize, n: usize) -> Vec<T> {
+    let groups = (bias.len() / n.max(1)).max(1);
+    let bias_rows = BiasRows {
         x,
         bias,
         n,
-        rows_per_group: x.len() / bias.len().max(1),
+        rows_per_group: rows / groups,
     };
-    collect_rows(x.len(), n, &rows)
+    collect_rows(rows * n, n, &bias_rows)
 }
 
 impl CustomOp2 for BiasAdd {
@@ -306,7 +314,7 @@ impl CustomOp2 for BiasAdd {
             );
         }
         let out = same_float!(self.name(), [(x, x, x_layout), (b, bias, bias_layout)]
-            => bias_add(x, b, n));
+            => bias_rows(Some(x), b, x.len() / n, n));
         Ok((out, x_layout.shape().clone()))
     }
 

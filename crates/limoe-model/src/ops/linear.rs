@@ -9,8 +9,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::fused::{ColumnSums, Gelu, gelu_backward};
-use super::kernel::{Real, Rows, collect_rows, map_rows, same_float};
+use super::fused::{ColumnSums, Gelu, bias_rows, gelu_backward};
+use super::kernel::{Real, map_rows, same_float};
 use super::saved::Saved;
 
 /// Multiply-adds above which a matmul runs on every thread.
@@ -89,36 +89,6 @@ pub(crate) struct Linear {
     pub activation: Activation,
 }
 
-/// Rows of a bias broadcast: row r is the bias of its group (`rows_per_group` rows each).
-struct BiasRows<'a, T> {
-    bias: &'a [T],
-    n: usize,
-    rows_per_group: usize,
-}
-
-impl<T: Real> Rows<T> for BiasRows<'_, T> {
-    #[inline(always)]
-    fn row(&self, index: usize, out: &mut [T]) {
-        let g = index / self.rows_per_group.max(1);
-        out.copy_from_slice(&self.bias[g * self.n..(g + 1) * self.n]);
-    }
-}
-
-/// [rows, n] rows of the bias of their group (`bias` [groups, n], `rows / groups` rows each).
-fn broadcast_bias<T: Real>(bias: &[T], rows: usize, n: usize) -> Vec<T> {
-    let groups = (bias.len() / n.max(1)).max(1);
-    let rows_per_group = rows / groups;
-    collect_rows(
-        rows * n,
-        n,
-        &BiasRows {
-            bias,
-            n,
-            rows_per_group,
-        },
-    )
-}
-
 impl Activation {
     /// Applies the activation to `pre` (rows of `n`), keeping `pre` when asked.
     fn apply<T: Real>(&self, pre: Vec<T>, shape: &[usize]) -> Result<Vec<T>> {
@@ -149,14 +119,16 @@ fn rows_cols(layout: &Layout, op: &str) -> Result<(usize, usize)> {
     }
 }
 
-/// `x W^T + b` for `x` [rows, inputs], `w` [outputs, inputs], `b` [outputs].
+/// `x W^T + b` for `x` [rows, inputs], `w` [outputs, inputs], `b` [outputs], plus
+/// `residual` [rows, outputs] when given.
 pub(crate) fn forward<T: Real>(
     x: &[T],
     w: &[T],
     b: &[T],
     (rows, inputs, outputs): (usize, usize, usize),
+    residual: Option<&[T]>,
 ) -> Vec<T> {
-    let mut out = broadcast_bias(b, rows, outputs);
+    let mut out = bias_rows(residual, b, rows, outputs);
     // SAFETY: x is rows x inputs, W^T is W read with swapped strides, out is rows x outputs.
     unsafe {
         gemm(
@@ -199,7 +171,7 @@ impl CustomOp3 for Linear {
         }
         let dims = (rows, inputs, outputs);
         let out = same_float!(name, [(x, x, x_layout), (w, w, w_layout), (b, b, b_layout)]
-            => self.activation.apply(forward(x, w, b, dims), &[rows, outputs])?);
+            => self.activation.apply(forward(x, w, b, dims, None), &[rows, outputs])?);
         Ok((out, Shape::from((rows, outputs))))
     }
 
@@ -363,7 +335,7 @@ fn grouped_forward<T: Real>(
     filled: Option<&[usize]>,
 ) -> Vec<T> {
     let rows = x.len() / (groups * inputs).max(1);
-    let mut out = broadcast_bias(b, groups * rows, outputs);
+    let mut out = bias_rows(None, b, groups * rows, outputs);
     for g in 0..groups {
         let data_rows = filled.map_or(rows, |f| f[g].min(rows));
         // SAFETY: block g of x is rows x inputs, w_g is inputs x outputs, block g of out is

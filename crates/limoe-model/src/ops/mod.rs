@@ -2,9 +2,13 @@
 //!
 //! candle_nn's `LayerNorm`, `ops::softmax_last_dim` and `rms_norm` are forward-only kernels:
 //! used in training they leave their inputs without gradient. On the CPU, GELU, the layer
-//! norm (with or without its affine part), softmax and bias addition are fused single-loop ops
-//! with hand-written backward passes ([`fused`]); on other devices they fall back to
-//! compositions of candle primitives.
+//! norm (with or without its affine part), softmax, bias addition, linear layers (with GELU
+//! fused in; grouped per expert), self-attention and the two residual halves of a pre-LN
+//! block are fused ops with hand-written backward passes, their loops compiled for AVX2 where
+//! the CPU has it; on other devices they fall back to compositions of candle primitives.
+//! Each fused op is one node of candle's backward, which starts every node's input gradient
+//! as a zeroed buffer and adds into it: fewer, larger nodes are most of the CPU speed-up
+//! (`limoe bench` measures it against PyTorch).
 
 mod attention;
 mod fused;
@@ -64,12 +68,18 @@ fn activation(gelu: bool, inputs: [&Tensor; 3]) -> linear::Activation {
     }
 }
 
+/// A fused CPU op on contiguous copies of its three inputs.
+fn apply3(
+    (a, b, c): (&Tensor, &Tensor, &Tensor),
+    op: impl candle_core::CustomOp3 + Send + Sync + 'static,
+) -> Result<Tensor> {
+    a.contiguous()?
+        .apply_op3(&b.contiguous()?, &c.contiguous()?, op)
+}
+
 fn apply_linear(x: &Tensor, weight: &Tensor, bias: &Tensor, gelu: bool) -> Result<Tensor> {
-    let op = linear::Linear {
-        activation: activation(gelu, [x, weight, bias]),
-    };
-    x.contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
+    let activation = activation(gelu, [x, weight, bias]);
+    apply3((x, weight, bias), linear::Linear { activation })
 }
 
 fn apply_grouped_linear(
@@ -82,8 +92,7 @@ fn apply_grouped_linear(
         activation: activation(gelu, [x, weight, bias]),
         filled: filled.map(<[usize]>::to_vec),
     };
-    x.contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
+    apply3((x, weight, bias), op)
 }
 
 /// One linear layer per expert: `x` [G * S, in] holds G blocks of S rows; block g is mapped by
@@ -125,11 +134,7 @@ pub fn grouped_linear_gelu(
 /// `scale` and `shift` [n].
 pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
     if x.device().is_cpu() {
-        return x.contiguous()?.apply_op3(
-            &scale.contiguous()?,
-            &shift.contiguous()?,
-            fused::LayerNorm,
-        );
+        return apply3((x, scale, shift), fused::LayerNorm);
     }
     normalize(x)?.broadcast_mul(scale)?.broadcast_add(shift)
 }

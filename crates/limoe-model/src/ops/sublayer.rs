@@ -102,40 +102,6 @@ pub(crate) fn pack(
     )
 }
 
-/// `residual + a W^T + b` for `a` [rows, inputs], `w` [outputs, inputs].
-fn project_onto<T: Real>(residual: &[T], a: &[T], w: &[T], b: &[T], outputs: usize) -> Vec<T> {
-    struct Onto<'a, T> {
-        residual: &'a [T],
-        bias: &'a [T],
-    }
-    impl<T: Real> Rows<T> for Onto<'_, T> {
-        #[inline(always)]
-        fn row(&self, index: usize, out: &mut [T]) {
-            let n = self.bias.len();
-            let residual = &self.residual[index * n..(index + 1) * n];
-            for ((o, &r), &b) in out.iter_mut().zip(residual).zip(self.bias) {
-                *o = r + b;
-            }
-        }
-    }
-    let inputs = w.len() / outputs.max(1);
-    let rows = a.len() / inputs.max(1);
-    let mut out = collect_rows(rows * outputs, outputs, &Onto { residual, bias: b });
-    // SAFETY: a is rows x inputs, W^T is W read with swapped strides, out is rows x outputs.
-    unsafe {
-        gemm(
-            (rows, outputs, inputs),
-            (out.as_mut_ptr(), outputs, 1),
-            true,
-            (a.as_ptr(), inputs, 1),
-            (w.as_ptr(), 1, inputs),
-            T::one(),
-            true,
-        );
-    }
-    out
-}
-
 /// The backward of `y = a W^T + b` for `a` [rows, inputs], `w` [outputs, inputs] and the
 /// gradient `g` [rows, outputs]: writes dW and db into `dw` and `db`, returns da.
 fn linear_backward<T: Real>(g: &[T], a: &[T], w: &[T], dw: &mut [T], db: &mut [T]) -> Vec<T> {
@@ -206,6 +172,130 @@ fn split_mut<'a, T>(layer: &Layer, packed: &'a mut [T]) -> [&'a mut [T]; 6] {
     })
 }
 
+/// Which half block, with the sizes its packed parameters do not tell.
+#[derive(Clone, Copy)]
+enum Half {
+    /// The attention half over sequences of `tokens`.
+    Attention { tokens: usize, heads: usize },
+    /// The MLP half.
+    Mlp { hidden: usize },
+}
+
+impl Half {
+    /// The sizes of this half on `x` with `packed` parameters.
+    fn layer(&self, x: &Layout, packed: &Layout, op: &str) -> Result<Layer> {
+        match *self {
+            Half::Attention { .. } => Layer::of(x, packed, |w| (3 * w, w), op),
+            Half::Mlp { hidden } => Layer::of(x, packed, |_| (hidden, hidden), op),
+        }
+    }
+
+    /// The attention sizes of this half (an error for the MLP half).
+    fn attention(&self, layer: &Layer, op: &str) -> Result<Dims> {
+        match *self {
+            Half::Attention { tokens, heads } => {
+                Dims::new(layer.rows, 3 * layer.width, tokens, heads, op)
+            }
+            Half::Mlp { .. } => candle_core::bail!("{op}: the MLP half has no attention"),
+        }
+    }
+
+    /// dx followed by the packed parameters' gradient, from the kept values.
+    fn backward<T: Real>(
+        &self,
+        (x, packed, grad): (&[T], &[T], &[T]),
+        kept: &[&[T]],
+        layer: Layer,
+        op: &str,
+    ) -> Result<Vec<T>> {
+        match (*self, kept) {
+            (Half::Attention { .. }, &[normed, qkv, weights, attended]) => {
+                let dims = self.attention(&layer, op)?;
+                let kept = [normed, qkv, weights, attended];
+                Ok(attention_backward(x, packed, grad, kept, layer, dims))
+            }
+            (Half::Mlp { .. }, &[normed, pre, activated]) => Ok(mlp_backward(
+                x,
+                packed,
+                grad,
+                [normed, pre, activated],
+                layer,
+            )),
+            _ => candle_core::bail!("{op}: {} kept tensors do not fit this half", kept.len()),
+        }
+    }
+}
+
+/// Keeps each value vector with its shape in its [`Saved`].
+fn keep_all<T: Real>(
+    saved: &[Saved],
+    values: impl IntoIterator<Item = (Vec<T>, Vec<usize>)>,
+) -> Result<()> {
+    for (saved, (values, shape)) in saved.iter().zip(values) {
+        saved.keep(values, &shape)?;
+    }
+    Ok(())
+}
+
+/// The gradients of a half block's (x, packed parameters) from the values it kept.
+fn half_backward(
+    half: Half,
+    saved: &[Saved],
+    op: &str,
+    (x, packed, grad): (&Tensor, &Tensor, &Tensor),
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let kept = saved
+        .iter()
+        .map(|saved| saved.get(op))
+        .collect::<Result<Vec<_>>>()?;
+    let both = x.contiguous()?.apply_op3_no_bwd(
+        &packed.contiguous()?,
+        &grad.contiguous()?,
+        &HalfBackward { half, kept },
+    )?;
+    let dx = both.narrow(0, 0, x.elem_count())?.reshape(x.shape())?;
+    let dp = both.narrow(0, x.elem_count(), packed.elem_count())?;
+    Ok((Some(dx), Some(dp)))
+}
+
+/// The backward of a half block: inputs (x, packed, grad) and the kept tensors; the result
+/// is dx followed by the packed parameters' gradient, flat.
+struct HalfBackward {
+    half: Half,
+    kept: Vec<Tensor>,
+}
+
+impl CustomOp3 for HalfBackward {
+    fn name(&self) -> &'static str {
+        "fused-half-block-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        packed: &CpuStorage,
+        packed_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let layer = self.half.layer(x_layout, packed_layout, name)?;
+        if grad_layout.shape() != x_layout.shape() {
+            candle_core::bail!("{name}: the gradient has shape {:?}", grad_layout.dims());
+        }
+        let out = same_float!(
+            name,
+            [(x, x, x_layout), (p, packed, packed_layout), (g, grad, grad_layout)]
+            => with_values(&self.kept, name, |kept| {
+                self.half.backward((x, p, g), kept, layer, name)
+            })?
+        );
+        let len = x_layout.shape().elem_count() + layer.packed_len();
+        Ok((out, Shape::from(len)))
+    }
+}
+
 /// `x + out(attention(qkv(layer_norm(x))))` for `x` [B * N, W] (B sequences of `tokens`),
 /// inputs (x, packed parameters, key bias [B, N]).
 pub(crate) struct AttentionHalf {
@@ -215,6 +305,15 @@ pub(crate) struct AttentionHalf {
     pub heads: usize,
     /// layer_norm(x), the qkv projection, the attention weights and the attention output.
     pub kept: [Saved; 4],
+}
+
+impl AttentionHalf {
+    fn half(&self) -> Half {
+        Half::Attention {
+            tokens: self.tokens,
+            heads: self.heads,
+        }
+    }
 }
 
 /// What the attention half keeps, as plain vectors.
@@ -236,9 +335,9 @@ fn attention_forward<T: Real>(
     let [scale, shift, w_qkv, b_qkv, w_out, b_out] = layer.split(packed);
     let (rows, width) = (layer.rows, layer.width);
     let normed = layer_norm(x, scale, shift, width);
-    let qkv = linear::forward(&normed, w_qkv, b_qkv, (rows, width, 3 * width));
+    let qkv = linear::forward(&normed, w_qkv, b_qkv, (rows, width, 3 * width), None);
     let (attended, weights) = attention::forward(&qkv, bias, dims, keep);
-    let out = project_onto(x, &attended, w_out, b_out, width);
+    let out = linear::forward(&attended, w_out, b_out, (rows, width, width), Some(x));
     let kept = AttentionKept {
         normed,
         qkv,
@@ -267,17 +366,6 @@ fn attention_backward<T: Real>(
     [dx, grads].concat()
 }
 
-/// Splits the backward's result (dx then the packed gradient) into two tensors.
-fn split_result(
-    both: Tensor,
-    x: &Tensor,
-    packed: &Tensor,
-) -> Result<(Option<Tensor>, Option<Tensor>)> {
-    let dx = both.narrow(0, 0, x.elem_count())?.reshape(x.shape())?;
-    let dp = both.narrow(0, x.elem_count(), packed.elem_count())?;
-    Ok((Some(dx), Some(dp)))
-}
-
 impl CustomOp3 for AttentionHalf {
     fn name(&self) -> &'static str {
         "fused-attention-half"
@@ -293,28 +381,25 @@ impl CustomOp3 for AttentionHalf {
         bias_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
-        let width = x_layout.dims().last().copied().unwrap_or(0);
-        let layer = Layer::of(x_layout, packed_layout, |w| (3 * w, w), name)?;
-        let dims = Dims::new(layer.rows, 3 * width, self.tokens, self.heads, name)?;
+        let layer = self.half().layer(x_layout, packed_layout, name)?;
+        let dims = self.half().attention(&layer, name)?;
         if bias_layout.dims() != [dims.batch, dims.tokens] {
             candle_core::bail!("{name}: the key bias has shape {:?}", bias_layout.dims());
         }
         let keep = self.kept[0].wanted();
-        let shapes = [
-            vec![layer.rows, width],
-            vec![layer.rows, 3 * width],
-            vec![dims.batch * dims.heads, dims.tokens, dims.tokens],
-            vec![layer.rows, width],
-        ];
+        let (rows, width) = (layer.rows, layer.width);
         let out = same_float!(
             name,
             [(x, x, x_layout), (p, packed, packed_layout), (m, bias, bias_layout)]
             => {
                 let (out, kept) = attention_forward(x, p, m, layer, dims, keep);
-                let values = [kept.normed, kept.qkv, kept.weights, kept.attended];
-                for ((saved, values), shape) in self.kept.iter().zip(values).zip(&shapes) {
-                    saved.keep(values, shape)?;
-                }
+                let weights_shape = vec![dims.batch * dims.heads, dims.tokens, dims.tokens];
+                keep_all(&self.kept, [
+                    (kept.normed, vec![rows, width]),
+                    (kept.qkv, vec![rows, 3 * width]),
+                    (kept.weights, weights_shape),
+                    (kept.attended, vec![rows, width]),
+                ])?;
                 out
             }
         );
@@ -329,67 +414,8 @@ impl CustomOp3 for AttentionHalf {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let kept = self
-            .kept
-            .iter()
-            .map(|saved| saved.get(self.name()))
-            .collect::<Result<Vec<_>>>()?;
-        let backward = AttentionHalfBackward {
-            tokens: self.tokens,
-            heads: self.heads,
-            kept,
-        };
-        let both = x.contiguous()?.apply_op3_no_bwd(
-            &packed.contiguous()?,
-            &grad.contiguous()?,
-            &backward,
-        )?;
-        let (dx, dp) = split_result(both, x, packed)?;
+        let (dx, dp) = half_backward(self.half(), &self.kept, self.name(), (x, packed, grad))?;
         Ok((dx, dp, None))
-    }
-}
-
-/// The backward of [`AttentionHalf`]: inputs (x, packed, grad) and the kept tensors; the
-/// result is dx followed by the packed parameters' gradient, flat.
-struct AttentionHalfBackward {
-    tokens: usize,
-    heads: usize,
-    kept: Vec<Tensor>,
-}
-
-impl CustomOp3 for AttentionHalfBackward {
-    fn name(&self) -> &'static str {
-        "fused-attention-half-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-        packed: &CpuStorage,
-        packed_layout: &Layout,
-        grad: &CpuStorage,
-        grad_layout: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let width = x_layout.dims().last().copied().unwrap_or(0);
-        let layer = Layer::of(x_layout, packed_layout, |w| (3 * w, w), name)?;
-        let dims = Dims::new(layer.rows, 3 * width, self.tokens, self.heads, name)?;
-        if grad_layout.shape() != x_layout.shape() {
-            candle_core::bail!("{name}: the gradient has shape {:?}", grad_layout.dims());
-        }
-        let out = same_float!(
-            name,
-            [(x, x, x_layout), (p, packed, packed_layout), (g, grad, grad_layout)]
-            => with_values(&self.kept, name, |kept| {
-                let [normed, qkv, weights, attended] = kept else {
-                    candle_core::bail!("{name}: expected 4 kept tensors");
-                };
-                Ok(attention_backward(x, p, g, [normed, qkv, weights, attended], layer, dims))
-            })?
-        );
-        let len = x_layout.shape().elem_count() + layer.packed_len();
-        Ok((out, Shape::from(len)))
     }
 }
 
@@ -405,9 +431,9 @@ fn mlp_forward<T: Real>(x: &[T], packed: &[T], layer: Layer) -> (Vec<T>, [Vec<T>
     let [scale, shift, w1, b1, w2, b2] = layer.split(packed);
     let (rows, width, hidden) = (layer.rows, layer.width, layer.hidden);
     let normed = layer_norm(x, scale, shift, width);
-    let pre = linear::forward(&normed, w1, b1, (rows, width, hidden));
+    let pre = linear::forward(&normed, w1, b1, (rows, width, hidden), None);
     let activated = map_rows(&Gelu, &pre, hidden);
-    let out = project_onto(x, &activated, w2, b2, width);
+    let out = linear::forward(&activated, w2, b2, (rows, hidden, width), Some(x));
     (out, [normed, pre, activated])
 }
 
@@ -459,22 +485,18 @@ impl CustomOp2 for MlpHalf {
         packed_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
-        let layer = Layer::of(
-            x_layout,
-            packed_layout,
-            |_| (self.hidden, self.hidden),
-            name,
-        )?;
-        let shapes = [
-            [layer.rows, layer.width],
-            [layer.rows, layer.hidden],
-            [layer.rows, layer.hidden],
-        ];
+        let half = Half::Mlp {
+            hidden: self.hidden,
+        };
+        let layer = half.layer(x_layout, packed_layout, name)?;
+        let (rows, width, hidden) = (layer.rows, layer.width, layer.hidden);
         let out = same_float!(name, [(x, x, x_layout), (p, packed, packed_layout)] => {
-            let (out, kept) = mlp_forward(x, p, layer);
-            for ((saved, values), shape) in self.kept.iter().zip(kept).zip(&shapes) {
-                saved.keep(values, shape)?;
-            }
+            let (out, [normed, pre, activated]) = mlp_forward(x, p, layer);
+            keep_all(&self.kept, [
+                (normed, vec![rows, width]),
+                (pre, vec![rows, hidden]),
+                (activated, vec![rows, hidden]),
+            ])?;
             out
         });
         Ok((out, x_layout.shape().clone()))
@@ -487,65 +509,9 @@ impl CustomOp2 for MlpHalf {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let kept = self
-            .kept
-            .iter()
-            .map(|saved| saved.get(self.name()))
-            .collect::<Result<Vec<_>>>()?;
-        let backward = MlpHalfBackward {
+        let half = Half::Mlp {
             hidden: self.hidden,
-            kept,
         };
-        let both = x.contiguous()?.apply_op3_no_bwd(
-            &packed.contiguous()?,
-            &grad.contiguous()?,
-            &backward,
-        )?;
-        split_result(both, x, packed)
-    }
-}
-
-/// The backward of [`MlpHalf`]: inputs (x, packed, grad); dx then the packed gradient.
-struct MlpHalfBackward {
-    hidden: usize,
-    kept: Vec<Tensor>,
-}
-
-impl CustomOp3 for MlpHalfBackward {
-    fn name(&self) -> &'static str {
-        "fused-mlp-half-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-        packed: &CpuStorage,
-        packed_layout: &Layout,
-        grad: &CpuStorage,
-        grad_layout: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let layer = Layer::of(
-            x_layout,
-            packed_layout,
-            |_| (self.hidden, self.hidden),
-            name,
-        )?;
-        if grad_layout.shape() != x_layout.shape() {
-            candle_core::bail!("{name}: the gradient has shape {:?}", grad_layout.dims());
-        }
-        let out = same_float!(
-            name,
-            [(x, x, x_layout), (p, packed, packed_layout), (g, grad, grad_layout)]
-            => with_values(&self.kept, name, |kept| {
-                let [normed, pre, activated] = kept else {
-                    candle_core::bail!("{name}: expected 3 kept tensors");
-                };
-                Ok(mlp_backward(x, p, g, [normed, pre, activated], layer))
-            })?
-        );
-        let len = x_layout.shape().elem_count() + layer.packed_len();
-        Ok((out, Shape::from(len)))
+        half_backward(half, &self.kept, self.name(), (x, packed, grad))
     }
 }
