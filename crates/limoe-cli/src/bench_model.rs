@@ -67,7 +67,7 @@ pub(crate) const S16: Case = Case {
     spec: "experiments/s16.yaml",
     sets: &["train.batch_size=8", "train.accumulation=1"],
     warmup: 1,
-    steps: 3,
+    steps: 5,
 };
 
 const CASES: [Case; 3] = [

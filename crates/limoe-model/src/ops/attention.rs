@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::fused::softmax_in_place;
-use super::kernel::{Real, Wide, dot, same_float, wide};
+use super::kernel::{Real, Shared, Wide, dot, same_float, wide};
 use super::linear::gemm;
 use super::saved::Saved;
 
@@ -80,25 +80,6 @@ impl Dims {
 
     pub(crate) fn width(&self) -> usize {
         self.heads * self.head_dim
-    }
-}
-
-/// A raw pointer that parallel tasks share; each task writes a disjoint part.
-#[derive(Clone, Copy)]
-struct Shared<T>(*mut T);
-// SAFETY: the tasks that receive the pointer write disjoint elements (one (sequence, head)
-// pair each) and the buffer outlives the parallel loop.
-unsafe impl<T> Send for Shared<T> {}
-unsafe impl<T> Sync for Shared<T> {}
-
-impl<T> Shared<T> {
-    /// The pointer `offset` elements on (a method, so closures capture the whole `Shared`).
-    ///
-    /// # Safety
-    /// As for `pointer::add`: the offset must stay inside the buffer.
-    unsafe fn at(&self, offset: usize) -> *mut T {
-        // SAFETY: upheld by the caller.
-        unsafe { self.0.add(offset) }
     }
 }
 

@@ -83,6 +83,25 @@ impl Real for f64 {
     }
 }
 
+/// A raw pointer that parallel tasks share; each task writes a disjoint part.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared<T>(pub *mut T);
+// SAFETY: the tasks that receive the pointer write disjoint elements (their users promise
+// it) and the buffer outlives the parallel loop.
+unsafe impl<T> Send for Shared<T> {}
+unsafe impl<T> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// The pointer `offset` elements on (a method, so closures capture the whole `Shared`).
+    ///
+    /// # Safety
+    /// As for `pointer::add`: the offset must stay inside the buffer.
+    pub(crate) unsafe fn at(&self, offset: usize) -> *mut T {
+        // SAFETY: upheld by the caller.
+        unsafe { self.0.add(offset) }
+    }
+}
+
 /// A kernel over one tensor, row by row.
 pub trait Kernel1: Sync {
     /// Computes the output row for one input row (mark it `#[inline(always)]`: it is

@@ -10,7 +10,9 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::fused::{ColumnSums, Gelu, bias_rows, gelu_backward};
-use super::kernel::{Real, map_rows, same_float};
+use rayon::prelude::*;
+
+use super::kernel::{Real, Shared, map_rows, same_float};
 use super::saved::Saved;
 
 /// Multiply-adds above which a matmul runs on every thread.
@@ -242,7 +244,8 @@ impl Product {
         };
         let n = if self.transpose_rhs { br } else { bc };
         let write = |out: *mut T| {
-            for g in 0..self.groups {
+            let out = Shared(out);
+            let block = |g: usize| {
                 let (a, b) = (&a[g * ar * ac..], &b[g * br * bc..]);
                 let data_rows = self.filled.as_ref().map_or(ar, |f| f[g].min(ar));
                 let lhs = if self.transpose_lhs {
@@ -262,10 +265,10 @@ impl Product {
                     (data_rows, k)
                 };
                 // SAFETY: block g of a is ar x ac and of b br x bc (read transposed when
-                // asked, sizes checked by the caller), block g of out is m x n; the rows past
-                // `rows` are zeroed (all-zero bits are 0.0).
+                // asked, sizes checked by the caller), block g of out is m x n and written by
+                // this task only; the rows past `rows` are zeroed (all-zero bits are 0.0).
                 unsafe {
-                    let block = out.add(g * m * n);
+                    let block = out.at(g * m * n);
                     gemm(
                         (rows, n, depth),
                         (block, n, 1),
@@ -273,11 +276,12 @@ impl Product {
                         lhs,
                         rhs,
                         T::one(),
-                        true,
+                        self.groups == 1,
                     );
                     std::ptr::write_bytes(block.add(rows * n), 0, (m - rows) * n);
                 }
-            }
+            };
+            for_groups(self.groups, block);
         };
         // SAFETY: the blocks cover the output, each written by gemm without accumulation.
         unsafe { written(self.groups * m * n, write) }
@@ -336,23 +340,35 @@ fn grouped_forward<T: Real>(
 ) -> Vec<T> {
     let rows = x.len() / (groups * inputs).max(1);
     let mut out = bias_rows(None, b, groups * rows, outputs);
-    for g in 0..groups {
+    let dst = Shared(out.as_mut_ptr());
+    for_groups(groups, |g| {
         let data_rows = filled.map_or(rows, |f| f[g].min(rows));
         // SAFETY: block g of x is rows x inputs, w_g is inputs x outputs, block g of out is
-        // rows x outputs; the first `data_rows` rows are computed.
+        // rows x outputs and written by this task only; the first `data_rows` rows are
+        // computed.
         unsafe {
             gemm(
                 (data_rows, outputs, inputs),
-                (out[g * rows * outputs..].as_mut_ptr(), outputs, 1),
+                (dst.at(g * rows * outputs), outputs, 1),
                 true,
                 (x[g * rows * inputs..].as_ptr(), inputs, 1),
                 (w[g * inputs * outputs..].as_ptr(), outputs, 1),
                 T::one(),
-                true,
+                groups == 1,
             );
         }
-    }
+    });
     out
+}
+
+/// Runs `block(g)` for every group: one task per group (each gemm on one thread: the
+/// groups are the parallelism; the experts' matrices are small) or, for one group, in place.
+fn for_groups(groups: usize, block: impl Fn(usize) + Sync + Send) {
+    if groups > 1 {
+        (0..groups).into_par_iter().for_each(block);
+    } else {
+        (0..groups).for_each(block);
+    }
 }
 
 impl CustomOp3 for GroupedLinear {
