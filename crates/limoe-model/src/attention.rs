@@ -5,7 +5,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::layers::{LayerNorm, Linear, linear};
-use crate::ops::{HalfBlock, attention_half, self_attention, softmax};
+use crate::ops::{HalfBlock, attention_half, softmax};
 
 /// Multi-head dot-product attention.
 #[derive(Clone)]
@@ -52,9 +52,9 @@ impl Attention {
     }
 
     /// Self-attention within each sequence of `x` [B * N, W] (B sequences of `tokens` rows,
-    /// flat, so that no reshape adds a node to the backward). `key_bias` [B, 1, 1, N] is added
-    /// to the scores (0 for real tokens, a large negative number for padding). On the CPU,
-    /// one fused op ([`self_attention`]).
+    /// flat). `key_bias` [B, 1, 1, N] is added to the scores (0 for real tokens, a large
+    /// negative number for padding). Composed of candle ops (the path off the CPU; on the CPU
+    /// [`Attention::residual`] runs the whole half block as one fused op).
     pub fn forward(&self, x: &Tensor, tokens: usize, key_bias: Option<&Tensor>) -> Result<Tensor> {
         let (rows, width) = x.dims2()?;
         if tokens == 0 || !rows.is_multiple_of(tokens) {
@@ -62,14 +62,9 @@ impl Attention {
         }
         let batch = rows / tokens;
         let head_dim = width / self.heads;
-        let qkv = self.qkv.forward(x)?;
-        if x.device().is_cpu() {
-            let bias = cpu_key_bias(x, tokens, key_bias)?;
-            return self
-                .out
-                .forward(&self_attention(&qkv, &bias, tokens, self.heads)?);
-        }
-        let qkv = qkv
+        let qkv = self
+            .qkv
+            .forward(x)?
             .reshape((batch, tokens, 3, self.heads, head_dim))?
             .permute((2, 0, 3, 1, 4))?;
         let q = (qkv.get(0)?.contiguous()? * (head_dim as f64).powf(-0.5))?;
