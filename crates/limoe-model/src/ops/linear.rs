@@ -186,19 +186,53 @@ impl CustomOp3 for Linear {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = self.activation.backward(grad, self.name())?;
-        let product = |transpose_lhs| Product {
-            groups: 1,
-            transpose_lhs,
-            transpose_rhs: false,
-            filled: None,
-        };
-        let dx = grad.apply_op2_no_bwd(&w.contiguous()?, &product(false))?;
-        let dw = grad.apply_op2_no_bwd(&x.contiguous()?, &product(true))?;
-        let db = grad
-            .apply_op1_no_bwd(&ColumnSums { groups: 1 })?
-            .reshape(b.shape())?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        let layout = WeightLayout::OutIn;
+        affine_backward((x, w, b), &grad, layout, None)
     }
+}
+
+/// How a linear op stores its weight.
+#[derive(Clone, Copy)]
+enum WeightLayout {
+    /// [out, in], applied as `x W^T` ([`Linear`]).
+    OutIn,
+    /// [groups, in, out], applied as `x_g W_g` ([`GroupedLinear`]).
+    GroupsInOut,
+}
+
+/// dx, dW and db of `y = x W (+ b)` per group from the gradient at `y` (after the activation's
+/// backward); `filled` as in [`GroupedLinear`].
+fn affine_backward(
+    (x, w, b): (&Tensor, &Tensor, &Tensor),
+    grad: &Tensor,
+    layout: WeightLayout,
+    filled: Option<&[usize]>,
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let (groups, out_in) = match layout {
+        WeightLayout::OutIn => (1, true),
+        WeightLayout::GroupsInOut => (w.dim(0)?, false),
+    };
+    let product = |transpose_lhs, transpose_rhs| Product {
+        groups,
+        transpose_lhs,
+        transpose_rhs,
+        filled: filled.map(<[usize]>::to_vec),
+    };
+    // dx = grad W (W^T when stored [in, out]).
+    let dx = grad.apply_op2_no_bwd(&w.contiguous()?, &product(false, !out_in))?;
+    // dW = grad^T x for [out, in], x^T grad for [in, out].
+    let dw = if out_in {
+        grad.apply_op2_no_bwd(&x.contiguous()?, &product(true, false))?
+    } else {
+        x.contiguous()?
+            .apply_op2_no_bwd(grad, &product(true, false))?
+    };
+    let db = grad.apply_op1_no_bwd(&ColumnSums { groups })?;
+    Ok((
+        Some(dx),
+        Some(dw.reshape(w.shape())?),
+        Some(db.reshape(b.shape())?),
+    ))
 }
 
 /// Per group g of `groups`: `op(a_g) @ op(b_g)`, where `a` and `b` hold `groups` row-major
@@ -422,22 +456,8 @@ impl CustomOp3 for GroupedLinear {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let groups = w.dim(0)?;
         let grad = self.activation.backward(grad, self.name())?;
-        let product = |transpose_lhs, transpose_rhs| Product {
-            groups,
-            transpose_lhs,
-            transpose_rhs,
-            filled: self.filled.clone(),
-        };
-        let dx = grad.apply_op2_no_bwd(&w.contiguous()?, &product(false, true))?;
-        let dw = x
-            .contiguous()?
-            .apply_op2_no_bwd(&grad, &product(true, false))?
-            .reshape(w.shape())?;
-        let db = grad
-            .apply_op1_no_bwd(&ColumnSums { groups })?
-            .reshape(b.shape())?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        let layout = WeightLayout::GroupsInOut;
+        affine_backward((x, w, b), &grad, layout, self.filled.as_deref())
     }
 }
