@@ -6,26 +6,17 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 help:
     @{{ just_executable() }} --justfile {{ justfile() }} --list --unsorted
 
-# glibc malloc keeping freed memory instead of unmapping it (PERF-NOTES point 1): every candle op
-# allocates a fresh output, and with glibc's defaults large buffers are mmap'd and unmapped each
-# time, so a step pays page faults. Measured with `limoe bench model` on 2 cores: tiny LIMoE step
-# ~220 -> ~160 ms, S/16 (batch 8) ~5.0 -> ~3.6 s. Set here, not in code (no allocator crate yet).
-malloc_keep := "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
-
-# The environment of a training process: the malloc setting, and candle's elementwise ops on
-# the calling thread (matmuls and the fused ops still use every core): candle's spinning
-# barrier pool costs more than it gains on 2 cores (t128 step ~94 against ~124-131 ms,
-# measured side by side).
-train_env := malloc_keep + " CANDLE_NUM_THREADS=1"
+# The binary sets its own training environment (allocator tuning, candle's threads), so every
+# recipe, a plain `limoe run` and sweep trials train alike.
 
 # Run an experiment spec end to end (extra args go to `limoe run`, e.g. --set train.steps=10).
 run SPEC="experiments/tiny.yaml" *ARGS:
-    {{ train_env }} cargo run --release -q -p limoe-cli -- run {{ SPEC }} {{ ARGS }}
+    cargo run --release -q -p limoe-cli -- run {{ SPEC }} {{ ARGS }}
 
 # Expand a spec's sweep into trials and run them (extra args go to `limoe sweep`, e.g. --jobs 2,
 # --executor slurm, --dry-run, --set train.steps=10).
 sweep SPEC *ARGS:
-    {{ malloc_keep }} cargo run --release -q -p limoe-cli -- sweep {{ SPEC }} {{ ARGS }}
+    cargo run --release -q -p limoe-cli -- sweep {{ SPEC }} {{ ARGS }}
 
 # Draw the report of a run or sweep (e.g. `runs/tiny`, or just `tiny`) into reports/<experiment>/.
 report RUN:
@@ -60,6 +51,6 @@ test:
 
 # Benchmarks: every target of `limoe bench` (loader throughput; training step of the tiny, t128
 # and S/16 shapes, LIMoE against dense; the same step in the PyTorch reference under bench/ when
-# python3 can import torch), in the environment `run` uses.
+# python3 can import torch).
 bench *TARGETS:
-    {{ train_env }} cargo run --release -q -p limoe-cli -- bench {{ TARGETS }}
+    cargo run --release -q -p limoe-cli -- bench {{ TARGETS }}

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use limoe_core::kinds::{EVAL, TRAIN};
 use limoe_core::runner::{MANIFEST, Manifest, RunReport, SPEC_FILE};
 
 /// The outputs of one run that its report reads.
@@ -34,7 +35,7 @@ impl RunDirs {
     /// The outputs among `dirs` that a stage of kind `train` and `eval` completed.
     pub fn from_outputs(spec_file: PathBuf, dirs: &[PathBuf]) -> anyhow::Result<RunDirs> {
         let find = RunDirs::by_kind(dirs);
-        let Some(train) = find("train") else {
+        let Some(train) = find(TRAIN) else {
             bail!(
                 "no complete `train` stage output among {} (the analyze stage needs one in \
                  its `needs`)",
@@ -44,7 +45,7 @@ impl RunDirs {
         Ok(RunDirs {
             spec_file,
             train,
-            eval: find("eval"),
+            eval: find(EVAL),
         })
     }
 

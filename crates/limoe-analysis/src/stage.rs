@@ -1,7 +1,7 @@
 //! The `analyze` stage kind: a run's logs -> plots, `index.html`, `summary.md|json`.
 
 use anyhow::Context;
-use limoe_core::spec::Section;
+use limoe_core::kinds::{ANALYZE, EVAL, TRAIN};
 use limoe_core::{Stage, StageContext};
 
 use crate::report::{verify_pictures, write_run_report};
@@ -13,20 +13,28 @@ pub struct AnalyzeStage;
 
 impl Stage for AnalyzeStage {
     fn kind(&self) -> &'static str {
-        "analyze"
+        ANALYZE
     }
 
     fn about(&self) -> &'static str {
         "plots and the HTML report of a run's logs (specialisation, routing, losses, eval)"
     }
 
-    fn reads(&self) -> &'static [Section] {
-        &[Section::Analysis]
+    fn reads(&self) -> &'static [&'static str] {
+        &["analysis"]
+    }
+
+    /// An eval output is drawn too when `needs` has one.
+    fn needs_kinds(&self) -> &'static [&'static str] {
+        &[TRAIN]
     }
 
     fn run(&self, ctx: &StageContext) -> anyhow::Result<()> {
-        let outputs: Vec<_> = ctx.inputs.values().map(|a| a.dir.clone()).collect();
-        let dirs = RunDirs::from_outputs(ctx.spec_file.to_owned(), &outputs)?;
+        let dirs = RunDirs {
+            spec_file: ctx.spec_file.to_owned(),
+            train: ctx.input(TRAIN)?.dir.clone(),
+            eval: ctx.optional_input(EVAL).map(|a| a.dir.clone()),
+        };
         let summary = write_run_report(&ctx.spec.name, &dirs, &ctx.spec.analysis, &[], ctx.out_dir)
             .context("cannot write the report")?;
         let pictures = verify_pictures(ctx.out_dir)?;

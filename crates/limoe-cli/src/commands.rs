@@ -87,12 +87,6 @@ pub fn run(
         }
     }
     crate::report::publish_analysis(&plan, reports_dir, &loaded.spec.name, trial.as_deref())?;
-    if !plan.unavailable.is_empty() {
-        println!(
-            "not built yet (skipped): {}; the run ends after the stages that exist",
-            plan.unavailable.join(", ")
-        );
-    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -109,7 +103,7 @@ pub fn validate(
                 "ok: {} (experiment `{}`, {} stage(s))",
                 spec.display(),
                 loaded.spec.name,
-                loaded.spec.stages.len() + loaded.unavailable.len()
+                loaded.spec.stages.len()
             ),
             Err(_) => failed = true,
         }
@@ -162,12 +156,6 @@ fn print_plan(loaded: &LoadedSpec, plan: &Plan) {
         println!(
             "  {:<12} {:<10} {:<20} {:<17} {status}",
             s.id, s.kind, needs, s.key
-        );
-    }
-    for id in &plan.unavailable {
-        println!(
-            "  {id:<12} {id:<10} {:<20} {:<17} not built yet (skipped)",
-            "-", ""
         );
     }
     let m = &loaded.spec.model;

@@ -5,6 +5,7 @@ mod bench_model;
 mod bench_torch;
 mod commands;
 mod data;
+mod process_env;
 mod registry;
 mod report;
 mod sweep;
@@ -123,6 +124,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    process_env::configure();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let registry = registry::registry();

@@ -289,3 +289,72 @@ fn a_model_that_cannot_fit_stops_before_any_stage_runs() {
         "ingest ran although training cannot"
     );
 }
+
+/// The cache key of each stage of `limoe plan experiments/tiny.yaml` with `sets`.
+fn tiny_keys(sets: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let mut args = vec![
+        "plan",
+        "experiments/tiny.yaml",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = limoe(&args, &root());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // `  <id> <kind> <needs> <key> <status>`: keys are 16 hex digits.
+            let key = fields.get(3)?;
+            (key.len() == 16 && key.chars().all(|c| c.is_ascii_hexdigit()))
+                .then(|| (fields[0].to_owned(), (*key).to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn each_stage_key_covers_exactly_what_it_reads() {
+    let base = tiny_keys(&[]);
+    assert_eq!(
+        base.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["analyze", "eval", "ingest", "train"]
+    );
+    let changed = |sets: &[&str]| -> Vec<String> {
+        let keys = tiny_keys(sets);
+        base.iter()
+            .filter(|(id, key)| keys[*id] != **key)
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    for set in [
+        "eval.few_shot.shots=[1]",
+        "eval.zero_shot.datasets=[]",
+        "eval.zero_shot.templates=['a {}']",
+        "eval.retrieval.max_pairs=10",
+        "eval.batch_size=7",
+        "eval.assignments=false",
+    ] {
+        // analyze reads the eval output, so its key follows eval's.
+        assert_eq!(changed(&[set]), ["analyze", "eval"], "--set {set}");
+    }
+    assert_eq!(changed(&["analysis.plot_size=[300, 200]"]), ["analyze"]);
+    assert_eq!(
+        changed(&["data.shuffle_buffer=8"]),
+        ["analyze", "eval", "train"],
+        "the shuffle buffer is the loader's, not ingest's"
+    );
+    assert_eq!(
+        changed(&["train.monitor.pairs=100"]),
+        ["analyze", "eval", "train"],
+        "the periodic evaluation is part of training"
+    );
+    assert_eq!(
+        changed(&["data.splits.test=0.1"]),
+        ["analyze", "eval", "ingest", "train"]
+    );
+}

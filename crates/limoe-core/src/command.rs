@@ -26,7 +26,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::files::hash_file;
-use crate::spec::{Diagnostic, KeyPath, Node, Section, Spec, deserialize_all};
+use crate::kinds::COMMAND;
+use crate::spec::{Diagnostic, KeyPath, Node, Spec, deserialize_all};
 use crate::stage::{Stage, StageContext};
 
 /// Settings of a `command` stage.
@@ -71,15 +72,16 @@ impl CommandStage {
 
 impl Stage for CommandStage {
     fn kind(&self) -> &'static str {
-        "command"
+        COMMAND
     }
 
     fn about(&self) -> &'static str {
         "runs an external program (with: argv, env, deps); outputs go to $LIMOE_OUTPUT_DIR"
     }
 
-    fn reads(&self) -> &'static [Section] {
-        &Section::ALL
+    /// The program may read any section of the saved spec.
+    fn reads(&self) -> &'static [&'static str] {
+        &["seed", "data", "model", "train", "eval", "analysis"]
     }
 
     fn check(&self, with: &Node, at: &KeyPath, _spec: &Spec) -> Vec<Diagnostic> {

@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod files;
+pub mod kinds;
 mod load;
 pub mod logs;
 pub mod pipeline;

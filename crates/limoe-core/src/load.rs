@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use crate::pipeline::check_pipeline;
 use crate::spec::{
-    Checker, Diagnostic, KeyPath, Node, Origin, Spec, SpecErrors, StageSpec, Value,
-    apply_overrides, default_pipeline,
+    Checker, Diagnostic, KeyPath, Node, Origin, Spec, SpecErrors, Value, apply_overrides,
+    default_pipeline,
 };
 use crate::stage::Registry;
 
@@ -18,8 +18,6 @@ pub struct LoadedSpec {
     pub spec: Spec,
     /// The tree it was typed from (positions of every value).
     pub tree: Node,
-    /// Stages of the default pipeline left out because this build has no such stage kind.
-    pub unavailable: Vec<StageSpec>,
 }
 
 /// Loads `file` with `--set` overrides, checking everything against `registry`.
@@ -62,13 +60,9 @@ pub fn load_spec(
     let Some(mut spec) = typed.value else {
         return Err(fail(problems));
     };
-    let unavailable = if spec.stages.is_empty() {
-        let (available, unavailable) = split_default_pipeline(registry);
-        spec.stages = available;
-        unavailable
-    } else {
-        Vec::new()
-    };
+    if spec.stages.is_empty() {
+        spec.stages = default_pipeline();
+    }
     let mut c = Checker::new(&tree);
     spec.check(&mut c);
     check_pipeline(&spec, registry, &mut c);
@@ -80,27 +74,7 @@ pub fn load_spec(
         file: file.to_path_buf(),
         spec,
         tree,
-        unavailable,
     })
-}
-
-/// The default pipeline's stages this build can run, and those it cannot (a stage whose
-/// upstream is unavailable is unavailable too).
-fn split_default_pipeline(registry: &Registry) -> (Vec<StageSpec>, Vec<StageSpec>) {
-    let mut available: Vec<StageSpec> = Vec::new();
-    let mut unavailable = Vec::new();
-    for stage in default_pipeline() {
-        let needs_met = stage
-            .needs
-            .iter()
-            .all(|n| available.iter().any(|s| &s.id == n));
-        if registry.get(&stage.uses).is_some() && needs_met {
-            available.push(stage);
-        } else {
-            unavailable.push(stage);
-        }
-    }
-    (available, unavailable)
 }
 
 fn syntax_error(e: &serde_saphyr::Error) -> Diagnostic {

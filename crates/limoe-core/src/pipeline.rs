@@ -54,6 +54,7 @@ pub fn check_pipeline(spec: &Spec, registry: &Registry, c: &mut Checker) {
             }
         }
     }
+    check_needed_kinds(spec, registry, c);
     if let Some(cycle) = find_cycle(&spec.stages) {
         let first = cycle[0];
         let names: Vec<&str> = cycle.iter().map(|&i| spec.stages[i].id.as_str()).collect();
@@ -66,6 +67,64 @@ pub fn check_pipeline(spec: &Spec, registry: &Registry, c: &mut Checker) {
             ),
             Some("remove one of these `needs`".into()),
         );
+    }
+}
+
+/// Checks that every stage's `needs` names exactly one stage of each kind its stage kind
+/// reads the output of ([`Stage::needs_kinds`](crate::Stage::needs_kinds)).
+fn check_needed_kinds(spec: &Spec, registry: &Registry, c: &mut Checker) {
+    let stages_at = KeyPath::root().key("stages");
+    for (i, stage) in spec.stages.iter().enumerate() {
+        let Some(kind) = registry.get(&stage.uses) else {
+            continue;
+        };
+        for &needed in kind.needs_kinds() {
+            let matching: Vec<&str> = stage
+                .needs
+                .iter()
+                .filter(|need| {
+                    spec.stages
+                        .iter()
+                        .any(|s| &s.id == *need && s.uses == needed)
+                })
+                .map(String::as_str)
+                .collect();
+            let at = stages_at.index(i).key("needs");
+            match matching.as_slice() {
+                [_] => {}
+                [] => {
+                    let candidates: Vec<&str> = spec
+                        .stages
+                        .iter()
+                        .filter(|s| s.uses == needed)
+                        .map(|s| s.id.as_str())
+                        .collect();
+                    let hint = match candidates.as_slice() {
+                        [] => format!("add a stage with `uses: {needed}` and name its id here"),
+                        ids => format!("add `{}` to `needs`", ids.join("` or `")),
+                    };
+                    c.error(
+                        &at,
+                        format!(
+                            "stage `{}` reads the output of a stage of kind `{needed}`, but \
+                             its `needs` has none",
+                            stage.id
+                        ),
+                        Some(hint),
+                    );
+                }
+                several => c.error(
+                    &at,
+                    format!(
+                        "stage `{}` needs {} `{needed}` stages ({}); it reads one",
+                        stage.id,
+                        several.len(),
+                        several.join(", ")
+                    ),
+                    Some("keep one of them in `needs`".into()),
+                ),
+            }
+        }
     }
 }
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::spec::{Diagnostic, KeyPath, Node, Section, Spec, StageSpec, Value, did_you_mean};
+use anyhow::bail;
+
+use crate::spec::{Diagnostic, KeyPath, Node, Spec, StageSpec, Value, did_you_mean};
 
 /// A kind of pipeline step (ingest, train, a shell command, ...).
 pub trait Stage: Send + Sync {
@@ -16,8 +18,16 @@ pub trait Stage: Send + Sync {
     /// One line of help, shown by `limoe stages`.
     fn about(&self) -> &'static str;
 
-    /// The spec sections this stage reads; their content is part of its cache key.
-    fn reads(&self) -> &'static [Section] {
+    /// The dotted key paths of the spec this stage reads (`seed`, `data.shuffle_buffer`,
+    /// `model`): their values are part of its cache key, and nothing else of the spec is,
+    /// so that changing what a stage never reads never reruns it.
+    fn reads(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The kinds of upstream stage whose output this stage reads: a spec is invalid unless
+    /// the stage's `needs` names exactly one stage of each.
+    fn needs_kinds(&self) -> &'static [&'static str] {
         &[]
     }
 
@@ -66,6 +76,8 @@ pub trait Stage: Send + Sync {
 pub struct Artifact {
     /// The upstream stage's id.
     pub id: String,
+    /// Its stage kind.
+    pub kind: String,
     /// Its cache key.
     pub key: String,
     /// Its complete output directory.
@@ -86,6 +98,26 @@ pub struct StageContext<'a> {
     pub spec_file: &'a Path,
     /// Progress bars.
     pub progress: &'a Progress,
+}
+
+impl StageContext<'_> {
+    /// The output of the stage of kind `kind` among this stage's `needs` (checked at load
+    /// time by [`Stage::needs_kinds`], so an error here means the kind did not declare it).
+    pub fn input(&self, kind: &str) -> anyhow::Result<&Artifact> {
+        match self.optional_input(kind) {
+            Some(artifact) => Ok(artifact),
+            None => bail!(
+                "stage `{}` needs the output of a `{kind}` stage; add that stage's id to its \
+                 `needs`",
+                self.stage.id
+            ),
+        }
+    }
+
+    /// The output of the stage of kind `kind` among this stage's `needs`, if it has one.
+    pub fn optional_input(&self, kind: &str) -> Option<&Artifact> {
+        self.inputs.values().find(|artifact| artifact.kind == kind)
+    }
 }
 
 /// Progress bars for long stages; drawn on stderr unless hidden (`-q`, or not a terminal).

@@ -3,12 +3,38 @@
 use std::path::{Path, PathBuf};
 
 use limoe_core::command::CommandStage;
+use limoe_core::kinds::{ANALYZE, EVAL, INGEST, TRAIN};
 use limoe_core::spec::{Arch, Limit, Size, Source, SpecErrors, Synthetic};
-use limoe_core::{LoadedSpec, Registry, load_spec};
+use limoe_core::{LoadedSpec, Registry, Stage, StageContext, load_spec};
+
+/// A stage kind of the default pipeline, which these tests load but never run.
+struct Placeholder(&'static str, &'static [&'static str]);
+
+impl Stage for Placeholder {
+    fn kind(&self) -> &'static str {
+        self.0
+    }
+
+    fn about(&self) -> &'static str {
+        "a placeholder"
+    }
+
+    fn needs_kinds(&self) -> &'static [&'static str] {
+        self.1
+    }
+
+    fn run(&self, _: &StageContext) -> anyhow::Result<()> {
+        anyhow::bail!("placeholders never run")
+    }
+}
 
 fn registry() -> Registry {
     let mut registry = Registry::new();
     registry.register(CommandStage);
+    registry.register(Placeholder(INGEST, &[]));
+    registry.register(Placeholder(TRAIN, &[INGEST]));
+    registry.register(Placeholder(EVAL, &[TRAIN, INGEST]));
+    registry.register(Placeholder(ANALYZE, &[TRAIN]));
     registry
 }
 
@@ -68,7 +94,7 @@ fn resolved_spec_round_trips() {
     std::fs::write(&saved, loaded.spec.to_yaml()).unwrap();
     let again = load_spec(&saved, &[], &registry()).unwrap_or_else(|e| panic!("{e}"));
     let mut expected = loaded.spec.clone();
-    // The saved spec spells out the stages the default pipeline had available.
+    // The saved spec spells out the default pipeline's stages.
     expected.stages = again.spec.stages.clone();
     assert_eq!(again.spec, expected);
 }
@@ -98,8 +124,12 @@ fn short_spec_gets_defaults_and_presets() {
         ],
         "a bare source name takes its defaults"
     );
-    let ids: Vec<&str> = loaded.unavailable.iter().map(|s| s.id.as_str()).collect();
-    assert_eq!(ids, ["ingest", "train", "eval", "analyze"]);
+    let ids: Vec<&str> = loaded.spec.stages.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["ingest", "train", "eval", "analyze"],
+        "the default pipeline"
+    );
 }
 
 #[test]
@@ -158,6 +188,29 @@ stages:
             "  hint: remove one of these `needs`",
             "error: spec.yaml:6:36: stages[3].needs[0]: `bb` is not a stage of this spec",
             "  hint: did you mean `b`?",
+        ]
+    );
+}
+
+#[test]
+fn a_stage_must_need_one_stage_of_each_kind_it_reads() {
+    let text = "\
+name: x
+stages:
+  - {id: data, uses: ingest}
+  - {id: other, uses: ingest}
+  - {id: fit, uses: train}
+  - {id: score, uses: eval, needs: [fit, data, other]}
+";
+    assert_eq!(
+        error_lines(text, &[]),
+        [
+            "error: spec.yaml:5:5: stages[2].needs: stage `fit` reads the output of a stage of \
+             kind `ingest`, but its `needs` has none",
+            "  hint: add `data` or `other` to `needs`",
+            "error: spec.yaml:6:29: stages[3].needs: stage `score` needs 2 `ingest` stages (data, \
+             other); it reads one",
+            "  hint: keep one of them in `needs`",
         ]
     );
 }

@@ -1,7 +1,8 @@
 //! The `ingest` stage: writes the spec's `data.sources` as canonical shards, fetching the raw
 //! packages of real data sets into `<data.root>/raw/` when they are not there yet.
 
-use limoe_core::spec::{Node, Section};
+use limoe_core::kinds::INGEST;
+use limoe_core::spec::Node;
 use limoe_core::{Stage, StageContext};
 
 use crate::shards::{DatasetWriter, ShardLayout};
@@ -16,15 +17,23 @@ pub struct IngestStage;
 
 impl Stage for IngestStage {
     fn kind(&self) -> &'static str {
-        "ingest"
+        INGEST
     }
 
     fn about(&self) -> &'static str {
         "writes data.sources as Parquet shards (train/val/test by key hash) with index.json"
     }
 
-    fn reads(&self) -> &'static [Section] {
-        &[Section::Seed, Section::Data]
+    /// The data section but the loader's shuffle buffer, which only training reads.
+    fn reads(&self) -> &'static [&'static str] {
+        &[
+            "seed",
+            "data.sources",
+            "data.root",
+            "data.row_group_rows",
+            "data.shard_mib",
+            "data.splits",
+        ]
     }
 
     fn fingerprint(&self, _with: &Node) -> anyhow::Result<serde_json::Value> {

@@ -1,9 +1,9 @@
-//! Parquet shards of image-text pairs: schema, writer, streaming loader, importers.
-//!
-//! Built so far: the canonical schema, the shard writer with `index.json`, key-hash splits,
-//! the synthetic scene generator, fetching of real data sets ([`fetch`]) and their
-//! importers ([`sources`]), the `ingest` stage for every source kind, and the
-//! streaming [`loader::Loader`] (seeded per-epoch order, shuffle buffer).
+//! Parquet shards of image-text pairs, from the sources a spec names to the batches the
+//! trainer consumes: the canonical [`schema`], the [`shards`] writer with `index.json`,
+//! key-hash [`split`]s, the [`synthetic`] scene generator, [`fetch`]ing of real data sets and
+//! their importers ([`sources`]), the `ingest` stage, the streaming [`loader::Loader`]
+//! (seeded order, shuffle buffer, exact resume) and the [`batch`]er (decode, patchify,
+//! tokenize).
 
 pub mod batch;
 pub mod decode;

@@ -106,7 +106,7 @@ fn ingest_stage_runs_caches_and_imports_fetched_sources() {
     let spec = dir.path().join("data.yaml");
     std::fs::write(
         &spec,
-        "name: d\nseed: 3\ndata:\n  sources: [{synthetic: {pairs: 64, image_size: 16}}]\n",
+        "name: d\nseed: 3\ndata:\n  sources: [{synthetic: {pairs: 64, image_size: 16}}]\nstages: [{id: ingest, uses: ingest}]\n",
     )
     .unwrap();
     let run = |spec: &Path| {
@@ -161,7 +161,8 @@ fn ingest_stage_runs_caches_and_imports_fetched_sources() {
     std::fs::write(
         &spec,
         format!(
-            "name: d\ndata:\n  root: {}\n  sources: [{{mnist: {{limit: 15}}}}, tuxpaint]\n",
+            "name: d\ndata:\n  root: {}\n  sources: [{{mnist: {{limit: 15}}}}, tuxpaint]\n\
+             stages: [{{id: ingest, uses: ingest}}]\n",
             root.display()
         ),
     )

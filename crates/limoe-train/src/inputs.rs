@@ -1,11 +1,9 @@
 //! From the data crate's host batches to the model's device tensors.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use candle_core::Device;
-use limoe_core::StageContext;
 use limoe_core::spec::ModelSpec;
 use limoe_data::batch::{Batch, Preprocess};
 use limoe_data::patches::PatchConfig;
@@ -50,22 +48,6 @@ pub fn upload(
         device,
     )?;
     Ok((images, texts))
-}
-
-/// The output among a stage's inputs that holds `entry` (e.g. the ingest stage's
-/// `index.json`, the train stage's `checkpoints`); `producer` names that stage in the error.
-pub fn input_holding(ctx: &StageContext, entry: &str, producer: &str) -> anyhow::Result<PathBuf> {
-    ctx.inputs
-        .values()
-        .map(|artifact| artifact.dir.clone())
-        .find(|dir| dir.join(entry).exists())
-        .with_context(|| {
-            format!(
-                "stage `{}` needs the output of {producer} stage (a directory with {entry}); \
-                 add that stage's id to its `needs`",
-                ctx.stage.id
-            )
-        })
 }
 
 /// Image and text tokens a batch routes: `[image, real text]`.

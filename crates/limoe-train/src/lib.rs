@@ -2,9 +2,9 @@
 //!
 //! The [`stages::TrainStage`] streams an ingest output through the model ([`trainer`]) with
 //! AdamW ([`optim`]), the learning-rate [`schedule`], gradient clipping ([`clip`]), run
-//! [`logs`] and [`checkpoint`]s it resumes from exactly. The [`stages::EvalStage`] scores the
-//! last checkpoint with the metrics of [`eval`] ([`evaluate`]). [`budget`] says what a spec
-//! costs before anything is allocated.
+//! [`logs`] and [`checkpoint`]s it resumes from exactly. One evaluation [`suite`] (metrics in
+//! [`eval`], as log rows by [`evaluate`]) serves both the periodic evaluation and the
+//! [`stages::EvalStage`]. [`budget`] says what a spec costs before anything is allocated.
 
 pub mod budget;
 pub mod checkpoint;
@@ -14,11 +14,13 @@ pub mod eval;
 pub mod evaluate;
 mod inputs;
 pub mod logs;
+pub mod model_build;
 mod model_config;
 pub mod optim;
 mod routing_log;
 pub mod schedule;
 pub mod stages;
+pub mod suite;
 pub mod trainer;
 
 pub use model_config::{device_kind, model_config};

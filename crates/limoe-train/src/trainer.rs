@@ -1,37 +1,37 @@
 //! The training loop: streamed batches, accumulation, clipping, AdamW, periodic evaluation,
-//! logs, atomic checkpoints, and exact resume from the last checkpoint.
+//! logs, atomic checkpoints, and exact resume from the last checkpoint. [`train`] reads top
+//! to bottom: resume, then per step the forward and backward passes, the update, the logs,
+//! the periodic evaluation and the checkpoint.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use candle_core::{Device, Var};
-use limoe_core::logs::{MetricsRow, RoutingRow};
+use candle_core::Var;
+use limoe_core::kinds::INGEST;
+use limoe_core::logs::MetricsRow;
 use limoe_core::records::{PLAN_FILE, write_record};
 use limoe_core::spec::Spec;
 use limoe_core::{StageContext, files};
-use limoe_data::batch::{Batcher, Preprocess};
+use limoe_data::batch::{Batcher, Prefetcher, Preprocess};
 use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
-use limoe_data::shards::INDEX;
 use limoe_data::split::Split;
 use limoe_model::moe::RouteMode;
 use limoe_model::pool::on_pool;
 use limoe_model::random::mix64;
-use limoe_model::{Model, Params};
 use serde::{Deserialize, Serialize};
 
-use crate::budget::{available_bytes, describe, plan_record, spec_cost};
+use crate::budget::plan_record;
 use crate::checkpoint::{self, Retention};
 use crate::clip::check_and_clip;
-use crate::embed::{EmbedRequest, embed_split};
-use crate::evaluate::{ZeroShotSetup, retrieval_rows, zero_shot_rows};
-use crate::inputs::{input_holding, preprocess, routed_counts, upload};
+use crate::inputs::{routed_counts, upload};
 use crate::logs::RunLogs;
+use crate::model_build::{Built, build};
 use crate::optim::{AdamW, AdamWConfig, GradAccumulator};
 use crate::routing_log::{RoutingTally, aux_sums};
 use crate::schedule::LrSchedule;
-use crate::{device_kind, model_config};
+use crate::suite::Suite;
 
 /// Where a train stage keeps its checkpoints, inside its output directory.
 pub const CHECKPOINTS: &str = "checkpoints";
@@ -39,8 +39,6 @@ pub const CHECKPOINTS: &str = "checkpoints";
 pub const LOADER_COUNTERS: &str = "loader.json";
 /// Batches prepared ahead of the step that needs them.
 const PREFETCH: usize = 4;
-/// Pairs of the validation split embedded at each periodic evaluation.
-const PERIODIC_EVAL_PAIRS: usize = 512;
 
 /// What a checkpoint stores besides weights and optimiser state.
 #[derive(Serialize, Deserialize)]
@@ -51,90 +49,73 @@ struct ResumeState {
     wall_seconds: f64,
 }
 
-/// A model and its parameters, built for a spec on its device.
-pub struct Built {
-    /// The model.
-    pub model: Model,
-    /// Its parameters, by name.
-    pub vars: Vec<(String, Var)>,
-    /// The device it lives on.
-    pub device: Device,
-    /// Image and caption preprocessing for it.
-    pub preprocess: Preprocess,
-}
-
-/// Fails, with the plan's numbers, when training the spec's model needs more memory than
-/// the device has available.
-pub fn check_fits(spec: &Spec) -> anyhow::Result<()> {
-    let cost = spec_cost(spec);
-    if let Some(free) = available_bytes(spec.train.device)
-        && cost.training_bytes() > free
-    {
-        bail!(
-            "the model does not fit, so training was not started:\n  {}",
-            describe(spec, &cost, Some(free)).join("\n  ")
-        );
-    }
-    Ok(())
-}
-
-/// Checks that training fits the device, then builds the model with seeded weights.
-pub fn build(spec: &Spec) -> anyhow::Result<Built> {
-    check_fits(spec)?;
-    let device = limoe_model::device::open(device_kind(spec.train.device))?;
-    let params = Params::new(spec.seed);
-    let model = Model::new(&model_config(&spec.model), &params, &device)?;
-    Ok(Built {
-        model,
-        vars: params.vars(),
-        device,
-        preprocess: preprocess(&spec.model)?,
-    })
-}
-
 /// Runs (or resumes) training for the train stage of `ctx`.
 pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
     let spec = ctx.spec;
     let train = &spec.train;
-    let data_dir = input_holding(ctx, INDEX, "an ingest")?;
+    let data_dir = &ctx.input(INGEST)?.dir;
     let built = build(spec)?;
-    let Built {
-        model,
-        vars,
-        device,
-        preprocess,
-    } = &built;
     let mut optimizer = AdamW::new(
-        vars,
+        &built.vars,
         AdamWConfig {
             weight_decay: train.weight_decay,
             ..AdamWConfig::default()
         },
     )?;
-    let schedule = LrSchedule::from_spec(train);
-    let checkpoints = ctx.out_dir.join(CHECKPOINTS);
     write_record(ctx.out_dir, PLAN_FILE, &plan_record(spec))?;
-
-    let (first_step, position, mut wall_seconds, mut logs) = match checkpoint::latest(&checkpoints)?
-    {
-        Some(last) => {
-            let state = checkpoint::load(&last.path, vars, &mut optimizer)?;
-            let resume: ResumeState = serde_json::from_value(state.extra)
-                .with_context(|| format!("{} has no loader position", last.path.display()))?;
-            tracing::info!("train: resuming after step {}", state.step);
-            let logs = RunLogs::resume(ctx.out_dir, state.step as i64)?;
-            (state.step, Some(resume.position), resume.wall_seconds, logs)
-        }
-        None => (0, None, 0.0, RunLogs::create(ctx.out_dir)?),
-    };
-    if first_step >= train.steps as u64 {
+    let mut run = Run::resume(ctx.out_dir, &built.vars, &mut optimizer)?;
+    let steps = train.steps as u64;
+    if run.step >= steps {
         return Ok(());
     }
-    let micro_batch = train.batch_size / train.accumulation;
-    let loader = match &position {
-        Some(position) => Loader::resume(&data_dir, position)?,
+    let mut batches = open_batches(spec, data_dir, &built.preprocess, run.position.as_ref())?;
+    let schedule = LrSchedule::from_spec(train);
+    let mut accumulator = GradAccumulator::new(train.accumulation)?;
+    let bar = ctx.progress.bar(steps, "train");
+    bar.set_position(run.step);
+    while run.step < steps {
+        let step = run.step + 1;
+        let started = Instant::now();
+        let lr = schedule.lr(step);
+        let passes = forward_backward(spec, &built, &mut batches, &mut accumulator, step)?;
+        let grads = accumulator.take()?;
+        let norm =
+            match check_and_clip(step, passes.sums.loss, &built.vars, &grads, train.grad_clip) {
+                Ok(norm) => norm,
+                Err(error) => return Err(run.stop_nonfinite(&error)),
+            };
+        on_pool(|| optimizer.step(&grads, lr, norm.scale))?;
+        let pairs_per_second = train.batch_size as f64 / started.elapsed().as_secs_f64();
+        run.record_step(step, &passes, lr, norm.norm, pairs_per_second);
+        bar.set_position(step);
+        bar.set_message(format!(
+            "loss {:.4} lr {lr:.2e} {pairs_per_second:.0} pairs/s",
+            passes.sums.loss
+        ));
+        let last = step == steps;
+        if step.is_multiple_of(train.eval_every as u64) || last {
+            run.periodic_eval(spec, &built, data_dir)?;
+        }
+        if step.is_multiple_of(train.checkpoint_every as u64) || last {
+            run.checkpoint(spec, &built.vars, &optimizer)?;
+        }
+    }
+    bar.finish_and_clear();
+    run.finish()
+}
+
+/// The training batches, from the start of the shuffled stream or from a checkpoint's
+/// loader position.
+fn open_batches(
+    spec: &Spec,
+    data_dir: &Path,
+    preprocess: &Preprocess,
+    position: Option<&Position>,
+) -> anyhow::Result<Prefetcher> {
+    let loader = match position {
+        Some(position) => Loader::resume(data_dir, position)?,
         None => Loader::with_mode(
-            &data_dir,
+            data_dir,
             LoaderOptions {
                 split: Split::Train,
                 shuffle_buffer: spec.data.shuffle_buffer,
@@ -144,106 +125,220 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
             Mode::Resampled,
         )?,
     };
-    let mut batches =
-        Batcher::new(loader, preprocess.clone(), micro_batch, true)?.prefetch(PREFETCH)?;
+    let micro_batch = spec.train.batch_size / spec.train.accumulation;
+    Ok(Batcher::new(loader, preprocess.clone(), micro_batch, true)?.prefetch(PREFETCH)?)
+}
 
-    let run_started = Instant::now();
-    let wall_offset = wall_seconds;
-    let bar = ctx.progress.bar(train.steps as u64, "train");
-    bar.set_position(first_step);
-    let mut last_position = position;
-    let mut accumulator = GradAccumulator::new(train.accumulation)?;
-    // The latest periodic evaluation's metrics, `<dataset>/<metric>`: what picks the best
-    // checkpoint besides the training loss.
-    let mut latest_eval: BTreeMap<String, f64> = BTreeMap::new();
-    for step in first_step + 1..=train.steps as u64 {
-        let started = Instant::now();
-        let lr = schedule.lr(step);
-        let log_routing = step.is_multiple_of(train.log_every as u64) || step == 1;
-        let mut tally = RoutingTally::default();
-        let mut sums = Sums::default();
-        for micro in 0..train.accumulation as u64 {
-            let batch = batches
-                .next()
-                .context("the training data ended (resampled mode never should)")??;
-            let (images, texts) = upload(&batch, model.config().vocab_size, device)?;
-            let noise_seed = mix64(spec.seed ^ mix64(step * train.accumulation as u64 + micro));
-            let (output, grads) = on_pool(|| -> candle_core::Result<_> {
-                let output = model.forward(&images, &texts, RouteMode::Train { noise_seed })?;
-                let grads = output.loss.backward()?;
-                Ok((output, grads))
-            })?;
-            accumulator.add(vars, &grads)?;
-            sums.add(&output, train.accumulation as f64)?;
-            if log_routing {
-                tally.add(&output.encoded.routing, routed_counts(&batch))?;
-            }
-            last_position = Some(batch.position);
-        }
-        let grads = accumulator.take()?;
-        let norm = match check_and_clip(step, sums.loss, vars, &grads, train.grad_clip) {
-            Ok(norm) => norm,
-            Err(error) => {
-                logs.flush()?;
-                std::fs::write(ctx.out_dir.join("nonfinite.txt"), format!("{error:#}\n"))?;
-                bail!(
-                    "{error:#}; training stopped, the last good checkpoint is kept in {} \
-                     (lower train.lr or set train.grad_clip)",
-                    checkpoints.display()
-                );
-            }
-        };
-        on_pool(|| optimizer.step(&grads, lr, norm.scale))?;
-        let seconds = started.elapsed().as_secs_f64();
-        wall_seconds = wall_offset + run_started.elapsed().as_secs_f64();
-        let pairs_per_second = train.batch_size as f64 / seconds;
-        logs.metrics
-            .push(sums.row(step as i64, wall_seconds, lr, norm.norm, pairs_per_second));
-        if log_routing {
-            logs.routing.extend(tally.rows(step as i64, "train"));
-        }
-        bar.set_position(step);
-        bar.set_message(format!(
-            "loss {:.4} lr {lr:.2e} {pairs_per_second:.0} pairs/s",
-            sums.loss
-        ));
+/// The forward and backward passes of one step's micro-batches, their gradients added to
+/// the accumulator.
+struct Passes {
+    /// The step's loss terms.
+    sums: Sums,
+    /// Its routing, on the steps that log routing.
+    tally: Option<RoutingTally>,
+    /// The loader's position after the step's last batch.
+    position: Position,
+}
 
-        if step.is_multiple_of(train.eval_every as u64) || step == train.steps as u64 {
-            let (eval_rows, routing_rows) = periodic_eval(spec, &built, &data_dir, step as i64)?;
-            latest_eval = eval_rows
-                .iter()
-                .filter(|r| r.value.is_finite())
-                .map(|r| (format!("{}/{}", r.dataset, r.metric), r.value))
-                .collect();
-            logs.eval.extend(eval_rows);
-            logs.routing.extend(routing_rows);
+fn forward_backward(
+    spec: &Spec,
+    built: &Built,
+    batches: &mut Prefetcher,
+    accumulator: &mut GradAccumulator,
+    step: u64,
+) -> anyhow::Result<Passes> {
+    let train = &spec.train;
+    let log_routing = step.is_multiple_of(train.log_every as u64) || step == 1;
+    let mut tally = log_routing.then(RoutingTally::default);
+    let mut sums = Sums::default();
+    let mut position = None;
+    for micro in 0..train.accumulation as u64 {
+        let batch = batches
+            .next()
+            .context("the training data ended (resampled mode never should)")??;
+        let (images, texts) = upload(&batch, built.model.config().vocab_size, &built.device)?;
+        let noise_seed = mix64(spec.seed ^ mix64(step * train.accumulation as u64 + micro));
+        let (output, grads) = on_pool(|| -> candle_core::Result<_> {
+            let output = built
+                .model
+                .forward(&images, &texts, RouteMode::Train { noise_seed })?;
+            let grads = output.loss.backward()?;
+            Ok((output, grads))
+        })?;
+        accumulator.add(&built.vars, &grads)?;
+        sums.add(&output, train.accumulation as f64)?;
+        if let Some(tally) = &mut tally {
+            tally.add(&output.encoded.routing, routed_counts(&batch))?;
         }
-        if step.is_multiple_of(train.checkpoint_every as u64) || step == train.steps as u64 {
-            logs.flush()?;
-            let Some(position) = &last_position else {
-                bail!("no batch was read before the checkpoint of step {step}");
-            };
-            let extra = serde_json::to_value(ResumeState {
-                position: position.clone(),
-                wall_seconds,
-            })?;
-            let mut metrics = latest_eval.clone();
-            if sums.loss.is_finite() {
-                metrics.insert("loss".to_string(), sums.loss);
-            }
-            checkpoint::save(&checkpoints, step, vars, &optimizer, &metrics, &extra)?;
-            checkpoint::retain(
-                &checkpoints,
-                &Retention {
-                    keep_last: train.keep_checkpoints,
-                    best: Some(train.best.clone()),
-                },
-            )?;
-        }
+        position = Some(batch.position);
     }
-    bar.finish_and_clear();
-    logs.flush()?;
-    if let Some(position) = &last_position {
+    Ok(Passes {
+        sums,
+        tally,
+        position: position.context("a step has at least one micro-batch")?,
+    })
+}
+
+/// A run in progress: where it stands, its logs, and what its checkpoints record.
+struct Run {
+    /// The train stage's output directory.
+    out_dir: PathBuf,
+    /// The last step done.
+    step: u64,
+    /// The loader's position after the last step's batches.
+    position: Option<Position>,
+    /// The training loss of the last step.
+    loss: f64,
+    /// Seconds of earlier attempts.
+    earlier_seconds: f64,
+    /// When this attempt started.
+    started: Instant,
+    /// The run's logs.
+    logs: RunLogs,
+    /// The latest periodic evaluation's metrics, `<dataset>/<metric>`: what picks the best
+    /// checkpoint besides the training loss.
+    latest_eval: BTreeMap<String, f64>,
+}
+
+impl Run {
+    /// Continues after the newest checkpoint in `out_dir`, loading its weights and optimiser
+    /// state, or starts at step 0.
+    fn resume(
+        out_dir: &Path,
+        vars: &[(String, Var)],
+        optimizer: &mut AdamW,
+    ) -> anyhow::Result<Run> {
+        let (step, position, earlier_seconds, logs) =
+            match checkpoint::latest(&out_dir.join(CHECKPOINTS))? {
+                Some(last) => {
+                    let state = checkpoint::load(&last.path, vars, optimizer)?;
+                    let resume: ResumeState =
+                        serde_json::from_value(state.extra).with_context(|| {
+                            format!("{} has no loader position", last.path.display())
+                        })?;
+                    tracing::info!("train: resuming after step {}", state.step);
+                    let logs = RunLogs::resume(out_dir, state.step as i64)?;
+                    (state.step, Some(resume.position), resume.wall_seconds, logs)
+                }
+                None => (0, None, 0.0, RunLogs::create(out_dir)?),
+            };
+        Ok(Run {
+            out_dir: out_dir.to_owned(),
+            step,
+            position,
+            loss: f64::NAN,
+            earlier_seconds,
+            started: Instant::now(),
+            logs,
+            latest_eval: BTreeMap::new(),
+        })
+    }
+
+    fn checkpoints(&self) -> PathBuf {
+        self.out_dir.join(CHECKPOINTS)
+    }
+
+    /// Seconds the run has taken so far, over all its attempts.
+    fn wall_seconds(&self) -> f64 {
+        self.earlier_seconds + self.started.elapsed().as_secs_f64()
+    }
+
+    /// Logs a finished step's metrics (and its routing, when it was tallied).
+    fn record_step(&mut self, step: u64, passes: &Passes, lr: f64, norm: f64, pairs: f64) {
+        let row = passes
+            .sums
+            .row(step as i64, self.wall_seconds(), lr, norm, pairs);
+        self.logs.metrics.push(row);
+        if let Some(tally) = &passes.tally {
+            self.logs.routing.extend(tally.rows(step as i64, "train"));
+        }
+        self.step = step;
+        self.loss = passes.sums.loss;
+        self.position = Some(passes.position.clone());
+    }
+
+    /// The evaluation suite on part of the validation split, with the spec's
+    /// `train.monitor` settings.
+    fn periodic_eval(&mut self, spec: &Spec, built: &Built, data_dir: &Path) -> anyhow::Result<()> {
+        let monitor = &spec.train.monitor;
+        let suite = Suite {
+            split: Split::Val,
+            pairs: monitor.pairs,
+            batch_size: monitor.batch_size,
+            zero_shot: &monitor.zero_shot,
+            retrieval: &monitor.retrieval,
+            few_shot: None,
+            assignments: false,
+        };
+        let result = suite.run(built, data_dir, self.step as i64)?;
+        self.latest_eval = result
+            .rows
+            .iter()
+            .filter(|r| r.value.is_finite())
+            .map(|r| (format!("{}/{}", r.dataset, r.metric), r.value))
+            .collect();
+        self.logs.eval.extend(result.rows);
+        self.logs.routing.extend(result.routing);
+        Ok(())
+    }
+
+    /// Flushes the logs, saves a checkpoint of the last step and prunes older ones.
+    fn checkpoint(
+        &mut self,
+        spec: &Spec,
+        vars: &[(String, Var)],
+        optimizer: &AdamW,
+    ) -> anyhow::Result<()> {
+        self.logs.flush()?;
+        let Some(position) = &self.position else {
+            bail!(
+                "no batch was read before the checkpoint of step {}",
+                self.step
+            );
+        };
+        let extra = serde_json::to_value(ResumeState {
+            position: position.clone(),
+            wall_seconds: self.wall_seconds(),
+        })?;
+        let mut metrics = self.latest_eval.clone();
+        if self.loss.is_finite() {
+            metrics.insert("loss".to_string(), self.loss);
+        }
+        let checkpoints = self.checkpoints();
+        checkpoint::save(&checkpoints, self.step, vars, optimizer, &metrics, &extra)?;
+        checkpoint::retain(
+            &checkpoints,
+            &Retention {
+                keep_last: spec.train.keep_checkpoints,
+                best: Some(spec.train.best.clone()),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Stops on a non-finite loss or gradient: the logs so far are kept, and the reason is
+    /// written next to them.
+    fn stop_nonfinite(&mut self, error: &anyhow::Error) -> anyhow::Error {
+        let saved = self.logs.flush().and_then(|_| {
+            std::fs::write(self.out_dir.join("nonfinite.txt"), format!("{error:#}\n"))
+                .map_err(anyhow::Error::from)
+        });
+        if let Err(e) = saved {
+            return e.context(format!("{error:#}"));
+        }
+        anyhow::anyhow!(
+            "{error:#}; training stopped, the last good checkpoint is kept in {} \
+             (lower train.lr or set train.grad_clip)",
+            self.checkpoints().display()
+        )
+    }
+
+    /// Flushes the logs and records the loader's counters.
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.logs.flush()?;
+        let Some(position) = &self.position else {
+            return Ok(());
+        };
         let counters = &position.counters;
         tracing::info!(
             "train: {} pairs read, {} skipped (empty caption {}, empty image {}, undecodable {})",
@@ -254,46 +349,11 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
             counters.undecodable
         );
         files::write_atomic(
-            &ctx.out_dir.join(LOADER_COUNTERS),
+            &self.out_dir.join(LOADER_COUNTERS),
             serde_json::to_string_pretty(counters)?.as_bytes(),
         )?;
+        Ok(())
     }
-    Ok(())
-}
-
-/// Zero-shot accuracy and retrieval on part of the validation split, with its routing.
-fn periodic_eval(
-    spec: &Spec,
-    built: &Built,
-    data_dir: &Path,
-    step: i64,
-) -> anyhow::Result<(Vec<limoe_core::logs::EvalRow>, Vec<RoutingRow>)> {
-    let mut tally = RoutingTally::default();
-    let request = EmbedRequest {
-        dir: data_dir,
-        split: Split::Val,
-        limit: Some(PERIODIC_EVAL_PAIRS),
-        batch_size: spec.eval.batch_size,
-        preprocess: &built.preprocess,
-        assignments_step: None,
-    };
-    let emb = embed_split(
-        &built.model,
-        &built.device,
-        &request,
-        &mut tally,
-        &mut Vec::new(),
-    )?;
-    let setup = ZeroShotSetup {
-        model: &built.model,
-        device: &built.device,
-        preprocess: &built.preprocess,
-        templates: &spec.eval.zero_shot.templates,
-        batch_size: spec.eval.batch_size,
-    };
-    let mut rows = zero_shot_rows(&setup, &emb, &spec.eval.zero_shot.datasets, step)?;
-    rows.extend(retrieval_rows(&emb, step)?);
-    Ok((rows, tally.rows(step, "val")))
 }
 
 /// Loss terms of one step, averaged over its micro-batches.

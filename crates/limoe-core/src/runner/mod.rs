@@ -70,8 +70,6 @@ pub struct Plan {
     pub record_dir: PathBuf,
     /// Stages in execution order.
     pub stages: Vec<PlannedStage>,
-    /// Default-pipeline stages this build cannot run yet.
-    pub unavailable: Vec<String>,
 }
 
 impl Plan {
@@ -205,7 +203,6 @@ impl<'a> Runner<'a> {
             record_dir: experiment_dir.clone(),
             experiment_dir,
             stages,
-            unavailable: loaded.unavailable.iter().map(|s| s.id.clone()).collect(),
         })
     }
 
@@ -216,26 +213,34 @@ impl<'a> Runner<'a> {
             .with_context(|| format!("stage kind `{}` is not registered", stage.uses))
     }
 
-    /// What a stage's key covers: its kind, its `with`, the spec sections it reads, and its
-    /// fingerprint (e.g. hashes of files it reads).
+    /// What a stage's key covers: its kind, its `with`, the parts of the spec it reads, and
+    /// its fingerprint (e.g. hashes of files it reads).
     fn stage_config(
         &self,
         loaded: &LoadedSpec,
         stage: &StageSpec,
     ) -> anyhow::Result<serde_json::Value> {
         let kind = self.kind_of(stage)?;
-        let sections: serde_json::Map<String, serde_json::Value> = kind
+        let reads = kind
             .reads()
             .iter()
-            .map(|s| (s.key().to_owned(), loaded.spec.section_json(*s)))
-            .collect();
+            .map(|&path| {
+                let value = loaded.spec.json_at(path).with_context(|| {
+                    format!(
+                        "stage kind `{}` reads `{path}`, which no spec has",
+                        stage.uses
+                    )
+                })?;
+                Ok((path.to_owned(), value))
+            })
+            .collect::<anyhow::Result<serde_json::Map<_, _>>>()?;
         let fingerprint = kind
             .fingerprint(&stage.with)
             .with_context(|| format!("stage `{}`: cannot compute its cache key", stage.id))?;
         Ok(serde_json::json!({
             "kind": stage.uses,
             "with": serde_json::to_value(&stage.with)?,
-            "sections": sections,
+            "reads": reads,
             "fingerprint": fingerprint,
         }))
     }
@@ -305,6 +310,7 @@ impl<'a> Runner<'a> {
                 planned.id.clone(),
                 Artifact {
                     id: planned.id.clone(),
+                    kind: planned.kind.clone(),
                     key: planned.key.clone(),
                     dir: planned.dir.clone(),
                 },

@@ -127,16 +127,7 @@ impl Default for FewShot {
 
 impl EvalSpec {
     pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
-        let templates = at.key("zero_shot").key("templates");
-        for (i, template) in self.zero_shot.templates.iter().enumerate() {
-            if !template.contains("{}") {
-                c.error(
-                    &templates.index(i),
-                    format!("template `{template}` has no `{{}}` for the class name"),
-                    Some("write e.g. `a photo of a {}.`".into()),
-                );
-            }
-        }
+        self.zero_shot.check(&at.key("zero_shot"), c);
         for (i, shots) in self.few_shot.shots.iter().enumerate() {
             c.require(
                 *shots >= 1,
@@ -145,10 +136,28 @@ impl EvalSpec {
             );
         }
         c.at_least_one(at, &[("batch_size", self.batch_size)]);
-        c.require(
-            self.retrieval.max_pairs >= 2,
-            &at.key("retrieval").key("max_pairs"),
-            || "retrieval needs at least 2 pairs".into(),
-        );
+        self.retrieval.check(&at.key("retrieval"), c);
+    }
+}
+
+impl ZeroShot {
+    pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
+        for (i, template) in self.templates.iter().enumerate() {
+            if !template.contains("{}") {
+                c.error(
+                    &at.key("templates").index(i),
+                    format!("template `{template}` has no `{{}}` for the class name"),
+                    Some("write e.g. `a photo of a {}.`".into()),
+                );
+            }
+        }
+    }
+}
+
+impl Retrieval {
+    pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
+        c.require(self.max_pairs >= 2, &at.key("max_pairs"), || {
+            "retrieval needs at least 2 pairs".into()
+        });
     }
 }

@@ -36,7 +36,7 @@ pub use path::{KeyPath, Segment};
 pub use presets::fill_defaults;
 pub use stages::{StageSpec, default_pipeline};
 pub use sweep::{Distribution, OverrideSet, RandomSweep, SweepSpec};
-pub use train::{BestBy, Device, Goal, Schedule, TrainSpec};
+pub use train::{BestBy, Device, Goal, Monitor, Schedule, TrainSpec};
 
 /// A whole experiment.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -71,47 +71,6 @@ pub struct Spec {
     /// The pipeline; the default pipeline when left out.
     #[serde(default)]
     pub stages: Vec<StageSpec>,
-}
-
-/// A part of the spec a stage may read (and whose content is part of its cache key).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Section {
-    /// `seed`.
-    Seed,
-    /// `data`.
-    Data,
-    /// `model`.
-    Model,
-    /// `train`.
-    Train,
-    /// `eval`.
-    Eval,
-    /// `analysis`.
-    Analysis,
-}
-
-impl Section {
-    /// Every section a stage can read.
-    pub const ALL: [Section; 6] = [
-        Section::Seed,
-        Section::Data,
-        Section::Model,
-        Section::Train,
-        Section::Eval,
-        Section::Analysis,
-    ];
-
-    /// The section's key in the spec.
-    pub fn key(self) -> &'static str {
-        match self {
-            Section::Seed => "seed",
-            Section::Data => "data",
-            Section::Model => "model",
-            Section::Train => "train",
-            Section::Eval => "eval",
-            Section::Analysis => "analysis",
-        }
-    }
 }
 
 /// A name usable as a directory: letters, digits, `.`, `_`, `-`, not starting with `.`.
@@ -149,17 +108,15 @@ impl Spec {
         self.executor.check(&root.key("executor"), c);
     }
 
-    /// One section as JSON (what a stage reading it depends on).
-    pub fn section_json(&self, section: Section) -> serde_json::Value {
-        let value = match section {
-            Section::Seed => serde_json::to_value(self.seed),
-            Section::Data => serde_json::to_value(&self.data),
-            Section::Model => serde_json::to_value(&self.model),
-            Section::Train => serde_json::to_value(&self.train),
-            Section::Eval => serde_json::to_value(&self.eval),
-            Section::Analysis => serde_json::to_value(&self.analysis),
-        };
-        value.unwrap_or_else(|e| serde_json::Value::String(format!("unserializable: {e}")))
+    /// The value at a dotted key path (`seed`, `data.shuffle_buffer`, `model`) as JSON:
+    /// what a stage reading that part of the spec depends on. `None` for a path the spec
+    /// does not have.
+    pub fn json_at(&self, path: &str) -> Option<serde_json::Value> {
+        let mut value = serde_json::to_value(self).ok()?;
+        for key in path.split('.') {
+            value = value.get_mut(key)?.take();
+        }
+        Some(value)
     }
 
     /// The resolved spec as YAML (what is saved with every run).

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::node::{Node, Origin};
+use crate::kinds::{ANALYZE, EVAL, INGEST, TRAIN};
 
 /// One stage of the pipeline.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -39,9 +40,9 @@ impl StageSpec {
 /// The pipeline used when a spec has no `stages`: ingest -> train -> eval -> analyze.
 pub fn default_pipeline() -> Vec<StageSpec> {
     vec![
-        StageSpec::new("ingest", "ingest", &[]),
-        StageSpec::new("train", "train", &["ingest"]),
-        StageSpec::new("eval", "eval", &["train", "ingest"]),
-        StageSpec::new("analyze", "analyze", &["train", "eval"]),
+        StageSpec::new(INGEST, INGEST, &[]),
+        StageSpec::new(TRAIN, TRAIN, &[INGEST]),
+        StageSpec::new(EVAL, EVAL, &[TRAIN, INGEST]),
+        StageSpec::new(ANALYZE, ANALYZE, &[TRAIN, EVAL]),
     ]
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::check::Checker;
+use super::eval::{Retrieval, ZeroShot};
 use super::path::KeyPath;
 
 /// Learning-rate schedule after the linear warmup.
@@ -60,6 +61,34 @@ impl Default for BestBy {
     }
 }
 
+/// The evaluation during training, every `eval_every` steps on validation pairs: the eval
+/// curves of the run's logs, and what a `best.metric` other than `loss` is measured with.
+/// It has settings of its own so that changing the final evaluation (`eval`) never changes
+/// what training does, and so never retrains.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Monitor {
+    /// Validation pairs embedded at each evaluation.
+    pub pairs: usize,
+    /// Zero-shot classification.
+    pub zero_shot: ZeroShot,
+    /// Image-text retrieval.
+    pub retrieval: Retrieval,
+    /// Pairs per evaluation batch.
+    pub batch_size: usize,
+}
+
+impl Default for Monitor {
+    fn default() -> Monitor {
+        Monitor {
+            pairs: 512,
+            zero_shot: ZeroShot::default(),
+            retrieval: Retrieval::default(),
+            batch_size: 256,
+        }
+    }
+}
+
 /// The whole `train` section.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -86,8 +115,10 @@ pub struct TrainSpec {
     pub grad_clip: Option<f64>,
     /// Log routing statistics every this many steps (metrics are logged every step).
     pub log_every: usize,
-    /// Evaluate every this many steps.
+    /// Evaluate every this many steps (see `monitor`).
     pub eval_every: usize,
+    /// What the periodic evaluation measures.
+    pub monitor: Monitor,
     /// Checkpoint every this many steps.
     pub checkpoint_every: usize,
     /// Checkpoints to keep (besides the best).
@@ -113,6 +144,7 @@ impl Default for TrainSpec {
             grad_clip: Some(1.0),
             log_every: 10,
             eval_every: 100,
+            monitor: Monitor::default(),
             checkpoint_every: 100,
             keep_checkpoints: 2,
             best: BestBy::default(),
@@ -135,6 +167,16 @@ impl TrainSpec {
                 ("keep_checkpoints", self.keep_checkpoints),
             ],
         );
+        let monitor = at.key("monitor");
+        c.at_least_one(
+            &monitor,
+            &[
+                ("pairs", self.monitor.pairs),
+                ("batch_size", self.monitor.batch_size),
+            ],
+        );
+        self.monitor.zero_shot.check(&monitor.key("zero_shot"), c);
+        self.monitor.retrieval.check(&monitor.key("retrieval"), c);
         if self.accumulation >= 1 && !self.batch_size.is_multiple_of(self.accumulation) {
             c.error(
                 &at.key("accumulation"),

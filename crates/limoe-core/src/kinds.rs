@@ -1,0 +1,13 @@
+//! The names of the built-in stage kinds, as a spec's `uses:` writes them. Every crate that
+//! registers, pipes or looks up one of these kinds names it from here.
+
+/// Writes `data.sources` as Parquet shards.
+pub const INGEST: &str = "ingest";
+/// Trains the model on an ingest output.
+pub const TRAIN: &str = "train";
+/// Scores a train output's last checkpoint.
+pub const EVAL: &str = "eval";
+/// Draws the report of a run's train and eval outputs.
+pub const ANALYZE: &str = "analyze";
+/// Runs an external program.
+pub const COMMAND: &str = "command";

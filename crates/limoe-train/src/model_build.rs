@@ -1,0 +1,53 @@
+//! A spec's model built on its device, with the preprocessing that matches it: what both
+//! training and evaluation start from.
+
+use anyhow::bail;
+use candle_core::{Device, Var};
+use limoe_core::spec::Spec;
+use limoe_data::batch::Preprocess;
+use limoe_model::{Model, Params};
+
+use crate::budget::{available_bytes, describe, spec_cost};
+use crate::inputs::preprocess;
+use crate::{device_kind, model_config};
+
+/// A model and its parameters, built for a spec on its device.
+pub struct Built {
+    /// The model.
+    pub model: Model,
+    /// Its parameters, by name.
+    pub vars: Vec<(String, Var)>,
+    /// The device it lives on.
+    pub device: Device,
+    /// Image and caption preprocessing for it.
+    pub preprocess: Preprocess,
+}
+
+/// Fails, with the plan's numbers, when training the spec's model needs more memory than
+/// the device has available.
+pub fn check_fits(spec: &Spec) -> anyhow::Result<()> {
+    let cost = spec_cost(spec);
+    if let Some(free) = available_bytes(spec.train.device)
+        && cost.training_bytes() > free
+    {
+        bail!(
+            "the model does not fit, so training was not started:\n  {}",
+            describe(spec, &cost, Some(free)).join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// Checks that training fits the device, then builds the model with seeded weights.
+pub fn build(spec: &Spec) -> anyhow::Result<Built> {
+    check_fits(spec)?;
+    let device = limoe_model::device::open(device_kind(spec.train.device))?;
+    let params = Params::new(spec.seed);
+    let model = Model::new(&model_config(&spec.model), &params, &device)?;
+    Ok(Built {
+        model,
+        vars: params.vars(),
+        device,
+        preprocess: preprocess(&spec.model)?,
+    })
+}
