@@ -16,9 +16,9 @@ use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::shards::INDEX;
 use limoe_data::split::Split;
 use limoe_model::moe::RouteMode;
-use limoe_model::pool::on_pool;
 use limoe_model::random::mix64;
 use limoe_model::{Model, Params};
+use limoe_ops::pool::on_pool;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{available_bytes, describe, plan_record, spec_cost};

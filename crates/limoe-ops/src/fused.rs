@@ -7,7 +7,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::kernel::{
+use crate::rows::{
     Kernel1, Kernel2, Real, Rows, apply1, apply2, collect_rows, column_sums, dot, max, row_len,
     row_of, same_float, sum,
 };

@@ -9,11 +9,11 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::fused::{ColumnSums, Gelu, bias_rows, gelu_backward};
+use crate::fused::{ColumnSums, Gelu, bias_rows, gelu_backward};
 use rayon::prelude::*;
 
-use super::kernel::{Real, Shared, map_rows, same_float};
-use super::saved::Saved;
+use crate::rows::{Real, Shared, map_rows, same_float};
+use crate::saved::Saved;
 
 /// Multiply-adds above which a matmul runs on every thread.
 const PARALLEL_MIN: usize = 1 << 18;

@@ -2,11 +2,11 @@
 //! their gradients match finite differences in f64.
 
 use candle_core::{D, DType, Device, Tensor, Var};
-use limoe_model::ops::{
+use limoe_model::random::Stream;
+use limoe_ops::{
     HalfBlock, LAYER_NORM_EPS, add_bias, attention_half, gelu, grouped_linear, grouped_linear_gelu,
     layer_norm, linear, linear_gelu, mlp_half, normalize, self_attention, softmax,
 };
-use limoe_model::random::Stream;
 
 fn random(shape: (usize, usize), seed: u64) -> Tensor {
     let mut stream = Stream::new(seed);

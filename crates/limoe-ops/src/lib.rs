@@ -1,20 +1,23 @@
-//! Differentiable building blocks.
+//! Differentiable CPU kernels on candle, for training transformer-style models fast on a CPU.
 //!
 //! candle_nn's `LayerNorm`, `ops::softmax_last_dim` and `rms_norm` are forward-only kernels:
 //! used in training they leave their inputs without gradient. On the CPU, GELU, the layer
 //! norm (with or without its affine part), softmax, bias addition, linear layers (with GELU
-//! fused in; grouped per expert), self-attention and the two residual halves of a pre-LN
-//! block are fused ops with hand-written backward passes, their loops compiled for AVX2 where
-//! the CPU has it; on other devices they fall back to compositions of candle primitives.
+//! fused in; grouped, one per block of rows), self-attention and the two residual halves of a
+//! pre-LN block are fused ops with hand-written backward passes, their loops compiled for AVX2
+//! where the CPU has it; on other devices they fall back to compositions of candle primitives.
 //! Each fused op is one node of candle's backward, which starts every node's input gradient
 //! as a zeroed buffer and adds into it: fewer, larger nodes are most of the CPU speed-up
-//! (`limoe bench` measures it against PyTorch).
+//! (`limoe bench` measures it against PyTorch). [`optim`] holds in-place optimiser updates
+//! and [`pool`] the thread-pool entry the ops want to be called from.
 
-mod attention;
 mod fused;
-mod kernel;
 mod linear;
+pub mod optim;
+pub mod pool;
+mod rows;
 mod saved;
+mod self_attention;
 mod sublayer;
 
 use candle_core::{D, Result, Tensor};
@@ -179,7 +182,7 @@ pub fn self_attention(
     if !qkv.device().is_cpu() {
         candle_core::bail!("self_attention: the fused op runs on the CPU only");
     }
-    let attention = attention::SelfAttention {
+    let attention = self_attention::SelfAttention {
         tokens,
         heads,
         weights: saved::Saved::new(qkv.track_op()),

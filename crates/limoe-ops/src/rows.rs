@@ -150,11 +150,11 @@ macro_rules! same_float {
     ($op:expr, [$(($value:ident, $storage:expr, $layout:expr)),+ $(,)?] => $body:expr) => {
         match ($($storage,)+) {
             ($(candle_core::CpuStorage::F32($value),)+) => {
-                $(let $value = $crate::ops::kernel::contiguous($value, $layout, $op)?;)+
+                $(let $value = $crate::rows::contiguous($value, $layout, $op)?;)+
                 candle_core::CpuStorage::F32($body)
             }
             ($(candle_core::CpuStorage::F64($value),)+) => {
-                $(let $value = $crate::ops::kernel::contiguous($value, $layout, $op)?;)+
+                $(let $value = $crate::rows::contiguous($value, $layout, $op)?;)+
                 candle_core::CpuStorage::F64($body)
             }
             _ => candle_core::bail!("{}: the inputs must be all f32 or all f64", $op),
@@ -325,7 +325,7 @@ impl<T: Real> Wide for PartialSums<'_, T> {
                 }
                 Some(x) => {
                     let x = row_of(x, n, r);
-                    let (mean, inv_std) = super::fused::moments(x);
+                    let (mean, inv_std) = crate::fused::moments(x);
                     for ((s, &g), &v) in acc.iter_mut().zip(row).zip(x) {
                         *s += g * (v - mean) * inv_std;
                     }

@@ -1,5 +1,5 @@
 //! Fused CPU loops for the optimiser step: each updates a tensor in place in one pass, with
-//! no temporaries. Other devices use the equivalent candle expressions (see `super`).
+//! no temporaries. Other devices use the equivalent candle expressions.
 
 use candle_core::{CpuStorage, CustomOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, bail};
 
@@ -21,7 +21,7 @@ fn slice_mut<'a>(name: &str, s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mu
 
 /// `dst = beta * dst + (1 - beta) * f(scale * g)`, `f` the identity or the square: Adam's
 /// moment averages.
-pub(crate) struct Ema {
+pub struct Ema {
     /// Decay of the average.
     pub beta: f32,
     /// Factor on the gradient (clipping and accumulation).
@@ -69,7 +69,7 @@ impl InplaceOp2 for Ema {
 
 /// `p -= lr * (m / bc1 / (sqrt(v / bc2) + eps) + wd * p)`: the AdamW parameter update from
 /// the already-updated moments.
-pub(crate) struct AdamUpdate {
+pub struct AdamUpdate {
     /// Learning rate.
     pub lr: f32,
     /// Decoupled weight decay (0 for excluded parameters).
@@ -111,7 +111,7 @@ impl InplaceOp3 for AdamUpdate {
 }
 
 /// `dst += a * src`: adding a micro-batch's gradient into the accumulated one.
-pub(crate) struct Axpy {
+pub struct Axpy {
     /// Factor on the added tensor.
     pub a: f32,
 }
@@ -147,7 +147,7 @@ impl InplaceOp2 for Axpy {
 
 /// The sum of squares of all elements, accumulated in f64, as an f64 scalar (finite for any
 /// finite f32 input).
-pub(crate) struct SumSquares;
+pub struct SumSquares;
 
 impl CustomOp1 for SumSquares {
     fn name(&self) -> &'static str {
