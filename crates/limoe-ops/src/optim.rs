@@ -3,21 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, bail};
 
-/// The contiguous `f32` elements of a CPU storage.
-fn slice<'a>(name: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((start, end))) => Ok(&v[start..end]),
-        _ => bail!("{name}: needs a contiguous f32 tensor"),
-    }
-}
-
-/// The contiguous `f32` elements of a CPU storage, writable.
-fn slice_mut<'a>(name: &str, s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((start, end))) => Ok(&mut v[start..end]),
-        _ => bail!("{name}: needs a contiguous f32 tensor"),
-    }
-}
+use crate::storage::{f32_values, f32_values_mut};
 
 /// `dst = beta * dst + (1 - beta) * f(scale * g)`, `f` the identity or the square: Adam's
 /// moment averages.
@@ -42,8 +28,8 @@ impl InplaceOp2 for Ema {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let dst = slice_mut(self.name(), s1, l1)?;
-        let g = slice(self.name(), s2, l2)?;
+        let dst = f32_values_mut(s1, l1, self.name())?;
+        let g = f32_values(s2, l2, self.name())?;
         if dst.len() != g.len() {
             bail!(
                 "{}: {} moments for {} gradients",
@@ -96,9 +82,9 @@ impl InplaceOp3 for AdamUpdate {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<()> {
-        let p = slice_mut(self.name(), s1, l1)?;
-        let m = slice(self.name(), s2, l2)?;
-        let v = slice(self.name(), s3, l3)?;
+        let p = f32_values_mut(s1, l1, self.name())?;
+        let m = f32_values(s2, l2, self.name())?;
+        let v = f32_values(s3, l3, self.name())?;
         if p.len() != m.len() || p.len() != v.len() {
             bail!("{}: parameter and moment sizes differ", self.name());
         }
@@ -128,8 +114,8 @@ impl InplaceOp2 for Axpy {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let dst = slice_mut(self.name(), s1, l1)?;
-        let src = slice(self.name(), s2, l2)?;
+        let dst = f32_values_mut(s1, l1, self.name())?;
+        let src = f32_values(s2, l2, self.name())?;
         if dst.len() != src.len() {
             bail!(
                 "{}: sizes {} and {} differ",
@@ -155,7 +141,7 @@ impl CustomOp1 for SumSquares {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = slice(self.name(), s, l)?;
+        let x = f32_values(s, l, self.name())?;
         let sum: f64 = x.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
         Ok((CpuStorage::F64(vec![sum]), Shape::from(())))
     }

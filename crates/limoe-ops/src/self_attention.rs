@@ -14,9 +14,12 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use crate::fused::softmax_in_place;
-use crate::linear::gemm;
-use crate::rows::{Real, Shared, Wide, dot, same_float, wide};
+use crate::matmul::{Shared, gemm};
+use crate::real::Real;
+use crate::reduce::dot;
 use crate::saved::Saved;
+use crate::storage::same_float;
+use crate::wide::{Wide, wide};
 
 /// Self-attention over `qkv` [B * N, 3 * W] (B sequences of N tokens; q, k, v, each W =
 /// heads * d features) with an additive key bias [B, N]; the output is [B * N, W].

@@ -16,10 +16,13 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use crate::fused::{Gelu, GeluBackward, LayerNormBackwardRows, layer_norm};
-use crate::linear::{self, gemm, written};
-use crate::rows::{Kernel2, Real, Rows, collect_rows, column_sums, map_rows, same_float};
+use crate::linear;
+use crate::matmul::{gemm, written};
+use crate::real::Real;
+use crate::rows::{Kernel2, Rows, collect_rows, column_sums, map_rows};
 use crate::saved::{Saved, with_values};
 use crate::self_attention::{self, Dims};
+use crate::storage::same_float;
 
 /// Sizes of a half block: rows of `width` features, the first layer's outputs `hidden` (3 *
 /// width for attention's qkv, the MLP's hidden width) and the second layer's inputs `inner`
