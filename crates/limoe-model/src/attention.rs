@@ -5,7 +5,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::layers::{LayerNorm, Linear, linear};
-use crate::ops::{HalfBlock, attention_half, softmax};
+use limoe_ops::{HalfBlock, attention_half, softmax};
 
 /// Multi-head dot-product attention.
 #[derive(Clone)]

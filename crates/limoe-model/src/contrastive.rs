@@ -2,7 +2,7 @@
 
 use candle_core::{D, Result, Tensor};
 
-use crate::ops::log_softmax;
+use limoe_ops::log_softmax;
 
 /// Pairwise logits `scale * image @ text^T` [B, B] of unit embeddings.
 pub fn logits(image: &Tensor, text: &Tensor, scale: &Tensor) -> Result<Tensor> {

@@ -7,7 +7,7 @@ use crate::attention::AttentionPool;
 use crate::config::Pooling;
 use crate::inputs::TextMask;
 use crate::layers::{LayerNorm, Linear, linear};
-use crate::ops::l2_normalize;
+use limoe_ops::l2_normalize;
 
 enum Pool {
     Mean,

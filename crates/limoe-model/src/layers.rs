@@ -3,11 +3,11 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::ops::{self, gelu, layer_norm};
+use limoe_ops::{gelu, layer_norm};
 
 /// A linear layer `y = x W^T + b` over the last dimension: parameters `weight` [out, in] and
 /// `bias` [out]. The leading dimensions are flattened into one matmul (no broadcast weight,
-/// whose gradient candle would reduce), computed by [`ops::linear`].
+/// whose gradient candle would reduce), computed by [`limoe_ops::linear`].
 #[derive(Clone, Debug)]
 pub struct Linear {
     weight: Tensor,
@@ -43,8 +43,8 @@ impl Linear {
             }
         };
         let y = match (&self.bias, with_gelu) {
-            (Some(bias), false) => ops::linear(&flat, &self.weight, bias)?,
-            (Some(bias), true) => ops::linear_gelu(&flat, &self.weight, bias)?,
+            (Some(bias), false) => limoe_ops::linear(&flat, &self.weight, bias)?,
+            (Some(bias), true) => limoe_ops::linear_gelu(&flat, &self.weight, bias)?,
             (None, false) => flat.matmul(&self.weight.t()?)?,
             (None, true) => gelu(&flat.matmul(&self.weight.t()?)?)?,
         };
@@ -133,17 +133,17 @@ impl Module for Mlp {
 
 impl Mlp {
     /// The residual half block `x + mlp(norm(x))` for flat `x` [rows, width]: one fused op on
-    /// the CPU ([`ops::mlp_half`]).
+    /// the CPU ([`limoe_ops::mlp_half`]).
     pub fn residual(&self, norm: &LayerNorm, x: &Tensor) -> Result<Tensor> {
         if let (true, Some(first), Some(second)) =
             (x.device().is_cpu(), self.fc1.params(), self.fc2.params())
         {
-            let params = ops::HalfBlock {
+            let params = limoe_ops::HalfBlock {
                 norm: norm.params(),
                 first,
                 second,
             };
-            return ops::mlp_half(x, &params);
+            return limoe_ops::mlp_half(x, &params);
         }
         x + self.forward(&norm.forward(x)?)?
     }

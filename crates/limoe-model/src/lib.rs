@@ -16,10 +16,8 @@ pub mod inputs;
 mod layers;
 pub mod model;
 pub mod moe;
-pub mod ops;
 pub mod params;
 pub mod plan;
-pub mod pool;
 pub mod random;
 
 pub use config::{Arch, ModelConfig, Pooling};

@@ -275,8 +275,8 @@ fn contrastive_gradient_matches_finite_differences() {
     let text = Tensor::from_vec(draw(12), (4, 3), &device).unwrap();
     let scale = Tensor::new(3.0f64, &device).unwrap();
     let loss = |image: &Tensor| -> Tensor {
-        let image = limoe_model::ops::l2_normalize(image).unwrap();
-        let text = limoe_model::ops::l2_normalize(&text).unwrap();
+        let image = limoe_ops::l2_normalize(image).unwrap();
+        let text = limoe_ops::l2_normalize(&text).unwrap();
         let logits = limoe_model::contrastive::logits(&image, &text, &scale).unwrap();
         limoe_model::contrastive::contrastive_loss(&logits).unwrap()
     };

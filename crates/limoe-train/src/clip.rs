@@ -5,8 +5,7 @@ use std::fmt;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
-
-use crate::optim::SumSquares;
+use limoe_ops::optim::SumSquares;
 
 /// What was not finite.
 #[derive(Clone, Debug, PartialEq)]

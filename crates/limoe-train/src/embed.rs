@@ -9,8 +9,8 @@ use limoe_data::batch::{Batcher, Preprocess};
 use limoe_data::loader::{Loader, LoaderOptions, Mode};
 use limoe_data::split::Split;
 use limoe_model::moe::RouteMode;
-use limoe_model::pool::on_pool;
 use limoe_model::{Model, Texts};
+use limoe_ops::pool::on_pool;
 
 use crate::inputs::{routed_counts, upload};
 use crate::routing_log::{RoutingTally, TokenOrigins};

@@ -18,8 +18,8 @@ use limoe_data::batch::{Batcher, Prefetcher, Preprocess};
 use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::split::Split;
 use limoe_model::moe::RouteMode;
-use limoe_model::pool::on_pool;
 use limoe_model::random::mix64;
+use limoe_ops::pool::on_pool;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::plan_record;

@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::ops::{grouped_linear, grouped_linear_gelu};
+use limoe_ops::{grouped_linear, grouped_linear_gelu};
 
 /// E two-layer GELU MLPs `width -> mlp_dim -> width`, stored batched over experts.
 #[derive(Debug, Clone)]

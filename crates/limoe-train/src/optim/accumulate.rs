@@ -2,8 +2,7 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Var, bail};
-
-use super::kernels::Axpy;
+use limoe_ops::optim::Axpy;
 
 /// Sums the gradients of `micro_batches` micro-batches, each scaled by `1 / micro_batches`,
 /// into one [`GradStore`] for [`super::AdamW::step`] and the clipping guard.

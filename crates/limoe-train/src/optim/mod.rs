@@ -7,18 +7,15 @@
 //! one in-place pass (no temporaries); on other devices they are candle expressions.
 
 mod accumulate;
-mod kernels;
 
 use std::collections::HashSet;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var, bail};
 use limoe_core::spec::TrainSpec;
+use limoe_ops::optim::{AdamUpdate, Ema};
 
 pub use accumulate::GradAccumulator;
-pub(crate) use kernels::SumSquares;
-
-use kernels::{AdamUpdate, Ema};
 
 /// Last name segments of the parameters that get no weight decay: norms (`scale`, `shift`),
 /// biases, embeddings (`table`, `positions`), the MAP head's `query` and the temperature.

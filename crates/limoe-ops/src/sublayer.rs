@@ -15,11 +15,14 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::attention::{self, Dims};
-use super::fused::{Gelu, GeluBackward, LayerNormBackwardRows, layer_norm};
-use super::kernel::{Kernel2, Real, Rows, collect_rows, column_sums, map_rows, same_float};
-use super::linear::{self, gemm, written};
-use super::saved::{Saved, with_values};
+use crate::fused::{Gelu, GeluBackward, LayerNormBackwardRows, layer_norm};
+use crate::linear;
+use crate::matmul::{gemm, written};
+use crate::real::Real;
+use crate::rows::{Kernel2, Rows, collect_rows, column_sums, map_rows};
+use crate::saved::{Saved, with_values};
+use crate::self_attention::{self, Dims};
+use crate::storage::same_float;
 
 /// Sizes of a half block: rows of `width` features, the first layer's outputs `hidden` (3 *
 /// width for attention's qkv, the MLP's hidden width) and the second layer's inputs `inner`
@@ -336,7 +339,7 @@ fn attention_forward<T: Real>(
     let (rows, width) = (layer.rows, layer.width);
     let normed = layer_norm(x, scale, shift, width);
     let qkv = linear::forward(&normed, w_qkv, b_qkv, (rows, width, 3 * width), None);
-    let (attended, weights) = attention::forward(&qkv, bias, dims, keep);
+    let (attended, weights) = self_attention::forward(&qkv, bias, dims, keep);
     let out = linear::forward(&attended, w_out, b_out, (rows, width, width), Some(x));
     let kept = AttentionKept {
         normed,
@@ -360,7 +363,7 @@ fn attention_backward<T: Real>(
     let mut grads = packed_grads(&layer);
     let [d_scale, d_shift, d_wqkv, d_bqkv, d_wout, d_bout] = split_mut(&layer, &mut grads);
     let d_attended = linear_backward(g, attended, w_out, d_wout, d_bout);
-    let d_qkv = attention::backward(qkv, weights, &d_attended, dims);
+    let d_qkv = self_attention::backward(qkv, weights, &d_attended, dims);
     let d_normed = linear_backward(&d_qkv, normed, w_qkv, d_wqkv, d_bqkv);
     let dx = norm_backward(x, g, &d_normed, scale, (d_scale, d_shift));
     [dx, grads].concat()

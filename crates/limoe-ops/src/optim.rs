@@ -1,27 +1,13 @@
 //! Fused CPU loops for the optimiser step: each updates a tensor in place in one pass, with
-//! no temporaries. Other devices use the equivalent candle expressions (see `super`).
+//! no temporaries. Other devices use the equivalent candle expressions.
 
 use candle_core::{CpuStorage, CustomOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, bail};
 
-/// The contiguous `f32` elements of a CPU storage.
-fn slice<'a>(name: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((start, end))) => Ok(&v[start..end]),
-        _ => bail!("{name}: needs a contiguous f32 tensor"),
-    }
-}
-
-/// The contiguous `f32` elements of a CPU storage, writable.
-fn slice_mut<'a>(name: &str, s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((start, end))) => Ok(&mut v[start..end]),
-        _ => bail!("{name}: needs a contiguous f32 tensor"),
-    }
-}
+use crate::storage::{f32_values, f32_values_mut};
 
 /// `dst = beta * dst + (1 - beta) * f(scale * g)`, `f` the identity or the square: Adam's
 /// moment averages.
-pub(crate) struct Ema {
+pub struct Ema {
     /// Decay of the average.
     pub beta: f32,
     /// Factor on the gradient (clipping and accumulation).
@@ -42,8 +28,8 @@ impl InplaceOp2 for Ema {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let dst = slice_mut(self.name(), s1, l1)?;
-        let g = slice(self.name(), s2, l2)?;
+        let dst = f32_values_mut(s1, l1, self.name())?;
+        let g = f32_values(s2, l2, self.name())?;
         if dst.len() != g.len() {
             bail!(
                 "{}: {} moments for {} gradients",
@@ -69,7 +55,7 @@ impl InplaceOp2 for Ema {
 
 /// `p -= lr * (m / bc1 / (sqrt(v / bc2) + eps) + wd * p)`: the AdamW parameter update from
 /// the already-updated moments.
-pub(crate) struct AdamUpdate {
+pub struct AdamUpdate {
     /// Learning rate.
     pub lr: f32,
     /// Decoupled weight decay (0 for excluded parameters).
@@ -96,9 +82,9 @@ impl InplaceOp3 for AdamUpdate {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<()> {
-        let p = slice_mut(self.name(), s1, l1)?;
-        let m = slice(self.name(), s2, l2)?;
-        let v = slice(self.name(), s3, l3)?;
+        let p = f32_values_mut(s1, l1, self.name())?;
+        let m = f32_values(s2, l2, self.name())?;
+        let v = f32_values(s3, l3, self.name())?;
         if p.len() != m.len() || p.len() != v.len() {
             bail!("{}: parameter and moment sizes differ", self.name());
         }
@@ -111,7 +97,7 @@ impl InplaceOp3 for AdamUpdate {
 }
 
 /// `dst += a * src`: adding a micro-batch's gradient into the accumulated one.
-pub(crate) struct Axpy {
+pub struct Axpy {
     /// Factor on the added tensor.
     pub a: f32,
 }
@@ -128,8 +114,8 @@ impl InplaceOp2 for Axpy {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let dst = slice_mut(self.name(), s1, l1)?;
-        let src = slice(self.name(), s2, l2)?;
+        let dst = f32_values_mut(s1, l1, self.name())?;
+        let src = f32_values(s2, l2, self.name())?;
         if dst.len() != src.len() {
             bail!(
                 "{}: sizes {} and {} differ",
@@ -147,7 +133,7 @@ impl InplaceOp2 for Axpy {
 
 /// The sum of squares of all elements, accumulated in f64, as an f64 scalar (finite for any
 /// finite f32 input).
-pub(crate) struct SumSquares;
+pub struct SumSquares;
 
 impl CustomOp1 for SumSquares {
     fn name(&self) -> &'static str {
@@ -155,7 +141,7 @@ impl CustomOp1 for SumSquares {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = slice(self.name(), s, l)?;
+        let x = f32_values(s, l, self.name())?;
         let sum: f64 = x.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
         Ok((CpuStorage::F64(vec![sum]), Shape::from(())))
     }

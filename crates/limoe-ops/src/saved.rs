@@ -4,6 +4,8 @@ use std::sync::OnceLock;
 
 use candle_core::{Device, Result, Storage, Tensor, WithDType};
 
+use crate::storage::contiguous;
+
 /// A tensor an op computes in its forward pass and reads in its backward pass, kept only
 /// when the op's inputs track gradients (an op applied without them has no backward).
 pub(crate) struct Saved {
@@ -58,10 +60,7 @@ pub(crate) fn with_values<T: WithDType, R>(
             let Storage::Cpu(cpu) = &**storage else {
                 candle_core::bail!("{op}: kept values are not on the CPU");
             };
-            match layout.contiguous_offsets() {
-                Some((start, end)) => Ok(&cpu.as_slice::<T>()?[start..end]),
-                None => candle_core::bail!("{op}: kept values are not contiguous"),
-            }
+            contiguous(cpu.as_slice::<T>()?, layout, op)
         })
         .collect::<Result<Vec<_>>>()?;
     f(&values)

@@ -2,26 +2,22 @@
 //! dimension and bias addition as single-loop CPU kernels with hand-written backward passes.
 //!
 //! Built from candle primitives these ops create many temporaries and broadcast reductions;
-//! the backward of candle's GELU alone costs ~9x its forward (PERF-NOTES.md). Each op here
-//! is one pass forward and one pass backward.
+//! the backward of candle's GELU alone costs ~9x its forward. Each op here is one
+//! pass forward and one pass backward.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::kernel::{
-    Kernel1, Kernel2, Real, Rows, apply1, apply2, collect_rows, column_sums, dot, max, row_len,
-    row_of, same_float, sum,
+use crate::real::{Real, constant};
+use crate::reduce::{dot, max, moments, sum};
+use crate::rows::{
+    Kernel1, Kernel2, Rows, apply1, apply2, collect_rows, column_sums, row_len, row_of,
 };
-
-fn constant<T: Real>(x: f64) -> T {
-    T::from(x).unwrap_or_else(T::zero)
-}
+use crate::storage::same_float;
 
 /// sqrt(2 / pi), the GELU tanh approximation's scale.
 const GELU_SCALE: f64 = 0.797_884_560_802_865_4;
 /// The cubic coefficient of the GELU tanh approximation.
 const GELU_CUBIC: f64 = 0.044_715;
-/// Epsilon of the layer norm's variance.
-pub const LAYER_NORM_EPS: f64 = 1e-6;
 
 /// Wraps a backward kernel as a (non-differentiable) two-input op.
 struct Backward<K: Kernel2> {
@@ -107,29 +103,6 @@ impl CustomOp1 for Gelu {
 
 /// (x - mean) / sqrt(var + eps) over the last dimension.
 pub struct Normalize;
-
-/// Mean and 1 / sqrt(variance + eps) of a row.
-#[inline(always)]
-pub(crate) fn moments<T: Real>(x: &[T]) -> (T, T) {
-    let n = constant::<T>(x.len() as f64);
-    let mean = sum(x) / n;
-    let mut centred = [T::zero(); MOMENT_BLOCK];
-    let mut squares = T::zero();
-    for block in x.chunks(MOMENT_BLOCK) {
-        let centred = &mut centred[..block.len()];
-        for (c, &v) in centred.iter_mut().zip(block) {
-            *c = v - mean;
-        }
-        squares += dot(centred, centred);
-    }
-    (
-        mean,
-        (squares / n + constant(LAYER_NORM_EPS)).sqrt().recip(),
-    )
-}
-
-/// Values centred at a time in [`moments`] (a stack buffer).
-const MOMENT_BLOCK: usize = 64;
 
 impl Kernel1 for Normalize {
     #[inline(always)]

@@ -7,9 +7,9 @@ use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use limoe_core::{Registry, load_spec};
 use limoe_model::moe::RouteMode;
-use limoe_model::pool::on_pool;
 use limoe_model::random::{Stream, mix64};
 use limoe_model::{Images, Model, ModelConfig, Params, Texts, plan};
+use limoe_ops::pool::on_pool;
 use limoe_train::{device_kind, model_config};
 
 /// MoE step time over dense step time that issue 4 asks for, at most.

@@ -1,25 +1,33 @@
-//! Differentiable building blocks.
+//! CPU kernels on candle for training: differentiable ops with hand-written backward passes
+//! (GELU, layer norm, softmax, bias addition, linear and grouped linear layers, self-attention,
+//! the two residual halves of a pre-LN block), in-place optimiser updates ([`optim`]) and the
+//! thread-pool entry to call them from ([`pool`]). Off the CPU the ops fall back to
+//! compositions of candle primitives (self-attention and the half blocks run on the CPU
+//! only). The crate knows no model.
 //!
-//! candle_nn's `LayerNorm`, `ops::softmax_last_dim` and `rms_norm` are forward-only kernels:
-//! used in training they leave their inputs without gradient. On the CPU, GELU, the layer
-//! norm (with or without its affine part), softmax, bias addition, linear layers (with GELU
-//! fused in; grouped per expert), self-attention and the two residual halves of a pre-LN
-//! block are fused ops with hand-written backward passes, their loops compiled for AVX2 where
-//! the CPU has it; on other devices they fall back to compositions of candle primitives.
-//! Each fused op is one node of candle's backward, which starts every node's input gradient
-//! as a zeroed buffer and adds into it: fewer, larger nodes are most of the CPU speed-up
-//! (`limoe bench` measures it against PyTorch).
+//! Why: candle_nn's `LayerNorm`, `ops::softmax_last_dim` and `rms_norm` are forward-only
+//! kernels, so used in training they leave their inputs without gradient; and candle's
+//! backward starts every node's input gradient as a zeroed buffer and adds into it. Each op
+//! here is one node, its loops compiled for AVX2 where the CPU has it: fewer, larger nodes are
+//! most of the CPU speed-up (`limoe bench` measures it against PyTorch).
 
-mod attention;
 mod fused;
-mod kernel;
 mod linear;
+mod matmul;
+pub mod optim;
+pub mod pool;
+mod real;
+mod reduce;
+mod rows;
 mod saved;
+mod self_attention;
+mod storage;
 mod sublayer;
+mod wide;
 
 use candle_core::{D, Result, Tensor};
 
-pub use fused::LAYER_NORM_EPS;
+pub use reduce::LAYER_NORM_EPS;
 
 /// GELU (tanh approximation).
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
@@ -95,13 +103,13 @@ fn apply_grouped_linear(
     apply3((x, weight, bias), op)
 }
 
-/// One linear layer per expert: `x` [G * S, in] holds G blocks of S rows; block g is mapped by
-/// `weight` [G, in, out] and `bias` [G, out] of group g, giving [G * S, out]. One node of the
-/// backward on the CPU, a batched matmul and a bias add elsewhere.
+/// One linear layer per group of rows: `x` [G * S, in] holds G blocks of S rows; block g is
+/// mapped by `weight` [G, in, out] and `bias` [G, out] of group g, giving [G * S, out]. One
+/// node of the backward on the CPU, a batched matmul and a bias add elsewhere.
 ///
 /// `filled` (CPU only): the rows of each block that hold data, from the block's first row.
 /// The others are not computed (their values are unspecified) and their gradient must be
-/// zero: for an expert buffer whose empty slots are never read back.
+/// zero: for buffers of slots filled from the top whose empty slots are never read back.
 pub fn grouped_linear(
     x: &Tensor,
     weight: &Tensor,
@@ -140,7 +148,7 @@ pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> 
 }
 
 /// `x + bias` over the last dimension: `bias` [n] is added to every row of `x` [..., n];
-/// `bias` [G, n] adds its row g to the rows of block g of `x` [G, R, n] (one bias per expert).
+/// `bias` [G, n] adds its row g to the rows of block g of `x` [G, R, n] (one bias per group).
 /// The bias's gradient is one pass of row sums (candle's broadcast backward reduces
 /// dimension by dimension).
 pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
@@ -179,7 +187,7 @@ pub fn self_attention(
     if !qkv.device().is_cpu() {
         candle_core::bail!("self_attention: the fused op runs on the CPU only");
     }
-    let attention = attention::SelfAttention {
+    let attention = self_attention::SelfAttention {
         tokens,
         heads,
         weights: saved::Saved::new(qkv.track_op()),

@@ -13,10 +13,13 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::fused::softmax_in_place;
-use super::kernel::{Real, Shared, Wide, dot, same_float, wide};
-use super::linear::gemm;
-use super::saved::Saved;
+use crate::fused::softmax_in_place;
+use crate::matmul::{Shared, gemm};
+use crate::real::Real;
+use crate::reduce::dot;
+use crate::saved::Saved;
+use crate::storage::same_float;
+use crate::wide::{Wide, wide};
 
 /// Self-attention over `qkv` [B * N, 3 * W] (B sequences of N tokens; q, k, v, each W =
 /// heads * d features) with an additive key bias [B, N]; the output is [B * N, W].

@@ -1,4 +1,4 @@
-//! Running model work on rayon's thread pool.
+//! Running work that calls the fused ops on rayon's thread pool.
 
 /// Runs `work` on a thread of rayon's global pool (inline when the caller already is one)
 /// and returns its result.

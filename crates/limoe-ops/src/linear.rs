@@ -8,74 +8,14 @@
 //! layer's size. Here it is one node, which keeps the pre-activation for the backward.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-
-use super::fused::{ColumnSums, Gelu, bias_rows, gelu_backward};
 use rayon::prelude::*;
 
-use super::kernel::{Real, Shared, map_rows, same_float};
-use super::saved::Saved;
-
-/// Multiply-adds above which a matmul runs on every thread.
-const PARALLEL_MIN: usize = 1 << 18;
-
-/// `dst (+)= lhs @ rhs` for row-major strided operands `(pointer, row stride, column stride)`
-/// of sizes m x k and k x n.
-///
-/// # Safety
-/// Every operand must lie inside its buffer with the given strides; `dst` must not alias the
-/// others.
-pub(crate) unsafe fn gemm<T: Real>(
-    (m, n, k): (usize, usize, usize),
-    dst: (*mut T, usize, usize),
-    accumulate: bool,
-    lhs: (*const T, usize, usize),
-    rhs: (*const T, usize, usize),
-    beta: T,
-    parallel: bool,
-) {
-    let parallelism = if parallel && m * n * k >= PARALLEL_MIN {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: upheld by the caller; gemm reads lhs and rhs and writes dst only.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.0,
-            dst.2 as isize,
-            dst.1 as isize,
-            accumulate,
-            lhs.0,
-            lhs.2 as isize,
-            lhs.1 as isize,
-            rhs.0,
-            rhs.2 as isize,
-            rhs.1 as isize,
-            T::one(),
-            beta,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
-/// A buffer of `len` values written by `write` (given its start) without zeroing it first.
-///
-/// # Safety
-/// `write` must write every one of the `len` values and read none before writing it
-/// (`gemm` without accumulation: with `read_dst` false it never reads its output).
-pub(crate) unsafe fn written<T>(len: usize, write: impl FnOnce(*mut T)) -> Vec<T> {
-    let mut out = Vec::with_capacity(len);
-    write(out.as_mut_ptr());
-    // SAFETY: `write` initialised all `len` values (the caller's promise); the capacity is len.
-    unsafe { out.set_len(len) };
-    out
-}
+use crate::fused::{ColumnSums, Gelu, bias_rows, gelu_backward};
+use crate::matmul::{Shared, gemm, written};
+use crate::real::Real;
+use crate::rows::map_rows;
+use crate::saved::Saved;
+use crate::storage::same_float;
 
 /// What follows the affine map of a linear op.
 pub(crate) enum Activation {
@@ -353,14 +293,14 @@ impl CustomOp2 for Product {
     }
 }
 
-/// One linear layer per group (the experts): `x` [G * S, in] is G blocks of S rows, block g
-/// goes through `w` [G, in, out] and `b` [G, out] of expert g, then the activation; the
-/// result is [G * S, out].
+/// One linear layer per group: `x` [G * S, in] is G blocks of S rows, block g goes through
+/// `w` [G, in, out] and `b` [G, out] of group g, then the activation; the result is
+/// [G * S, out].
 pub(crate) struct GroupedLinear {
     /// What follows the affine map.
     pub activation: Activation,
-    /// Rows of each block that hold data (all when `None`; an expert's buffer is filled
-    /// from its first row): the other rows are not computed (they hold the activated bias)
+    /// Rows of each block that hold data (all when `None`; a block is filled from its first
+    /// row): the other rows are not computed (they hold the activated bias)
     /// and must get a zero gradient (nothing reads them).
     pub filled: Option<Vec<usize>>,
 }
@@ -396,7 +336,7 @@ fn grouped_forward<T: Real>(
 }
 
 /// Runs `block(g)` for every group: one task per group (each gemm on one thread: the
-/// groups are the parallelism; the experts' matrices are small) or, for one group, in place.
+/// groups are the parallelism; each group's matrices are small) or, for one group, in place.
 fn for_groups(groups: usize, block: impl Fn(usize) + Sync + Send) {
     if groups > 1 {
         (0..groups).into_par_iter().for_each(block);

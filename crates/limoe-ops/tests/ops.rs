@@ -2,11 +2,11 @@
 //! their gradients match finite differences in f64.
 
 use candle_core::{D, DType, Device, Tensor, Var};
-use limoe_model::ops::{
+use limoe_model::random::Stream;
+use limoe_ops::{
     HalfBlock, LAYER_NORM_EPS, add_bias, attention_half, gelu, grouped_linear, grouped_linear_gelu,
     layer_norm, linear, linear_gelu, mlp_half, normalize, self_attention, softmax,
 };
-use limoe_model::random::Stream;
 
 fn random(shape: (usize, usize), seed: u64) -> Tensor {
     let mut stream = Stream::new(seed);
@@ -208,7 +208,7 @@ fn fused_layer_norm_and_bias_match_composite_ops() {
             |t| add_bias(&t[0], &vector(&t[1])).unwrap(),
             |t| t[0].broadcast_add(&t[1]).unwrap(),
         );
-        // One bias per block of rows (the experts): x [3, rows, n], bias [3, n].
+        // One bias per block of rows: x [3, rows, n], bias [3, n].
         let blocks =
             Var::from_tensor(&random((3 * rows, n), 4).reshape((3, rows, n)).unwrap()).unwrap();
         let biases = var((3, n), 5);
@@ -495,7 +495,7 @@ fn fused_mlp_half_matches_its_parts() {
 
 #[test]
 fn grouped_linear_skips_empty_rows_exactly() {
-    // Experts' buffers of 7 slots filled 5, 0 and 7 rows deep; nothing reads the empty rows,
+    // Buffers of 7 slots filled 5, 0 and 7 rows deep; nothing reads the empty rows,
     // so the weighting below is zero there.
     let (groups, rows, inputs, outputs) = (3, 7, 6, 5);
     let filled = [5, 0, 7];
