@@ -342,6 +342,10 @@ fn matmul_rate(device: &Device) -> anyhow::Result<f64> {
 
 #[cfg(test)]
 mod tests {
+    use limoe_analysis::AnalyzeStage;
+    use limoe_data::IngestStage;
+    use limoe_train::stages::{EvalStage, TrainStage};
+
     use super::*;
 
     #[test]
@@ -384,9 +388,21 @@ mod tests {
         assert_eq!(rate_at(&rates, 64), None);
     }
 
+    /// The stage kinds of the default pipeline, which the specs run (their `stages` is left
+    /// out) and loading checks.
+    fn pipeline_registry() -> Registry {
+        let mut registry = Registry::new();
+        registry
+            .register(IngestStage)
+            .register(TrainStage)
+            .register(EvalStage)
+            .register(AnalyzeStage);
+        registry
+    }
+
     #[test]
     fn specs_load_as_both_archs_and_inputs_have_padding() {
-        let registry = crate::registry::registry();
+        let registry = pipeline_registry();
         let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments/tiny.yaml");
         let dense = load(&registry, spec, &[], "dense").unwrap();
         assert!(model_config(&dense.model).active_moe_blocks().is_empty());

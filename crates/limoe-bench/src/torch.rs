@@ -16,7 +16,7 @@ use limoe_model::{Images, Model, ModelConfig, Params, Pooling, Texts, plan};
 use limoe_train::{device_kind, model_config};
 use serde_json::{Value, json};
 
-use crate::bench_model::{Case, S16, Summary, T128, against_target, inputs, load, step_samples};
+use crate::model::{Case, S16, Summary, T128, against_target, inputs, load, step_samples};
 
 /// The reference script, relative to the repository root.
 const REFERENCE: &str = "bench/reference.py";

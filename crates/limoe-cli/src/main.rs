@@ -1,8 +1,5 @@
 //! `limoe`: run, validate and plan LIMoE experiment specs.
 
-mod bench;
-mod bench_model;
-mod bench_torch;
 mod commands;
 mod data;
 mod process_env;
@@ -104,7 +101,7 @@ enum Command {
     Bench {
         /// What to measure.
         #[arg(value_enum)]
-        targets: Vec<bench::Target>,
+        targets: Vec<limoe_bench::Target>,
         /// Write the PyTorch comparison's inputs (weights, batch, limoe's loss and gradients)
         /// to DIR/<case>/ for `python3 bench/reference.py DIR/<case> --check`.
         #[arg(long, value_name = "DIR")]
@@ -169,7 +166,9 @@ fn main() -> ExitCode {
         Command::Plan { spec } => commands::plan(&registry, &cli.runs_dir, &spec.spec, &spec.sets),
         Command::Report { run } => report::report(&registry, &cli.runs_dir, &cli.reports_dir, &run),
         Command::Stages => commands::stages(&registry),
-        Command::Bench { targets, export } => bench::bench(&registry, &targets, export.as_deref()),
+        Command::Bench { targets, export } => {
+            limoe_bench::bench(&registry, &targets, export.as_deref())
+        }
         Command::Data { spec, sets, only } => data::data(&registry, spec.as_deref(), &sets, &only),
     };
     match result {

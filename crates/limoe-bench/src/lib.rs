@@ -1,4 +1,10 @@
-//! `limoe bench`: throughput measurements, one target at a time.
+//! The benchmarks behind `limoe bench`: loader throughput on synthetic shards, the time of a
+//! training step (LIMoE against its dense baseline, built from the experiment specs), and the
+//! same step next to the PyTorch reference in `bench/reference.py`. They print tables and
+//! never fail for being slow; the `limoe` binary is their entry point.
+
+mod model;
+mod torch;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -16,8 +22,7 @@ use limoe_data::split::Split;
 use limoe_data::synthetic;
 use limoe_data::tokenizer::Tokenizer;
 
-use crate::bench_model::{self, LoaderRate};
-use crate::bench_torch;
+use crate::model::LoaderRate;
 
 /// What `limoe bench` can measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -38,14 +43,15 @@ impl Target {
 
 /// `limoe bench [TARGET]...`: runs the named targets (all when none is named), in order.
 /// With `export`, first writes the PyTorch comparison's inputs there, and runs the targets
-/// only when some are named.
+/// only when some are named. `registry` checks the experiment specs the shapes start from, as
+/// `limoe run` would.
 pub fn bench(
     registry: &Registry,
     targets: &[Target],
     export: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     if let Some(dir) = export {
-        bench_torch::export_all(registry, dir)?;
+        torch::export_all(registry, dir)?;
         if targets.is_empty() {
             return Ok(ExitCode::SUCCESS);
         }
@@ -55,8 +61,8 @@ pub fn bench(
         if targets.is_empty() || targets.contains(&target) {
             match target {
                 Target::Loader => loader_rates = Some(loader()?),
-                Target::Model => bench_model::model(registry, loader_rates.as_deref())?,
-                Target::Torch => bench_torch::torch(registry)?,
+                Target::Model => model::model(registry, loader_rates.as_deref())?,
+                Target::Torch => torch::torch(registry)?,
             }
         }
     }
