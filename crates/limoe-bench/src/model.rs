@@ -5,14 +5,14 @@ use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
-use limoe_core::{Registry, load_spec};
-use limoe_model::moe::RouteMode;
-use limoe_model::random::{Stream, mix64};
-use limoe_model::{Images, Model, ModelConfig, Params, Texts, plan};
-use limoe_ops::pool::on_pool;
+use limoe_core::Registry;
+use limoe_model::{Model, Params, plan};
 use limoe_train::{device_kind, model_config};
 
-/// MoE step time over dense step time that issue 4 asks for, at most.
+use crate::step::{Case, S16, T128, inputs, load, time_steps};
+use crate::summary::{Summary, against_target};
+
+/// MoE step time over dense step time, at most.
 const MOE_DENSE_TARGET: f64 = 1.15;
 /// Loader pairs/s over training pairs/s at the tiny config, at least.
 const LOADER_TARGET: f64 = 5.0;
@@ -28,48 +28,7 @@ pub struct LoaderRate {
     pub pairs_per_second: f64,
 }
 
-/// One model shape: a spec file, overrides, and how many steps to time.
-pub(crate) struct Case {
-    /// The name printed in the tables.
-    pub name: &'static str,
-    /// The experiment spec the shape starts from.
-    pub spec: &'static str,
-    /// `--set` overrides on top of the spec.
-    pub sets: &'static [&'static str],
-    /// Untimed steps first.
-    pub warmup: usize,
-    /// Timed steps.
-    pub steps: usize,
-}
-
-/// The issue's tiny shape (PERF-NOTES' probe): batch 32 x 64 tokens, width 128, 4 blocks, MLP
-/// 512, 4 experts, top-1, capacity 1.25. A pair's 64 tokens are 36 patches of a 48 px image
-/// (patch 8) and 28 text positions (some of them padding, as in [`inputs`]).
-pub(crate) const T128: Case = Case {
-    name: "t128",
-    spec: "experiments/tiny.yaml",
-    sets: &[
-        "model.width=128",
-        "model.mlp_dim=512",
-        "model.image_size=48",
-        "model.text_length=28",
-        "model.moe.capacity.train=1.25",
-        "train.batch_size=32",
-        "train.accumulation=1",
-    ],
-    warmup: 3,
-    steps: 20,
-};
-
-/// The S/16 shape at a batch a CPU can time (196 patches + 16 text positions per pair).
-pub(crate) const S16: Case = Case {
-    name: "S/16",
-    spec: "experiments/s16.yaml",
-    sets: &["train.batch_size=8", "train.accumulation=1"],
-    warmup: 1,
-    steps: 5,
-};
-
+/// The shapes timed; the tiny one's training rate is compared with the loader's.
 const CASES: [Case; 3] = [
     Case {
         name: "tiny",
@@ -81,47 +40,6 @@ const CASES: [Case; 3] = [
     T128,
     S16,
 ];
-
-/// Median, minimum and maximum of timings.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Summary {
-    /// The median.
-    pub median: f64,
-    /// The smallest sample.
-    pub min: f64,
-    /// The largest sample.
-    pub max: f64,
-}
-
-impl Summary {
-    /// None for no samples.
-    pub(crate) fn of(samples: &[f64]) -> Option<Summary> {
-        let mut sorted = samples.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let n = sorted.len();
-        let median = match n {
-            0 => return None,
-            _ if n % 2 == 1 => sorted[n / 2],
-            _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-        };
-        Some(Summary {
-            median,
-            min: sorted[0],
-            max: sorted[n - 1],
-        })
-    }
-}
-
-/// A ratio next to its target, e.g. `1.07 (target <= 1.15: met)`.
-pub(crate) fn against_target(ratio: f64, target: f64, at_most: bool) -> String {
-    let (sign, met) = if at_most {
-        ("<=", ratio <= target)
-    } else {
-        (">=", ratio >= target)
-    };
-    let verdict = if met { "met" } else { "missed" };
-    format!("{ratio:.2} (target {sign} {target:.2}: {verdict})")
-}
 
 /// The loader's rate at images of `side` px, if it measured that size.
 fn rate_at(rates: &[LoaderRate], side: usize) -> Option<f64> {
@@ -141,7 +59,7 @@ struct Measured {
     step_flops: f64,
 }
 
-/// Times both cases as LIMoE and as the dense baseline; prints the ratios, the achieved
+/// Times every case as LIMoE and as the dense baseline; prints the ratios, the achieved
 /// GFLOP/s, and the tiny config's training consumption against `loader` when it ran.
 pub fn model(registry: &Registry, loader: Option<&[LoaderRate]>) -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -199,7 +117,7 @@ pub fn model(registry: &Registry, loader: Option<&[LoaderRate]>) -> anyhow::Resu
         counts.join(", ")
     );
     println!(
-        "  t128 = the issue's tiny shape: batch 32 x 64 tokens (36 patches of 48 px + 28 text \
+        "  t128: batch 32 x 64 tokens (36 patches of 48 px + 28 text \
          positions), width 128, 4 blocks, MLP 512, 4 experts, top-1, capacity 1.25"
     );
     if let Some(rate) = ceiling {
@@ -223,21 +141,6 @@ pub fn model(registry: &Registry, loader: Option<&[LoaderRate]>) -> anyhow::Resu
     Ok(())
 }
 
-/// Loads `spec` with the case's overrides and `model.arch` set.
-pub(crate) fn load(
-    registry: &Registry,
-    spec: &str,
-    sets: &[&str],
-    arch: &str,
-) -> anyhow::Result<limoe_core::spec::Spec> {
-    let mut sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    sets.push(format!("model.arch={arch}"));
-    let loaded = load_spec(spec.as_ref(), &sets, registry)
-        .map_err(|errors| anyhow::anyhow!("{errors}"))
-        .with_context(|| format!("loading {spec} (run `limoe bench` from the repository root)"))?;
-    Ok(loaded.spec)
-}
-
 /// Builds the case's model as the trainer does and times its training steps.
 fn measure(registry: &Registry, case: &Case, arch: &str) -> anyhow::Result<Measured> {
     let spec = load(registry, case.spec, case.sets, arch)?;
@@ -255,73 +158,6 @@ fn measure(registry: &Registry, case: &Case, arch: &str) -> anyhow::Result<Measu
         step,
         step_flops: plan::cost(&config, batch, batch).step_flops,
     })
-}
-
-/// Forward and forward + backward times of `steps` training steps after `warmup` ones, in
-/// seconds; each step draws its own routing noise.
-pub(crate) fn time_steps(
-    model: &Model,
-    images: &Images,
-    texts: &Texts,
-    warmup: usize,
-    steps: usize,
-) -> anyhow::Result<(Summary, Summary)> {
-    step_samples(model, images, texts, 0, warmup)?;
-    let (forward, step) = step_samples(model, images, texts, warmup, steps)?;
-    let summary = |samples: &[f64]| Summary::of(samples).context("a case times no steps");
-    Ok((summary(&forward)?, summary(&step)?))
-}
-
-/// Forward and forward + backward times in seconds of `steps` training steps, the first
-/// drawing the routing noise of step `first`.
-pub(crate) fn step_samples(
-    model: &Model,
-    images: &Images,
-    texts: &Texts,
-    first: usize,
-    steps: usize,
-) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let device = images.patches.device();
-    let mut forward = Vec::with_capacity(steps);
-    let mut step = Vec::with_capacity(steps);
-    for i in first..first + steps {
-        let start = Instant::now();
-        let noise_seed = mix64(i as u64);
-        let forward_seconds = on_pool(|| -> candle_core::Result<f64> {
-            let output = model.forward(images, texts, RouteMode::Train { noise_seed })?;
-            device.synchronize()?;
-            let seconds = start.elapsed().as_secs_f64();
-            drop(output.loss.backward()?);
-            device.synchronize()?;
-            Ok(seconds)
-        })?;
-        forward.push(forward_seconds);
-        step.push(start.elapsed().as_secs_f64());
-    }
-    Ok((forward, step))
-}
-
-/// Seeded random patches, and captions of varying length (some padding) over the vocabulary.
-pub(crate) fn inputs(
-    config: &ModelConfig,
-    batch: usize,
-    device: &Device,
-) -> anyhow::Result<(Images, Texts)> {
-    let mut stream = Stream::new(0);
-    let (patches, dim) = (config.patches(), config.patch_dim());
-    let values = (0..batch * patches * dim)
-        .map(|_| (2.0 * stream.uniform() - 1.0) as f32)
-        .collect();
-    let images = Images::new(values, batch, patches, dim, device)?;
-    let len = config.text_length;
-    let ids = (0..batch * len)
-        .map(|_| (stream.uniform() * config.vocab_size as f64) as u32)
-        .collect();
-    let mask: Vec<bool> = (0..batch * len)
-        .map(|i| i % len < len - (i / len) % len.div_ceil(2))
-        .collect();
-    let texts = Texts::new(ids, &mask, batch, len, config.vocab_size, device)?;
-    Ok((images, texts))
 }
 
 /// FLOP/s of a square f32 matmul on `device`: the median of 5 after a warm-up.
@@ -342,35 +178,7 @@ fn matmul_rate(device: &Device) -> anyhow::Result<f64> {
 
 #[cfg(test)]
 mod tests {
-    use limoe_analysis::AnalyzeStage;
-    use limoe_data::IngestStage;
-    use limoe_train::stages::{EvalStage, TrainStage};
-
     use super::*;
-
-    #[test]
-    fn summary_median_min_max() {
-        assert_eq!(Summary::of(&[]), None);
-        let odd = Summary::of(&[3.0, 1.0, 2.0]).unwrap();
-        assert_eq!((odd.median, odd.min, odd.max), (2.0, 1.0, 3.0));
-        assert_eq!(Summary::of(&[4.0, 1.0, 3.0, 2.0]).unwrap().median, 2.5);
-    }
-
-    #[test]
-    fn ratios_name_their_target() {
-        assert_eq!(
-            against_target(1.07, 1.15, true),
-            "1.07 (target <= 1.15: met)"
-        );
-        assert_eq!(
-            against_target(1.2, 1.15, true),
-            "1.20 (target <= 1.15: missed)"
-        );
-        assert_eq!(
-            against_target(4.0, 5.0, false),
-            "4.00 (target >= 5.00: missed)"
-        );
-    }
 
     #[test]
     fn loader_rate_by_side() {
@@ -386,34 +194,5 @@ mod tests {
         ];
         assert_eq!(rate_at(&rates, 224), Some(50.0));
         assert_eq!(rate_at(&rates, 64), None);
-    }
-
-    /// The stage kinds of the default pipeline, which the specs run (their `stages` is left
-    /// out) and loading checks.
-    fn pipeline_registry() -> Registry {
-        let mut registry = Registry::new();
-        registry
-            .register(IngestStage)
-            .register(TrainStage)
-            .register(EvalStage)
-            .register(AnalyzeStage);
-        registry
-    }
-
-    #[test]
-    fn specs_load_as_both_archs_and_inputs_have_padding() {
-        let registry = pipeline_registry();
-        let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments/tiny.yaml");
-        let dense = load(&registry, spec, &[], "dense").unwrap();
-        assert!(model_config(&dense.model).active_moe_blocks().is_empty());
-        let config = model_config(&load(&registry, spec, &[], "limoe").unwrap().model);
-        assert!(!config.active_moe_blocks().is_empty());
-        let (images, texts) = inputs(&config, 7, &Device::Cpu).unwrap();
-        assert_eq!(
-            images.patches.dims(),
-            [7, config.patches(), config.patch_dim()]
-        );
-        let len = config.text_length;
-        assert!(texts.mask.valid_count < 7 * len && texts.mask.valid_count > 7 * len / 2);
     }
 }

@@ -16,7 +16,8 @@ use limoe_model::{Images, Model, ModelConfig, Params, Pooling, Texts, plan};
 use limoe_train::{device_kind, model_config};
 use serde_json::{Value, json};
 
-use crate::model::{Case, S16, Summary, T128, against_target, inputs, load, step_samples};
+use crate::step::{Case, S16, T128, inputs, load, step_samples};
+use crate::summary::{Summary, against_target};
 
 /// The reference script, relative to the repository root.
 const REFERENCE: &str = "bench/reference.py";
@@ -26,7 +27,7 @@ const LOSS_TOLERANCE: f64 = 1e-5;
 const GRAD_TOLERANCE: f64 = 1e-3;
 /// Parameters with more values than this get no exported gradient (the S/16 token table).
 const GRAD_MAX_VALUES: usize = 1 << 22;
-/// limoe step time over PyTorch step time that the issue asks for, at most.
+/// limoe step time over PyTorch step time, at most.
 const TORCH_TARGET: f64 = 1.0;
 /// Pause before each side's round: the other side's worker threads (OpenMP's, rayon's) spin
 /// for a while after their last task and would take the cores from the first step.
