@@ -7,6 +7,7 @@ pub mod files;
 mod load;
 pub mod logs;
 pub mod pipeline;
+pub mod random;
 pub mod records;
 pub mod runner;
 pub mod spec;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use candle_core::{Device, Var};
 use limoe_core::logs::{MetricsRow, RoutingRow};
+use limoe_core::random::splitmix64_next;
 use limoe_core::records::{PLAN_FILE, write_record};
 use limoe_core::spec::Spec;
 use limoe_core::{StageContext, files};
@@ -17,7 +18,6 @@ use limoe_data::shards::INDEX;
 use limoe_data::split::Split;
 use limoe_model::moe::RouteMode;
 use limoe_model::pool::on_pool;
-use limoe_model::random::mix64;
 use limoe_model::{Model, Params};
 use serde::{Deserialize, Serialize};
 
@@ -167,7 +167,8 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
                 .next()
                 .context("the training data ended (resampled mode never should)")??;
             let (images, texts) = upload(&batch, model.config().vocab_size, device)?;
-            let noise_seed = mix64(spec.seed ^ mix64(step * train.accumulation as u64 + micro));
+            let micro_index = step * train.accumulation as u64 + micro;
+            let noise_seed = splitmix64_next(spec.seed ^ splitmix64_next(micro_index));
             let (output, grads) = on_pool(|| -> candle_core::Result<_> {
                 let output = model.forward(&images, &texts, RouteMode::Train { noise_seed })?;
                 let grads = output.loss.backward()?;

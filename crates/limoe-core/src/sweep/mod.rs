@@ -22,7 +22,7 @@
 
 mod expand;
 mod load;
-mod random;
+mod sample;
 pub mod record;
 
 pub use expand::{Override, OverrideValues, Trial, expand};
