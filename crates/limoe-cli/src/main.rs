@@ -5,6 +5,7 @@ mod bench_model;
 mod bench_torch;
 mod commands;
 mod data;
+mod load;
 mod registry;
 mod report;
 mod sweep;
