@@ -1,10 +1,10 @@
 //! The schemas of a training run's logs: what the trainer writes and analysis reads.
 //!
 //! Each log is a directory `<out_dir>/<log name>/` of Parquet part files, one per flush,
-//! named `part-<first step, 12 digits>.parquet`. A part is written to a hidden temporary
-//! name and renamed, so readers take every `<log>/*.parquet` ([`PART_GLOB`]) and never see
-//! a half-written part. Rows of one part are in step order; parts may be read in any order
-//! and sorted by `step`. A resumed run first drops every row after its checkpoint's step,
+//! named `part-<first step, 12 digits>.parquet` ([`part_name`]). A part is written to a
+//! hidden temporary name and renamed, so readers take the parts [`part_files`] lists and
+//! never see a half-written one. Rows of one part are in step order; parts may be read in any
+//! order and sorted by `step`. A resumed run first drops every row after its checkpoint's step,
 //! so its logs read exactly as an uninterrupted run's.
 //!
 //! The schemas are plain Rust (no Arrow here): [`LogSchema`] lists each column's name,
@@ -13,8 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// The glob, relative to a log's directory, of the part files readers load.
-pub const PART_GLOB: &str = "*.parquet";
+mod parts;
+
+pub use parts::{part_files, part_name, part_step};
 
 /// The physical type of a log column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
