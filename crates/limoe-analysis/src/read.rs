@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use limoe_core::logs::{ColumnType, LogSchema, part_files};
+use limoe_core::logs::{ColumnType, LogSchema, STEP, part_files};
 use polars::prelude::*;
 
 use crate::{AnalysisError, Result};
@@ -40,7 +40,7 @@ pub fn read_log(out_dir: &Path, log: &LogSchema) -> Result<DataFrame> {
         concat(frames, UnionArgs::default()).map_err(AnalysisError::polars(context.clone()))?
     };
     all.sort(
-        ["step"],
+        [STEP.name],
         SortMultipleOptions::default().with_maintain_order(true),
     )
     .collect()

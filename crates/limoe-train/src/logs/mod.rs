@@ -5,14 +5,12 @@
 //! written under a hidden temporary name and renamed; readers load the parts
 //! [`limoe_core::logs::part_files`] lists.
 
-mod columns;
+mod batch;
 mod reader;
-mod rows;
 mod run;
 mod writer;
 
-pub use columns::{arrow_schema, arrow_type};
+pub use batch::{arrow_schema, arrow_type};
 pub use reader::{read_log, read_part};
-pub use rows::LogRow;
 pub use run::RunLogs;
 pub use writer::{LogWriter, truncate_after};

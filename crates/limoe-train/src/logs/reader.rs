@@ -4,10 +4,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use limoe_core::logs::part_files;
+use limoe_core::logs::{LogRow, part_files};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::rows::LogRow;
+use super::batch::from_batch;
 
 /// The part files of the log directory `log_dir` ([`part_files`]), in step order.
 pub(super) fn parts_in(log_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -24,7 +24,7 @@ pub fn read_part<R: LogRow>(path: &Path) -> anyhow::Result<Vec<R>> {
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.with_context(|| format!("cannot read {}", path.display()))?;
-        rows.extend(R::from_batch(&batch, path)?);
+        rows.extend(from_batch::<R>(&batch, path)?);
     }
     Ok(rows)
 }

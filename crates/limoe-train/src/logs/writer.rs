@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use limoe_core::files::write_atomic;
-use limoe_core::logs::{part_name, part_step};
+use limoe_core::logs::{LogRow, part_name, part_step};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::columns::arrow_schema;
+use super::batch::{arrow_schema, to_batch};
 use super::reader::{parts_in, read_part};
-use super::rows::LogRow;
 
 /// Buffers the rows of one log and writes them as a new part file per [`LogWriter::flush`].
 ///
@@ -142,7 +141,7 @@ fn remove(path: &Path) -> anyhow::Result<()> {
 
 /// Writes `rows` as one zstd Parquet file at `path`, atomically.
 fn write_part<R: LogRow>(path: &Path, rows: &[R]) -> anyhow::Result<()> {
-    let batch = R::to_batch(rows)?;
+    let batch = to_batch(rows)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
