@@ -6,6 +6,8 @@
 //! number `experts` (the MoE blocks' expert count, `model.moe.experts`) was dropped and is
 //! left out.
 
+use limoe_core::logs::Modality;
+use limoe_core::logs::assignments::{BLOCK, EXPERT, LABEL, MODALITY, STEP};
 use polars::prelude::*;
 
 use crate::{AnalysisError, Result};
@@ -15,11 +17,11 @@ fn labelled_image_choices(assignments: &DataFrame, experts: usize) -> LazyFrame 
     assignments
         .clone()
         .lazy()
-        .filter(col("step").eq(col("step").max()))
-        .filter(col("modality").eq(lit("image")))
-        .filter(col("label").is_not_null())
-        .filter(col("expert").gt_eq(lit(0)))
-        .filter(col("expert").lt(lit(experts as i64)))
+        .filter(col(STEP).eq(col(STEP).max()))
+        .filter(col(MODALITY).eq(lit(Modality::Image.name())))
+        .filter(col(LABEL).is_not_null())
+        .filter(col(EXPERT).gt_eq(lit(0)))
+        .filter(col(EXPERT).lt(lit(experts as i64)))
 }
 
 /// `tokens` per group with `share` = tokens / their sum over `within`.
@@ -49,10 +51,10 @@ fn run(frame: LazyFrame, what: &str) -> Result<DataFrame> {
 pub fn class_shares(assignments: &DataFrame, experts: usize) -> Result<DataFrame> {
     let frame = counts_and_shares(
         labelled_image_choices(assignments, experts),
-        &["block", "label", "expert"],
-        &["block", "label"],
+        &[BLOCK, LABEL, EXPERT],
+        &[BLOCK, LABEL],
     )?
-    .sort(["block", "label", "expert"], SortMultipleOptions::default());
+    .sort([BLOCK, LABEL, EXPERT], SortMultipleOptions::default());
     run(frame, "class shares")
 }
 
@@ -67,18 +69,18 @@ pub fn top_classes_per_expert(
     k: usize,
 ) -> Result<DataFrame> {
     let frame = counts_and_shares(
-        labelled_image_choices(assignments, experts).filter(col("block").eq(lit(block))),
-        &["expert", "label"],
-        &["expert"],
+        labelled_image_choices(assignments, experts).filter(col(BLOCK).eq(lit(block))),
+        &[EXPERT, LABEL],
+        &[EXPERT],
     )?
     .sort_by_exprs(
-        [col("expert"), col("share"), col("label")],
+        [col(EXPERT), col("share"), col(LABEL)],
         SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
     );
     let sorted = run(frame, "top classes per expert")?;
     let polars = || AnalysisError::polars("ranking the top classes per expert");
     let experts_column = sorted
-        .column("expert")
+        .column(EXPERT)
         .and_then(|c| c.cast(&DataType::Int64))
         .map_err(polars())?;
     let mut keep = Vec::with_capacity(sorted.height());
@@ -96,7 +98,7 @@ pub fn top_classes_per_expert(
     let mut top = sorted.filter(&mask).map_err(polars())?;
     top.with_column(Column::new("rank".into(), ranks))
         .map_err(polars())?;
-    top.select(["expert", "rank", "label", "tokens", "share"])
+    top.select([EXPERT, "rank", LABEL, "tokens", "share"])
         .map_err(polars())
 }
 

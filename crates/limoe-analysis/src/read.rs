@@ -3,13 +3,13 @@
 use std::fs::File;
 use std::path::Path;
 
-use limoe_core::logs::{ColumnType, LogSchema};
+use limoe_core::logs::{ColumnType, LogSchema, STEP, part_files};
 use polars::prelude::*;
 
 use crate::{AnalysisError, Result};
 
-/// Loads the log `log` of the stage output `out_dir` (every `<out_dir>/<log>/*.parquet`
-/// part, hidden temporaries skipped) into one frame sorted by `step`.
+/// Loads the log `log` of the stage output `out_dir` (every part [`part_files`] lists) into
+/// one frame sorted by `step`.
 ///
 /// A directory without parts gives an empty frame with the log's columns; a missing
 /// directory gives [`AnalysisError::MissingLog`].
@@ -18,19 +18,10 @@ pub fn read_log(out_dir: &Path, log: &LogSchema) -> Result<DataFrame> {
     if !dir.is_dir() {
         return Err(AnalysisError::MissingLog { log: log.name, dir });
     }
-    let io = |source| AnalysisError::Io {
+    let parts = part_files(&dir).map_err(|source| AnalysisError::Io {
         path: dir.clone(),
         source,
-    };
-    let mut parts = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(".");
-        if !name.starts_with('.') && name.ends_with(".parquet") {
-            parts.push(path);
-        }
-    }
-    parts.sort();
+    })?;
     let mut frames = Vec::with_capacity(parts.len());
     for part in &parts {
         let file = File::open(part).map_err(|source| AnalysisError::Io {
@@ -49,7 +40,7 @@ pub fn read_log(out_dir: &Path, log: &LogSchema) -> Result<DataFrame> {
         concat(frames, UnionArgs::default()).map_err(AnalysisError::polars(context.clone()))?
     };
     all.sort(
-        ["step"],
+        [STEP.name],
         SortMultipleOptions::default().with_maintain_order(true),
     )
     .collect()

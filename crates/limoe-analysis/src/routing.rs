@@ -4,6 +4,10 @@
 //! Each function takes the whole routing frame and the split to look at (`train`, `val`,
 //! ...). Shares that would divide by zero (no tokens at all) are null.
 
+use limoe_core::logs::Modality;
+use limoe_core::logs::routing::{
+    BLOCK, DROPPED, EXPERT, GLOBAL_ENTROPY, LOCAL_ENTROPY, MODALITY, SPLIT, STEP, TOKENS,
+};
 use polars::prelude::*;
 
 use crate::{AnalysisError, Result};
@@ -32,8 +36,8 @@ fn final_step(routing: &DataFrame, split: &str) -> LazyFrame {
     routing
         .clone()
         .lazy()
-        .filter(col("split").eq(lit(split)))
-        .filter(col("step").eq(col("step").max()))
+        .filter(col(SPLIT).eq(lit(split)))
+        .filter(col(STEP).eq(col(STEP).max()))
 }
 
 /// `num / den` as a float, null where `den` is zero.
@@ -53,15 +57,15 @@ fn run(frame: LazyFrame, what: &str) -> Result<DataFrame> {
 /// `image_tokens`, `text_tokens` and `image_share` = image / (image + text) tokens.
 /// Sorted by block, then image share descending (nulls last), then expert.
 pub fn image_shares(routing: &DataFrame, split: &str) -> Result<DataFrame> {
-    let tokens_of = |m: &str| {
-        col("tokens")
-            .filter(col("modality").eq(lit(m)))
+    let tokens_of = |m: Modality| {
+        col(TOKENS)
+            .filter(col(MODALITY).eq(lit(m.name())))
             .sum()
-            .alias(format!("{m}_tokens"))
+            .alias(format!("{}_tokens", m.name()))
     };
     let frame = final_step(routing, split)
-        .group_by([col("step"), col("block"), col("expert")])
-        .agg([tokens_of("image"), tokens_of("text")])
+        .group_by([col(STEP), col(BLOCK), col(EXPERT)])
+        .agg([tokens_of(Modality::Image), tokens_of(Modality::Text)])
         .with_column(
             ratio(
                 col("image_tokens"),
@@ -70,7 +74,7 @@ pub fn image_shares(routing: &DataFrame, split: &str) -> Result<DataFrame> {
             .alias("image_share"),
         )
         .sort_by_exprs(
-            [col("block"), col("image_share"), col("expert")],
+            [col(BLOCK), col("image_share"), col(EXPERT)],
             SortMultipleOptions::default()
                 .with_order_descending_multi([false, true, false])
                 .with_nulls_last(true),
@@ -87,7 +91,7 @@ pub fn specialisation_counts(shares: &DataFrame, thresholds: Thresholds) -> Resu
     let frame = shares
         .clone()
         .lazy()
-        .group_by([col("block")])
+        .group_by([col(BLOCK)])
         .agg([
             len().cast(DataType::Int64).alias("experts"),
             count(share().gt_eq(lit(thresholds.image)), "image_specialists"),
@@ -99,7 +103,7 @@ pub fn specialisation_counts(shares: &DataFrame, thresholds: Thresholds) -> Resu
                 "mixed",
             ),
         ])
-        .sort(["block"], SortMultipleOptions::default());
+        .sort([BLOCK], SortMultipleOptions::default());
     run(frame, "specialisation counts")
 }
 
@@ -107,24 +111,24 @@ pub fn specialisation_counts(shares: &DataFrame, thresholds: Thresholds) -> Resu
 /// part of the modality's kept tokens in that block and step. Sorted by step, block,
 /// modality, expert.
 pub fn expert_shares(routing: &DataFrame, split: &str) -> Result<DataFrame> {
-    let total = col("tokens")
+    let total = col(TOKENS)
         .sum()
-        .over([col("step"), col("block"), col("modality")])
+        .over([col(STEP), col(BLOCK), col(MODALITY)])
         .map_err(AnalysisError::polars("computing expert shares"))?;
     let frame = routing
         .clone()
         .lazy()
-        .filter(col("split").eq(lit(split)))
+        .filter(col(SPLIT).eq(lit(split)))
         .select([
-            col("step"),
-            col("block"),
-            col("modality"),
-            col("expert"),
-            col("tokens"),
-            ratio(col("tokens"), total).alias("share"),
+            col(STEP),
+            col(BLOCK),
+            col(MODALITY),
+            col(EXPERT),
+            col(TOKENS),
+            ratio(col(TOKENS), total).alias("share"),
         ])
         .sort(
-            ["step", "block", "modality", "expert"],
+            [STEP, BLOCK, MODALITY, EXPERT],
             SortMultipleOptions::default(),
         );
     run(frame, "expert shares")
@@ -137,13 +141,13 @@ pub fn dead_experts(routing: &DataFrame, split: &str, threshold: f64) -> Result<
     let shares = expert_shares(routing, split)?;
     let frame = shares
         .lazy()
-        .filter(col("step").eq(col("step").max()))
+        .filter(col(STEP).eq(col(STEP).max()))
         .filter(col("share").lt(lit(threshold)))
         .select([
-            col("block"),
-            col("modality"),
-            col("expert"),
-            col("tokens"),
+            col(BLOCK),
+            col(MODALITY),
+            col(EXPERT),
+            col(TOKENS),
             col("share"),
         ]);
     run(frame, "dead experts")
@@ -157,29 +161,26 @@ pub fn modality_stats(routing: &DataFrame, split: &str) -> Result<DataFrame> {
     let frame = routing
         .clone()
         .lazy()
-        .filter(col("split").eq(lit(split)))
-        .group_by([col("step"), col("block"), col("modality")])
+        .filter(col(SPLIT).eq(lit(split)))
+        .group_by([col(STEP), col(BLOCK), col(MODALITY)])
         .agg([
-            col("tokens").sum().alias("kept"),
-            col("dropped").first(),
-            col("local_entropy").first(),
-            col("global_entropy").first(),
+            col(TOKENS).sum().alias("kept"),
+            col(DROPPED).first(),
+            col(LOCAL_ENTROPY).first(),
+            col(GLOBAL_ENTROPY).first(),
         ])
-        .with_column(ratio(col("dropped"), col("kept") + col("dropped")).alias("dropped_rate"))
+        .with_column(ratio(col(DROPPED), col("kept") + col(DROPPED)).alias("dropped_rate"))
         .select([
-            col("step"),
-            col("block"),
-            col("modality"),
+            col(STEP),
+            col(BLOCK),
+            col(MODALITY),
             col("kept"),
-            col("dropped"),
+            col(DROPPED),
             col("dropped_rate"),
-            col("local_entropy"),
-            col("global_entropy"),
+            col(LOCAL_ENTROPY),
+            col(GLOBAL_ENTROPY),
         ])
-        .sort(
-            ["step", "block", "modality"],
-            SortMultipleOptions::default(),
-        );
+        .sort([STEP, BLOCK, MODALITY], SortMultipleOptions::default());
     run(frame, "per-modality routing statistics")
 }
 

@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::Device;
+use limoe_core::random::splitmix64_next;
 use limoe_core::{Registry, load_spec};
 use limoe_model::moe::RouteMode;
-use limoe_model::random::{Stream, mix64};
+use limoe_model::random::Stream;
 use limoe_model::{Images, Model, ModelConfig, Texts};
 use limoe_ops::pool::on_pool;
 
@@ -99,7 +100,7 @@ pub(crate) fn step_samples(
     let mut step = Vec::with_capacity(steps);
     for i in first..first + steps {
         let start = Instant::now();
-        let noise_seed = mix64(i as u64);
+        let noise_seed = splitmix64_next(i as u64);
         let forward_seconds = on_pool(|| -> candle_core::Result<f64> {
             let output = model.forward(images, texts, RouteMode::Train { noise_seed })?;
             device.synchronize()?;

@@ -5,10 +5,9 @@ use std::process::ExitCode;
 
 use limoe_core::runner::{Outcome, Plan, Runner, Status};
 use limoe_core::sweep::{load_trial, trial_dir};
-use limoe_core::{LoadedSpec, Progress, Registry, load_spec};
+use limoe_core::{LoadedSpec, Progress, Registry};
 
-/// Exit code of a spec that failed validation.
-pub(crate) const INVALID_SPEC: u8 = 2;
+use crate::load::{INVALID_SPEC, load};
 
 /// How `limoe run` runs.
 pub struct RunOptions<'a> {
@@ -20,18 +19,6 @@ pub struct RunOptions<'a> {
     pub quiet: bool,
     /// Run this trial of the spec's sweep instead of the spec itself.
     pub trial: Option<&'a str>,
-}
-
-/// Loads a spec, printing its errors; the exit code of an invalid spec on failure.
-pub(crate) fn load(
-    registry: &Registry,
-    spec: &Path,
-    sets: &[String],
-) -> Result<LoadedSpec, ExitCode> {
-    load_spec(spec, sets, registry).map_err(|errors| {
-        eprintln!("{errors}");
-        ExitCode::from(INVALID_SPEC)
-    })
 }
 
 /// `limoe run` (of the spec, or with `--trial` of one trial of its sweep).

@@ -10,7 +10,7 @@ use limoe_core::Registry;
 use limoe_core::spec::{DataSpec, Emoji, Limit, Source};
 use limoe_data::fetch::{self, Manager};
 
-use crate::commands::load;
+use crate::load::load;
 
 /// Every source kind that has packages to fetch, with default settings.
 fn fetchable() -> Vec<Source> {

@@ -2,6 +2,7 @@
 
 mod commands;
 mod data;
+mod load;
 mod process_env;
 mod registry;
 mod report;

@@ -11,7 +11,7 @@ use limoe_core::runner::{LAST_RUN, Plan, SPEC_FILE};
 use limoe_core::spec::AnalysisSpec;
 use limoe_core::sweep::{SweepRecord, TRIALS_DIR, TrialState};
 
-use crate::commands::load;
+use crate::load::load;
 
 /// Copies the report the plan's `analyze` stage wrote to `<reports>/<experiment>/` (a
 /// sweep trial's to `<reports>/<experiment>/trials/<id>/`) and says where it is; does

@@ -14,7 +14,7 @@ use limoe_core::sweep::{
 };
 use limoe_core::{Progress, Registry};
 
-use crate::commands::INVALID_SPEC;
+use crate::load::INVALID_SPEC;
 use crate::{sweep_local, sweep_slurm};
 
 /// `CANDLE_NUM_THREADS` of a trial: candle's own elementwise ops stay on the calling thread

@@ -8,6 +8,7 @@ pub mod kinds;
 mod load;
 pub mod logs;
 pub mod pipeline;
+pub mod random;
 pub mod records;
 pub mod runner;
 pub mod spec;

@@ -10,7 +10,6 @@ pub mod decode;
 pub mod fetch;
 mod ingest;
 pub mod loader;
-mod mix;
 pub mod patches;
 pub mod schema;
 pub mod shards;

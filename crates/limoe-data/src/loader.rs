@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use arrow_array::{Array, BinaryArray, Int32Array, RecordBatch, StringArray};
+use limoe_core::random::{GOLDEN_GAMMA, SplitMix64, mix64};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::mix::{SplitMix64, mix64};
 use crate::schema::column;
 use crate::shards::{INDEX, Index, Pair, ShardInfo};
 use crate::split::Split;
@@ -152,7 +152,7 @@ impl Loader {
             next_unit: 0,
             buffer: VecDeque::new(),
             capacity: options.shuffle_buffer.max(1),
-            rng: SplitMix64(mix64(options.seed ^ 0x5bd1_e995) ^ options.epoch),
+            rng: SplitMix64::new(mix64(options.seed ^ 0x5bd1_e995) ^ options.epoch),
             counters: Counters::default(),
             barren: 0,
             failed: false,
@@ -188,7 +188,7 @@ impl Loader {
             );
         }
         loader.next_unit = position.next_unit;
-        loader.rng = SplitMix64(position.rng);
+        loader.rng = SplitMix64::new(position.rng);
         loader.counters = position.counters;
         let mut groups: BTreeMap<(usize, usize), Vec<Pair>> = BTreeMap::new();
         for r in &position.buffer {
@@ -232,7 +232,7 @@ impl Loader {
             dataset: self.dataset.clone(),
             epoch: self.epoch,
             next_unit: self.next_unit,
-            rng: self.rng.0,
+            rng: self.rng.state(),
             buffer: self.buffer.iter().map(|(r, _)| *r).collect(),
             counters: self.counters,
         }
@@ -270,9 +270,9 @@ impl Loader {
             .flat_map(|(i, s)| (0..s.row_groups).map(move |g| (i, g)))
             .collect();
         if self.options.shuffle_buffer > 0 {
-            let mut rng = SplitMix64(self.options.seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut rng = SplitMix64::new(self.options.seed ^ epoch.wrapping_mul(GOLDEN_GAMMA));
             for i in (1..units.len()).rev() {
-                units.swap(i, rng.below(i + 1));
+                units.swap(i, rng.below_modulo(i + 1));
             }
         }
         units
@@ -365,7 +365,7 @@ impl Iterator for Loader {
             return None;
         }
         let (_, pair) = if self.capacity > 1 {
-            let pick = self.rng.below(self.buffer.len());
+            let pick = self.rng.below_modulo(self.buffer.len());
             self.buffer.swap_remove_back(pick)?
         } else {
             self.buffer.pop_front()?

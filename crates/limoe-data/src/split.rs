@@ -1,10 +1,8 @@
 //! Deterministic train / val / test assignment by a hash of the key.
 
-use serde::{Deserialize, Serialize};
-
+use limoe_core::random::{mix64, unit_f64};
 use limoe_core::spec::Splits;
-
-use crate::mix::mix64;
+use serde::{Deserialize, Serialize};
 
 /// Which part of a dataset a pair belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,7 +36,7 @@ impl Split {
         let fnv = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
         });
-        let u = (mix64(fnv) >> 11) as f64 / (1u64 << 53) as f64;
+        let u = unit_f64(mix64(fnv));
         if u < fractions.val {
             Split::Val
         } else if u < fractions.val + fractions.test {

@@ -5,7 +5,8 @@
 
 use std::fmt;
 
-use crate::mix::SplitMix64;
+use limoe_core::random::SplitMix64;
+
 use crate::shards::Pair;
 
 /// Shape names, in label order.
@@ -88,13 +89,13 @@ impl Object {
 /// shape` over [`COLORS`] x [`SHAPES`], 24 classes (a tiny model learns colours long before
 /// shapes, so a shape-only label leaves zero-shot accuracy at chance for a CPU-sized run).
 pub fn generate(seed: u64, index: u64, image_size: u32) -> Pair {
-    let mut rng = SplitMix64(seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d));
+    let mut rng = SplitMix64::new(seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d));
     let side = image_size.max(8) as f32;
     let object = |rng: &mut SplitMix64, not_like: Option<&Object>| loop {
-        let large = rng.below(2) == 1;
+        let large = rng.below_modulo(2) == 1;
         let candidate = Object {
-            shape: rng.below(SHAPES.len()),
-            color: rng.below(COLORS.len()),
+            shape: rng.below_modulo(SHAPES.len()),
+            color: rng.below_modulo(COLORS.len()),
             large,
             center: (0.0, 0.0),
             radius: side * if large { 0.2 } else { 0.12 },
@@ -106,8 +107,12 @@ pub fn generate(seed: u64, index: u64, image_size: u32) -> Pair {
         }
     };
     let mut main = object(&mut rng, None);
-    let second =
-        (rng.below(10) < 7).then(|| (object(&mut rng, Some(&main)), RELATIONS[rng.below(4)]));
+    let second = (rng.below_modulo(10) < 7).then(|| {
+        (
+            object(&mut rng, Some(&main)),
+            RELATIONS[rng.below_modulo(4)],
+        )
+    });
     let place = |rng: &mut SplitMix64, o: &Object, x: (f32, f32), y: (f32, f32)| {
         // x and y are the allowed band of the centre, as fractions of the side.
         let lo = |f: f32| (f * side).max(o.radius);

@@ -7,13 +7,13 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use limoe_core::random::splitmix64_next;
 
 use crate::attention::Attention;
 use crate::config::ModelConfig;
 use crate::inputs::TextMask;
 use crate::layers::{LayerNorm, Mlp};
 use crate::moe::{AuxTerms, Moe, RouteMode, RoutingStats, TokenCounts};
-use crate::random::mix64;
 
 /// The token sequences flowing through the encoder; either may be absent.
 #[derive(Clone, Debug)]
@@ -114,7 +114,7 @@ impl Encoder {
                 Ffn::Moe(moe) => {
                     let mode = match mode {
                         RouteMode::Train { noise_seed } => RouteMode::Train {
-                            noise_seed: mix64(noise_seed ^ mix64(index as u64)),
+                            noise_seed: splitmix64_next(noise_seed ^ splitmix64_next(index as u64)),
                         },
                         RouteMode::Eval => RouteMode::Eval,
                     };

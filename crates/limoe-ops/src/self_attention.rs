@@ -8,7 +8,7 @@
 //! gradient as zeros. Here the forward and the backward are one parallel loop over
 //! (sequence, head) pairs of small strided matmuls (the `gemm` crate candle itself uses); the
 //! forward keeps the attention weights for the backward when `qkv` tracks a gradient
-//! (B * heads * N^2 values; recomputing them cost ~3% of a t128 step).
+//! (B * heads * N^2 values, cheaper to keep than to recompute).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;

@@ -5,9 +5,9 @@
 //!
 //! each with a hand-written backward. Built from the separate fused ops, a half is four or
 //! five nodes of candle's backward, and candle starts the gradient of every node's input as a
-//! zeroed buffer and adds into it: measured on the t128 step, those zero-and-add passes over
-//! the [tokens, width] and [tokens, hidden] intermediates ran on one thread and took ~15% of
-//! the step. Here a half is one node; it keeps its intermediates for the backward.
+//! zeroed buffer and adds into it, in single-threaded zero-and-add passes over the
+//! [tokens, width] and [tokens, hidden] intermediates. Here a half is one node; it keeps its
+//! intermediates for the backward.
 //!
 //! The parameters arrive packed into one vector (candle ops have at most three inputs):
 //! `[scale, shift, w1, b1, w2, b2]` with `w1` [hidden, width] and `w2` [width, hidden] in

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use candle_core::Var;
 use limoe_core::kinds::INGEST;
 use limoe_core::logs::MetricsRow;
+use limoe_core::random::splitmix64_next;
 use limoe_core::records::{PLAN_FILE, write_record};
 use limoe_core::spec::Spec;
 use limoe_core::{StageContext, files};
@@ -18,7 +19,6 @@ use limoe_data::batch::{Batcher, Prefetcher, Preprocess};
 use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::split::Split;
 use limoe_model::moe::RouteMode;
-use limoe_model::random::mix64;
 use limoe_ops::pool::on_pool;
 use serde::{Deserialize, Serialize};
 
@@ -126,7 +126,7 @@ fn open_batches(
         )?,
     };
     let micro_batch = spec.train.batch_size / spec.train.accumulation;
-    Ok(Batcher::new(loader, preprocess.clone(), micro_batch, true)?.prefetch(PREFETCH)?)
+    Batcher::new(loader, preprocess.clone(), micro_batch, true)?.prefetch(PREFETCH)
 }
 
 /// The forward and backward passes of one step's micro-batches, their gradients added to
@@ -157,7 +157,8 @@ fn forward_backward(
             .next()
             .context("the training data ended (resampled mode never should)")??;
         let (images, texts) = upload(&batch, built.model.config().vocab_size, &built.device)?;
-        let noise_seed = mix64(spec.seed ^ mix64(step * train.accumulation as u64 + micro));
+        let micro_index = step * train.accumulation as u64 + micro;
+        let noise_seed = splitmix64_next(spec.seed ^ splitmix64_next(micro_index));
         let (output, grads) = on_pool(|| -> candle_core::Result<_> {
             let output = built
                 .model

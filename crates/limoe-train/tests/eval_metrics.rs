@@ -1,5 +1,6 @@
 //! Evaluation metrics on constructed cases with hand-computable answers.
 
+use limoe_core::random::SplitMix64;
 use limoe_train::eval::Matrix;
 use limoe_train::eval::cholesky::cholesky_solve;
 use limoe_train::eval::few_shot::{L2Choice, ProbeConfig, few_shot_probe, sample_shots, select_l2};
@@ -10,15 +11,15 @@ use limoe_train::eval::zero_shot::{
 };
 
 /// Deterministic Gaussian draws for synthetic features (SplitMix64 + Box-Muller).
-struct Gauss(u64);
+struct Gauss(SplitMix64);
 
 impl Gauss {
+    fn new(seed: u64) -> Gauss {
+        Gauss(SplitMix64::new(seed))
+    }
+
     fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        self.0.next_f64()
     }
 
     fn normal(&mut self) -> f32 {
@@ -248,7 +249,7 @@ fn shot_sampling_is_seeded_nested_and_checked() {
 
 #[test]
 fn probe_separates_separable_features_at_every_shot_count() {
-    let mut g = Gauss(1);
+    let mut g = Gauss::new(1);
     let means: Vec<Vec<f32>> = (0..4).map(|_| g.vector(16, 1.0)).collect();
     let (pool, pool_y) = blobs(&means, 30, 3.0, 0.05, &mut g);
     let (test, test_y) = blobs(&means, 20, 3.0, 0.05, &mut g);
@@ -285,7 +286,7 @@ fn probe_separates_separable_features_at_every_shot_count() {
 
 #[test]
 fn probe_on_random_labels_is_near_chance() {
-    let mut g = Gauss(2);
+    let mut g = Gauss::new(2);
     let pool = g.vector(200 * 8, 1.0);
     let pool_y: Vec<usize> = (0..200).map(|i| i % 4).collect();
     let test = g.vector(2000 * 8, 1.0);
@@ -307,7 +308,7 @@ fn probe_on_random_labels_is_near_chance() {
 #[test]
 fn l2_selection_prefers_small_strengths_on_clean_data_and_larger_on_noisy() {
     let grid: Vec<f64> = (-10..20).map(|e| 2f64.powi(e)).collect();
-    let mut g = Gauss(3);
+    let mut g = Gauss::new(3);
     let means: Vec<Vec<f32>> = (0..3).map(|_| g.vector(32, 1.0)).collect();
     let (fit, fit_y) = blobs(&means, 5, 1.0, 0.01, &mut g);
     let (held, held_y) = blobs(&means, 20, 1.0, 0.01, &mut g);

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use limoe_core::logs::{
-    ALL_LOGS, AssignmentRow, EVAL, EvalRow, LogSchema, METRICS, MetricsRow, Modality, RoutingRow,
+    ALL_LOGS, AssignmentRow, EVAL, EvalRow, LogRow, LogSchema, METRICS, MetricsRow, Modality,
+    RoutingRow, part_files,
 };
-use limoe_train::logs::{LogRow, LogWriter, RunLogs, arrow_type, part_files, read_log};
+use limoe_train::logs::{LogWriter, RunLogs, arrow_type, read_log};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use limoe_core::logs::assignments::{BLOCK, EXPERT, LABEL};
 use polars::prelude::DataFrame;
 
 use super::{Canvas, Heatmap, HeatmapFigure, distinct, floats, render};
@@ -25,7 +26,7 @@ pub fn plot_class_routing(
 ) -> Result<()> {
     let shares = class_shares(assignments, experts)?;
     let [blocks, labels, expert_ids, values] =
-        ["block", "label", "expert", "share"].map(|c| floats(&shares, c));
+        [BLOCK, LABEL, EXPERT, "share"].map(|c| floats(&shares, c));
     let (blocks, labels, expert_ids, values) = (blocks?, labels?, expert_ids?, values?);
     let mut by_block: BTreeMap<i64, Vec<(i64, i64, f64)>> = BTreeMap::new();
     for i in 0..shares.height() {

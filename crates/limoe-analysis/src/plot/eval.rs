@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use limoe_core::logs::eval::{DATASET, METRIC, STEP, VALUE};
 use polars::prelude::DataFrame;
 
 use super::{Canvas, LineFigure, LinePanel, Series, floats, palette, render_lines, strings};
@@ -31,9 +32,9 @@ pub const EVAL_PANELS: [(&str, &str, &[&str]); 3] = [
 /// out, and so are panels without data. An eval log with none of the panels' metrics is
 /// [`AnalysisError::NoData`](crate::AnalysisError::NoData).
 pub fn plot_eval(eval: &DataFrame, path: &Path, canvas: Canvas) -> Result<()> {
-    let steps = floats(eval, "step")?;
-    let values = floats(eval, "value")?;
-    let (datasets, metrics) = (strings(eval, "dataset")?, strings(eval, "metric")?);
+    let steps = floats(eval, STEP)?;
+    let values = floats(eval, VALUE)?;
+    let (datasets, metrics) = (strings(eval, DATASET)?, strings(eval, METRIC)?);
     let mut panels: Vec<LinePanel> = EVAL_PANELS
         .iter()
         .map(|(caption, y_desc, _)| {

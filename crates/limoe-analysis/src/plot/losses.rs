@@ -3,6 +3,11 @@
 
 use std::path::Path;
 
+use limoe_core::logs::metrics::{
+    AUX, CONTRASTIVE, GLOBAL_ENTROPY_IMAGE, GLOBAL_ENTROPY_TEXT, IMPORTANCE_IMAGE, IMPORTANCE_TEXT,
+    LOAD_IMAGE, LOAD_TEXT, LOCAL_ENTROPY_IMAGE, LOCAL_ENTROPY_TEXT, LOSS, STEP, Z_LOSS_IMAGE,
+    Z_LOSS_TEXT,
+};
 use polars::prelude::DataFrame;
 
 use super::{Canvas, LineFigure, LinePanel, Series, floats, palette, points, render_lines};
@@ -12,19 +17,19 @@ use crate::Result;
 /// drawn in one panel) and the unweighted auxiliary losses (the rest, drawn in a second
 /// panel).
 pub const LOSS_TERMS: [&str; 13] = [
-    "loss",
-    "contrastive",
-    "aux",
-    "local_entropy_image",
-    "local_entropy_text",
-    "global_entropy_image",
-    "global_entropy_text",
-    "importance_image",
-    "importance_text",
-    "load_image",
-    "load_text",
-    "z_loss_image",
-    "z_loss_text",
+    LOSS,
+    CONTRASTIVE,
+    AUX,
+    LOCAL_ENTROPY_IMAGE,
+    LOCAL_ENTROPY_TEXT,
+    GLOBAL_ENTROPY_IMAGE,
+    GLOBAL_ENTROPY_TEXT,
+    IMPORTANCE_IMAGE,
+    IMPORTANCE_TEXT,
+    LOAD_IMAGE,
+    LOAD_TEXT,
+    Z_LOSS_IMAGE,
+    Z_LOSS_TEXT,
 ];
 
 /// How many of [`LOSS_TERMS`] go in the first panel.
@@ -40,7 +45,7 @@ const MAIN_TERMS: usize = 3;
 /// Every column must exist. An empty frame, or one with nothing left to draw, is
 /// [`AnalysisError::NoData`](crate::AnalysisError::NoData).
 pub fn plot_losses(metrics: &DataFrame, path: &Path, canvas: Canvas) -> Result<()> {
-    let steps = floats(metrics, "step")?;
+    let steps = floats(metrics, STEP)?;
     let mut main = LinePanel::new("Total loss and its parts", "step", "loss");
     let mut aux = LinePanel::new(
         "Auxiliary losses (unweighted, summed over MoE blocks)",

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use limoe_core::logs::routing::{BLOCK, GLOBAL_ENTROPY, LOCAL_ENTROPY, MODALITY, STEP};
 use polars::prelude::DataFrame;
 
 use super::{
@@ -14,12 +15,12 @@ use crate::{AnalysisError, Result};
 /// The columns of [`modality_stats`] drawn, each in its own panel: (column, caption, y axis).
 const PANELS: [(&str, &str, &str); 3] = [
     (
-        "local_entropy",
+        LOCAL_ENTROPY,
         "Local router entropy",
         "mean entropy of p(expert|token)",
     ),
     (
-        "global_entropy",
+        GLOBAL_ENTROPY,
         "Global router entropy",
         "entropy of the mean gate",
     ),
@@ -49,9 +50,9 @@ pub fn plot_routing_curves(
             what: "the routing log's split",
         });
     }
-    let steps = floats(&stats, "step")?;
-    let blocks = floats(&stats, "block")?;
-    let modalities = strings(&stats, "modality")?;
+    let steps = floats(&stats, STEP)?;
+    let blocks = floats(&stats, BLOCK)?;
+    let modalities = strings(&stats, MODALITY)?;
     let mut figure = LineFigure {
         title: format!("Router entropy and dropped tokens vs step (split {split})"),
         panels: Vec::new(),

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use limoe_core::logs::routing::{BLOCK, EXPERT, STEP};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use polars::prelude::DataFrame;
@@ -24,9 +25,9 @@ struct Specialisation {
 /// in the frame's order (by image share), its image share at the bottom and its text share
 /// on top; experts without tokens have no bar.
 pub fn plot_specialisation(shares: &DataFrame, path: &Path, canvas: Canvas) -> Result<()> {
-    let steps = floats(shares, "step")?;
-    let blocks = floats(shares, "block")?;
-    let experts = floats(shares, "expert")?;
+    let steps = floats(shares, STEP)?;
+    let blocks = floats(shares, BLOCK)?;
+    let experts = floats(shares, EXPERT)?;
     let image = floats(shares, "image_share")?;
     let mut figure = Specialisation {
         step: 0,

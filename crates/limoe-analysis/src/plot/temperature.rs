@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use limoe_core::logs::metrics::{LOGIT_SCALE, LR, STEP};
 use polars::prelude::DataFrame;
 
 use super::{Canvas, IMAGE, LineFigure, LinePanel, Series, TEXT, floats, points, render_lines};
@@ -15,8 +16,8 @@ use crate::Result;
 /// with nothing left is not drawn, and a frame with nothing to draw at all is
 /// [`AnalysisError::NoData`](crate::AnalysisError::NoData).
 pub fn plot_temperature(metrics: &DataFrame, path: &Path, canvas: Canvas) -> Result<()> {
-    let steps = floats(metrics, "step")?;
-    let inverse: Vec<Option<f64>> = floats(metrics, "logit_scale")?
+    let steps = floats(metrics, STEP)?;
+    let inverse: Vec<Option<f64>> = floats(metrics, LOGIT_SCALE)?
         .into_iter()
         .map(|s| s.filter(|&s| s > 0.0).map(|s| 1.0 / s))
         .collect();
@@ -32,7 +33,7 @@ pub fn plot_temperature(metrics: &DataFrame, path: &Path, canvas: Canvas) -> Res
     lr.series.push(Series::new(
         "lr",
         TEXT,
-        points(&steps, &floats(metrics, "lr")?),
+        points(&steps, &floats(metrics, LR)?),
     ));
     let figure = LineFigure {
         title: "Temperature and learning rate vs step".into(),

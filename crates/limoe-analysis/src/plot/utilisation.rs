@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use limoe_core::logs::routing::{BLOCK, EXPERT, MODALITY, STEP};
 use polars::prelude::DataFrame;
 
 use super::{Canvas, Heatmap, HeatmapFigure, distinct, floats, render, strings};
@@ -31,9 +32,9 @@ pub fn plot_utilisation(
     let shares = expert_shares(routing, split)?;
     let dead = dead_set(&dead_experts(routing, split, dead_threshold)?)?;
     let [steps, blocks, experts, values] =
-        ["step", "block", "expert", "share"].map(|c| floats(&shares, c));
+        [STEP, BLOCK, EXPERT, "share"].map(|c| floats(&shares, c));
     let (steps, blocks, experts, values) = (steps?, blocks?, experts?, values?);
-    let modalities = strings(&shares, "modality")?;
+    let modalities = strings(&shares, MODALITY)?;
     let mut panels: Shares = BTreeMap::new();
     for i in 0..shares.height() {
         let (Some(step), Some(block), Some(modality), Some(expert)) =
@@ -93,8 +94,8 @@ pub fn plot_utilisation(
 
 /// The (block, modality, expert) of a [`dead_experts`] frame.
 fn dead_set(dead: &DataFrame) -> Result<BTreeSet<(i64, String, i64)>> {
-    let (blocks, experts) = (floats(dead, "block")?, floats(dead, "expert")?);
-    let modalities = strings(dead, "modality")?;
+    let (blocks, experts) = (floats(dead, BLOCK)?, floats(dead, EXPERT)?);
+    let modalities = strings(dead, MODALITY)?;
     Ok((0..dead.height())
         .filter_map(|i| {
             Some((

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use limoe_core::logs::assignments::{BLOCK, EXPERT, LABEL};
 use polars::prelude::DataFrame;
 
 use super::html::{escape, table};
@@ -20,7 +21,7 @@ pub(crate) fn top_classes_table(
     experts: usize,
     names: Option<&[String]>,
 ) -> Result<String> {
-    let blocks: BTreeSet<i64> = ints(assignments, "block")?.into_iter().flatten().collect();
+    let blocks: BTreeSet<i64> = ints(assignments, BLOCK)?.into_iter().flatten().collect();
     let name = |label: i64| {
         usize::try_from(label)
             .ok()
@@ -31,8 +32,8 @@ pub(crate) fn top_classes_table(
     for block in blocks {
         let top = top_classes_per_expert(assignments, experts, block as i32, TOP)?;
         let (expert_ids, labels, shares) = (
-            ints(&top, "expert")?,
-            ints(&top, "label")?,
+            ints(&top, EXPERT)?,
+            ints(&top, LABEL)?,
             floats(&top, "share")?,
         );
         let mut current: Option<(i64, Vec<String>)> = None;

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use limoe_core::logs::routing as routing_log;
 use limoe_core::records::ClassName;
 use limoe_core::spec::AnalysisSpec;
 use polars::prelude::DataFrame;
@@ -138,7 +139,7 @@ fn unavailable(path: &Path, e: &AnalysisError) -> AnalysisError {
 
 /// The experts per MoE block: one more than the largest expert id in the routing log.
 pub(super) fn expert_count(routing: &DataFrame) -> Option<usize> {
-    let ids = floats(routing, "expert").ok()?;
+    let ids = floats(routing, routing_log::EXPERT).ok()?;
     ids.into_iter()
         .flatten()
         .fold(None, |max: Option<f64>, e| {

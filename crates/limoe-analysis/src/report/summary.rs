@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use limoe_core::logs::{metrics as metrics_log, routing as routing_log};
 use limoe_core::records::{EvalSummary, PlanRecord};
 use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
@@ -65,13 +66,13 @@ impl RunSummary {
             return Ok(());
         };
         let at_last = |name: &str| -> Result<Option<f64>> { Ok(floats(metrics, name)?[last]) };
-        self.steps = ints(metrics, "step")?[last];
-        self.final_loss = at_last("loss")?;
-        self.final_contrastive = at_last("contrastive")?;
-        self.temperature = at_last("logit_scale")?
+        self.steps = ints(metrics, metrics_log::STEP)?[last];
+        self.final_loss = at_last(metrics_log::LOSS)?;
+        self.final_contrastive = at_last(metrics_log::CONTRASTIVE)?;
+        self.temperature = at_last(metrics_log::LOGIT_SCALE)?
             .filter(|s| *s > 0.0)
             .map(|s| 1.0 / s);
-        self.train_seconds = at_last("wall_seconds")?;
+        self.train_seconds = at_last(metrics_log::WALL_SECONDS)?;
         Ok(())
     }
 
@@ -82,20 +83,20 @@ impl RunSummary {
             return Ok(());
         }
         let counts = specialisation_counts(&shares, Thresholds::default())?;
-        let blocks = ints(&counts, "block")?;
+        let blocks = ints(&counts, routing_log::BLOCK)?;
         let experts = ints(&counts, "experts")?;
         let image = ints(&counts, "image_specialists")?;
         let text = ints(&counts, "text_specialists")?;
         let top = top_shares(routing, split)?;
         let stats = modality_stats(routing, split)?;
-        let stat_steps = ints(&stats, "step")?;
+        let stat_steps = ints(&stats, routing_log::STEP)?;
         let last_step = stat_steps.iter().flatten().max().copied();
-        let stat_blocks = ints(&stats, "block")?;
-        let stat_modalities = strings(&stats, "modality")?;
+        let stat_blocks = ints(&stats, routing_log::BLOCK)?;
+        let stat_modalities = strings(&stats, routing_log::MODALITY)?;
         let rates = floats(&stats, "dropped_rate")?;
         let dead_frame = dead_experts(routing, split, dead)?;
-        let dead_blocks = ints(&dead_frame, "block")?;
-        let dead_modalities = strings(&dead_frame, "modality")?;
+        let dead_blocks = ints(&dead_frame, routing_log::BLOCK)?;
+        let dead_modalities = strings(&dead_frame, routing_log::MODALITY)?;
         self.blocks = (0..counts.height())
             .map(|i| {
                 let block = blocks[i].unwrap_or_default();
@@ -196,10 +197,10 @@ struct TopShare {
 /// The per-expert shares of each (block, modality) at the last step of `split`.
 fn top_shares(routing: &DataFrame, split: &str) -> Result<Vec<TopShare>> {
     let shares = expert_shares(routing, split)?;
-    let steps = ints(&shares, "step")?;
+    let steps = ints(&shares, routing_log::STEP)?;
     let last = steps.iter().flatten().max().copied();
-    let blocks = ints(&shares, "block")?;
-    let modalities = strings(&shares, "modality")?;
+    let blocks = ints(&shares, routing_log::BLOCK)?;
+    let modalities = strings(&shares, routing_log::MODALITY)?;
     let values = floats(&shares, "share")?;
     let mut out: Vec<TopShare> = Vec::new();
     for i in 0..shares.height() {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::random;
+use super::sample;
 use crate::files::sha256_hex;
 use crate::spec::{Node, Origin, SweepSpec, Value};
 
@@ -95,7 +95,7 @@ pub fn expand(sweep: &SweepSpec) -> Vec<Trial> {
     }
     if let Some(random) = &sweep.random {
         axes.push(
-            random::sample(random)
+            sample::sample(random)
                 .iter()
                 .enumerate()
                 .map(|(i, pairs)| labels.choice(pairs, Some(format!("r{i}"))))

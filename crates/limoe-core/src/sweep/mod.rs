@@ -22,8 +22,8 @@
 
 mod expand;
 mod load;
-mod random;
 pub mod record;
+mod sample;
 
 pub use expand::{Override, OverrideValues, Trial, expand};
 pub use load::{LoadedTrial, Sweep, SweepError, load_sweep, load_trial, trial_sets};

@@ -1,23 +1,18 @@
 //! Router noise from a counter-based generator, so a resumed run reproduces it exactly.
 //!
-//! The draw of (token t, expert e) depends only on `(seed, t * E + e)`: SplitMix64's mixer
+//! The draw of (token t, expert e) depends only on `(seed, t * E + e)`: SplitMix64's step
 //! gives two uniforms, Box-Muller turns them into one standard normal.
 
-use crate::random::mix64;
-
-/// 53 random bits as a float in [0, 1).
-fn unit(bits: u64) -> f64 {
-    (bits >> 11) as f64 / (1u64 << 53) as f64
-}
+use limoe_core::random::{splitmix64_next, unit_f64};
 
 /// `tokens * experts` normal draws with standard deviation `std`, row-major [token, expert].
 pub(crate) fn router_noise(seed: u64, tokens: usize, experts: usize, std: f64) -> Vec<f64> {
-    let key = mix64(seed);
+    let key = splitmix64_next(seed);
     (0..(tokens * experts) as u64)
         .map(|counter| {
-            let base = mix64(key ^ counter);
-            let u1 = 1.0 - unit(base); // (0, 1]: the log is finite
-            let u2 = unit(mix64(base ^ 0xD1B5_4A32_D192_ED03));
+            let base = splitmix64_next(key ^ counter);
+            let u1 = 1.0 - unit_f64(base); // (0, 1]: the log is finite
+            let u2 = unit_f64(splitmix64_next(base ^ 0xD1B5_4A32_D192_ED03));
             std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
         })
         .collect()

@@ -8,11 +8,11 @@
 //! [`ProbeConfig::fallback_l2`].
 
 use anyhow::{Result, anyhow, bail};
+use limoe_core::random::{SplitMix64, splitmix64_next};
 
 use super::Matrix;
 use super::check_labels;
 use super::ridge::{Ridge, RidgeProbe};
-use super::rng::SplitMix64;
 
 /// Few-shot probe settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,8 +92,8 @@ pub fn sample_shots(
                 members.len()
             );
         }
-        let mut mixer = SplitMix64::new(seed ^ (class as u64).rotate_left(32));
-        SplitMix64::new(mixer.next_u64()).shuffle(&mut members);
+        let stream = splitmix64_next(seed ^ (class as u64).rotate_left(32));
+        SplitMix64::new(stream).shuffle(&mut members);
         picked.extend_from_slice(&members[..shots]);
     }
     Ok(picked)

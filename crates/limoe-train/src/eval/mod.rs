@@ -14,7 +14,6 @@ pub mod few_shot;
 mod matrix;
 pub mod retrieval;
 pub mod ridge;
-mod rng;
 pub mod zero_shot;
 
 pub use matrix::Matrix;

@@ -2,16 +2,15 @@
 //! part per flush, truncation for resume, and a reader back into row structs.
 //!
 //! Layout: `<out_dir>/<log>/part-<first step, 12 digits>.parquet`, zstd-compressed, each
-//! written under a hidden temporary name and renamed; readers load `<log>/*.parquet`.
+//! written under a hidden temporary name and renamed; readers load the parts
+//! [`limoe_core::logs::part_files`] lists.
 
-mod columns;
+mod batch;
 mod reader;
-mod rows;
 mod run;
 mod writer;
 
-pub use columns::{arrow_schema, arrow_type};
-pub use reader::{part_files, read_log, read_part};
-pub use rows::LogRow;
+pub use batch::{arrow_schema, arrow_type};
+pub use reader::{read_log, read_part};
 pub use run::RunLogs;
 pub use writer::{LogWriter, truncate_after};

@@ -4,26 +4,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use limoe_core::logs::{LogRow, part_files};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::rows::LogRow;
+use super::batch::from_batch;
 
-/// The part files of the log directory `log_dir`: every `*.parquet` that is not hidden
-/// (temporary files of unfinished writes are hidden and never end in `.parquet`), sorted.
-pub fn part_files(log_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(log_dir)
-        .with_context(|| format!("cannot list the log directory {}", log_dir.display()))?;
-    let mut parts = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot list {}", log_dir.display()))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !name.starts_with('.') && name.ends_with(".parquet") && entry.path().is_file() {
-            parts.push(entry.path());
-        }
-    }
-    parts.sort();
-    Ok(parts)
+/// The part files of the log directory `log_dir` ([`part_files`]), in step order.
+pub(super) fn parts_in(log_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    part_files(log_dir)
+        .with_context(|| format!("cannot list the log directory {}", log_dir.display()))
 }
 
 /// Every row of one part file, in file order.
@@ -35,13 +24,13 @@ pub fn read_part<R: LogRow>(path: &Path) -> anyhow::Result<Vec<R>> {
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.with_context(|| format!("cannot read {}", path.display()))?;
-        rows.extend(R::from_batch(&batch, path)?);
+        rows.extend(from_batch::<R>(&batch, path)?);
     }
     Ok(rows)
 }
 
 /// Every row of a log under the stage output `out_dir`, from all its parts, sorted by step
-/// (rows of one step keep their order within and across parts, parts taken by name).
+/// (rows of one step keep their order within and across parts, parts taken in step order).
 pub fn read_log<R: LogRow>(out_dir: &Path) -> anyhow::Result<Vec<R>> {
     let dir = R::LOG.dir(out_dir);
     if !dir.is_dir() {
@@ -52,7 +41,7 @@ pub fn read_log<R: LogRow>(out_dir: &Path) -> anyhow::Result<Vec<R>> {
         );
     }
     let mut rows = Vec::new();
-    for part in part_files(&dir)? {
+    for part in parts_in(&dir)? {
         rows.extend(read_part::<R>(&part)?);
     }
     rows.sort_by_key(R::step);

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use limoe_core::files::write_atomic;
+use limoe_core::logs::{LogRow, part_name, part_step};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::columns::arrow_schema;
-use super::reader::{part_files, read_part};
-use super::rows::LogRow;
+use super::batch::{arrow_schema, to_batch};
+use super::reader::{parts_in, read_part};
 
 /// Buffers the rows of one log and writes them as a new part file per [`LogWriter::flush`].
 ///
@@ -30,7 +30,7 @@ impl<R: LogRow> LogWriter<R> {
     pub fn create(out_dir: &Path) -> anyhow::Result<Self> {
         let dir = R::LOG.dir(out_dir);
         prepare_dir(&dir)?;
-        for part in part_files(&dir)? {
+        for part in parts_in(&dir)? {
             remove(&part)?;
         }
         Ok(LogWriter {
@@ -82,7 +82,7 @@ impl<R: LogRow> LogWriter<R> {
         if first < 0 {
             bail!("log `{}`: negative step {first}", R::LOG.name);
         }
-        let path = self.dir.join(format!("part-{first:012}.parquet"));
+        let path = self.dir.join(part_name(first));
         let mut rows = if path.exists() {
             read_part::<R>(&path)?
         } else {
@@ -101,8 +101,8 @@ impl<R: LogRow> LogWriter<R> {
 /// rows up to `step`; temporary files of interrupted writes are deleted too.
 pub fn truncate_after<R: LogRow>(log_dir: &Path, step: i64) -> anyhow::Result<()> {
     remove_temporaries(log_dir)?;
-    for part in part_files(log_dir)? {
-        if first_step(&part).is_some_and(|first| first > step) {
+    for part in parts_in(log_dir)? {
+        if part_step(&part).is_some_and(|first| first > step) {
             remove(&part)?;
             continue;
         }
@@ -115,15 +115,6 @@ pub fn truncate_after<R: LogRow>(log_dir: &Path, step: i64) -> anyhow::Result<()
         }
     }
     Ok(())
-}
-
-/// The first step a writer's part name carries (`part-<step>.parquet`), if it is one.
-fn first_step(path: &Path) -> Option<i64> {
-    let name = path.file_name()?.to_str()?;
-    name.strip_prefix("part-")?
-        .strip_suffix(".parquet")?
-        .parse()
-        .ok()
 }
 
 fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
@@ -150,7 +141,7 @@ fn remove(path: &Path) -> anyhow::Result<()> {
 
 /// Writes `rows` as one zstd Parquet file at `path`, atomically.
 fn write_part<R: LogRow>(path: &Path, rows: &[R]) -> anyhow::Result<()> {
-    let batch = R::to_batch(rows)?;
+    let batch = to_batch(rows)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
