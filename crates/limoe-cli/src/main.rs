@@ -7,8 +7,6 @@ mod process_env;
 mod registry;
 mod report;
 mod sweep;
-mod sweep_local;
-mod sweep_slurm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,8 +69,8 @@ enum Command {
         #[arg(long, default_value_t = 1, value_name = "N")]
         jobs: usize,
         /// Where the trials run.
-        #[arg(long, value_enum, default_value_t = sweep::Executor::Local)]
-        executor: sweep::Executor,
+        #[arg(long, value_enum, default_value_t = sweep::ExecutorKind::Local)]
+        executor: sweep::ExecutorKind,
         /// Print the trials and the plan (or the Slurm script) and stop.
         #[arg(long)]
         dry_run: bool,

@@ -19,18 +19,36 @@
 //! `setting=dense,lr=0.001,seed=2`. Each trial is the base spec with its overrides applied
 //! like `--set` (before defaults and checks), an empty `sweep` and the same `name`, so
 //! trials share stage outputs whose cache keys agree (see [`record`] for the layout).
+//!
+//! [`load_sweep`] validates every trial; [`SweepPlan`] plans them and finds the stages
+//! several share; [`run_sweep`] runs those once, then hands the trials to an [`Executor`]
+//! ([`Local`] child processes, or a [`Slurm`] job array) and keeps `sweep.json` up to date,
+//! telling its caller what happens as [`SweepEvent`]s.
 
+mod events;
+mod executor;
 mod expand;
 mod load;
+mod local;
+mod plan;
 pub mod record;
+mod run;
 mod sample;
+mod shared;
+mod slurm;
 
+pub use events::SweepEvent;
+pub use executor::{Executor, SweepContext};
 pub use expand::{Override, OverrideValues, Trial, expand};
 pub use load::{LoadedTrial, Sweep, SweepError, load_sweep, load_trial, trial_sets};
+pub use local::Local;
+pub use plan::SweepPlan;
 pub use record::{
     Metric, SWEEP_FILE, StageOutput, SweepRecord, TRIAL_LOG, TRIALS_DIR, TrialRecord, TrialState,
     key_metric, trial_dir,
 };
+pub use run::run_sweep;
+pub use slurm::Slurm;
 
 #[cfg(test)]
 mod tests;

@@ -27,6 +27,11 @@ pub const TRIALS_DIR: &str = "trials";
 /// File name of a trial's output inside its record directory.
 pub const TRIAL_LOG: &str = "log.txt";
 
+/// The current time (RFC 3339, UTC), as records are stamped.
+pub(super) fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
 /// `<experiment_dir>/trials/<id>`: where a trial's records go.
 pub fn trial_dir(experiment_dir: &Path, id: &str) -> PathBuf {
     experiment_dir.join(TRIALS_DIR).join(id)
