@@ -100,11 +100,7 @@ impl Stage for EvalStage {
             assignments: eval.assignments,
         };
         let result = suite.run(&built, data_dir, step)?;
-        let summary: EvalSummary = result
-            .rows
-            .iter()
-            .map(|r| (format!("{}/{}", r.dataset, r.metric), r.value))
-            .collect();
+        let summary: EvalSummary = result.rows.iter().map(|r| (r.key(), r.value)).collect();
         for (name, value) in &summary {
             tracing::info!("eval: {name} = {value:.4}");
         }

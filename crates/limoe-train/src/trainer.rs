@@ -276,7 +276,7 @@ impl Run {
             .rows
             .iter()
             .filter(|r| r.value.is_finite())
-            .map(|r| (format!("{}/{}", r.dataset, r.metric), r.value))
+            .map(|r| (r.key(), r.value))
             .collect();
         self.logs.eval.extend(result.rows);
         self.logs.routing.extend(result.routing);

@@ -99,6 +99,14 @@ log_row! {
     }
 }
 
+impl EvalRow {
+    /// The metric's name across datasets, `<dataset>/<metric>` (e.g.
+    /// `synthetic/zero_shot_top1`): how eval summaries and `train.best.metric` name it.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.dataset, self.metric)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{ALL_LOGS, ColumnType, LogRow, LogSchema};

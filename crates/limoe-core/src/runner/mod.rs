@@ -171,11 +171,12 @@ impl<'a> Runner<'a> {
             }
         }
         let experiment_dir = self.runs_root.join(&spec.name);
+        let spec_json = serde_json::to_value(spec)?;
         let mut keys: BTreeMap<&str, String> = BTreeMap::new();
         let mut stages = Vec::new();
         for i in execution_order(&spec.stages) {
             let stage = &spec.stages[i];
-            let config = self.stage_config(loaded, stage)?;
+            let config = self.stage_config(&spec_json, stage)?;
             let input_keys: Vec<(&str, &str)> = stage
                 .needs
                 .iter()
@@ -213,11 +214,12 @@ impl<'a> Runner<'a> {
             .with_context(|| format!("stage kind `{}` is not registered", stage.uses))
     }
 
-    /// What a stage's key covers: its kind, its `with`, the parts of the spec it reads, and
-    /// its fingerprint (e.g. hashes of files it reads).
+    /// What a stage's key covers: its kind, its `with`, the values of the resolved spec
+    /// (`spec_json`) at the key paths it reads, and its fingerprint (e.g. hashes of files it
+    /// reads).
     fn stage_config(
         &self,
-        loaded: &LoadedSpec,
+        spec_json: &serde_json::Value,
         stage: &StageSpec,
     ) -> anyhow::Result<serde_json::Value> {
         let kind = self.kind_of(stage)?;
@@ -225,7 +227,8 @@ impl<'a> Runner<'a> {
             .reads()
             .iter()
             .map(|&path| {
-                let value = loaded.spec.json_at(path).with_context(|| {
+                let pointer = format!("/{}", path.replace('.', "/"));
+                let value = spec_json.pointer(&pointer).cloned().with_context(|| {
                     format!(
                         "stage kind `{}` reads `{path}`, which no spec has",
                         stage.uses

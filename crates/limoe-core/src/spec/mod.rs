@@ -108,17 +108,6 @@ impl Spec {
         self.executor.check(&root.key("executor"), c);
     }
 
-    /// The value at a dotted key path (`seed`, `data.shuffle_buffer`, `model`) as JSON:
-    /// what a stage reading that part of the spec depends on. `None` for a path the spec
-    /// does not have.
-    pub fn json_at(&self, path: &str) -> Option<serde_json::Value> {
-        let mut value = serde_json::to_value(self).ok()?;
-        for key in path.split('.') {
-            value = value.get_mut(key)?.take();
-        }
-        Some(value)
-    }
-
     /// The resolved spec as YAML (what is saved with every run).
     pub fn to_yaml(&self) -> String {
         serde_saphyr::to_string(self).unwrap_or_else(|e| format!("# unserializable spec: {e}\n"))
