@@ -1,11 +1,14 @@
 //! Foreign Parquet through the column mapping: an img2dataset-style and a Hugging Face-style
-//! file written by the test, plus the errors for missing columns and non-Parquet files.
+//! file written by the test, in every compression foreign writers use, plus the errors for
+//! missing columns and non-Parquet files.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use ::parquet::arrow::ArrowWriter;
+use ::parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+use ::parquet::file::properties::WriterProperties;
 use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, StructArray};
 use arrow_schema::{DataType, Field, Fields};
 use limoe_core::spec::{Columns, ForeignParquet};
@@ -16,16 +19,27 @@ const PNG: &[u8] = b"\x89PNG\r\n\x1a\nrest";
 const JPEG: &[u8] = b"\xff\xd8\xff\xe0rest";
 
 fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+    write_compressed(path, columns, Compression::UNCOMPRESSED);
+}
+
+fn write_compressed(path: &Path, columns: Vec<(&str, ArrayRef)>, compression: Compression) {
     let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(compression)
+        .build();
     let mut writer =
-        ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None).unwrap();
+        ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
 }
 
 /// img2dataset's layout: `key`, `jpg`, `caption`, with one row of each kind of bad data.
 fn img2dataset(path: &Path) {
-    write_parquet(
+    img2dataset_compressed(path, Compression::UNCOMPRESSED);
+}
+
+fn img2dataset_compressed(path: &Path, compression: Compression) {
+    write_compressed(
         path,
         vec![
             (
@@ -54,6 +68,7 @@ fn img2dataset(path: &Path) {
             ),
             ("width", Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5]))),
         ],
+        compression,
     );
 }
 
@@ -141,6 +156,35 @@ fn img2dataset_layout_passes_images_through_and_skips_bad_rows() {
             ("image not png or jpeg", 1)
         ]
     );
+}
+
+/// pyarrow, img2dataset and Hugging Face write snappy by default; gzip, lz4 (both framings),
+/// brotli and zstd are common too. Every one must read back the same rows.
+#[test]
+fn every_common_compression_reads_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let compressions = [
+        Compression::UNCOMPRESSED,
+        Compression::SNAPPY,
+        Compression::GZIP(GzipLevel::default()),
+        Compression::LZ4,
+        Compression::LZ4_RAW,
+        Compression::BROTLI(BrotliLevel::default()),
+        Compression::ZSTD(ZstdLevel::default()),
+    ];
+    for compression in compressions {
+        let path = dir.path().join(format!("{compression}.parquet"));
+        img2dataset_compressed(&path, compression);
+        let spec = ForeignParquet {
+            path,
+            columns: img2dataset_columns(),
+        };
+        let (pairs, imported) =
+            import(&spec).unwrap_or_else(|e| panic!("{compression} files must be readable: {e:#}"));
+        let keys: Vec<&str> = pairs.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["000", "004"], "{compression}");
+        assert_eq!(imported.skipped.values().sum::<usize>(), 3, "{compression}");
+    }
 }
 
 #[test]
