@@ -51,6 +51,9 @@ pub fn run(
         );
     }
     let runner = Runner::new(registry, runs_dir, Progress::new(!opts.quiet));
+    if !opts.dry_run {
+        runner.prepare(&loaded)?;
+    }
     let mut plan = runner.plan(&loaded, opts.force)?;
     if let Some(id) = &trial {
         let dir = trial_dir(&plan.experiment_dir, id);

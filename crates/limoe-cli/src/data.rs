@@ -52,7 +52,7 @@ pub fn data(
         .collect();
     packages.sort();
     packages.dedup();
-    let raw = root.join("raw");
+    let raw = fetch::raw_dir(&root);
     if packages.is_empty() {
         println!(
             "nothing to fetch: the sources ({}) need no packages",

@@ -58,6 +58,11 @@ pub fn sweep(registry: &Registry, opts: &SweepOptions) -> anyhow::Result<ExitCod
     // Absolute, so that sweep.json and the trials' records hold paths usable from anywhere.
     let runs_dir = std::path::absolute(opts.runs_dir)?;
     let runner = Runner::new(registry, &runs_dir, Progress::new(!opts.quiet));
+    if !opts.dry_run {
+        for trial in &sweep.trials {
+            runner.prepare(&trial.loaded)?;
+        }
+    }
     let plan = SweepPlan::new(&runner, &sweep)?;
     print_trials(&sweep, &plan);
     let context = SweepContext {

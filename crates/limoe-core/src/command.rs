@@ -25,7 +25,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::files::hash_file;
+use crate::content_hashes::ContentHashes;
 use crate::kinds::COMMAND;
 use crate::spec::{Diagnostic, KeyPath, Node, Spec, deserialize_all};
 use crate::stage::{Stage, StageContext};
@@ -88,19 +88,21 @@ impl Stage for CommandStage {
         Self::config(with, at).err().unwrap_or_default()
     }
 
-    fn fingerprint(&self, with: &Node) -> anyhow::Result<serde_json::Value> {
+    fn fingerprint(&self, with: &Node, _spec: &Spec) -> anyhow::Result<serde_json::Value> {
         let config = Self::settings(with)?;
-        let hashes = config
+        let mut hashes = ContentHashes::user();
+        let contents = config
             .deps
             .iter()
             .map(|path| {
-                let (_, hash) = hash_file(path).with_context(|| {
+                let content = hashes.content(path).with_context(|| {
                     format!("cannot read dependency {} listed in `deps`", path.display())
                 })?;
-                Ok((path.display().to_string(), serde_json::Value::String(hash)))
+                Ok((path.display().to_string(), content.sha256.into()))
             })
-            .collect::<anyhow::Result<serde_json::Map<_, _>>>()?;
-        Ok(serde_json::Value::Object(hashes))
+            .collect::<anyhow::Result<serde_json::Map<_, _>>>();
+        hashes.save();
+        Ok(serde_json::Value::Object(contents?))
     }
 
     fn run(&self, ctx: &StageContext) -> anyhow::Result<()> {

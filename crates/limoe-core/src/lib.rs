@@ -3,6 +3,7 @@
 //! content-addressed cache of outputs. Knows no ML.
 
 pub mod command;
+pub mod content_hashes;
 pub mod files;
 pub mod kinds;
 mod load;

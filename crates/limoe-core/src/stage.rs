@@ -49,9 +49,17 @@ pub trait Stage: Send + Sync {
     }
 
     /// What else the cache key must cover besides the config (e.g. hashes of files the
-    /// stage reads). Called before every run and plan.
-    fn fingerprint(&self, _with: &Node) -> anyhow::Result<serde_json::Value> {
+    /// stage reads). Called before every run and plan, so it must not fetch or write
+    /// anything but caches.
+    fn fingerprint(&self, _with: &Node, _spec: &Spec) -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::Value::Null)
+    }
+
+    /// Gets, before a run is planned, what the fingerprint covers but a plan must not fetch
+    /// (e.g. the raw packages ingest reads), so that the key a run computes is the key its
+    /// output is found by afterwards.
+    fn prepare(&self, _spec: &Spec) -> anyhow::Result<()> {
+        Ok(())
     }
 
     /// Checks, before any stage of the run starts, that this stage can run on this machine

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use limoe_core::files::write_atomic;
+use limoe_core::files::{hash_file, write_atomic};
 use limoe_core::spec::{EmojiStyle, Source};
 
 /// The file inside a package directory that marks a completed fetch.
@@ -88,8 +88,20 @@ impl Package {
 
     /// Whether a completed fetch is in place.
     pub fn is_fetched(&self, raw: &Path) -> bool {
-        self.dir(raw).join(MARKER).is_file()
+        self.fetched(raw).is_some()
     }
+
+    /// What the completed fetch in place downloaded; `None` when there is none, or its
+    /// marker predates archive hashes (such a package is fetched again).
+    pub fn fetched(&self, raw: &Path) -> Option<Fetched> {
+        let text = std::fs::read_to_string(self.dir(raw).join(MARKER)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// The raw packages' directory under a spec's `data.root`.
+pub fn raw_dir(root: &Path) -> PathBuf {
+    root.join("raw")
 }
 
 /// The emoji package of a drawing style.
@@ -119,6 +131,8 @@ pub struct Fetched {
     pub archive: String,
     /// Its size in bytes.
     pub bytes: u64,
+    /// Its hex SHA-256: what the ingest cache key covers of the package.
+    pub sha256: String,
     /// Seconds the download and unpacking took.
     pub seconds: f64,
 }
@@ -127,15 +141,7 @@ pub struct Fetched {
 /// was fetched, and whether it was fetched now.
 pub fn fetch(raw: &Path, package: Package) -> anyhow::Result<(PathBuf, Fetched, bool)> {
     let dir = package.dir(raw);
-    let marker = dir.join(MARKER);
-    if marker.is_file() {
-        let text = std::fs::read_to_string(&marker)
-            .with_context(|| format!("cannot read {}", marker.display()))?;
-        let fetched = serde_json::from_str(&text).unwrap_or(Fetched {
-            archive: String::new(),
-            bytes: 0,
-            seconds: 0.0,
-        });
+    if let Some(fetched) = package.fetched(raw) {
         return Ok((dir, fetched, false));
     }
     let parent = dir.parent().unwrap_or(raw);
@@ -151,10 +157,11 @@ pub fn fetch(raw: &Path, package: Package) -> anyhow::Result<(PathBuf, Fetched, 
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     tracing::info!("fetching {} ({})", package.name, package.command());
     let start = Instant::now();
-    let (archive, bytes) = download(&tmp, package)?;
+    let (archive, bytes, sha256) = download(&tmp, package)?;
     let fetched = Fetched {
         archive,
         bytes,
+        sha256,
         seconds: start.elapsed().as_secs_f64(),
     };
     write_atomic(
@@ -167,8 +174,8 @@ pub fn fetch(raw: &Path, package: Package) -> anyhow::Result<(PathBuf, Fetched, 
     Ok((dir, fetched, true))
 }
 
-/// Downloads and unpacks into `tmp`; returns the archive's name and size.
-fn download(tmp: &Path, package: Package) -> anyhow::Result<(String, u64)> {
+/// Downloads and unpacks into `tmp`; returns the archive's name, size and hash.
+fn download(tmp: &Path, package: Package) -> anyhow::Result<(String, u64, String)> {
     let command = package.command();
     let mut words = command.split(' ');
     let program = words.next().unwrap_or_default();
@@ -188,7 +195,8 @@ fn download(tmp: &Path, package: Package) -> anyhow::Result<(String, u64)> {
                 tmp.display()
             )
         })?;
-    let bytes = std::fs::metadata(&archive)?.len();
+    let (bytes, sha256) =
+        hash_file(&archive).with_context(|| format!("cannot read {}", archive.display()))?;
     let name = archive
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -199,7 +207,7 @@ fn download(tmp: &Path, package: Package) -> anyhow::Result<(String, u64)> {
     }
     std::fs::remove_file(&archive)
         .with_context(|| format!("cannot remove {}", archive.display()))?;
-    Ok((name, bytes))
+    Ok((name, bytes, sha256))
 }
 
 /// Runs one tool in `dir`; failures name the package, the command and what to do.

@@ -81,6 +81,7 @@ fn fetch_unpacks_once_redoes_partial_fetches_and_explains_failures() {
     assert_eq!(pkg, raw.join("apt/tuxpaint-stamps-default"));
     assert_eq!(fetched.archive, "tuxpaint-stamps-default_1.0_all.deb");
     assert_eq!(fetched.bytes, 3);
+    assert_eq!(fetched.sha256, limoe_core::files::sha256_hex(b"deb"));
     assert!(pkg.join(MARKER).is_file() && pkg.join("usr/share/stamps/a.txt").is_file());
     assert!(!pkg.join("leftover").exists() && !partial.exists());
     assert!(

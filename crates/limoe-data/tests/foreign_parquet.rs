@@ -1,6 +1,6 @@
 //! Foreign Parquet through the column mapping: an img2dataset-style and a Hugging Face-style
 //! file written by the test, in every compression foreign writers use, plus the errors for
-//! missing columns and non-Parquet files.
+//! missing columns and non-Parquet files, and ingest rerunning when a file is rewritten.
 
 use std::fs::File;
 use std::path::Path;
@@ -11,8 +11,11 @@ use ::parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use ::parquet::file::properties::WriterProperties;
 use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, StructArray};
 use arrow_schema::{DataType, Field, Fields};
+use limoe_core::runner::{Outcome, Runner};
 use limoe_core::spec::{Columns, ForeignParquet};
-use limoe_data::shards::Pair;
+use limoe_core::{Progress, Registry, load_spec};
+use limoe_data::IngestStage;
+use limoe_data::shards::{INDEX, Index, Pair};
 use limoe_data::sources::{Imported, Intake, parquet};
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\nrest";
@@ -279,4 +282,47 @@ fn missing_columns_and_foreign_files_are_errors_naming_them() {
     };
     let error = format!("{:#}", import(&spec).unwrap_err());
     assert!(error.contains("no file matches"), "{error}");
+}
+
+/// The ingest key covers the files' content: a source rewritten with fewer rows reruns
+/// ingest instead of serving the old shards from the cache.
+#[test]
+fn rewriting_a_source_file_reruns_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("shards/00000.parquet");
+    std::fs::create_dir_all(source.parent().unwrap()).unwrap();
+    img2dataset(&source);
+    let spec = dir.path().join("foreign.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: f\ndata:\n  sources: [{{parquet: {{path: {}, columns: {{image: jpg}}}}}}]\n\
+             stages: [{{id: ingest, uses: ingest}}]\n",
+            source.parent().unwrap().display()
+        ),
+    )
+    .unwrap();
+    let mut registry = Registry::new();
+    registry.register(IngestStage);
+    let run = || {
+        let loaded = load_spec(&spec, &[], &registry).unwrap_or_else(|e| panic!("{e}"));
+        let runner = Runner::new(&registry, dir.path().join("runs"), Progress::new(false));
+        let plan = runner.plan(&loaded, &[]).unwrap();
+        let report = runner.execute(&loaded, &plan).unwrap();
+        let (_, out, outcome) = report.stages[0].clone();
+        let index: Index =
+            serde_json::from_str(&std::fs::read_to_string(out.join(INDEX)).unwrap()).unwrap();
+        (outcome, index.rows.values().sum::<usize>())
+    };
+    assert!(matches!(run(), (Outcome::Ran { .. }, 2)));
+    assert_eq!(run(), (Outcome::Cached, 2));
+    write_parquet(
+        &source,
+        vec![
+            ("key", Arc::new(StringArray::from(vec!["100"])) as ArrayRef),
+            ("jpg", Arc::new(BinaryArray::from(vec![JPEG]))),
+            ("caption", Arc::new(StringArray::from(vec!["a bird"]))),
+        ],
+    );
+    assert!(matches!(run(), (Outcome::Ran { .. }, 1)));
 }

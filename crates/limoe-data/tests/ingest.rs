@@ -95,7 +95,14 @@ fn fake_package(dir: &Path, files: &[(&str, Vec<u8>)]) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, bytes).unwrap();
     }
-    std::fs::write(dir.join(MARKER), "{}").unwrap();
+    mark_fetched(dir, "first");
+}
+
+/// Writes the marker of a completed fetch whose archive had hash `sha256`.
+fn mark_fetched(dir: &Path, sha256: &str) {
+    let marker =
+        serde_json::json!({"archive": "a.deb", "bytes": 1, "sha256": sha256, "seconds": 0.0});
+    std::fs::write(dir.join(MARKER), marker.to_string()).unwrap();
 }
 
 #[test]
@@ -196,4 +203,11 @@ fn ingest_stage_runs_caches_and_imports_fetched_sources() {
     assert_eq!(read[15].key, "tuxpaint-animals/cat");
     assert_eq!(read[15].caption, "A cat.");
     assert_eq!(read[15].label_name.as_deref(), Some("animals"));
+
+    assert_eq!(run(&spec).stages[0].2, Outcome::Cached);
+    mark_fetched(&fetch::MNIST.dir(&raw), "a newer archive");
+    assert!(
+        matches!(run(&spec).stages[0].2, Outcome::Ran { .. }),
+        "a package fetched anew reruns ingest"
+    );
 }

@@ -21,7 +21,7 @@ pub use manifest::{COMPLETE, FileEntry, InputRef, MANIFEST, Manifest};
 use crate::files::{sha256_hex, write_atomic};
 use crate::load::LoadedSpec;
 use crate::pipeline::execution_order;
-use crate::spec::{StageSpec, did_you_mean};
+use crate::spec::{Spec, StageSpec, did_you_mean};
 use crate::stage::{Artifact, Progress, Registry, Stage, StageContext};
 
 /// Whether a planned stage would run.
@@ -155,6 +155,17 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Lets every stage get what its cache key covers but a plan must not fetch
+    /// ([`Stage::prepare`]); a run calls it before [`Runner::plan`].
+    pub fn prepare(&self, loaded: &LoadedSpec) -> anyhow::Result<()> {
+        for stage in &loaded.spec.stages {
+            self.kind_of(stage)?
+                .prepare(&loaded.spec)
+                .with_context(|| format!("stage `{}` cannot get its inputs", stage.id))?;
+        }
+        Ok(())
+    }
+
     /// Orders the stages, computes their keys and finds what is cached. `force` names
     /// stages to rerun regardless.
     pub fn plan(&self, loaded: &LoadedSpec, force: &[String]) -> anyhow::Result<Plan> {
@@ -176,7 +187,7 @@ impl<'a> Runner<'a> {
         let mut stages = Vec::new();
         for i in execution_order(&spec.stages) {
             let stage = &spec.stages[i];
-            let config = self.stage_config(&spec_json, stage)?;
+            let config = self.stage_config(spec, &spec_json, stage)?;
             let input_keys: Vec<(&str, &str)> = stage
                 .needs
                 .iter()
@@ -219,6 +230,7 @@ impl<'a> Runner<'a> {
     /// reads).
     fn stage_config(
         &self,
+        spec: &Spec,
         spec_json: &serde_json::Value,
         stage: &StageSpec,
     ) -> anyhow::Result<serde_json::Value> {
@@ -238,7 +250,7 @@ impl<'a> Runner<'a> {
             })
             .collect::<anyhow::Result<serde_json::Map<_, _>>>()?;
         let fingerprint = kind
-            .fingerprint(&stage.with)
+            .fingerprint(&stage.with, spec)
             .with_context(|| format!("stage `{}`: cannot compute its cache key", stage.id))?;
         Ok(serde_json::json!({
             "kind": stage.uses,

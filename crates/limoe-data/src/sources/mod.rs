@@ -1,6 +1,7 @@
 //! Importers: each turns one source's raw files into canonical [`Pair`]s, counting what it
 //! skips and why. [`import`] fetches a source's packages on demand and runs its importer.
 
+mod content;
 pub mod emoji;
 pub mod fashion_mnist;
 pub mod mnist;
@@ -19,6 +20,8 @@ use anyhow::Context;
 use indicatif::ProgressBar;
 use limoe_core::Progress;
 use limoe_core::spec::Source;
+
+pub use content::content;
 
 use crate::fetch;
 use crate::shards::Pair;

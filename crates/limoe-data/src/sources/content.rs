@@ -1,0 +1,40 @@
+//! What of a source's content the ingest cache key covers beyond the spec: the size and hash
+//! of each foreign Parquet file, and the archive and hash of each fetched package. Synthetic
+//! data is all in the spec.
+
+use std::path::Path;
+
+use limoe_core::content_hashes::ContentHashes;
+use limoe_core::spec::Source;
+
+use super::parquet;
+use crate::fetch;
+
+/// The content of `source`, or `None` when the spec says it all. A package not fetched yet
+/// is named by its fetch command; `limoe run` fetches before it plans
+/// (`IngestStage::prepare`), so the key a run writes under is the key it is found by.
+pub fn content(
+    source: &Source,
+    raw: &Path,
+    hashes: &mut ContentHashes,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    if let Source::Parquet(p) = source {
+        let files = parquet::files(&p.path)?
+            .iter()
+            .map(|file| hashes.content(file))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        return Ok(Some(serde_json::to_value(files)?));
+    }
+    let packages: Vec<serde_json::Value> = fetch::packages(source)
+        .into_iter()
+        .map(|package| match package.fetched(raw) {
+            Some(fetched) => serde_json::json!({
+                "package": package.name,
+                "archive": fetched.archive,
+                "sha256": fetched.sha256,
+            }),
+            None => serde_json::json!({ "package": package.command(), "fetched": false }),
+        })
+        .collect();
+    Ok((!packages.is_empty()).then(|| packages.into()))
+}
