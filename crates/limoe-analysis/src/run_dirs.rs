@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use limoe_core::kinds::{EVAL, TRAIN};
-use limoe_core::runner::{MANIFEST, Manifest, RunReport, SPEC_FILE};
+use limoe_core::runner::{MANIFEST, Manifest, RunReport};
 
 /// The outputs of one run that its report reads.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunDirs {
-    /// The resolved spec (YAML) of the run.
+    /// The resolved spec (YAML) the run ran, as its record names it.
     pub spec_file: PathBuf,
     /// The train stage's output (metrics, routing, periodic eval logs, `plan.json`).
     pub train: PathBuf,
@@ -28,7 +28,7 @@ impl RunDirs {
             )
         })?;
         let dirs: Vec<PathBuf> = record.stages.into_iter().map(|(_, dir, _)| dir).collect();
-        RunDirs::from_outputs(record_dir.join(SPEC_FILE), &dirs)
+        RunDirs::from_outputs(record.spec_file, &dirs)
             .with_context(|| format!("in the run recorded in {}", record_dir.display()))
     }
 

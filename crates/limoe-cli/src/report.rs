@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use limoe_analysis::RunDirs;
 use limoe_analysis::report::{INDEX, TrialReport, publish, write_run_report, write_sweep_report};
 use limoe_core::Registry;
-use limoe_core::runner::{LAST_RUN, Plan, SPEC_FILE};
+use limoe_core::runner::{LAST_RUN, Plan, RunReport};
 use limoe_core::spec::AnalysisSpec;
 use limoe_core::sweep::{SweepRecord, TRIALS_DIR, TrialState};
 
@@ -47,11 +47,16 @@ pub fn report(
     if SweepRecord::path(&record_dir).is_file() {
         let mut record = SweepRecord::read(&record_dir)?;
         record.refresh();
-        let first = record
-            .trials
-            .first()
-            .context("the sweep record lists no trials")?;
-        let loaded = match load(registry, &first.record_dir.join(SPEC_FILE), &[]) {
+        // The analysis settings are the sweep's, so any trial that has run has them.
+        let ran = (record.trials.iter())
+            .find_map(|t| RunReport::read(&t.record_dir).ok())
+            .with_context(|| {
+                format!(
+                    "no trial of the sweep in {} has run yet",
+                    record_dir.display()
+                )
+            })?;
+        let loaded = match load(registry, &ran.spec_file, &[]) {
             Ok(loaded) => loaded,
             Err(code) => return Ok(code),
         };
@@ -59,13 +64,12 @@ pub fn report(
         println!("{}", index.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let spec_file = record_dir.join(SPEC_FILE);
-    let loaded = match load(registry, &spec_file, &[]) {
+    let dirs = RunDirs::from_record(&record_dir)?;
+    let loaded = match load(registry, &dirs.spec_file, &[]) {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
     let name = &loaded.spec.name;
-    let dirs = RunDirs::from_record(&record_dir)?;
     let staging = staging_dir(reports_dir)?;
     write_run_report(name, &dirs, &loaded.spec.analysis, &[], staging.path())?;
     let to = reports_dir.join(name);
@@ -86,7 +90,8 @@ pub fn sweep_report(
     for trial in &record.trials {
         let outputs: Vec<PathBuf> = trial.stages.iter().map(|s| s.dir.clone()).collect();
         let finished = matches!(trial.state, TrialState::Done | TrialState::Cached);
-        let dirs = RunDirs::from_outputs(trial.record_dir.join(SPEC_FILE), &outputs);
+        let dirs = RunReport::read(&trial.record_dir)
+            .and_then(|ran| RunDirs::from_outputs(ran.spec_file, &outputs));
         let summary = match dirs {
             Ok(dirs) if finished => {
                 let links = [("sweep".to_owned(), "../../index.html".to_owned())];

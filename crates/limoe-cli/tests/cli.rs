@@ -121,28 +121,33 @@ fn run_dry_run_plan_and_cached_rerun() {
 
     let custom = limoe(&["--runs-dir", "elsewhere", "run", spec], dir.path());
     assert!(custom.status.success());
-    assert!(dir.path().join("elsewhere/cmd/spec.yaml").is_file());
+    assert!(dir.path().join("elsewhere/cmd/specs").is_dir());
 }
 
 #[test]
 fn default_experiment_trains_and_evaluates_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let tiny = root().join("experiments/tiny.yaml");
-    let out = limoe(
-        &[
+    let run_args = |train: &str| {
+        let train = format!(
+            "train={{steps: {train}, batch_size: 8, warmup_steps: 1, eval_every: 2, \
+             checkpoint_every: 2}}"
+        );
+        [
             "run",
             tiny.to_str().unwrap(),
             "--set",
             "data.sources=[{synthetic: {pairs: 96}}]",
             "--set",
-            "train={steps: 4, batch_size: 8, warmup_steps: 1, eval_every: 2, checkpoint_every: 2}",
+            &train,
             "--set",
             "eval.batch_size=16",
             "--set",
             "eval.few_shot.shots=[1]",
-        ],
-        dir.path(),
-    );
+        ]
+        .map(str::to_owned)
+    };
+    let out = limoe(&run_args("4").each_ref().map(String::as_str), dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     for stage in ["ingest", "train", "eval", "analyze"] {
@@ -169,6 +174,37 @@ fn default_experiment_trains_and_evaluates_end_to_end() {
     let out = limoe(&["report", "runs/tiny"], dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
     check_report(&report, 7);
+    // A later run of the same name that is killed leaves the finished run's report alone:
+    // it is drawn with the spec that run ran, not the killed one's.
+    let mut killed = Command::new(env!("CARGO_BIN_EXE_limoe"))
+        .args(run_args("500"))
+        .arg("-q")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let training = || {
+        std::fs::read_dir(dir.path().join("runs/tiny")).is_ok_and(|mut entries| {
+            entries.any(|e| e.unwrap().path().to_string_lossy().ends_with(".partial"))
+        })
+    };
+    while !training() {
+        assert!(
+            killed.try_wait().unwrap().is_none(),
+            "the second run ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let out = limoe(&["report", "runs/tiny"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(
+        page.contains("steps: 4") && !page.contains("steps: 500"),
+        "the report shows the spec of the run it draws"
+    );
     let out = limoe(&["report", "nothing"], dir.path());
     assert!(!out.status.success());
     assert!(
@@ -181,7 +217,10 @@ fn default_experiment_trains_and_evaluates_end_to_end() {
         std::fs::read_dir(&run)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(prefix))
+            .find(|p| {
+                let name = p.file_name().unwrap().to_str().unwrap();
+                name.starts_with(prefix) && !name.ends_with(".partial")
+            })
             .unwrap_or_else(|| panic!("no {prefix} output in {}", run.display()))
     };
     let train = find("train-");

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use limoe_core::runner::RunReport;
 use limoe_core::sweep::{SweepRecord, TrialState};
 
 fn limoe_with(args: &[&str], cwd: &Path, path_env: Option<&str>) -> Output {
@@ -87,7 +88,8 @@ fn shared_ingest_runs_once_and_a_rerun_is_all_cached() {
             "trial {id} ran ingest itself:\n{log}"
         );
         assert!(log.contains("train        done"), "{log}");
-        assert!(trial.join("spec.yaml").is_file() && trial.join("last-run.json").is_file());
+        let ran = RunReport::read(&trial).unwrap();
+        assert!(ran.spec_file.starts_with(trial.join("specs")) && ran.spec_file.is_file());
         assert!(stdout.contains(&format!("trial {id}: done")), "{stdout}");
     }
     let record = SweepRecord::read(&experiment).unwrap();

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use limoe_core::command::CommandStage;
 use limoe_core::files::sha256_hex;
-use limoe_core::runner::{MANIFEST, Manifest, Outcome, RunReport, Runner, Status};
+use limoe_core::runner::{MANIFEST, Manifest, Outcome, RunReport, Runner, SPECS_DIR, Status};
 use limoe_core::{Progress, Registry, load_spec};
 
 struct Project {
@@ -90,8 +90,75 @@ fn order_follows_needs_and_second_run_is_cached() {
     assert!(ran(&second).is_empty(), "{:?}", outcomes(&second));
     assert!(second.stages.iter().all(|(_, _, o)| *o == Outcome::Cached));
     assert_eq!(p.log(), "prep\ntrain\nreport\n", "nothing ran again");
-    assert!(p.path("runs/exp/spec.yaml").is_file());
-    assert!(p.path("runs/exp/last-run.json").is_file());
+    let record = RunReport::read(&p.path("runs/exp")).unwrap();
+    assert!(
+        record
+            .spec_file
+            .starts_with(p.path("runs/exp").join(SPECS_DIR))
+    );
+    assert!(
+        std::fs::read_to_string(&record.spec_file)
+            .unwrap()
+            .contains("name: exp")
+    );
+}
+
+/// Two specs of one name at once: a stage reads the spec of its own run, and each run's
+/// record names the spec it ran, though the other run of the name wrote its own meanwhile.
+#[test]
+fn concurrent_runs_of_one_name_each_keep_their_own_spec() {
+    let p = Project::new();
+    let go = p.path("go");
+    let copy_spec = "cp \"$LIMOE_SPEC\" \"$LIMOE_OUTPUT_DIR/seen.yaml\"";
+    let write = |file: &str, seed: u64, script: &str| {
+        let path = p.path(file);
+        let stage = format!(
+            "  - id: look\n    uses: command\n    with:\n      argv: [sh, -c, '{script}']\n"
+        );
+        std::fs::write(&path, format!("name: exp\nseed: {seed}\nstages:\n{stage}")).unwrap();
+        path
+    };
+    let waiting = write(
+        "a.yaml",
+        1,
+        &format!(
+            "while [ ! -e {} ]; do sleep 0.02; done; {copy_spec}",
+            go.display()
+        ),
+    );
+    let quick = write("b.yaml", 2, copy_spec);
+    let seen =
+        |report: &RunReport| std::fs::read_to_string(report.stages[0].1.join("seen.yaml")).unwrap();
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| p.run(&waiting, &[]));
+        let started = || {
+            std::fs::read_dir(p.path("runs/exp")).is_ok_and(|mut entries| {
+                entries.any(|e| {
+                    e.unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "partial")
+                })
+            })
+        };
+        while !started() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let second = p.run(&quick, &[]);
+        assert!(seen(&second).contains("seed: 2"));
+        std::fs::write(&go, "").unwrap();
+        let first = first.join().unwrap();
+        assert!(seen(&first).contains("seed: 1"), "{}", seen(&first));
+        let record = RunReport::read(&p.path("runs/exp")).unwrap();
+        assert_eq!(record.spec_file, first.spec_file);
+        assert!(
+            std::fs::read_to_string(&record.spec_file)
+                .unwrap()
+                .contains("seed: 1")
+        );
+        assert_ne!(first.spec_file, second.spec_file);
+        assert!(second.spec_file.is_file());
+    });
 }
 
 #[test]
@@ -188,9 +255,7 @@ fn force_reruns_a_cached_stage() {
     let entries: Vec<String> = std::fs::read_dir(p.path("runs/exp"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| {
-            !name.starts_with('.') && !name.ends_with(".json") && !name.ends_with(".yaml")
-        })
+        .filter(|name| !name.starts_with('.') && !name.ends_with(".json") && name != SPECS_DIR)
         .collect();
     assert_eq!(
         entries.len(),

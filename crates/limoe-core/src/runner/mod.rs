@@ -57,15 +57,18 @@ pub struct PlannedStage {
 
 /// File name of the record of the last run (a [`RunReport`]) in a record directory.
 pub const LAST_RUN: &str = "last-run.json";
-/// File name of the resolved spec a run saves in its record directory.
-pub const SPEC_FILE: &str = "spec.yaml";
+/// Directory of a record directory holding the resolved specs its runs ran, each named by
+/// the hash of its text: a later or concurrent run of another spec of the same name adds a
+/// file and never replaces the spec that an earlier run's outputs came from.
+pub const SPECS_DIR: &str = "specs";
 
 /// What `limoe run` would do.
 #[derive(Clone, Debug, Serialize)]
 pub struct Plan {
     /// `<runs>/<experiment>`.
     pub experiment_dir: PathBuf,
-    /// Where [`Runner::execute`] saves `spec.yaml` and `last-run.json`: the experiment
+    /// Where [`Runner::execute`] saves the resolved spec (under [`SPECS_DIR`]) and
+    /// `last-run.json`: the experiment
     /// directory, or a trial's directory (see [`Plan::recording_in`]).
     pub record_dir: PathBuf,
     /// Stages in execution order.
@@ -114,7 +117,7 @@ pub enum Outcome {
 pub struct RunReport {
     /// Experiment name.
     pub experiment: String,
-    /// The saved resolved spec.
+    /// The resolved spec this run ran, saved under [`SPECS_DIR`].
     pub spec_file: PathBuf,
     /// (stage id, output dir, outcome) in execution order, up to the first failure.
     pub stages: Vec<(String, PathBuf, Outcome)>,
@@ -264,8 +267,10 @@ impl<'a> Runner<'a> {
     /// Saves the resolved spec and `last-run.json` in the plan's record directory.
     pub fn execute(&self, loaded: &LoadedSpec, plan: &Plan) -> anyhow::Result<RunReport> {
         let spec = &loaded.spec;
-        let spec_file = plan.record_dir.join(SPEC_FILE);
-        write_atomic(&spec_file, spec.to_yaml().as_bytes())?;
+        let yaml = spec.to_yaml();
+        let spec_file = (plan.record_dir.join(SPECS_DIR))
+            .join(format!("{}.yaml", &sha256_hex(yaml.as_bytes())[..16]));
+        write_atomic(&spec_file, yaml.as_bytes())?;
         for stage in &spec.stages {
             let pending = plan
                 .stages

@@ -2,8 +2,8 @@
 //!
 //! A sweep of experiment `E` keeps its stage outputs where a plain run does
 //! (`<runs>/E/<stage>-<key>/`, shared by trials through the cache) and each trial's records in
-//! `<runs>/E/trials/<trial-id>/`: `spec.yaml` (the trial's resolved spec), `last-run.json`
-//! (its [`RunReport`]) and `log.txt` (its output). `<runs>/E/sweep.json` lists the trials
+//! `<runs>/E/trials/<trial-id>/`: `specs/` (the trial's resolved spec), `last-run.json`
+//! (its [`RunReport`], naming that spec) and `log.txt` (its output). `<runs>/E/sweep.json` lists the trials
 //! (all paths in it absolute); `<runs>/E/shared/` records the run of the stages several trials
 //! share, which `limoe sweep` runs once before the trials; `<runs>/E/sweep.sbatch` is the
 //! Slurm array script of `--executor slurm` (Slurm's own output goes to
@@ -61,7 +61,7 @@ pub struct TrialRecord {
     pub id: String,
     /// What the trial changes in the base spec: dotted path -> value, in order.
     pub overrides: OverrideValues,
-    /// `trials/<id>/` under the experiment directory: `spec.yaml`, `last-run.json`, `log.txt`.
+    /// `trials/<id>/` under the experiment directory: `specs/`, `last-run.json`, `log.txt`.
     pub record_dir: PathBuf,
     /// How the trial ended (or that it has not yet).
     pub state: TrialState,

@@ -19,7 +19,13 @@ pub fn content(
     hashes: &mut ContentHashes,
 ) -> anyhow::Result<Option<serde_json::Value>> {
     if let Source::Parquet(p) = source {
-        let files = parquet::files(&p.path)?
+        // Data not there yet (a plan on another machine) is keyed as such; ingest, when
+        // run, says what is missing.
+        let files = match parquet::files(&p.path) {
+            Ok(files) => files,
+            Err(e) => return Ok(Some(serde_json::json!({ "unavailable": format!("{e:#}") }))),
+        };
+        let files = files
             .iter()
             .map(|file| hashes.content(file))
             .collect::<anyhow::Result<Vec<_>>>()?;
