@@ -120,6 +120,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_broken_pipes();
     process_env::configure();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
@@ -176,6 +177,18 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lets a closed stdout or stderr (`limoe plan spec.yaml | head -1`) end the process quietly
+/// by SIGPIPE (status 141 in a shell), as it ends any Unix filter; Rust ignores SIGPIPE, so
+/// `println!`, `eprintln!` and log lines would panic on the broken pipe instead.
+fn quiet_broken_pipes() {
+    // The default disposition, not EPIPE handled at each write: it covers every writer at once.
+    #[cfg(unix)]
+    // SAFETY: called first in `main`, before any thread exists, restoring the default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

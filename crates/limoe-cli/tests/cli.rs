@@ -1,7 +1,8 @@
 //! The `limoe` binary end to end.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, ExitStatus, Output, Stdio};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -396,4 +397,45 @@ fn each_stage_key_covers_exactly_what_it_reads() {
         changed(&["data.splits.test=0.1"]),
         ["analyze", "eval", "ingest", "train"]
     );
+}
+
+/// Runs limoe with stdout (or stderr) a pipe whose reader is already gone, as after
+/// `limoe ... | head -1`; returns the exit status and whatever it wrote to the other stream.
+fn limoe_into_closed_pipe(args: &[&str], close_stderr: bool) -> (ExitStatus, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_limoe"));
+    command.args(args).current_dir(root());
+    if close_stderr {
+        command.stderr(writer).stdout(Stdio::piped());
+    } else {
+        command.stdout(writer).stderr(Stdio::piped());
+    }
+    let out = command.output().expect("limoe runs");
+    let other = if close_stderr {
+        &out.stdout
+    } else {
+        &out.stderr
+    };
+    (out.status, text(other))
+}
+
+#[test]
+fn a_closed_pipe_ends_limoe_quietly() {
+    let bad = tempfile::tempdir().unwrap();
+    let bad_spec = bad.path().join("bad.yaml");
+    std::fs::write(&bad_spec, "name: x\nmodel: {vocab_size: 10}\n").unwrap();
+    let cases: [(&[&str], bool); 5] = [
+        (&["stages"], false),
+        (&["validate", "experiments/tiny.yaml"], false),
+        (&["plan", "experiments/tiny.yaml"], false),
+        (&["run", "experiments/tiny.yaml", "--dry-run"], false),
+        (&["validate", bad_spec.to_str().unwrap()], true),
+    ];
+    for (args, close_stderr) in cases {
+        let (status, other) = limoe_into_closed_pipe(args, close_stderr);
+        let quiet = matches!(status.code(), Some(0 | 141)) || status.signal() == Some(13);
+        assert!(quiet, "{args:?}: {status}\n{other}");
+        assert!(!other.contains("panicked"), "{args:?}: {other}");
+    }
 }

@@ -50,17 +50,46 @@ pub struct CommandStage;
 impl CommandStage {
     fn config(with: &Node, at: &KeyPath) -> Result<CommandConfig, Vec<Diagnostic>> {
         let config: CommandConfig = deserialize_all(with, at)?;
+        let mut problems = Vec::new();
+        let argv = KeyPath::root().key("argv");
         if config.argv.is_empty() || config.argv[0].is_empty() {
-            return Err(vec![
+            problems.push(
                 Diagnostic::new(
-                    at.key("argv"),
-                    with.origin_of(&KeyPath::root().key("argv")),
+                    at.concat(&argv),
+                    with.origin_of(&argv),
                     "`argv` needs a program to run",
                 )
                 .with_hint("write e.g. `argv: [python3, tools/plugin.py]`"),
-            ]);
+            );
         }
-        Ok(config)
+        for (i, arg) in config.argv.iter().enumerate() {
+            if arg.contains('\0') {
+                let here = argv.index(i);
+                problems.push(
+                    Diagnostic::new(
+                        at.concat(&here),
+                        with.origin_of(&here),
+                        format!("argument {arg:?} has a NUL byte, which no program can be given"),
+                    )
+                    .with_hint("remove the `\\0`"),
+                );
+            }
+        }
+        let env = KeyPath::root().key("env");
+        for (name, value) in &config.env {
+            if let Some((message, hint)) = env_problem(name, value) {
+                // The path stops at `env`: the name itself may not print.
+                problems.push(
+                    Diagnostic::new(at.concat(&env), with.origin_of(&env.key(name)), message)
+                        .with_hint(hint),
+                );
+            }
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
     }
 
     /// The settings of an already checked spec (the first problem, should there be one).
@@ -144,6 +173,33 @@ impl Stage for CommandStage {
             );
         }
         Ok(())
+    }
+}
+
+/// What makes `name=value` impossible to put in a process's environment, with what to do.
+fn env_problem(name: &str, value: &str) -> Option<(String, &'static str)> {
+    if name.is_empty() {
+        Some((
+            "an environment variable needs a name".into(),
+            "name it, e.g. `THRESHOLD: \"0.5\"`",
+        ))
+    } else if name.contains('=') {
+        Some((
+            format!("environment variable name {name:?} has a `=`, which ends a name"),
+            "rename it without `=`",
+        ))
+    } else if name.contains('\0') {
+        Some((
+            format!("environment variable name {name:?} has a NUL byte"),
+            "remove the `\\0`",
+        ))
+    } else if value.contains('\0') {
+        Some((
+            format!("the value of environment variable `{name}` has a NUL byte"),
+            "remove the `\\0`",
+        ))
+    } else {
+        None
     }
 }
 

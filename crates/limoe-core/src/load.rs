@@ -1,5 +1,7 @@
 //! Loading a spec file: parse, override, fill defaults, type, check; all errors at once.
 
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::pipeline::check_pipeline;
@@ -26,15 +28,7 @@ pub fn load_spec(
     sets: &[String],
     registry: &Registry,
 ) -> Result<LoadedSpec, SpecErrors> {
-    let source = std::fs::read_to_string(file).map_err(|e| {
-        let d = Diagnostic::new(
-            KeyPath::root(),
-            Origin::Default,
-            format!("cannot read the spec: {e}"),
-        )
-        .with_hint("check the path; specs live under experiments/");
-        SpecErrors::new(file, "", vec![d])
-    })?;
+    let source = read_spec(file).map_err(|d| SpecErrors::new(file, "", vec![d]))?;
     let fail = |diagnostics| SpecErrors::new(file, &source, diagnostics);
     let mut tree = Node::parse_yaml(&source).map_err(|e| fail(vec![syntax_error(&e)]))?;
     if !matches!(tree.value, Value::Map(_)) {
@@ -75,6 +69,59 @@ pub fn load_spec(
         spec,
         tree,
     })
+}
+
+/// The largest spec file read: specs are a few KiB of YAML, and anything larger is the wrong
+/// path (a data file, say), which would otherwise be read whole into memory.
+const MAX_SPEC_BYTES: u64 = 1 << 20;
+
+/// The text of `file`, refusing before reading what is not a regular file (a directory; a
+/// device or a pipe, which may never end) or is larger than [`MAX_SPEC_BYTES`].
+fn read_spec(file: &Path) -> Result<String, Diagnostic> {
+    let refuse = |message: String, hint: &str| {
+        Diagnostic::new(
+            KeyPath::root(),
+            Origin::Default,
+            format!("cannot read the spec: {message}"),
+        )
+        .with_hint(hint)
+    };
+    let unreadable = |e: std::io::Error| {
+        refuse(
+            e.to_string(),
+            "check the path; specs live under experiments/",
+        )
+    };
+    let too_large = || {
+        refuse(
+            format!("it is over the limit of {MAX_SPEC_BYTES} bytes (1 MiB) for a spec"),
+            "check the path: a spec is a short YAML file such as experiments/tiny.yaml",
+        )
+    };
+    let meta = std::fs::metadata(file).map_err(unreadable)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a device, a pipe or a socket)"
+        };
+        return Err(refuse(
+            format!("it is {what}"),
+            "give the path of a YAML file such as experiments/tiny.yaml",
+        ));
+    }
+    if meta.len() > MAX_SPEC_BYTES {
+        return Err(too_large());
+    }
+    // Read at most one byte past the limit: the file may have grown since.
+    let mut text = String::new();
+    File::open(file)
+        .and_then(|f| f.take(MAX_SPEC_BYTES + 1).read_to_string(&mut text))
+        .map_err(unreadable)?;
+    if text.len() as u64 > MAX_SPEC_BYTES {
+        return Err(too_large());
+    }
+    Ok(text)
 }
 
 fn syntax_error(e: &serde_saphyr::Error) -> Diagnostic {

@@ -278,3 +278,233 @@ fn syntax_errors_and_unreadable_files() {
         "{missing}"
     );
 }
+
+/// Values that once passed validation and then aborted, exhausted memory, panicked or
+/// stopped the pipeline half-way: each is now one error naming its key, with its limit.
+#[test]
+fn values_that_cannot_run_are_refused_naming_key_and_limit() {
+    let cases: &[(&str, [&str; 2])] = &[
+        (
+            "name: x\ndata:\n  sources:\n    - synthetic: {image_size: 1000000}\n",
+            [
+                "error: spec.yaml:4:19: data.sources[0].synthetic.image_size: an image side of \
+                 1000000 pixels is over the limit of 4096: every image is held as side x side x \
+                 3 values",
+                "  hint: use at most 4096 pixels (the LIMoE models see 224)",
+            ],
+        ),
+        (
+            "name: x\nmodel: {image_size: 8192, patch: 16}\n",
+            [
+                "error: spec.yaml:2:9: model.image_size: an image side of 8192 pixels is over \
+                 the limit of 4096: every image is held as side x side x 3 values",
+                "  hint: use at most 4096 pixels (the LIMoE models see 224)",
+            ],
+        ),
+        (
+            "name: x\nanalysis:\n  plot_size: [100000, 100000]\n",
+            [
+                "error: spec.yaml:3:3: analysis.plot_size: a plot of 100000x100000 pixels is \
+                 over the limit of 8192 pixels a side",
+                "  hint: use at most 8192x8192 (the default is 800x500)",
+            ],
+        ),
+        (
+            "name: x\ndata:\n  shuffle_buffer: 1000000000000\n",
+            [
+                "error: spec.yaml:3:3: data.shuffle_buffer: 1000000000000 pairs is over the \
+                 limit of 65536: the loader holds a shuffle buffer and a row group of pairs in \
+                 memory",
+                "  hint: set `shuffle_buffer` to at most 65536",
+            ],
+        ),
+        (
+            "name: x\ndata: {row_group_rows: 100000}\n",
+            [
+                "error: spec.yaml:2:8: data.row_group_rows: 100000 pairs is over the limit of \
+                 65536: the loader holds a shuffle buffer and a row group of pairs in memory",
+                "  hint: set `row_group_rows` to at most 65536",
+            ],
+        ),
+        (
+            "name: x\ndata: {shard_mib: 100000}\n",
+            [
+                "error: spec.yaml:2:8: data.shard_mib: 100000 MiB is over the limit of 65536 \
+                 MiB per shard",
+                "  hint: set `shard_mib` to at most 65536 (the default is 256)",
+            ],
+        ),
+        (
+            "name: x\nmodel:\n  vocab_size: 10\n",
+            [
+                "error: spec.yaml:3:3: model.vocab_size: a vocabulary of 10 ids does not fit \
+                 the tokenizer: CLIP's BPE needs at least 514 (512 byte tokens, start and end) \
+                 and has 49408",
+                "  hint: set vocab_size between 514 and 49408 (the `tiny` preset has 4096)",
+            ],
+        ),
+        (
+            "name: x\nmodel: {channels: 1}\n",
+            [
+                "error: spec.yaml:2:9: model.channels: `channels: 1`, but images are decoded as \
+                 RGB (3 channels)",
+                "  hint: set `channels: 3` or leave it out",
+            ],
+        ),
+        (
+            "name: x\nmodel: {depth: 100000000}\n",
+            [
+                "error: spec.yaml:2:9: model.depth: depth 100000000 is over the limit of 1024 \
+                 blocks",
+                "  hint: use at most 1024 blocks",
+            ],
+        ),
+        (
+            "name: x\nmodel: {size: L}\ntrain: {batch_size: 32768}\n",
+            [
+                "error: spec.yaml:3:9: train.batch_size: a micro-batch (batch_size / \
+                 accumulation) of 32768 pairs holds 4933025792 input values (150528 pixel \
+                 values and 16 token ids a pair), over the limit of 4294967296",
+                "  hint: raise train.accumulation (micro-batches per step) or lower \
+                 train.batch_size: at most 28529 pairs of this model fit the limit",
+            ],
+        ),
+        (
+            "name: x\neval: {batch_size: 1000000000000}\n",
+            [
+                "error: spec.yaml:2:8: eval.batch_size: a batch of 1000000000000 pairs is over \
+                 the limit of 1048576 pairs",
+                "  hint: lower eval.batch_size: at most 1048576 pairs fit a batch",
+            ],
+        ),
+        (
+            "name: x\nmodel: {text_length: 5000000000}\n",
+            [
+                "error: spec.yaml:2:9: model.text_length: 5000000000 token ids a caption are \
+                 over the limit of 4294967296 input values for a whole batch",
+                "  hint: lower text_length (the LIMoE models use 16)",
+            ],
+        ),
+        (
+            "name: x\ntrain: {monitor: {retrieval: {max_pairs: 100000}}}\n",
+            [
+                "error: spec.yaml:2:31: train.monitor.retrieval.max_pairs: 100000 pairs is \
+                 over the limit of 16384: retrieval scores every image against every text",
+                "  hint: set `max_pairs` to at most 16384",
+            ],
+        ),
+        (
+            "name: x\ntrain:\n  best: {metric: nosuch}\n  monitor: {retrieval: {enabled: false}}\n",
+            [
+                "error: spec.yaml:3:10: train.best.metric: `nosuch` is not a metric this run \
+                 records: it records `loss` and what `train.monitor` evaluates (its zero-shot \
+                 datasets, and retrieval)",
+                "  hint: this run records: loss, synthetic/zero_shot_top1, \
+                 synthetic/zero_shot_top5, synthetic/chance_top1",
+            ],
+        ),
+        (
+            "name: x\ntrain: {best: {metric: synthetic/zero_shot_top}}\n",
+            [
+                "error: spec.yaml:2:16: train.best.metric: `synthetic/zero_shot_top` is not a \
+                 metric this run records: it records `loss` and what `train.monitor` evaluates \
+                 (its zero-shot datasets, and retrieval)",
+                "  hint: did you mean `synthetic/zero_shot_top5`?",
+            ],
+        ),
+        (
+            "name: x\nstages:\n  - id: c\n    uses: command\n    with:\n      argv: [echo]\n      \
+             env: {\"A\\0B\": x}\n",
+            [
+                "error: spec.yaml:7:13: stages[0].with.env: environment variable name \"A\\0B\" \
+                 has a NUL byte",
+                "  hint: remove the `\\0`",
+            ],
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(error_lines(text, &[]), expected, "{text}");
+    }
+    // The paper's L/16 batch in one micro-batch is valid, if too large for most machines.
+    load_text(
+        "name: x\nmodel: {size: L}\ntrain: {batch_size: 16384}\n",
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn best_metric_is_any_metric_the_periodic_evaluation_records() {
+    let text = "name: x\ntrain:\n  monitor: {zero_shot: {datasets: [mnist]}}\n";
+    for metric in [
+        "loss",
+        "mnist/zero_shot_top5",
+        "all/retrieval_t2i_median_rank",
+    ] {
+        let set = format!("train.best.metric={metric}");
+        load_text(text, &[&set]).unwrap_or_else(|e| panic!("{metric}: {e}"));
+    }
+    let lines = error_lines(
+        text,
+        &[
+            "train.best.metric=all/retrieval_i2t_r1",
+            "train.monitor.retrieval.enabled=false",
+        ],
+    );
+    assert!(
+        lines[0].contains("`all/retrieval_i2t_r1` is not a metric this run records"),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn command_arguments_and_environment_must_fit_a_process() {
+    let text = "\
+name: x
+stages:
+  - id: c
+    uses: command
+    with:
+      argv: [echo, \"a\\0b\"]
+      env: {\"\": x, \"C=D\": y, E: \"v\\0\"}
+";
+    assert_eq!(
+        error_lines(text, &[]),
+        [
+            "error: spec.yaml:6:20: stages[0].with.argv[1]: argument \"a\\0b\" has a NUL byte, \
+             which no program can be given",
+            "  hint: remove the `\\0`",
+            "error: spec.yaml:7:13: stages[0].with.env: an environment variable needs a name",
+            "  hint: name it, e.g. `THRESHOLD: \"0.5\"`",
+            "error: spec.yaml:7:20: stages[0].with.env: environment variable name \"C=D\" has a \
+             `=`, which ends a name",
+            "  hint: rename it without `=`",
+            "error: spec.yaml:7:30: stages[0].with.env: the value of environment variable `E` \
+             has a NUL byte",
+            "  hint: remove the `\\0`",
+        ]
+    );
+}
+
+#[test]
+fn only_small_regular_files_are_read_as_specs() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = dir.path().join("large.yaml");
+    std::fs::write(&large, format!("name: x\n#{}\n", "-".repeat(1 << 20))).unwrap();
+    let cases = [
+        (Path::new("/dev/zero"), "it is not a regular file"),
+        (dir.path(), "it is a directory"),
+        (
+            large.as_path(),
+            "it is over the limit of 1048576 bytes (1 MiB) for a spec",
+        ),
+    ];
+    for (path, expected) in cases {
+        let errors = load_spec(path, &[], &registry()).unwrap_err().to_string();
+        assert!(
+            errors.contains(&format!("cannot read the spec: {expected}")),
+            "{errors}"
+        );
+        assert!(errors.contains("hint: "), "{errors}");
+    }
+}

@@ -17,8 +17,8 @@ pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// 0.26862954, 0.26130258, 0.27577711 rounded to f32.
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
-/// Channels of every image (RGB).
-pub const CHANNELS: usize = 3;
+/// Channels of every image (RGB), defined where validation checks `model.channels`.
+pub use limoe_core::spec::CHANNELS;
 
 /// How images become patches: a square side in pixels and a patch side dividing it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

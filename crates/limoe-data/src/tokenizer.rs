@@ -15,11 +15,9 @@ use instant_clip_tokenizer::Token;
 /// `bpe_simple_vocab_16e6.txt`, MIT licence), zstd-compressed.
 const MERGES: &[u8] = include_bytes!("../assets/clip-bpe-merges.txt.zst");
 
-/// The 512 byte tokens plus the start and end tokens: the smallest vocabulary.
-pub const MIN_VOCAB_SIZE: usize = 514;
-
-/// CLIP's full vocabulary.
-pub const CLIP_VOCAB_SIZE: usize = 49408;
+/// The smallest vocabulary (512 byte tokens, start, end) and CLIP's full one, defined where
+/// validation checks `model.vocab_size` against them.
+pub use limoe_core::spec::{CLIP_VOCAB_SIZE, MIN_VOCAB_SIZE};
 
 /// A CLIP tokenizer for a fixed vocabulary size and sequence length.
 pub struct Tokenizer {

@@ -22,89 +22,96 @@ pub struct Cost {
 impl Cost {
     /// Everything training needs in memory.
     pub fn training_bytes(&self) -> u64 {
-        self.state_bytes + self.activation_bytes
+        self.state_bytes.saturating_add(self.activation_bytes)
     }
 }
 
 /// Dense pre-LN block parameters, attention and norms only.
-fn attention_block(w: usize) -> usize {
-    2 * (2 * w) + (3 * w * w + 3 * w) + (w * w + w)
+fn attention_block(w: f64) -> f64 {
+    2.0 * (2.0 * w) + (3.0 * w * w + 3.0 * w) + (w * w + w)
 }
 
-fn mlp(w: usize, m: usize) -> usize {
+fn mlp(w: f64, m: f64) -> f64 {
     w * m + m + m * w + w
 }
 
-fn head(config: &ModelConfig, pooling: Pooling) -> usize {
-    let w = config.width;
+fn head(config: &ModelConfig, pooling: Pooling) -> f64 {
+    let w = config.width as f64;
     let map = match pooling {
-        Pooling::Mean => 0,
-        Pooling::Map => w + (w * w + w) + (2 * w * w + 2 * w) + (w * w + w),
+        Pooling::Mean => 0.0,
+        Pooling::Map => w + (w * w + w) + (2.0 * w * w + 2.0 * w) + (w * w + w),
     };
-    2 * w + map + w * config.embed_dim
+    2.0 * w + map + w * config.embed_dim as f64
 }
 
 /// The cost of training `config` with `batch` image-text pairs per step, processed in
 /// micro-batches of `micro_batch` pairs (gradient accumulation).
+///
+/// Counted in f64, exact below 2^53 and never overflowing: a spec's shape may be far too
+/// large to build, and the plan must still say so (the counts saturate when converted).
 pub fn cost(config: &ModelConfig, batch: usize, micro_batch: usize) -> Cost {
-    let w = config.width;
-    let m = config.mlp_dim;
-    let experts = config.moe.experts;
-    let k = config.moe.top_k;
-    let moe_blocks = config.active_moe_blocks().len();
-    let dense_blocks = config.depth - moe_blocks;
-    let towers = if config.arch == Arch::TwoTower { 2 } else { 1 };
+    let w = config.width as f64;
+    let m = config.mlp_dim as f64;
+    let experts = config.moe.experts as f64;
+    let k = config.moe.top_k as f64;
+    let moe_count = config.active_moe_blocks().len();
+    let moe_blocks = moe_count as f64;
+    let dense_blocks = config.depth.saturating_sub(moe_count) as f64;
+    let depth = config.depth as f64;
+    let heads = config.heads as f64;
+    let towers = if config.arch == Arch::TwoTower {
+        2.0
+    } else {
+        1.0
+    };
+    let patch_dim = config.patch_dim() as f64;
+    let image_tokens = config.patches() as f64;
+    let text_tokens = config.text_length as f64;
+    let (batch, micro_batch) = (batch as f64, micro_batch as f64);
 
     let moe_block = attention_block(w) + w * experts + experts * mlp(w, m);
     let encoder = dense_blocks * (attention_block(w) + mlp(w, m)) + moe_blocks * moe_block;
-    let embeddings = config.patch_dim() * w
-        + w
-        + config.patches() * w
-        + config.vocab_size * w
-        + config.text_length * w;
-    let heads = head(config, config.image_pooling) + head(config, config.text_pooling);
-    let total_params = towers * encoder + embeddings + heads + 1;
+    let embeddings =
+        patch_dim * w + w + image_tokens * w + config.vocab_size as f64 * w + text_tokens * w;
+    let heads_params = head(config, config.image_pooling) + head(config, config.text_pooling);
+    let total_params = towers * encoder + embeddings + heads_params + 1.0;
 
     // One token of one modality meets one encoder's blocks, K experts per MoE block.
     let active_block_moe = attention_block(w) + w * experts + k * mlp(w, m);
     let active_encoder =
         dense_blocks * (attention_block(w) + mlp(w, m)) + moe_blocks * active_block_moe;
-    let active_params = active_encoder + embeddings + heads + 1;
+    let active_params = active_encoder + embeddings + heads_params + 1.0;
 
     // Matmul FLOPs per token and block: 2 x the weights it multiplies, plus attention
     // scores and mixing (2 x 2 x sequence x width).
-    let matmul_per_token = |tokens: usize| {
-        let weights = dense_blocks * (4 * w * w + 2 * w * m)
-            + moe_blocks * (4 * w * w + w * experts + k * 2 * w * m);
-        2.0 * weights as f64 + (config.depth * 4 * tokens * w) as f64
+    let matmul_per_token = |tokens: f64| {
+        let weights = dense_blocks * (4.0 * w * w + 2.0 * w * m)
+            + moe_blocks * (4.0 * w * w + w * experts + k * 2.0 * w * m);
+        2.0 * weights + depth * 4.0 * tokens * w
     };
-    let image_tokens = config.patches();
-    let text_tokens = config.text_length;
-    let forward = batch as f64
-        * (image_tokens as f64
-            * (matmul_per_token(image_tokens) + 2.0 * (config.patch_dim() * w) as f64)
-            + text_tokens as f64 * matmul_per_token(text_tokens))
-        + 2.0 * (batch * batch * config.embed_dim) as f64;
+    let forward = batch
+        * (image_tokens * (matmul_per_token(image_tokens) + 2.0 * patch_dim * w)
+            + text_tokens * matmul_per_token(text_tokens))
+        + 2.0 * batch * batch * config.embed_dim as f64;
     let step_flops = 3.0 * forward;
 
-    let state_bytes = 4 * 4 * total_params as u64;
+    let state_bytes = 4.0 * 4.0 * total_params;
     // Kept per token and block: ~10 width-sized tensors (norms, attention in/out, residuals),
     // the MLP hidden activations twice (pre and post GELU, K of them in MoE blocks), and the
     // attention probabilities (heads x sequence).
-    let per_token = |tokens: usize| {
-        let hidden = dense_blocks * 2 * m + moe_blocks * 2 * k * m;
-        (config.depth * (10 * w + config.heads * tokens) + hidden) as u64
+    let per_token = |tokens: f64| {
+        let hidden = dense_blocks * 2.0 * m + moe_blocks * 2.0 * k * m;
+        depth * (10.0 * w + heads * tokens) + hidden
     };
-    let activation_bytes = 4
-        * micro_batch as u64
-        * (image_tokens as u64 * per_token(image_tokens)
-            + text_tokens as u64 * per_token(text_tokens));
+    let activation_bytes = 4.0
+        * micro_batch
+        * (image_tokens * per_token(image_tokens) + text_tokens * per_token(text_tokens));
 
     Cost {
-        total_params,
-        active_params,
+        total_params: total_params as usize,
+        active_params: active_params as usize,
         step_flops,
-        state_bytes,
-        activation_bytes,
+        state_bytes: state_bytes as u64,
+        activation_bytes: activation_bytes as u64,
     }
 }

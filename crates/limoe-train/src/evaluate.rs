@@ -4,6 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use candle_core::Device;
 use limoe_core::logs::EvalRow;
+use limoe_core::logs::eval_metrics::{
+    ALL_DATASETS, RETRIEVAL_DIRECTIONS, RETRIEVAL_MEASURES, ZERO_SHOT, few_shot_metric,
+    retrieval_metric,
+};
 use limoe_core::records::ClassName;
 use limoe_core::spec::EvalDataset;
 use limoe_data::batch::Preprocess;
@@ -134,14 +138,13 @@ pub fn zero_shot_rows(
             Matrix::new(&weights, emb.dim)?,
             &set.labels,
         )?;
-        rows.push(row(step, dataset.name(), "zero_shot_top1", result.top1));
-        rows.push(row(step, dataset.name(), "zero_shot_top5", result.top5));
-        rows.push(row(
-            step,
-            dataset.name(),
-            "chance_top1",
-            1.0 / set.class_names.len() as f64,
-        ));
+        let chance = 1.0 / set.class_names.len() as f64;
+        for (metric, value) in ZERO_SHOT
+            .into_iter()
+            .zip([result.top1, result.top5, chance])
+        {
+            rows.push(row(step, dataset.name(), metric, value));
+        }
     }
     Ok(rows)
 }
@@ -157,22 +160,12 @@ pub fn retrieval_rows(emb: &SplitEmbeddings, step: i64) -> anyhow::Result<Vec<Ev
         Matrix::new(&emb.text, emb.dim)?,
     )?;
     let mut rows = Vec::new();
-    for (direction, recall) in [
-        ("i2t", &result.image_to_text),
-        ("t2i", &result.text_to_image),
-    ] {
-        for (k, value) in [
-            ("r1", recall.r1),
-            ("r5", recall.r5),
-            ("r10", recall.r10),
-            ("median_rank", recall.median_rank),
-        ] {
-            rows.push(row(
-                step,
-                "all",
-                &format!("retrieval_{direction}_{k}"),
-                value,
-            ));
+    let directions = [&result.image_to_text, &result.text_to_image];
+    for (direction, recall) in RETRIEVAL_DIRECTIONS.into_iter().zip(directions) {
+        let measures = [recall.r1, recall.r5, recall.r10, recall.median_rank];
+        for (measure, value) in RETRIEVAL_MEASURES.into_iter().zip(measures) {
+            let metric = retrieval_metric(direction, measure);
+            rows.push(row(step, ALL_DATASETS, &metric, value));
         }
     }
     Ok(rows)
@@ -232,12 +225,8 @@ pub fn few_shot_rows(
             classes,
             &config,
         )? {
-            rows.push(row(
-                step,
-                dataset.name(),
-                &format!("few_shot_{}", result.shots),
-                result.accuracy,
-            ));
+            let metric = few_shot_metric(result.shots);
+            rows.push(row(step, dataset.name(), &metric, result.accuracy));
         }
     }
     Ok(rows)

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use anyhow::bail;
 use candle_core::Device;
 use limoe_core::spec::ModelSpec;
 use limoe_data::batch::{Batch, Preprocess};
@@ -12,12 +11,6 @@ use limoe_model::{Images, Texts};
 
 /// Image and caption preprocessing matching the model's shape.
 pub fn preprocess(model: &ModelSpec) -> anyhow::Result<Preprocess> {
-    if model.channels != 3 {
-        bail!(
-            "model.channels is {}, but images are decoded as RGB (3 channels); set channels: 3",
-            model.channels
-        );
-    }
     Ok(Preprocess {
         patches: PatchConfig::new(model.image_size as u32, model.patch as u32)?,
         tokenizer: Arc::new(Tokenizer::new(model.vocab_size, model.text_length)?),

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use candle_core::Var;
 use limoe_core::kinds::INGEST;
-use limoe_core::logs::MetricsRow;
+use limoe_core::logs::{MetricsRow, metrics as metric_columns};
 use limoe_core::random::splitmix64_next;
 use limoe_core::records::{PLAN_FILE, write_record};
 use limoe_core::spec::Spec;
@@ -303,7 +303,7 @@ impl Run {
         })?;
         let mut metrics = self.latest_eval.clone();
         if self.loss.is_finite() {
-            metrics.insert("loss".to_string(), self.loss);
+            metrics.insert(metric_columns::LOSS.to_owned(), self.loss);
         }
         let checkpoints = self.checkpoints();
         checkpoint::save(&checkpoints, self.step, vars, optimizer, &metrics, &extra)?;

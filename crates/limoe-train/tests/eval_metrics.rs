@@ -1,6 +1,9 @@
 //! Evaluation metrics on constructed cases with hand-computable answers.
 
+use limoe_core::logs::EvalRow;
 use limoe_core::random::SplitMix64;
+use limoe_core::spec::{Monitor, ZeroShot};
+use limoe_train::embed::SplitEmbeddings;
 use limoe_train::eval::Matrix;
 use limoe_train::eval::cholesky::cholesky_solve;
 use limoe_train::eval::few_shot::{L2Choice, ProbeConfig, few_shot_probe, sample_shots, select_l2};
@@ -9,6 +12,7 @@ use limoe_train::eval::ridge::RidgeProbe;
 use limoe_train::eval::zero_shot::{
     class_weights, prompts, zero_shot_accuracy, zero_shot_from_scores,
 };
+use limoe_train::evaluate::retrieval_rows;
 
 /// Deterministic Gaussian draws for synthetic features (SplitMix64 + Box-Muller).
 struct Gauss(SplitMix64);
@@ -386,4 +390,30 @@ fn probe_rejects_bad_input() {
         ))
         .contains("-1")
     );
+}
+
+#[test]
+fn retrieval_rows_are_named_as_validation_expects_of_the_periodic_evaluation() {
+    let unit = vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8];
+    let emb = SplitEmbeddings {
+        dim: 2,
+        image: unit.clone(),
+        text: unit,
+        keys: ["a", "b", "c"].map(String::from).to_vec(),
+        labels: vec![None; 3],
+        label_names: vec![None; 3],
+    };
+    let written: Vec<String> = retrieval_rows(&emb, 0)
+        .unwrap()
+        .iter()
+        .map(EvalRow::key)
+        .collect();
+    let monitor = Monitor {
+        zero_shot: ZeroShot {
+            datasets: Vec::new(),
+            ..ZeroShot::default()
+        },
+        ..Monitor::default()
+    };
+    assert_eq!(written, monitor.metric_keys());
 }

@@ -13,11 +13,13 @@
 //! ([`MetricsRow`], [`RoutingRow`], [`EvalRow`], [`AssignmentRow`]: one field per column,
 //! what the trainer fills), its column names (the modules [`metrics`], [`routing`],
 //! [`eval`], [`assignments`]: what analysis selects by) and the [`LogRow`] conversion of
-//! rows to and from [`ColumnData`], which the trainer maps to Arrow.
+//! rows to and from [`ColumnData`], which the trainer maps to Arrow. The names the eval log's
+//! rows carry are in [`eval_metrics`].
 
 use std::path::{Path, PathBuf};
 
 mod column;
+pub mod eval_metrics;
 mod modality;
 mod parts;
 mod row;

@@ -1,6 +1,7 @@
 //! The four logs of a training run, each declared once: a line per column after `step`.
 
 use super::Modality;
+use super::eval_metrics::metric_key;
 use super::row::log_row;
 
 log_row! {
@@ -100,10 +101,9 @@ log_row! {
 }
 
 impl EvalRow {
-    /// The metric's name across datasets, `<dataset>/<metric>` (e.g.
-    /// `synthetic/zero_shot_top1`): how eval summaries and `train.best.metric` name it.
+    /// The metric's name across datasets ([`metric_key`]).
     pub fn key(&self) -> String {
-        format!("{}/{}", self.dataset, self.metric)
+        metric_key(&self.dataset, &self.metric)
     }
 }
 

@@ -37,6 +37,11 @@ impl Default for AnalysisSpec {
     }
 }
 
+/// The largest side of a plot, in pixels: a PNG is drawn on a bitmap of width x height x 3
+/// bytes (192 MiB at 8192 x 8192), and plotters counts its pixels in a `u32`, which larger
+/// plots overflow.
+const MAX_PLOT_SIDE: u32 = 8192;
+
 impl AnalysisSpec {
     pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
         c.require(!self.formats.is_empty(), &at.key("formats"), || {
@@ -52,5 +57,16 @@ impl AnalysisSpec {
         c.require(w >= 100 && h >= 100, &at.key("plot_size"), || {
             format!("plots need at least 100x100 pixels (got {w}x{h})")
         });
+        if w > MAX_PLOT_SIDE || h > MAX_PLOT_SIDE {
+            c.error(
+                &at.key("plot_size"),
+                format!(
+                    "a plot of {w}x{h} pixels is over the limit of {MAX_PLOT_SIDE} pixels a side"
+                ),
+                Some(format!(
+                    "use at most {MAX_PLOT_SIDE}x{MAX_PLOT_SIDE} (the default is 800x500)"
+                )),
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::check::Checker;
+use super::model::check_image_side;
 use super::path::KeyPath;
 
 /// The whole `data` section.
@@ -187,6 +188,15 @@ impl Default for Columns {
     }
 }
 
+/// The most pairs the loader holds at once in its shuffle buffer, and in the row group it is
+/// reading: 16 times the default buffer, and about 3 GiB of 224 px JPEGs (larger buffers
+/// fill memory with encoded images, and a buffer longer than the data with repeats of it).
+const MAX_BUFFERED_PAIRS: usize = 65_536;
+
+/// The largest shard size, in MiB (64 GiB): a bound on a number of bytes to stop writing at,
+/// far above the 256 MiB default.
+const MAX_SHARD_MIB: usize = 65_536;
+
 impl DataSpec {
     pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
         c.require(!self.sources.is_empty(), &at.key("sources"), || {
@@ -201,6 +211,7 @@ impl DataSpec {
                     c.require(s.image_size >= 8, &here.key("image_size"), || {
                         "`image_size` must be at least 8 pixels".into()
                     });
+                    check_image_side(s.image_size as usize, &here.key("image_size"), c);
                 }
                 Source::Emoji(e) => c.require(!e.styles.is_empty(), &here, || {
                     "`styles` needs at least one style".into()
@@ -216,6 +227,33 @@ impl DataSpec {
                 ("shuffle_buffer", self.shuffle_buffer),
             ],
         );
+        for (key, pairs) in [
+            ("shuffle_buffer", self.shuffle_buffer),
+            ("row_group_rows", self.row_group_rows),
+        ] {
+            if pairs > MAX_BUFFERED_PAIRS {
+                c.error(
+                    &at.key(key),
+                    format!(
+                        "{pairs} pairs is over the limit of {MAX_BUFFERED_PAIRS}: the loader \
+                         holds a shuffle buffer and a row group of pairs in memory"
+                    ),
+                    Some(format!("set `{key}` to at most {MAX_BUFFERED_PAIRS}")),
+                );
+            }
+        }
+        if self.shard_mib > MAX_SHARD_MIB {
+            c.error(
+                &at.key("shard_mib"),
+                format!(
+                    "{} MiB is over the limit of {MAX_SHARD_MIB} MiB per shard",
+                    self.shard_mib
+                ),
+                Some(format!(
+                    "set `shard_mib` to at most {MAX_SHARD_MIB} (the default is 256)"
+                )),
+            );
+        }
         let Splits { val, test } = self.splits;
         c.require(
             val >= 0.0 && test >= 0.0 && val + test < 1.0,

@@ -154,10 +154,26 @@ impl ZeroShot {
     }
 }
 
+/// The most pairs retrieval ranks at once: it scores every image against every text, an
+/// n x n matrix of f64 (2 GiB at 16384), while the usual benchmarks have 1000 (Flickr30k)
+/// to 5000 (COCO) test pairs.
+const MAX_RETRIEVAL_PAIRS: usize = 16_384;
+
 impl Retrieval {
     pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
         c.require(self.max_pairs >= 2, &at.key("max_pairs"), || {
             "retrieval needs at least 2 pairs".into()
         });
+        if self.max_pairs > MAX_RETRIEVAL_PAIRS {
+            c.error(
+                &at.key("max_pairs"),
+                format!(
+                    "{} pairs is over the limit of {MAX_RETRIEVAL_PAIRS}: retrieval scores \
+                     every image against every text",
+                    self.max_pairs
+                ),
+                Some(format!("set `max_pairs` to at most {MAX_RETRIEVAL_PAIRS}")),
+            );
+        }
     }
 }

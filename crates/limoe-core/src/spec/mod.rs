@@ -1,6 +1,7 @@
 //! The experiment spec: YAML -> a tree with positions -> typed, validated sections.
 
 mod analysis;
+mod batches;
 mod check;
 mod data;
 mod de;
@@ -28,7 +29,8 @@ pub use diagnostic::{Diagnostic, SpecErrors, did_you_mean};
 pub use eval::{EvalDataset, EvalSpec, FewShot, Retrieval, ZeroShot};
 pub use executor::{ExecutorSpec, SlurmSpec};
 pub use model::{
-    Arch, AuxSpec, Capacity, LogitScale, ModelSpec, MoeSpec, PerModality, Pooling, Size,
+    Arch, AuxSpec, CHANNELS, CLIP_VOCAB_SIZE, Capacity, LogitScale, MIN_VOCAB_SIZE, ModelSpec,
+    MoeSpec, PerModality, Pooling, Size,
 };
 pub use node::{Entry, Node, Origin, Value};
 pub use overrides::apply_overrides;
@@ -106,6 +108,7 @@ impl Spec {
         self.analysis.check(&root.key("analysis"), c);
         self.sweep.check(&root.key("sweep"), c);
         self.executor.check(&root.key("executor"), c);
+        batches::check_batches(self, c);
     }
 
     /// The resolved spec as YAML (what is saved with every run).

@@ -53,10 +53,10 @@ impl Size {
     pub fn shape(self) -> [(&'static str, usize); 8] {
         let (width, depth, mlp_dim, heads, patch, image_size, vocab_size) = match self {
             Size::Tiny => (64, 4, 256, 4, 8, 32, 4096),
-            Size::S => (512, 8, 2048, 8, 16, 224, 49408),
-            Size::B => (768, 12, 3072, 12, 16, 224, 49408),
-            Size::L => (1024, 24, 4096, 16, 16, 224, 49408),
-            Size::H => (1280, 32, 5120, 16, 14, 224, 49408),
+            Size::S => (512, 8, 2048, 8, 16, 224, CLIP_VOCAB_SIZE),
+            Size::B => (768, 12, 3072, 12, 16, 224, CLIP_VOCAB_SIZE),
+            Size::L => (1024, 24, 4096, 16, 16, 224, CLIP_VOCAB_SIZE),
+            Size::H => (1280, 32, 5120, 16, 14, 224, CLIP_VOCAB_SIZE),
         };
         [
             ("width", width),
@@ -290,6 +290,42 @@ impl Default for LogitScale {
     }
 }
 
+/// The smallest vocabulary of the caption tokenizer (`crates/limoe-data/src/tokenizer.rs`):
+/// its 512 byte tokens, the start token and the end token.
+pub const MIN_VOCAB_SIZE: usize = 514;
+
+/// CLIP's full vocabulary: the tokenizer has no ids beyond it.
+pub const CLIP_VOCAB_SIZE: usize = 49408;
+
+/// Channels of every image: they are decoded as RGB.
+pub const CHANNELS: usize = 3;
+
+/// The deepest encoder a spec may ask for: far beyond any ViT (ViT-22B has 48 blocks), and
+/// small enough that listing the blocks (validation places the MoE blocks among them) is
+/// cheap.
+const MAX_DEPTH: usize = 1024;
+
+/// The largest image side, in pixels: an image is decoded to side x side x 3 bytes and
+/// patchified to as many floats (48 MiB and 192 MiB at 4096 px), so larger sides exhaust
+/// memory image by image, while real sets rarely exceed a few thousand pixels.
+pub(super) const MAX_IMAGE_SIDE: usize = 4096;
+
+/// Records an error at `at` when an image side is larger than [`MAX_IMAGE_SIDE`].
+pub(super) fn check_image_side(side: usize, at: &KeyPath, c: &mut Checker) {
+    if side > MAX_IMAGE_SIDE {
+        c.error(
+            at,
+            format!(
+                "an image side of {side} pixels is over the limit of {MAX_IMAGE_SIDE}: every \
+                 image is held as side x side x 3 values"
+            ),
+            Some(format!(
+                "use at most {MAX_IMAGE_SIDE} pixels (the LIMoE models see 224)"
+            )),
+        );
+    }
+}
+
 impl ModelSpec {
     /// Checks the values that deserialization cannot (divisibility, ranges).
     pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
@@ -302,10 +338,30 @@ impl ModelSpec {
                 ("heads", self.heads),
                 ("patch", self.patch),
                 ("image_size", self.image_size),
-                ("channels", self.channels),
                 ("text_length", self.text_length),
             ],
         );
+        if self.depth > MAX_DEPTH {
+            c.error(
+                &at.key("depth"),
+                format!(
+                    "depth {} is over the limit of {MAX_DEPTH} blocks",
+                    self.depth
+                ),
+                Some(format!("use at most {MAX_DEPTH} blocks")),
+            );
+        }
+        check_image_side(self.image_size, &at.key("image_size"), c);
+        if self.channels != CHANNELS {
+            c.error(
+                &at.key("channels"),
+                format!(
+                    "`channels: {}`, but images are decoded as RGB ({CHANNELS} channels)",
+                    self.channels
+                ),
+                Some(format!("set `channels: {CHANNELS}` or leave it out")),
+            );
+        }
         if self.heads >= 1 && !self.width.is_multiple_of(self.heads) {
             c.error(
                 &at.key("heads"),
@@ -323,9 +379,21 @@ impl ModelSpec {
                 Some("choose a patch size that divides the image side".into()),
             );
         }
-        c.require(self.vocab_size >= 2, &at.key("vocab_size"), || {
-            "`vocab_size` must be at least 2".into()
-        });
+        if !(MIN_VOCAB_SIZE..=CLIP_VOCAB_SIZE).contains(&self.vocab_size) {
+            c.error(
+                &at.key("vocab_size"),
+                format!(
+                    "a vocabulary of {} ids does not fit the tokenizer: CLIP's BPE needs at \
+                     least {MIN_VOCAB_SIZE} (512 byte tokens, start and end) and has \
+                     {CLIP_VOCAB_SIZE}",
+                    self.vocab_size
+                ),
+                Some(format!(
+                    "set vocab_size between {MIN_VOCAB_SIZE} and {CLIP_VOCAB_SIZE} (the \
+                     `tiny` preset has 4096)"
+                )),
+            );
+        }
         if let Some(embed) = self.embed_dim {
             c.at_least_one(at, &[("embed_dim", embed)]);
         }
@@ -368,7 +436,10 @@ impl ModelSpec {
                 format!("`last` must be between 1 and depth ({})", self.depth)
             });
         }
-        if self.arch == Arch::Limoe && self.depth >= 1 && moe.moe_blocks(self.depth).is_empty() {
+        if self.arch == Arch::Limoe
+            && (1..=MAX_DEPTH).contains(&self.depth)
+            && moe.moe_blocks(self.depth).is_empty()
+        {
             c.error(
                 at,
                 format!("no block of the {} is an MoE block", self.depth),

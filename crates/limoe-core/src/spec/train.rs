@@ -3,8 +3,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::check::Checker;
+use super::diagnostic::did_you_mean;
 use super::eval::{Retrieval, ZeroShot};
 use super::path::KeyPath;
+use crate::logs::eval_metrics::{
+    ALL_DATASETS, RETRIEVAL_DIRECTIONS, RETRIEVAL_MEASURES, ZERO_SHOT, metric_key, retrieval_metric,
+};
+use crate::logs::metrics;
 
 /// Learning-rate schedule after the linear warmup.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -55,7 +60,7 @@ pub struct BestBy {
 impl Default for BestBy {
     fn default() -> BestBy {
         BestBy {
-            metric: "loss".into(),
+            metric: metrics::LOSS.into(),
             goal: Goal::Lower,
         }
     }
@@ -76,6 +81,21 @@ pub struct Monitor {
     pub retrieval: Retrieval,
     /// Pairs per evaluation batch.
     pub batch_size: usize,
+}
+
+impl Monitor {
+    /// The `<dataset>/<metric>` names each periodic evaluation writes: the zero-shot metrics
+    /// of every dataset it classifies, and retrieval's when that is enabled.
+    pub fn metric_keys(&self) -> Vec<String> {
+        let zero_shot = (self.zero_shot.datasets.iter())
+            .flat_map(|dataset| ZERO_SHOT.map(|metric| metric_key(dataset.name(), metric)));
+        let retrieval = RETRIEVAL_DIRECTIONS
+            .into_iter()
+            .flat_map(|direction| RETRIEVAL_MEASURES.map(|m| retrieval_metric(direction, m)))
+            .map(|metric| metric_key(ALL_DATASETS, &metric))
+            .filter(|_| self.retrieval.enabled);
+        zero_shot.chain(retrieval).collect()
+    }
 }
 
 impl Default for Monitor {
@@ -207,14 +227,7 @@ impl TrainSpec {
                 )
             },
         );
-        c.require(
-            !self.best.metric.is_empty(),
-            &at.key("best").key("metric"),
-            || {
-                "name a metric: `loss` or `<dataset>/<metric>` such as `synthetic/zero_shot_top1`"
-                    .into()
-            },
-        );
+        self.check_best(&at.key("best").key("metric"), c);
         c.require(self.weight_decay >= 0.0, &at.key("weight_decay"), || {
             "`weight_decay` must be zero or positive".into()
         });
@@ -224,5 +237,28 @@ impl TrainSpec {
                     .into()
             });
         }
+    }
+
+    /// `best.metric` must be one the run records at its checkpoints: the step's loss or a
+    /// metric of the periodic evaluation; any other would never pick a checkpoint.
+    fn check_best(&self, at: &KeyPath, c: &mut Checker) {
+        let metric = &self.best.metric;
+        let known: Vec<String> = std::iter::once(metrics::LOSS.to_owned())
+            .chain(self.monitor.metric_keys())
+            .collect();
+        if known.contains(metric) {
+            return;
+        }
+        let hint = did_you_mean(metric, known.iter().map(String::as_str))
+            .unwrap_or_else(|| format!("this run records: {}", known.join(", ")));
+        c.error(
+            at,
+            format!(
+                "`{metric}` is not a metric this run records: it records `{}` and what \
+                 `train.monitor` evaluates (its zero-shot datasets, and retrieval)",
+                metrics::LOSS
+            ),
+            Some(hint),
+        );
     }
 }

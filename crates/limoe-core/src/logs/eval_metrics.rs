@@ -1,0 +1,36 @@
+//! The names in the eval log's `dataset` and `metric` columns, each spelled once: the
+//! evaluation suite (`crates/limoe-train/src/evaluate.rs`) writes its rows under them, and
+//! validation checks `train.best.metric` against the ones a spec's periodic evaluation writes.
+
+/// The `dataset` of the metrics taken over every pair of a split, whatever its source.
+pub const ALL_DATASETS: &str = "all";
+
+/// Zero-shot top-1 accuracy.
+pub const ZERO_SHOT_TOP1: &str = "zero_shot_top1";
+/// Zero-shot top-5 accuracy.
+pub const ZERO_SHOT_TOP5: &str = "zero_shot_top5";
+/// The top-1 accuracy of guessing: one over the number of classes.
+pub const CHANCE_TOP1: &str = "chance_top1";
+/// What zero-shot classification writes for each dataset, in this order.
+pub const ZERO_SHOT: [&str; 3] = [ZERO_SHOT_TOP1, ZERO_SHOT_TOP5, CHANCE_TOP1];
+
+/// Retrieval's directions: image to text, text to image.
+pub const RETRIEVAL_DIRECTIONS: [&str; 2] = ["i2t", "t2i"];
+/// What retrieval measures in each direction: recall at 1, 5 and 10, the median rank.
+pub const RETRIEVAL_MEASURES: [&str; 4] = ["r1", "r5", "r10", "median_rank"];
+
+/// `retrieval_<direction>_<measure>`, e.g. `retrieval_i2t_r1`.
+pub fn retrieval_metric(direction: &str, measure: &str) -> String {
+    format!("retrieval_{direction}_{measure}")
+}
+
+/// `few_shot_<shots>`: the linear probe's accuracy with that many shots per class.
+pub fn few_shot_metric(shots: usize) -> String {
+    format!("few_shot_{shots}")
+}
+
+/// A metric's name across datasets, `<dataset>/<metric>` (e.g. `synthetic/zero_shot_top1`):
+/// how eval summaries, checkpoints and `train.best.metric` name it.
+pub fn metric_key(dataset: &str, metric: &str) -> String {
+    format!("{dataset}/{metric}")
+}
