@@ -326,8 +326,9 @@ fn nonfinite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
         "nonfinite.txt: {record}"
     );
     assert!(
-        stderr.contains(&format!("step {failed}: ")) && stderr.contains("last good checkpoint"),
-        "the error does not name step {failed}: {stderr}"
+        stderr.contains(&format!("step {failed}: "))
+            && stderr.contains(&format!("the last good checkpoint, of step {}", failed - 1)),
+        "the error does not name step {failed} and the checkpoint kept: {stderr}"
     );
     assert!(
         train_dir(dir.path(), false).is_none(),
@@ -362,6 +363,19 @@ fn nonfinite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
         metrics.iter().all(|r| r.loss.is_finite()),
         "a logged loss is not finite: {metrics:?}"
     );
+
+    // Before the first checkpoint there is none to keep, and the message says so.
+    let early = tempfile::tempdir().unwrap();
+    let args = run_args(
+        "steps: 20, batch_size: 8, warmup_steps: 0, lr: 1e30, min_lr: 0, grad_clip: null, \
+         eval_every: 20, checkpoint_every: 20, log_every: 1",
+    );
+    let stderr = text(&limoe(&args, early.path()).stderr);
+    assert!(
+        stderr.contains("no checkpoint had been saved yet, so there is none to keep")
+            && !stderr.contains("last good checkpoint"),
+        "{stderr}"
+    );
 }
 
 const ATOMIC_STEPS: u64 = 40;
@@ -369,8 +383,10 @@ const ATOMIC_STEPS: u64 = 40;
 const ATOMIC_GOOD: u64 = 20;
 
 /// Debris of killed saves — a `.tmp-step-N` directory (complete but never renamed, and one
-/// with only the model) and a `step-N` directory without `state.json` — is not picked up:
-/// the run resumes from the previous complete checkpoint and finishes as an uninterrupted one.
+/// with only the model) and a `step-N` directory without `state.json` — is not picked up,
+/// and a newest checkpoint whose model file was truncated is skipped with a warning naming
+/// it: the run resumes from the previous complete checkpoint and finishes as an
+/// uninterrupted one.
 #[test]
 fn debris_of_killed_saves_is_never_resumed_from() {
     let dir = tempfile::tempdir().unwrap();
@@ -402,16 +418,27 @@ fn debris_of_killed_saves_is_never_resumed_from() {
     .unwrap();
     // A step directory without its state.
     std::fs::remove_file(step_dir(ATOMIC_GOOD + 10).join("state.json")).unwrap();
-    for step in (ATOMIC_GOOD + 15..=ATOMIC_STEPS).step_by(5) {
+    // Truncated by a full disk or a careless copy, its state intact.
+    let truncated = step_dir(ATOMIC_GOOD + 15).join("model.safetensors");
+    let bytes = std::fs::read(&truncated).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    for step in (ATOMIC_GOOD + 20..=ATOMIC_STEPS).step_by(5) {
         std::fs::remove_dir_all(step_dir(step)).unwrap();
     }
-    assert_eq!(checkpoint_steps(&partial).last(), Some(&ATOMIC_GOOD));
+    assert_eq!(checkpoint_steps(&partial).last(), Some(&(ATOMIC_GOOD + 15)));
 
     let out = run_ok(&args, dir.path());
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(&format!("train: resuming after step {ATOMIC_GOOD}")),
         "the run did not resume from step {ATOMIC_GOOD}: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "skipping the checkpoint of step {}: ",
+            ATOMIC_GOOD + 15
+        )) && stderr.contains(&format!("step-{:08}/model.safetensors", ATOMIC_GOOD + 15)),
+        "the truncated checkpoint was not named as skipped: {stderr}"
     );
     let done = train_dir(dir.path(), false).expect("the resumed run's train output");
     Outcome::read(&done, ATOMIC_STEPS).assert_same(&expected, "resumed past killed saves");

@@ -12,6 +12,7 @@ mod ingest;
 pub mod loader;
 pub mod patches;
 pub mod schema;
+mod shard_check;
 pub mod shards;
 pub mod sources;
 pub mod split;

@@ -14,6 +14,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::column;
+use crate::shard_check;
 use crate::shards::{INDEX, Index, Pair, ShardInfo};
 use crate::split::Split;
 
@@ -278,8 +279,10 @@ impl Loader {
         units
     }
 
-    /// Every row of one row group, skipped ones included (row `i` is index `i`).
+    /// Every row of one row group, skipped ones included (row `i` is index `i`), from a
+    /// shard found intact ([`shard_check`]).
     fn read_group(&self, shard: usize, group: usize) -> anyhow::Result<Vec<Pair>> {
+        shard_check::check_once(&self.dir, &self.shards[shard])?;
         let path = self.dir.join(&self.shards[shard].file);
         let read = || -> anyhow::Result<Vec<RecordBatch>> {
             let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path)?)?

@@ -129,6 +129,35 @@ fn missing_index_and_damaged_shards_name_the_file() {
     assert!(text.contains("--force ingest"), "{text}");
 }
 
+/// One flipped bit leaves a shard's size and often its Parquet structure intact: the hash
+/// `index.json` records finds it before any row is read.
+#[test]
+fn a_same_size_change_of_a_shard_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path());
+    let shard = dir.path().join("train-00000.parquet");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&shard, &bytes).unwrap();
+    let results: Vec<_> = Loader::open(dir.path(), options(0)).unwrap().collect();
+    let err = results
+        .iter()
+        .find_map(|r| r.as_ref().err())
+        .expect("the changed shard is an error");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("train-00000.parquet")
+            && text.contains("does not match index.json")
+            && text.contains("--force ingest"),
+        "{text}"
+    );
+    assert!(
+        results.iter().take_while(|r| r.is_ok()).count() == 0,
+        "no row of the changed shard is delivered"
+    );
+}
+
 fn options(shuffle_buffer: usize) -> LoaderOptions {
     LoaderOptions {
         split: Split::Train,

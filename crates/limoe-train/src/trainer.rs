@@ -180,6 +180,37 @@ fn forward_backward(
     })
 }
 
+/// Loads the newest checkpoint in `out_dir` that verifies, saying which newer ones were
+/// skipped and why (a truncated or changed file must not block every later resume); `None`
+/// when there is none to resume from. A checkpoint that fails sets nothing
+/// ([`checkpoint::load`] checks everything first).
+fn restore(
+    out_dir: &Path,
+    vars: &[(String, Var)],
+    optimizer: &mut AdamW,
+) -> anyhow::Result<Option<(u64, ResumeState)>> {
+    let saved = checkpoint::list(&out_dir.join(CHECKPOINTS))?;
+    for candidate in saved.iter().rev() {
+        let restored = serde_json::from_value::<ResumeState>(candidate.state.extra.clone())
+            .with_context(|| format!("{} has no loader position", candidate.path.display()))
+            .and_then(|resume| {
+                checkpoint::load(&candidate.path, vars, optimizer)?;
+                Ok(resume)
+            });
+        match restored {
+            Ok(resume) => return Ok(Some((candidate.step, resume))),
+            Err(e) => tracing::warn!(
+                "train: skipping the checkpoint of step {}: {e:#}",
+                candidate.step
+            ),
+        }
+    }
+    if !saved.is_empty() {
+        tracing::warn!("train: no checkpoint verifies; training starts again from step 0");
+    }
+    Ok(None)
+}
+
 /// A run in progress: where it stands, its logs, and what its checkpoints record.
 struct Run {
     /// The train stage's output directory.
@@ -209,20 +240,14 @@ impl Run {
         vars: &[(String, Var)],
         optimizer: &mut AdamW,
     ) -> anyhow::Result<Run> {
-        let (step, position, earlier_seconds, logs) =
-            match checkpoint::latest(&out_dir.join(CHECKPOINTS))? {
-                Some(last) => {
-                    let state = checkpoint::load(&last.path, vars, optimizer)?;
-                    let resume: ResumeState =
-                        serde_json::from_value(state.extra).with_context(|| {
-                            format!("{} has no loader position", last.path.display())
-                        })?;
-                    tracing::info!("train: resuming after step {}", state.step);
-                    let logs = RunLogs::resume(out_dir, state.step as i64)?;
-                    (state.step, Some(resume.position), resume.wall_seconds, logs)
-                }
-                None => (0, None, 0.0, RunLogs::create(out_dir)?),
-            };
+        let (step, position, earlier_seconds, logs) = match restore(out_dir, vars, optimizer)? {
+            Some((step, resume)) => {
+                tracing::info!("train: resuming after step {step}");
+                let logs = RunLogs::resume(out_dir, step as i64)?;
+                (step, Some(resume.position), resume.wall_seconds, logs)
+            }
+            None => (0, None, 0.0, RunLogs::create(out_dir)?),
+        };
         Ok(Run {
             out_dir: out_dir.to_owned(),
             step,
@@ -327,10 +352,16 @@ impl Run {
         if let Err(e) = saved {
             return e.context(format!("{error:#}"));
         }
+        let kept = match checkpoint::latest(&self.checkpoints()) {
+            Ok(Some(last)) => format!(
+                "the last good checkpoint, of step {}, is kept in {}",
+                last.step,
+                last.path.display()
+            ),
+            _ => "no checkpoint had been saved yet, so there is none to keep".to_owned(),
+        };
         anyhow::anyhow!(
-            "{error:#}; training stopped, the last good checkpoint is kept in {} \
-             (lower train.lr or set train.grad_clip)",
-            self.checkpoints().display()
+            "{error:#}; training stopped, {kept} (lower train.lr or set train.grad_clip)"
         )
     }
 

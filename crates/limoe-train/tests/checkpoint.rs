@@ -280,3 +280,68 @@ fn loading_a_mismatched_checkpoint_names_the_tensor_and_file() {
         "{err}"
     );
 }
+
+/// A same-size change of a tensor file (one flipped bit) is found by its hash before
+/// anything is loaded, for training's resume and evaluation's parameters alike.
+#[test]
+fn a_changed_tensor_file_is_an_error_naming_it() {
+    let root = tempfile::tempdir().unwrap();
+    let p = params(0.0);
+    let dir = checkpoint::save(
+        root.path(),
+        1,
+        &p,
+        &optimizer(&p),
+        &BTreeMap::new(),
+        &json!(null),
+    )
+    .unwrap();
+    for file in [MODEL_FILE, OPTIMIZER_FILE] {
+        let path = dir.join(file);
+        let original = std::fs::read(&path).unwrap();
+        let mut flipped = original.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        std::fs::write(&path, &flipped).unwrap();
+        let err = load_error(&dir, &params(2.0));
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains("changed after"),
+            "{err}"
+        );
+        std::fs::write(&path, &original).unwrap();
+    }
+    let path = dir.join(MODEL_FILE);
+    let mut flipped = std::fs::read(&path).unwrap();
+    flipped[100] ^= 4;
+    std::fs::write(&path, &flipped).unwrap();
+    let target = params(2.0);
+    let err = format!("{:#}", checkpoint::load_params(&dir, &target).unwrap_err());
+    assert!(err.contains(MODEL_FILE), "{err}");
+}
+
+/// Weights holding NaN or infinity are refused at load, naming the file and the tensor.
+#[test]
+fn nonfinite_weights_are_an_error_naming_the_file_and_tensor() {
+    let root = tempfile::tempdir().unwrap();
+    let p = params(0.0);
+    let bad = Var::from_vec(vec![0.5f32, 1.0, f32::NAN, 2.0], 4, &Device::Cpu).unwrap();
+    let mut saved = p.clone();
+    saved[1].1 = bad;
+    let dir = checkpoint::save(
+        root.path(),
+        1,
+        &saved,
+        &optimizer(&saved),
+        &BTreeMap::new(),
+        &json!(null),
+    )
+    .unwrap();
+    let err = load_error(&dir, &params(2.0));
+    assert!(
+        err.contains(MODEL_FILE)
+            && err.contains(
+                "tensor `encoder.block0.attention.qkv.bias` holds the non-finite value NaN at flat index 2"
+            ),
+        "{err}"
+    );
+}

@@ -6,6 +6,8 @@
 //! directory is then renamed into place; a directory without a readable `state.json` is never
 //! a checkpoint, so a killed save is ignored by [`latest`] and removed by [`retain`].
 //! Tensors are saved from and loaded to the CPU as f32, whatever device they live on.
+//! `state.json` records the SHA-256 of both tensor files, checked before anything is loaded,
+//! so a file changed on disk (a flipped bit, a truncated copy) is an error naming it.
 
 mod retain;
 
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use candle_core::{DType, Device, Tensor, Var};
-use limoe_core::files::write_atomic;
+use limoe_core::files::{hash_file, write_atomic};
 use serde::{Deserialize, Serialize};
 
 use crate::optim::AdamW;
@@ -44,6 +46,10 @@ pub struct CheckpointState {
     pub metrics: BTreeMap<String, f64>,
     /// Whatever else the loop needs to resume: loader position, RNG states, spec hash.
     pub extra: serde_json::Value,
+    /// Hex SHA-256 of each tensor file, by file name (empty in checkpoints written before
+    /// files were hashed, which load unchecked).
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
 }
 
 /// A complete checkpoint on disk.
@@ -75,12 +81,6 @@ pub fn save(
     if let Some((name, value)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
         bail!("checkpoint of step {step}: metric `{name}` is {value}, not a finite number");
     }
-    let state = CheckpointState {
-        step,
-        optimizer_step: optimizer.step_count(),
-        metrics: metrics.clone(),
-        extra: extra.clone(),
-    };
     let tmp = root.join(format!("{TMP_PREFIX}{step:08}"));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)
@@ -93,6 +93,20 @@ pub fn save(
         &tmp.join(OPTIMIZER_FILE),
         optimizer.state_vars().into_iter(),
     )?;
+    let mut files = BTreeMap::new();
+    for file in [MODEL_FILE, OPTIMIZER_FILE] {
+        let path = tmp.join(file);
+        let (_, sha256) =
+            hash_file(&path).with_context(|| format!("cannot read back {}", path.display()))?;
+        files.insert(file.to_owned(), sha256);
+    }
+    let state = CheckpointState {
+        step,
+        optimizer_step: optimizer.step_count(),
+        metrics: metrics.clone(),
+        extra: extra.clone(),
+        files,
+    };
     write_atomic(&tmp.join(STATE_FILE), &serde_json::to_vec_pretty(&state)?)?;
     let dir = root.join(dir_name(step));
     if dir.exists() {
@@ -160,11 +174,7 @@ pub fn load(
     params: &[(String, Var)],
     optimizer: &mut AdamW,
 ) -> anyhow::Result<CheckpointState> {
-    let state_path = dir.join(STATE_FILE);
-    let bytes = std::fs::read(&state_path)
-        .with_context(|| format!("cannot read {}", state_path.display()))?;
-    let state: CheckpointState = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a checkpoint state", state_path.display()))?;
+    let state = read_verified(dir)?;
     let model: Vec<(String, &Var)> = params.iter().map(|(n, v)| (n.clone(), v)).collect();
     let model = read_matching(&dir.join(MODEL_FILE), &model)?;
     let moments = optimizer.state_vars();
@@ -179,11 +189,35 @@ pub fn load(
 /// Restores only the parameters from the checkpoint directory `dir` (for evaluation), with
 /// the same checks as [`load`].
 pub fn load_params(dir: &Path, params: &[(String, Var)]) -> anyhow::Result<()> {
+    read_verified(dir)?;
     let model: Vec<(String, &Var)> = params.iter().map(|(n, v)| (n.clone(), v)).collect();
     for (var, tensor) in read_matching(&dir.join(MODEL_FILE), &model)? {
         var.set(&tensor.to_device(var.device())?)?;
     }
     Ok(())
+}
+
+/// The checkpoint state of `dir`, after checking each tensor file against the hash it
+/// records.
+fn read_verified(dir: &Path) -> anyhow::Result<CheckpointState> {
+    let state_path = dir.join(STATE_FILE);
+    let bytes = std::fs::read(&state_path)
+        .with_context(|| format!("cannot read {}", state_path.display()))?;
+    let state: CheckpointState = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a checkpoint state", state_path.display()))?;
+    for (file, expected) in &state.files {
+        let path = dir.join(file);
+        let (bytes, found) =
+            hash_file(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        if &found != expected {
+            bail!(
+                "{} ({bytes} bytes) does not match the SHA-256 its {STATE_FILE} records: it \
+                 changed after it was saved (found {found}, expected {expected})",
+                path.display()
+            );
+        }
+    }
+    Ok(state)
 }
 
 /// Writes `tensors` to `path` as f32 on the CPU and syncs the file.
@@ -206,8 +240,14 @@ fn save_tensors<'a>(
         .with_context(|| format!("cannot sync {}", path.display()))
 }
 
+/// The first value of `tensor` that is NaN or infinite, with its flat index.
+fn first_nonfinite(tensor: &Tensor) -> anyhow::Result<Option<(usize, f32)>> {
+    let values: Vec<f32> = tensor.flatten_all()?.to_vec1()?;
+    Ok(values.into_iter().enumerate().find(|(_, v)| !v.is_finite()))
+}
+
 /// The tensors of `path` paired with the variables they restore, after checking that the
-/// file has exactly the expected names, each f32 with the variable's shape.
+/// file has exactly the expected names, each f32 with the variable's shape and finite values.
 fn read_matching<'a>(
     path: &Path,
     expected: &[(String, &'a Var)],
@@ -227,7 +267,12 @@ fn read_matching<'a>(
                 t.dims(),
                 var.dims()
             )),
-            Some(t) => pairs.push((*var, t)),
+            Some(t) => match first_nonfinite(&t)? {
+                Some((index, value)) => problems.push(format!(
+                    "tensor `{name}` holds the non-finite value {value} at flat index {index}"
+                )),
+                None => pairs.push((*var, t)),
+            },
         }
     }
     let mut extra: Vec<String> = loaded.into_keys().collect();
