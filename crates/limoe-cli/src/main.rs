@@ -7,6 +7,7 @@ mod process_env;
 mod registry;
 mod report;
 mod sweep;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +95,12 @@ enum Command {
         /// The run: a directory such as `runs/tiny`, or an experiment name under --runs-dir.
         run: PathBuf,
     },
+    /// Re-hash every file the manifests of a run's stage outputs list, naming what changed
+    /// on disk since the stages wrote it.
+    Verify {
+        /// The run: a directory such as `runs/tiny`, or an experiment name under --runs-dir.
+        run: PathBuf,
+    },
     /// List the registered stage kinds.
     Stages,
     /// Measure throughput of the named targets (every target when none is named).
@@ -165,6 +172,7 @@ fn main() -> ExitCode {
         Command::Validate { specs, sets } => commands::validate(&registry, &specs, &sets),
         Command::Plan { spec } => commands::plan(&registry, &cli.runs_dir, &spec.spec, &spec.sets),
         Command::Report { run } => report::report(&registry, &cli.runs_dir, &cli.reports_dir, &run),
+        Command::Verify { run } => verify::verify(&cli.runs_dir, &run),
         Command::Stages => commands::stages(&registry),
         Command::Bench { targets, export } => {
             limoe_bench::bench(&registry, &targets, export.as_deref())

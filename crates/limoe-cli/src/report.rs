@@ -3,15 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use limoe_analysis::RunDirs;
 use limoe_analysis::report::{INDEX, TrialReport, publish, write_run_report, write_sweep_report};
 use limoe_core::Registry;
-use limoe_core::runner::{LAST_RUN, Plan, RunReport};
+use limoe_core::runner::{Plan, RunReport};
 use limoe_core::spec::AnalysisSpec;
 use limoe_core::sweep::{SweepRecord, TRIALS_DIR, TrialState};
 
-use crate::load::load;
+use crate::load::{find_run, load};
 
 /// Copies the report the plan's `analyze` stage wrote to `<reports>/<experiment>/` (a
 /// sweep trial's to `<reports>/<experiment>/trials/<id>/`) and says where it is; does
@@ -178,24 +178,4 @@ fn staging_dir(reports_dir: &Path) -> anyhow::Result<tempfile::TempDir> {
 /// Where a sweep trial's report is published.
 pub fn trial_report_dir(reports_dir: &Path, experiment: &str, trial: &str) -> PathBuf {
     reports_dir.join(experiment).join(TRIALS_DIR).join(trial)
-}
-
-/// The run directory `run` names: itself when it holds a run's records, else
-/// `<runs>/<run>`.
-fn find_run(runs_dir: &Path, run: &Path) -> anyhow::Result<PathBuf> {
-    let is_run = |dir: &Path| dir.join(LAST_RUN).is_file() || SweepRecord::path(dir).is_file();
-    if is_run(run) {
-        return Ok(run.to_owned());
-    }
-    let under_runs = runs_dir.join(run);
-    if is_run(&under_runs) {
-        return Ok(under_runs);
-    }
-    bail!(
-        "no run at {} or {} (no last-run.json or sweep.json there): run the spec with `limoe run SPEC` \
-         first, or name a directory under {}",
-        run.display(),
-        under_runs.display(),
-        runs_dir.display()
-    )
 }

@@ -120,6 +120,34 @@ fn run_dry_run_plan_and_cached_rerun() {
         text(&forced.stdout)
     );
 
+    // `limoe verify` re-hashes what the manifests list and names a changed file.
+    let verified = limoe(&["verify", "runs/cmd"], dir.path());
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+    assert!(
+        text(&verified.stdout).starts_with("ok "),
+        "{}",
+        text(&verified.stdout)
+    );
+    let output = std::fs::read_dir(dir.path().join("runs/cmd"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("hello-")
+        })
+        .unwrap();
+    std::fs::write(output.join("hi.txt"), "ho\n").unwrap();
+    let changed = limoe(&["verify", "cmd"], dir.path());
+    assert_eq!(changed.status.code(), Some(1));
+    let stdout = text(&changed.stdout);
+    assert!(
+        stdout.starts_with("CHANGED ") && stdout.contains("hi.txt: 3 bytes with SHA-256"),
+        "{stdout}"
+    );
+    assert!(text(&changed.stderr).contains("--force STAGE"));
+
     let custom = limoe(&["--runs-dir", "elsewhere", "run", spec], dir.path());
     assert!(custom.status.success());
     assert!(dir.path().join("elsewhere/cmd/specs").is_dir());
@@ -291,7 +319,9 @@ fn stages_lists_the_command_kind_and_every_subcommand_has_help() {
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
         .collect();
     assert_eq!(kinds, ["analyze", "command", "eval", "ingest", "train"]);
-    for sub in ["run", "validate", "plan", "stages", "report", "sweep"] {
+    for sub in [
+        "run", "validate", "plan", "stages", "report", "sweep", "verify",
+    ] {
         let help = limoe(&[sub, "--help"], &root());
         assert!(help.status.success());
         assert!(text(&help.stdout).contains("Usage: limoe"), "{sub}");

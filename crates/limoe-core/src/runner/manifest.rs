@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::files::{hash_file, list_files, write_atomic};
@@ -63,6 +64,15 @@ pub struct FileEntry {
     pub sha256: String,
 }
 
+/// What re-hashing an output's files found ([`Manifest::verify`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verified {
+    /// Files the manifest lists.
+    pub files: usize,
+    /// One line per file that is missing or differs from its record.
+    pub changed: Vec<String>,
+}
+
 impl Manifest {
     /// The manifest of `dir` if it is complete for `key` and its files are all present with
     /// their recorded sizes; `None` for anything else (missing, partial, stale, damaged).
@@ -89,6 +99,38 @@ impl Manifest {
                 })
             })
             .collect()
+    }
+
+    /// Re-hashes every file the manifest of `dir` lists; an unreadable or damaged manifest
+    /// is an error naming it.
+    pub fn verify(dir: &Path) -> anyhow::Result<Verified> {
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .with_context(|| format!("{} is damaged", path.display()))?;
+        let changed = (manifest.files.iter())
+            .filter_map(|entry| {
+                let file = dir.join(&entry.path);
+                match hash_file(&file) {
+                    Err(e) => Some(format!("{}: cannot read it ({e})", file.display())),
+                    Ok((bytes, sha256)) if bytes != entry.bytes || sha256 != entry.sha256 => {
+                        Some(format!(
+                            "{}: {bytes} bytes with SHA-256 {sha256}, the manifest records \
+                             {} bytes with {}",
+                            file.display(),
+                            entry.bytes,
+                            entry.sha256
+                        ))
+                    }
+                    Ok(_) => None,
+                }
+            })
+            .collect();
+        Ok(Verified {
+            files: manifest.files.len(),
+            changed,
+        })
     }
 
     /// Writes the manifest into `dir`, atomically.

@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-pub use manifest::{COMPLETE, FileEntry, InputRef, MANIFEST, Manifest};
+pub use manifest::{COMPLETE, FileEntry, InputRef, MANIFEST, Manifest, Verified};
 
 use crate::files::{sha256_hex, write_atomic};
 use crate::load::LoadedSpec;
