@@ -453,3 +453,72 @@ fn debris_of_killed_saves_is_never_resumed_from() {
         "debris left after the resumed run: {debris:?}"
     );
 }
+
+/// Starts the run of `args` in `cwd` and waits until training has written its first
+/// checkpoint (so its loop, which catches signals, is running).
+fn start_training(args: &[String], cwd: &Path) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_limoe"))
+        .args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("limoe starts");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while train_dir(cwd, true).is_none_or(|p| checkpoint_steps(&p).is_empty()) {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(Instant::now() < deadline, "no checkpoint after 300 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+fn signal(child: &std::process::Child, signal: libc::c_int) {
+    // SAFETY: signals a child of this test that has not been reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+}
+
+/// Ctrl-C mid-training finishes the step, checkpoints it and exits non-zero saying where it
+/// stopped, and the rerun resumes from that step; a second signal ends the process at once.
+#[test]
+fn a_signal_stops_training_at_a_checkpointed_step() {
+    let args = run_args(
+        "steps: 60, batch_size: 8, warmup_steps: 1, eval_every: 60, checkpoint_every: 7, \
+         log_every: 1",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let child = start_training(&args, dir.path());
+    signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stopped: u64 = stderr
+        .split("SIGINT: stopped at step ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `stopped at step N`: {stderr}"));
+    assert!(stderr.contains("rerun to continue"), "{stderr}");
+    let partial = train_dir(dir.path(), true).expect("the stopped run's .partial");
+    assert_eq!(checkpoint_steps(&partial).last(), Some(&stopped));
+    let resumed = run_ok(&args, dir.path());
+    assert!(
+        text(&resumed.stderr).contains(&format!("train: resuming after step {stopped}")),
+        "{}",
+        text(&resumed.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let child = start_training(&args, dir.path());
+    signal(&child, libc::SIGINT);
+    signal(&child, libc::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    // Whichever of the two the kernel delivers second ends the process, with its status.
+    let at_once = [128 + libc::SIGINT, 128 + libc::SIGTERM].map(Some);
+    assert!(
+        at_once.contains(&out.status.code()),
+        "{}: {}",
+        out.status,
+        text(&out.stderr)
+    );
+}

@@ -5,6 +5,7 @@
 pub mod command;
 pub mod content_hashes;
 pub mod files;
+pub mod interrupt;
 pub mod kinds;
 mod load;
 pub mod logs;

@@ -1,7 +1,8 @@
 //! The training loop: streamed batches, accumulation, clipping, AdamW, periodic evaluation,
 //! logs, atomic checkpoints, and exact resume from the last checkpoint. [`train`] reads top
 //! to bottom: resume, then per step the forward and backward passes, the update, the logs,
-//! the periodic evaluation and the checkpoint.
+//! the periodic evaluation and the checkpoint. SIGINT or SIGTERM stops it after the current
+//! step, with a checkpoint of that step ([`interrupt`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use limoe_core::logs::{MetricsRow, metrics as metric_columns};
 use limoe_core::random::splitmix64_next;
 use limoe_core::records::{PLAN_FILE, write_record};
 use limoe_core::spec::Spec;
-use limoe_core::{StageContext, files};
+use limoe_core::{StageContext, files, interrupt};
 use limoe_data::batch::{Batcher, Prefetcher, Preprocess};
 use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::split::Split;
@@ -73,6 +74,7 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
     let mut accumulator = GradAccumulator::new(train.accumulation)?;
     let bar = ctx.progress.bar(steps, "train");
     bar.set_position(run.step);
+    let _stop_at_a_step = interrupt::Catch::install();
     while run.step < steps {
         let step = run.step + 1;
         let started = Instant::now();
@@ -96,8 +98,16 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
         if step.is_multiple_of(train.eval_every as u64) || last {
             run.periodic_eval(spec, &built, data_dir)?;
         }
-        if step.is_multiple_of(train.checkpoint_every as u64) || last {
+        let stop = interrupt::requested().filter(|_| !last);
+        if step.is_multiple_of(train.checkpoint_every as u64) || last || stop.is_some() {
             run.checkpoint(spec, &built.vars, &optimizer)?;
+        }
+        if let Some(signal) = stop {
+            bar.finish_and_clear();
+            bail!(
+                "{signal}: stopped at step {step}, its checkpoint saved in {}; rerun to continue",
+                run.checkpoints().display()
+            );
         }
     }
     bar.finish_and_clear();

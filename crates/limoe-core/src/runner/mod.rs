@@ -299,7 +299,10 @@ impl<'a> Runner<'a> {
                 .iter()
                 .filter_map(|n| artifacts.get(n).map(|a| (n.clone(), a.clone())))
                 .collect();
-            let outcome = self.run_stage(loaded, stage, planned, &inputs, &spec_file);
+            let outcome = match crate::interrupt::requested() {
+                Some(signal) => Err(anyhow::anyhow!("not started: {signal} asked to stop")),
+                None => self.run_stage(loaded, stage, planned, &inputs, &spec_file),
+            };
             let outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(e) => Outcome::Failed {

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use anyhow::Context;
 use super::events::SweepEvent;
 use super::executor::{Executor, SweepContext};
 use super::record::{SweepRecord, TrialState};
+use crate::interrupt;
 use crate::runner::LAST_RUN;
 
 /// Trials as child processes on this machine.
@@ -69,6 +71,9 @@ impl Local {
             command.arg("--set").arg(set);
         }
         command
+            // Its own process group: a Ctrl-C at the terminal reaches the sweep alone, which
+            // passes one SIGTERM on to each trial (a second signal would end it at once).
+            .process_group(0)
             .env("RAYON_NUM_THREADS", self.threads.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -112,7 +117,17 @@ impl Executor for Local {
             threads: self.threads,
         });
         let mut running: Vec<Running> = Vec::new();
+        let _stop_trials = interrupt::Catch::install();
+        let mut passed_on = false;
         while !queue.is_empty() || !running.is_empty() {
+            if interrupt::requested().is_some() && !passed_on {
+                queue.clear();
+                for r in &running {
+                    // SAFETY: signals a child this process started and has not reaped.
+                    unsafe { libc::kill(r.child.id() as libc::pid_t, libc::SIGTERM) };
+                }
+                passed_on = true;
+            }
             while running.len() < self.jobs {
                 let Some(index) = queue.pop_front() else {
                     break;

@@ -1,11 +1,14 @@
 //! Running a sweep: the shared stages once, then the trials on an executor, recorded in
 //! `sweep.json`.
 
+use anyhow::bail;
+
 use super::events::SweepEvent;
 use super::executor::{Executor, SweepContext};
 use super::plan::SweepPlan;
 use super::record::{SweepRecord, TrialState, now};
 use super::shared::run_shared;
+use crate::interrupt;
 use crate::runner::Runner;
 
 /// Runs the sweep of `sweep` as `plan` (made by `runner` before anything ran) has it: the
@@ -33,5 +36,11 @@ pub fn run_sweep(
     executor.run_trials(sweep, &mut record, events)?;
     record.updated = now();
     record.write(sweep.experiment_dir)?;
+    if let Some(signal) = interrupt::requested() {
+        bail!(
+            "{signal}: the sweep stopped, its running trials at a checkpoint; rerun `limoe \
+             sweep` to continue"
+        );
+    }
     Ok(Some(record))
 }
