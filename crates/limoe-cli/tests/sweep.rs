@@ -348,3 +348,52 @@ fn errors_name_the_trial_and_say_what_to_do() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("--jobs 0"), "{}", both(&out));
 }
+
+/// Ctrl-C to a sweep reaches its trials once: each training trial stops at a checkpointed
+/// step, and the sweep records them and exits non-zero saying it stopped.
+#[test]
+fn a_signal_to_the_sweep_stops_its_trials_at_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = TINY_SWEEP.replace(
+        "train: {steps: 3, batch_size: 8, warmup_steps: 1, eval_every: 3, checkpoint_every: 3}",
+        "train: {steps: 500, batch_size: 8, warmup_steps: 1, eval_every: 500, checkpoint_every: 2}",
+    );
+    let spec = write(dir.path(), "tinysweep.yaml", &long);
+    let mut sweep = Command::new(env!("CARGO_BIN_EXE_limoe"))
+        .args(["sweep", spec.to_str().unwrap(), "--jobs", "2", "-q"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let experiment = dir.path().join("runs/tinysweep");
+    let checkpointed = || {
+        std::fs::read_dir(&experiment).is_ok_and(|entries| {
+            entries.filter_map(Result::ok).any(|e| {
+                let checkpoints = e.path().join("checkpoints");
+                std::fs::read_dir(checkpoints).is_ok_and(|mut c| c.next().is_some())
+            })
+        })
+    };
+    while !checkpointed() {
+        assert!(sweep.try_wait().unwrap().is_none(), "the sweep ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: signals a child of this test that has not been reaped.
+    assert_eq!(
+        unsafe { libc::kill(sweep.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let out = sweep.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("SIGINT: the sweep stopped"), "{stderr}");
+    let record = SweepRecord::read(&experiment).unwrap();
+    let stopped = (record.trials.iter())
+        .filter(|t| {
+            std::fs::read_to_string(t.log())
+                .is_ok_and(|log| log.contains("SIGTERM: stopped at step"))
+        })
+        .count();
+    assert!(stopped >= 1, "no trial stopped at a checkpoint: {record:?}");
+}
