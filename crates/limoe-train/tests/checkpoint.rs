@@ -73,6 +73,19 @@ fn save(root: &Path, at: u64, params: &[(String, Var)], opt: &AdamW, loss: f64) 
     checkpoint::save(root, at, params, opt, &metrics, &json!({"loader": at})).unwrap();
 }
 
+/// The checkpoint of step 1 of `params` with a fresh optimiser, no metrics and no extra.
+fn save_bare(root: &Path, params: &[(String, Var)]) -> std::path::PathBuf {
+    checkpoint::save(
+        root,
+        1,
+        params,
+        &optimizer(params),
+        &BTreeMap::new(),
+        &json!(null),
+    )
+    .unwrap()
+}
+
 #[test]
 fn round_trip_is_bitwise_and_restores_state() {
     let root = tempfile::tempdir().unwrap();
@@ -239,15 +252,7 @@ fn load_error(dir: &Path, target: &[(String, Var)]) -> String {
 fn loading_a_mismatched_checkpoint_names_the_tensor_and_file() {
     let root = tempfile::tempdir().unwrap();
     let p = params(0.0);
-    let dir = checkpoint::save(
-        root.path(),
-        1,
-        &p,
-        &optimizer(&p),
-        &BTreeMap::new(),
-        &json!(null),
-    )
-    .unwrap();
+    let dir = save_bare(root.path(), &p);
 
     let mut missing = params(2.0);
     missing.push((
@@ -287,15 +292,7 @@ fn loading_a_mismatched_checkpoint_names_the_tensor_and_file() {
 fn a_changed_tensor_file_is_an_error_naming_it() {
     let root = tempfile::tempdir().unwrap();
     let p = params(0.0);
-    let dir = checkpoint::save(
-        root.path(),
-        1,
-        &p,
-        &optimizer(&p),
-        &BTreeMap::new(),
-        &json!(null),
-    )
-    .unwrap();
+    let dir = save_bare(root.path(), &p);
     for file in [MODEL_FILE, OPTIMIZER_FILE] {
         let path = dir.join(file);
         let original = std::fs::read(&path).unwrap();
@@ -327,15 +324,7 @@ fn nonfinite_weights_are_an_error_naming_the_file_and_tensor() {
     let bad = Var::from_vec(vec![0.5f32, 1.0, f32::NAN, 2.0], 4, &Device::Cpu).unwrap();
     let mut saved = p.clone();
     saved[1].1 = bad;
-    let dir = checkpoint::save(
-        root.path(),
-        1,
-        &saved,
-        &optimizer(&saved),
-        &BTreeMap::new(),
-        &json!(null),
-    )
-    .unwrap();
+    let dir = save_bare(root.path(), &saved);
     let err = load_error(&dir, &params(2.0));
     assert!(
         err.contains(MODEL_FILE)
