@@ -10,7 +10,8 @@ Priority Routing (stable sort by descending top-1 gate, every first choice befor
 choice), batched expert MLPs, combine weights = raw clean gates; auxiliary losses per modality
 (local/global entropy, importance, load, z-loss) with their weights; per-modality heads (norm,
 mean or MAP pooling, projection without bias, L2 normalisation); CLIP contrastive loss with a
-clamped learned logit scale.
+learned logit scale (clamped as a parameter after each optimizer step, as open_clip does, so
+not in the forward pass).
 
 Input: a directory written by `limoe bench --export DIR` (or by the `torch` target):
   config.json          the model's shape, routing and loss weights, and the timing settings
@@ -216,7 +217,7 @@ def forward(p, batch, noise):
     pooling = CFG["pooling"]
     image_emb = head(p, "image_head", pooling["image"], image, None, None)
     text_emb = head(p, "text_head", pooling["text"], text, weights[:, :, None], key_bias)
-    scale = p["log_logit_scale"].clamp(max=math.log(CFG["logit_scale_max"])).exp()
+    scale = p["log_logit_scale"].exp()
     logits = image_emb @ text_emb.t() * scale
     targets = torch.arange(b)
     contrastive = 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use limoe_core::kinds::{ANALYZE, EVAL, TRAIN};
-use limoe_core::{Stage, StageContext};
+use limoe_core::{Spec, Stage, StageContext};
 
 use crate::report::{verify_pictures, write_run_report};
 use crate::run_dirs::RunDirs;
@@ -25,8 +25,8 @@ impl Stage for AnalyzeStage {
     }
 
     /// An eval output is drawn too when `needs` has one.
-    fn needs_kinds(&self) -> &'static [&'static str] {
-        &[TRAIN]
+    fn needs_kinds(&self, _spec: &Spec) -> Vec<&'static str> {
+        vec![TRAIN]
     }
 
     fn run(&self, ctx: &StageContext) -> anyhow::Result<()> {

@@ -296,7 +296,6 @@ fn config_json(config: &ModelConfig, case: &Case) -> Value {
         },
         "aux": {"image": weights(&config.aux.image), "text": weights(&config.aux.text)},
         "pooling": {"image": pooling(config.image_pooling), "text": pooling(config.text_pooling)},
-        "logit_scale_max": config.logit_scale_max,
         "tolerance": {"loss": LOSS_TOLERANCE, "grad": GRAD_TOLERANCE},
         "timing": {"warmup": case.warmup, "steps": case.steps},
     })

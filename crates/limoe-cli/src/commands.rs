@@ -156,7 +156,15 @@ fn print_plan(loaded: &LoadedSpec, plan: &Plan) {
     );
     println!(
         "moe: {} experts, top-{}, blocks {:?}, capacity {}/{} (train/eval), bpr {}",
-        m.moe.experts, m.moe.top_k, blocks, m.moe.capacity.train, m.moe.capacity.eval, m.moe.bpr
+        m.moe.experts,
+        m.moe.top_k,
+        blocks,
+        m.moe.capacity.train,
+        m.moe
+            .capacity
+            .eval
+            .map_or_else(|| "unlimited".into(), |c| c.to_string()),
+        m.moe.bpr
     );
     let spec = &loaded.spec;
     let cost = limoe_train::budget::spec_cost(spec);

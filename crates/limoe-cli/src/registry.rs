@@ -3,7 +3,7 @@
 use limoe_analysis::AnalyzeStage;
 use limoe_core::Registry;
 use limoe_core::command::CommandStage;
-use limoe_data::IngestStage;
+use limoe_data::{BenchmarksStage, IngestStage};
 use limoe_train::stages::{EvalStage, TrainStage};
 
 /// Every stage kind of this build.
@@ -11,6 +11,7 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry.register(CommandStage);
     registry.register(IngestStage);
+    registry.register(BenchmarksStage);
     registry.register(TrainStage);
     registry.register(EvalStage);
     registry.register(AnalyzeStage);

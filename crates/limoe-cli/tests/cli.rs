@@ -179,7 +179,7 @@ fn default_experiment_trains_and_evaluates_end_to_end() {
     let out = limoe(&run_args("4").each_ref().map(String::as_str), dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    for stage in ["ingest", "train", "eval", "analyze"] {
+    for stage in ["ingest", "benchmarks", "train", "eval", "analyze"] {
         assert!(stdout.contains(&format!("{stage:<12} done")), "{stdout}");
     }
     let report = dir.path().join("reports/tiny");
@@ -260,9 +260,27 @@ fn default_experiment_trains_and_evaluates_end_to_end() {
     for log in ["metrics", "routing", "eval"] {
         assert!(train.join(log).is_dir(), "train has no {log} log");
     }
-    let summary = std::fs::read_to_string(find("eval-").join("summary.json")).unwrap();
-    assert!(summary.contains("synthetic/zero_shot_top1"), "{summary}");
+    let eval = find("eval-");
+    let summary = std::fs::read_to_string(eval.join("summary.json")).unwrap();
+    for metric in ["zero_shot_top1", "zero_shot_top5", "mean_per_class_recall"] {
+        for dataset in ["synthetic", "unseen"] {
+            assert!(
+                summary.contains(&format!("{dataset}/{metric}")),
+                "{summary}"
+            );
+        }
+    }
+    assert!(
+        summary.contains("\"unseen/chance_top1\": 0.25"),
+        "{summary}"
+    );
     assert!(summary.contains("all/retrieval_i2t_r1"), "{summary}");
+    let unseen =
+        eval.join("clip_benchmark/unseen_tiny-step4_limoe-tiny_en_zeroshot_classification.json");
+    let unseen: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&unseen).unwrap()).unwrap();
+    assert_eq!(unseen["task"], "zeroshot_classification");
+    assert!(unseen["metrics"]["acc1"].is_f64(), "{unseen}");
 }
 
 /// The report in `dir` shows `plots` pictures, every one it refers to is a valid PNG or SVG,
@@ -392,7 +410,7 @@ fn each_stage_key_covers_exactly_what_it_reads() {
     let base = tiny_keys(&[]);
     assert_eq!(
         base.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["analyze", "eval", "ingest", "train"]
+        ["analyze", "benchmarks", "eval", "ingest", "train"]
     );
     let changed = |sets: &[&str]| -> Vec<String> {
         let keys = tiny_keys(sets);
@@ -411,6 +429,16 @@ fn each_stage_key_covers_exactly_what_it_reads() {
     ] {
         // analyze reads the eval output, so its key follows eval's.
         assert_eq!(changed(&[set]), ["analyze", "eval"], "--set {set}");
+    }
+    for set in [
+        "eval.benchmarks.unseen.source.synthetic.pairs=100",
+        "eval.benchmarks.unseen.templates=['a {} shape']",
+    ] {
+        assert_eq!(
+            changed(&[set]),
+            ["analyze", "benchmarks", "eval"],
+            "a benchmark is imported and scored, never trained on: --set {set}"
+        );
     }
     assert_eq!(changed(&["analysis.plot_size=[300, 200]"]), ["analyze"]);
     assert_eq!(

@@ -3,6 +3,8 @@
 
 /// Writes `data.sources` as Parquet shards.
 pub const INGEST: &str = "ingest";
+/// Writes `eval.benchmarks` as Parquet shards, one dataset each.
+pub const BENCHMARKS: &str = "benchmarks";
 /// Trains the model on an ingest output.
 pub const TRAIN: &str = "train";
 /// Scores a train output's last checkpoint.

@@ -55,7 +55,7 @@ pub fn load_spec(
         return Err(fail(problems));
     };
     if spec.stages.is_empty() {
-        spec.stages = default_pipeline();
+        spec.stages = default_pipeline(&spec);
     }
     let mut c = Checker::new(&tree);
     spec.check(&mut c);

@@ -78,7 +78,7 @@ fn check_needed_kinds(spec: &Spec, registry: &Registry, c: &mut Checker) {
         let Some(kind) = registry.get(&stage.uses) else {
             continue;
         };
-        for &needed in kind.needs_kinds() {
+        for needed in kind.needs_kinds(spec) {
             let matching: Vec<&str> = stage
                 .needs
                 .iter()

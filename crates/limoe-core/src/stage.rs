@@ -25,10 +25,11 @@ pub trait Stage: Send + Sync {
         &[]
     }
 
-    /// The kinds of upstream stage whose output this stage reads: a spec is invalid unless
-    /// the stage's `needs` names exactly one stage of each.
-    fn needs_kinds(&self) -> &'static [&'static str] {
-        &[]
+    /// The kinds of upstream stage whose output this stage reads under `spec` (eval reads a
+    /// `benchmarks` output only when the spec has benchmarks): a spec is invalid unless the
+    /// stage's `needs` names exactly one stage of each.
+    fn needs_kinds(&self, _spec: &Spec) -> Vec<&'static str> {
+        Vec::new()
     }
 
     /// Checks the stage's `with:` settings (at `at` in the spec) and returns every problem.

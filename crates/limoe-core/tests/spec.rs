@@ -19,8 +19,8 @@ impl Stage for Placeholder {
         "a placeholder"
     }
 
-    fn needs_kinds(&self) -> &'static [&'static str] {
-        self.1
+    fn needs_kinds(&self, _spec: &limoe_core::Spec) -> Vec<&'static str> {
+        self.1.to_vec()
     }
 
     fn run(&self, _: &StageContext) -> anyhow::Result<()> {
@@ -119,7 +119,7 @@ fn short_spec_gets_defaults_and_presets() {
             Source::Mnist(Limit::default()),
             Source::Synthetic(Synthetic {
                 pairs: 8,
-                image_size: 32
+                ..Synthetic::default()
             })
         ],
         "a bare source name takes its defaults"

@@ -6,6 +6,7 @@
 //! tokenize).
 
 pub mod batch;
+pub mod benchmarks;
 pub mod decode;
 pub mod fetch;
 mod ingest;
@@ -19,4 +20,5 @@ pub mod split;
 pub mod synthetic;
 pub mod tokenizer;
 
+pub use benchmarks::BenchmarksStage;
 pub use ingest::IngestStage;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::column;
 use crate::shard_check;
-use crate::shards::{INDEX, Index, Pair, ShardInfo};
+use crate::shards::{Index, Pair, ShardInfo};
 use crate::split::Split;
 
 /// How to stream a split.
@@ -127,15 +127,7 @@ impl Loader {
 
     /// Opens the dataset in `dir` in `mode`, starting at epoch `options.epoch`.
     pub fn with_mode(dir: &Path, options: LoaderOptions, mode: Mode) -> anyhow::Result<Loader> {
-        let index_path = dir.join(INDEX);
-        let text = std::fs::read_to_string(&index_path).with_context(|| {
-            format!(
-                "cannot read {}; is this the output of an ingest stage?",
-                index_path.display()
-            )
-        })?;
-        let index: Index = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a dataset index", index_path.display()))?;
+        let index = Index::read(dir)?;
         let shards: Vec<ShardInfo> = index
             .shards
             .into_iter()

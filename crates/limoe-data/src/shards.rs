@@ -79,6 +79,25 @@ pub struct Index {
     /// Items the importers skipped, per source and reason (absent in older indexes).
     #[serde(default)]
     pub skipped: BTreeMap<String, BTreeMap<String, usize>>,
+    /// The name of every class label in any split, per source: the candidate classes of
+    /// zero-shot classification, whichever of them a split holds (absent in older indexes).
+    #[serde(default)]
+    pub classes: BTreeMap<String, BTreeMap<i32, String>>,
+}
+
+impl Index {
+    /// Reads the `index.json` of the dataset written in `dir`.
+    pub fn read(dir: &Path) -> anyhow::Result<Index> {
+        let path = dir.join(INDEX);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {}; is this the output of an ingest stage?",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a dataset index", path.display()))
+    }
 }
 
 /// Writes the shards of one split.
@@ -97,6 +116,8 @@ pub struct DatasetWriter {
     splits: Vec<SplitWriter>,
     sources: BTreeMap<String, usize>,
     skipped: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Per source and label: its name and the key of the first pair that gave it.
+    classes: BTreeMap<String, BTreeMap<i32, (String, String)>>,
 }
 
 impl DatasetWriter {
@@ -118,6 +139,7 @@ impl DatasetWriter {
                 .collect(),
             sources: BTreeMap::new(),
             skipped: BTreeMap::new(),
+            classes: BTreeMap::new(),
         })
     }
 
@@ -131,8 +153,23 @@ impl DatasetWriter {
             .or_default() += count;
     }
 
-    /// Adds one pair to the split its key hashes to.
+    /// Adds one pair to the split its key hashes to. Errors when its class name differs from
+    /// the one an earlier pair of the source gave the same label, naming both pairs.
     pub fn add(&mut self, pair: Pair) -> anyhow::Result<()> {
+        if let (Some(label), Some(name)) = (pair.label, &pair.label_name) {
+            let classes = self.classes.entry(pair.source.clone()).or_default();
+            let (first_name, first_key) = classes
+                .entry(label)
+                .or_insert_with(|| (name.clone(), pair.key.clone()));
+            if first_name != name {
+                anyhow::bail!(
+                    "{}: label {label} is named `{first_name}` by pair `{first_key}` but \
+                     `{name}` by pair `{}`; one label id must have one class name",
+                    pair.source,
+                    pair.key
+                );
+            }
+        }
         *self.sources.entry(pair.source.clone()).or_default() += 1;
         let split = Split::of_key(&pair.key, &self.fractions);
         let writer = &mut self.splits[split as usize];
@@ -166,6 +203,12 @@ impl DatasetWriter {
             sources: self.sources,
             shards,
             skipped: self.skipped,
+            classes: (self.classes.into_iter())
+                .map(|(source, labels)| {
+                    let names = labels.into_iter().map(|(l, (name, _))| (l, name));
+                    (source, names.collect())
+                })
+                .collect(),
         };
         write_atomic(
             &self.dir.join(INDEX),

@@ -6,21 +6,73 @@
 use std::fmt;
 
 use limoe_core::random::SplitMix64;
+use limoe_core::spec::{SYNTHETIC_COLORS, SYNTHETIC_SHAPES, synthetic_class};
 
 use crate::shards::Pair;
 
 /// Shape names, in label order.
-pub const SHAPES: [&str; 4] = ["circle", "square", "triangle", "cross"];
+pub const SHAPES: [&str; 4] = SYNTHETIC_SHAPES;
 
-/// Colour names and their RGB values.
+/// Colour names and their RGB values, in the order of [`SYNTHETIC_COLORS`].
 pub const COLORS: [(&str, [u8; 3]); 6] = [
-    ("red", [220, 40, 40]),
-    ("green", [40, 170, 60]),
-    ("blue", [40, 80, 220]),
-    ("yellow", [230, 200, 30]),
-    ("purple", [140, 60, 180]),
-    ("orange", [240, 130, 20]),
+    (SYNTHETIC_COLORS[0], [220, 40, 40]),
+    (SYNTHETIC_COLORS[1], [40, 170, 60]),
+    (SYNTHETIC_COLORS[2], [40, 80, 220]),
+    (SYNTHETIC_COLORS[3], [230, 200, 30]),
+    (SYNTHETIC_COLORS[4], [140, 60, 180]),
+    (SYNTHETIC_COLORS[5], [240, 130, 20]),
 ];
+
+/// The number of classes: every colour of every shape.
+const CLASSES: usize = SHAPES.len() * COLORS.len();
+
+/// Which classes (labels) a scene may show: none of `held_out`, and as its main object only
+/// those of `main` when that is restricted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Drawable {
+    held_out: [bool; CLASSES],
+    main: Option<[bool; CLASSES]>,
+}
+
+impl Drawable {
+    /// Every class, anywhere.
+    pub fn all() -> Drawable {
+        Drawable {
+            held_out: [false; CLASSES],
+            main: None,
+        }
+    }
+
+    /// The classes of a spec's `hold_out` and `classes` lists (names checked by the spec;
+    /// an unknown one here is an error naming it). Errors too when fewer than 2 classes are
+    /// left to draw, or no main class is.
+    pub fn new(hold_out: &[String], classes: &[String]) -> anyhow::Result<Drawable> {
+        let labels = |names: &[String]| -> anyhow::Result<[bool; CLASSES]> {
+            let mut set = [false; CLASSES];
+            for name in names {
+                let label = synthetic_class(name)
+                    .ok_or_else(|| anyhow::anyhow!("`{name}` is not a synthetic class"))?;
+                set[label] = true;
+            }
+            Ok(set)
+        };
+        let held_out = labels(hold_out)?;
+        let main = (!classes.is_empty()).then(|| labels(classes)).transpose()?;
+        let drawable = Drawable { held_out, main };
+        let left = (0..CLASSES).filter(|&l| !drawable.held_out[l]).count();
+        if left < 2 || !(0..CLASSES).any(|l| drawable.may_be_main(l)) {
+            anyhow::bail!(
+                "hold_out and classes leave {left} classes to draw and no main one; a scene \
+                 needs 2 different classes"
+            );
+        }
+        Ok(drawable)
+    }
+
+    fn may_be_main(&self, label: usize) -> bool {
+        !self.held_out[label] && self.main.is_none_or(|main| main[label])
+    }
+}
 
 const BACKGROUND: [u8; 3] = [255, 255, 255];
 
@@ -83,12 +135,18 @@ impl Object {
     }
 }
 
+/// Draws pair `index` of the dataset of `seed` with every class allowed; see [`draw`].
+pub fn generate(seed: u64, index: u64, image_size: u32) -> Pair {
+    draw(seed, index, image_size, &Drawable::all())
+}
+
 /// Draws pair `index` of the dataset of `seed`, on a square canvas of `image_size` pixels
-/// (at least 8). Its key is `synthetic-<seed>-<index>`, its image PNG-encoded RGB. Its class
+/// (at least 8), showing only the classes `drawable` allows (objects of other classes are
+/// redrawn, so with every class allowed the pairs are those of [`generate`]). Its key is `synthetic-<seed>-<index>`, its image PNG-encoded RGB. Its class
 /// is the main object's colour and shape ("red circle"): label `colour * SHAPES.len() +
 /// shape` over [`COLORS`] x [`SHAPES`], 24 classes (a tiny model learns colours long before
 /// shapes, so a shape-only label leaves zero-shot accuracy at chance for a CPU-sized run).
-pub fn generate(seed: u64, index: u64, image_size: u32) -> Pair {
+pub fn draw(seed: u64, index: u64, image_size: u32, drawable: &Drawable) -> Pair {
     let mut rng = SplitMix64::new(seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d));
     let side = image_size.max(8) as f32;
     let object = |rng: &mut SplitMix64, not_like: Option<&Object>| loop {
@@ -102,7 +160,12 @@ pub fn generate(seed: u64, index: u64, image_size: u32) -> Pair {
         };
         let same =
             not_like.is_some_and(|o| o.shape == candidate.shape && o.color == candidate.color);
-        if !same {
+        let label = candidate.color * SHAPES.len() + candidate.shape;
+        let allowed = match not_like {
+            None => drawable.may_be_main(label),
+            Some(_) => !drawable.held_out[label],
+        };
+        if !same && allowed {
             return candidate;
         }
     };

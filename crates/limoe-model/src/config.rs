@@ -59,8 +59,6 @@ pub struct ModelConfig {
     pub aux: AuxWeights,
     /// Initial contrastive logit scale (1 / temperature).
     pub logit_scale_init: f64,
-    /// Upper clamp of the logit scale.
-    pub logit_scale_max: f64,
 }
 
 impl ModelConfig {

@@ -43,6 +43,12 @@ impl Head {
 
     /// Embeds tokens [B, N, W] (with the text mask, if any) to unit vectors [B, E].
     pub fn forward(&self, tokens: &Tensor, mask: Option<&TextMask>) -> Result<Tensor> {
+        Ok(self.embed(tokens, mask)?.1)
+    }
+
+    /// The pooled features before the projection (vmoe's pre-logits, [B, W]) and the unit
+    /// embedding [B, E] projected from them.
+    pub fn embed(&self, tokens: &Tensor, mask: Option<&TextMask>) -> Result<(Tensor, Tensor)> {
         let normed = self.norm.forward(tokens)?;
         let pooled = match (&self.pool, mask) {
             (Pool::Mean, None) => normed.mean(1)?,
@@ -52,6 +58,7 @@ impl Head {
                 .broadcast_div(&mask.weights.sum(1)?)?,
             (Pool::Map(pool), mask) => pool.forward(&normed, mask.map(|m| &m.key_bias))?,
         };
-        l2_normalize(&self.projection.forward(&pooled)?)
+        let embedding = l2_normalize(&self.projection.forward(&pooled)?)?;
+        Ok((pooled, embedding))
     }
 }

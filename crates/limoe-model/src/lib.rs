@@ -22,5 +22,5 @@ pub mod random;
 
 pub use config::{Arch, ModelConfig, Pooling};
 pub use inputs::{Images, TextMask, Texts};
-pub use model::{Encoded, Model, Output};
+pub use model::{Encoded, LOG_LOGIT_SCALE, Model, Output};
 pub use params::Params;

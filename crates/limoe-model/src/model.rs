@@ -17,6 +17,9 @@ enum Towers {
     Separate { image: Encoder, text: Encoder },
 }
 
+/// The parameter holding the log of the logit scale (1 / temperature).
+pub const LOG_LOGIT_SCALE: &str = "log_logit_scale";
+
 /// LIMoE, or one of its baselines, as [`ModelConfig::arch`] says.
 pub struct Model {
     config: ModelConfig,
@@ -32,6 +35,9 @@ pub struct Model {
 pub struct Encoded {
     /// Image embeddings [B, E], when images were given.
     pub image: Option<Tensor>,
+    /// The image features the embeddings are projected from [B, W] (pre-logits), when
+    /// images were given.
+    pub image_pre_logits: Option<Tensor>,
     /// Text embeddings [B, E], when texts were given.
     pub text: Option<Tensor>,
     /// One report per MoE block (none for the baselines).
@@ -94,7 +100,7 @@ impl Model {
             text_head: head("text_head", config.text_pooling)?,
             log_scale: vb.get_with_hints(
                 (),
-                "log_logit_scale",
+                LOG_LOGIT_SCALE,
                 Init::Const(config.logit_scale_init.ln()),
             )?,
             config: config.clone(),
@@ -159,10 +165,11 @@ impl Model {
                 (image_out.image, text_out.text, routing)
             }
         };
+        let image = image.map(|i| self.image_head.embed(&i, None)).transpose()?;
+        let (image_pre_logits, image) = image.unzip();
         Ok(Encoded {
-            image: image
-                .map(|i| self.image_head.forward(&i, None))
-                .transpose()?,
+            image,
+            image_pre_logits,
             text: text
                 .map(|(t, mask)| self.text_head.forward(&t, Some(mask)))
                 .transpose()?,
@@ -170,11 +177,11 @@ impl Model {
         })
     }
 
-    /// The logit scale: exp of the learned log scale, clamped at the configured maximum.
+    /// The logit scale: exp of the learned log scale. The trainer clamps the parameter at
+    /// the configured maximum after each step (as open_clip does), so that a scale at the
+    /// bound still gets a gradient that can bring it down.
     pub fn logit_scale(&self) -> Result<Tensor> {
-        self.log_scale
-            .minimum(self.config.logit_scale_max.ln())?
-            .exp()
+        self.log_scale.exp()
     }
 
     /// A training (or evaluation) pass over paired images and texts: pair i of the images

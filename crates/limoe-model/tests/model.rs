@@ -33,7 +33,7 @@ fn config(arch: Arch, pooling: Pooling) -> ModelConfig {
             experts: 4,
             top_k: 2,
             capacity_train: 1.0,
-            capacity_eval: 1.0,
+            capacity_eval: Some(1.0),
             bpr: true,
             noise: 1.0,
             group_size: None,
@@ -56,7 +56,6 @@ fn config(arch: Arch, pooling: Pooling) -> ModelConfig {
             },
         },
         logit_scale_init: 1.0 / 0.07,
-        logit_scale_max: 100.0,
     }
 }
 

@@ -15,7 +15,7 @@ fn cfg(experts: usize, top_k: usize, capacity: f64, bpr: bool) -> MoeConfig {
         experts,
         top_k,
         capacity_train: capacity,
-        capacity_eval: capacity,
+        capacity_eval: Some(capacity),
         bpr,
         noise: 1.0,
         group_size: None,
@@ -208,6 +208,31 @@ fn combine_uses_raw_gates_and_drops_give_zero() -> Result<()> {
     }
     // C = ceil(5*2*0.5/3) = 2 slots for 10 choices: at least 4 dropped.
     assert!(dropped >= 4, "{dropped} dropped");
+    Ok(())
+}
+
+/// A batch of prompts alone (text tokens only), every token routed to expert 0: at an eval
+/// capacity sized for mixed batches most overflow, while the unlimited default drops none.
+#[test]
+fn a_router_sending_all_text_to_one_expert_drops_no_prompt_token_at_eval() -> Result<()> {
+    let dropped = |capacity_eval: Option<f64>| -> Result<(u64, Vec<Vec<u32>>)> {
+        let mut config = cfg(4, 1, 1.0, true);
+        config.capacity_eval = capacity_eval;
+        let (moe, map) = layer(&config)?;
+        let router = var(&map, "router");
+        let mut to_first = vec![0.0f64; 4 * 4];
+        (0..4).for_each(|i| to_first[i * 4] = 50.0);
+        router.set(&Tensor::from_vec(to_first, (4, 4), &Device::Cpu)?)?;
+        let x = Tensor::ones((12, 4), DType::F64, &Device::Cpu)?;
+        let out = moe.forward(&x, TokenCounts { image: 0, text: 12 }, RouteMode::Eval)?;
+        let dropped = out.stats.to_host()?.text.dropped;
+        Ok((dropped, out.experts.to_vec2::<u32>()?))
+    };
+    let (limited, _) = dropped(Some(1.0))?;
+    assert_eq!(limited, 9, "C = ceil(12 / 4) = 3 slots for 12 tokens");
+    let (unlimited, experts) = dropped(None)?;
+    assert_eq!(unlimited, 0);
+    assert!(experts.iter().all(|e| e == &[0]), "{experts:?}");
     Ok(())
 }
 

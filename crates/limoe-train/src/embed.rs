@@ -22,6 +22,10 @@ pub struct SplitEmbeddings {
     pub dim: usize,
     /// Image embeddings.
     pub image: Vec<f32>,
+    /// Size of the pre-logit features (the model width).
+    pub width: usize,
+    /// Image pre-logits, `[pairs, width]`: the features the embeddings are projected from.
+    pub pre_logits: Vec<f32>,
     /// Caption embeddings.
     pub text: Vec<f32>,
     /// Example keys.
@@ -49,6 +53,8 @@ impl SplitEmbeddings {
         SplitEmbeddings {
             dim: self.dim,
             image: self.image[..n * self.dim].to_vec(),
+            width: self.width,
+            pre_logits: self.pre_logits[..n * self.width].to_vec(),
             text: self.text[..n * self.dim].to_vec(),
             keys: self.keys[..n].to_vec(),
             labels: self.labels[..n].to_vec(),
@@ -98,6 +104,7 @@ pub fn embed_split(
     let vocab = model.config().vocab_size;
     let mut out = SplitEmbeddings {
         dim: model.config().embed_dim,
+        width: model.config().width,
         ..SplitEmbeddings::default()
     };
     let limit = request.limit.unwrap_or(usize::MAX);
@@ -108,7 +115,9 @@ pub fn embed_split(
         let take = batch.len().min(limit - out.len());
         let (images, texts) = upload(&batch, vocab, device)?;
         let encoded = on_pool(|| model.encode(Some(&images), Some(&texts), RouteMode::Eval))?;
-        let (Some(image), Some(text)) = (&encoded.image, &encoded.text) else {
+        let (Some(image), Some(pre_logits), Some(text)) =
+            (&encoded.image, &encoded.image_pre_logits, &encoded.text)
+        else {
             anyhow::bail!("the model returned no embedding for a batch of pairs");
         };
         tally.add(&encoded.routing, routed_counts(&batch))?;
@@ -126,10 +135,13 @@ pub fn embed_split(
                 &batch.labels[..take],
             )?);
         }
-        let dim = out.dim;
+        let (dim, width) = (out.dim, out.width);
         let image: Vec<f32> = image.flatten_all()?.to_vec1()?;
+        let pre_logits: Vec<f32> = pre_logits.flatten_all()?.to_vec1()?;
         let text: Vec<f32> = text.flatten_all()?.to_vec1()?;
         out.image.extend_from_slice(&image[..take * dim]);
+        out.pre_logits
+            .extend_from_slice(&pre_logits[..take * width]);
         out.text.extend_from_slice(&text[..take * dim]);
         out.keys.extend(batch.keys.into_iter().take(take));
         out.labels.extend(batch.labels.into_iter().take(take));

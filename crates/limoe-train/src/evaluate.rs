@@ -1,6 +1,7 @@
-//! Zero-shot classification, retrieval and few-shot probes of a model, as eval log rows.
+//! Zero-shot classification, retrieval and few-shot probes of a model, as eval log rows and
+//! CLIP_benchmark task metrics.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use candle_core::Device;
 use limoe_core::logs::EvalRow;
@@ -8,80 +9,17 @@ use limoe_core::logs::eval_metrics::{
     ALL_DATASETS, RETRIEVAL_DIRECTIONS, RETRIEVAL_MEASURES, ZERO_SHOT, few_shot_metric,
     retrieval_metric,
 };
-use limoe_core::records::ClassName;
-use limoe_core::spec::EvalDataset;
+use limoe_core::spec::ProbeFeatures;
 use limoe_data::batch::Preprocess;
 use limoe_model::Model;
 
+use crate::clip_benchmark::{TaskMetrics, ZEROSHOT_CLASSIFICATION, ZEROSHOT_RETRIEVAL};
 use crate::embed::{SplitEmbeddings, embed_texts};
 use crate::eval::Matrix;
-use crate::eval::few_shot::{ProbeConfig, few_shot_probe};
+use crate::eval::few_shot::{ProbeConfig, few_shot_probe, sample_shots};
 use crate::eval::retrieval::retrieval;
 use crate::eval::zero_shot::{class_weights, prompts, zero_shot_accuracy};
-
-/// The labelled pairs of one dataset within a split's embeddings.
-struct Labelled {
-    class_names: Vec<String>,
-    rows: Vec<usize>,
-    labels: Vec<usize>,
-}
-
-/// The class names of every labelled class of `datasets` in `emb`, by dataset and label.
-pub fn class_names(emb: &SplitEmbeddings, datasets: &[EvalDataset]) -> Vec<ClassName> {
-    let mut classes = BTreeSet::new();
-    for &dataset in datasets {
-        for i in 0..emb.len() {
-            if let (true, Some(label), Some(name)) = (
-                emb.keys[i].starts_with(dataset.name()),
-                emb.labels[i],
-                &emb.label_names[i],
-            ) {
-                classes.insert(ClassName {
-                    dataset: dataset.name().to_owned(),
-                    label,
-                    name: name.clone(),
-                });
-            }
-        }
-    }
-    classes.into_iter().collect()
-}
-
-/// Pairs whose key starts with the dataset's name and that carry a label and a class name;
-/// `None` when there are none.
-fn labelled(emb: &SplitEmbeddings, dataset: EvalDataset) -> Option<Labelled> {
-    let mut names = BTreeMap::new();
-    let mut rows = Vec::new();
-    for i in 0..emb.len() {
-        if let (true, Some(label), Some(name)) = (
-            emb.keys[i].starts_with(dataset.name()),
-            emb.labels[i],
-            &emb.label_names[i],
-        ) {
-            names.entry(label).or_insert_with(|| name.clone());
-            rows.push(i);
-        }
-    }
-    if rows.is_empty() {
-        return None;
-    }
-    let index: BTreeMap<i32, usize> = names.keys().enumerate().map(|(i, &l)| (l, i)).collect();
-    let labels = rows
-        .iter()
-        .map(|&i| emb.labels[i].map_or(0, |l| index[&l]))
-        .collect();
-    Some(Labelled {
-        class_names: names.into_values().collect(),
-        rows,
-        labels,
-    })
-}
-
-fn gather(values: &[f32], rows: &[usize], dim: usize) -> Vec<f32> {
-    rows.iter()
-        .flat_map(|&r| values[r * dim..(r + 1) * dim].iter().copied())
-        .collect()
-}
+use crate::labelled::Labelled;
 
 fn row(step: i64, dataset: &str, metric: &str, value: f64) -> EvalRow {
     EvalRow {
@@ -100,60 +38,69 @@ pub struct ZeroShotSetup<'a> {
     pub device: &'a Device,
     /// Its tokenizer and image preprocessing.
     pub preprocess: &'a Preprocess,
-    /// Prompt templates with `{}`.
-    pub templates: &'a [String],
     /// Prompts per forward pass.
     pub batch_size: usize,
 }
 
-/// Zero-shot top-1 / top-5 accuracy per dataset (open_clip's prompt ensembling). Datasets
-/// without labelled pairs in the split are skipped with a warning.
+/// Zero-shot top-1 / top-5 accuracy, mean per-class recall and chance of `set` (pairs of
+/// `emb`) over its whole class list, with open_clip's prompt ensembling over `templates`.
 pub fn zero_shot_rows(
     setup: &ZeroShotSetup,
     emb: &SplitEmbeddings,
-    datasets: &[EvalDataset],
+    set: &Labelled,
+    dataset: &str,
+    templates: &[String],
     step: i64,
-) -> anyhow::Result<Vec<EvalRow>> {
-    let mut rows = Vec::new();
-    for &dataset in datasets {
-        let Some(set) = labelled(emb, dataset) else {
-            tracing::warn!(
-                "zero-shot: no labelled `{}` pairs in this split; add the source to data.sources",
-                dataset.name()
-            );
-            continue;
-        };
-        let prompts = prompts(&set.class_names, setup.templates)?;
-        let prompt_emb = embed_texts(
-            setup.model,
-            setup.device,
-            setup.preprocess,
-            &prompts,
-            setup.batch_size,
-        )?;
-        let weights = class_weights(Matrix::new(&prompt_emb, emb.dim)?, set.class_names.len())?;
-        let images = gather(&emb.image, &set.rows, emb.dim);
-        let result = zero_shot_accuracy(
-            Matrix::new(&images, emb.dim)?,
-            Matrix::new(&weights, emb.dim)?,
-            &set.labels,
-        )?;
-        let chance = 1.0 / set.class_names.len() as f64;
-        for (metric, value) in ZERO_SHOT
-            .into_iter()
-            .zip([result.top1, result.top5, chance])
-        {
-            rows.push(row(step, dataset.name(), metric, value));
-        }
-    }
-    Ok(rows)
+) -> anyhow::Result<(Vec<EvalRow>, TaskMetrics)> {
+    let names = set.names();
+    let prompts = prompts(&names, templates)?;
+    let prompt_emb = embed_texts(
+        setup.model,
+        setup.device,
+        setup.preprocess,
+        &prompts,
+        setup.batch_size,
+    )?;
+    let weights = class_weights(Matrix::new(&prompt_emb, emb.dim)?, names.len())?;
+    let images = set.gather(&emb.image, emb.dim);
+    let result = zero_shot_accuracy(
+        Matrix::new(&images, emb.dim)?,
+        Matrix::new(&weights, emb.dim)?,
+        &set.labels,
+    )?;
+    let recall = result.mean_per_class_top1();
+    let chance = 1.0 / names.len() as f64;
+    let values = [result.top1, result.top5, recall, chance];
+    let rows = (ZERO_SHOT.into_iter().zip(values))
+        .map(|(metric, value)| row(step, dataset, metric, value))
+        .collect();
+    let metrics = [
+        ("acc1", result.top1),
+        ("acc5", result.top5),
+        ("mean_per_class_recall", recall),
+    ];
+    let task = TaskMetrics {
+        dataset: dataset.to_owned(),
+        task: ZEROSHOT_CLASSIFICATION,
+        metrics: metrics.map(|(k, v)| (k.to_owned(), v)).into(),
+    };
+    Ok((rows, task))
 }
 
-/// Image-text retrieval over the split's pairs: R@1/5/10 and median rank, both directions.
-pub fn retrieval_rows(emb: &SplitEmbeddings, step: i64) -> anyhow::Result<Vec<EvalRow>> {
+/// The recall cut-offs CLIP_benchmark's retrieval reports, matching retrieval's measures.
+const RECALL_AT: [(usize, &str); 3] = [(1, "r1"), (5, "r5"), (10, "r10")];
+
+/// Image-text retrieval over the pairs of `emb`: R@1/5/10 and median rank, both directions,
+/// as rows of the `all` dataset and as the CLIP_benchmark task of `dataset`; `None` with
+/// fewer than 2 pairs.
+pub fn retrieval_rows(
+    emb: &SplitEmbeddings,
+    dataset: &str,
+    step: i64,
+) -> anyhow::Result<Option<(Vec<EvalRow>, TaskMetrics)>> {
     if emb.len() < 2 {
         tracing::warn!("retrieval: the split has {} pairs, skipped", emb.len());
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let result = retrieval(
         Matrix::new(&emb.image, emb.dim)?,
@@ -168,66 +115,130 @@ pub fn retrieval_rows(emb: &SplitEmbeddings, step: i64) -> anyhow::Result<Vec<Ev
             rows.push(row(step, ALL_DATASETS, &metric, value));
         }
     }
-    Ok(rows)
+    // CLIP_benchmark's "image retrieval" is text -> image, its "text retrieval" image -> text.
+    let mut metrics = BTreeMap::new();
+    for (k, _) in RECALL_AT {
+        let at = |recall: &crate::eval::retrieval::Recall| match k {
+            1 => recall.r1,
+            5 => recall.r5,
+            _ => recall.r10,
+        };
+        metrics.insert(
+            format!("image_retrieval_recall@{k}"),
+            at(&result.text_to_image),
+        );
+        metrics.insert(
+            format!("text_retrieval_recall@{k}"),
+            at(&result.image_to_text),
+        );
+    }
+    let task = TaskMetrics {
+        dataset: dataset.to_owned(),
+        task: ZEROSHOT_RETRIEVAL,
+        metrics,
+    };
+    Ok(Some((rows, task)))
 }
 
-/// Few-shot linear-probe accuracy per dataset and shot count: shots drawn from `pool`,
-/// accuracy on `test`. Shot counts that some class cannot supply are skipped with a warning.
+/// The image features a probe fits, `[pairs, dim]`, and their dim.
+fn features(emb: &SplitEmbeddings, kind: ProbeFeatures) -> (&[f32], usize) {
+    match kind {
+        ProbeFeatures::PreLogits => (&emb.pre_logits, emb.width),
+        ProbeFeatures::Embedding => (&emb.image, emb.dim),
+    }
+}
+
+/// One few-shot probe's inputs: where its shots come from and what scores it.
+pub struct ProbeSets<'a> {
+    /// The embeddings the shots are drawn from, and the dataset's pairs among them.
+    pub pool: (&'a SplitEmbeddings, Labelled),
+    /// The embeddings that score the probe, and the dataset's pairs among them.
+    pub test: (&'a SplitEmbeddings, Labelled),
+}
+
+impl<'a> ProbeSets<'a> {
+    /// Shots and test pairs from one set (a benchmark's own pairs): `shots` per class drawn
+    /// with `seed` (stratified, so every class is present), the rest scoring the probe.
+    /// `None` (with a warning) when a class has no more than `shots` pairs.
+    pub fn split(
+        emb: &'a SplitEmbeddings,
+        set: Labelled,
+        dataset: &str,
+        shots: usize,
+        seed: u64,
+    ) -> anyhow::Result<Option<ProbeSets<'a>>> {
+        let fewest = fewest_per_class(&set);
+        if fewest <= shots {
+            tracing::warn!(
+                "few-shot `{dataset}`: a class has only {fewest} pairs, too few to draw {shots} \
+                 shots and keep test pairs; probes skipped"
+            );
+            return Ok(None);
+        }
+        let picked = sample_shots(&set.labels, set.classes.len(), shots, seed)?;
+        let mut is_shot = vec![false; set.rows.len()];
+        picked.iter().for_each(|&p| is_shot[p] = true);
+        let rest: Vec<usize> = (0..set.rows.len()).filter(|&p| !is_shot[p]).collect();
+        Ok(Some(ProbeSets {
+            pool: (emb, set.subset(&picked)),
+            test: (emb, set.subset(&rest)),
+        }))
+    }
+}
+
+fn fewest_per_class(set: &Labelled) -> usize {
+    let mut counts = vec![0usize; set.classes.len()];
+    set.labels.iter().for_each(|&l| counts[l] += 1);
+    counts.into_iter().min().unwrap_or(0)
+}
+
+/// Few-shot linear-probe accuracy of `dataset` at each shot count on `features`: shots from
+/// the pool, accuracy on the test set. Shot counts that some class cannot supply are skipped
+/// with a warning.
 pub fn few_shot_rows(
-    pool: &SplitEmbeddings,
-    test: &SplitEmbeddings,
-    datasets: &[EvalDataset],
+    sets: &ProbeSets,
+    dataset: &str,
     shots: &[usize],
+    kind: ProbeFeatures,
     seed: u64,
     step: i64,
 ) -> anyhow::Result<Vec<EvalRow>> {
-    let mut rows = Vec::new();
-    for &dataset in datasets {
-        let (Some(pool_set), Some(test_set)) = (labelled(pool, dataset), labelled(test, dataset))
-        else {
-            tracing::warn!("few-shot: no labelled `{}` pairs to probe", dataset.name());
-            continue;
-        };
-        if pool_set.class_names != test_set.class_names {
-            tracing::warn!(
-                "few-shot `{}`: the pool and test splits have different classes, skipped",
-                dataset.name()
-            );
-            continue;
-        }
-        let classes = pool_set.class_names.len();
-        let fewest = (0..classes)
-            .map(|c| pool_set.labels.iter().filter(|&&l| l == c).count())
-            .min()
-            .unwrap_or(0);
-        let usable: Vec<usize> = shots.iter().copied().filter(|&s| s <= fewest).collect();
-        if usable.len() < shots.len() {
-            tracing::warn!(
-                "few-shot `{}`: a class has only {fewest} pool examples; shots above that skipped",
-                dataset.name()
-            );
-        }
-        if usable.is_empty() || classes < 2 {
-            continue;
-        }
-        let config = ProbeConfig {
-            shots: usable,
-            seed,
-            ..ProbeConfig::default()
-        };
-        let pool_x = gather(&pool.image, &pool_set.rows, pool.dim);
-        let test_x = gather(&test.image, &test_set.rows, test.dim);
-        for result in few_shot_probe(
-            Matrix::new(&pool_x, pool.dim)?,
-            &pool_set.labels,
-            Matrix::new(&test_x, test.dim)?,
-            &test_set.labels,
-            classes,
-            &config,
-        )? {
-            let metric = few_shot_metric(result.shots);
-            rows.push(row(step, dataset.name(), &metric, result.accuracy));
-        }
+    let ((pool, pool_set), (test, test_set)) = (&sets.pool, &sets.test);
+    if pool_set.classes != test_set.classes {
+        tracing::warn!("few-shot `{dataset}`: the pool and test sets have different classes");
+        return Ok(Vec::new());
     }
-    Ok(rows)
+    let classes = pool_set.classes.len();
+    let fewest = fewest_per_class(pool_set);
+    let usable: Vec<usize> = shots.iter().copied().filter(|&s| s <= fewest).collect();
+    if usable.len() < shots.len() {
+        tracing::warn!(
+            "few-shot `{dataset}`: a class has only {fewest} pool examples; shots above that \
+             skipped"
+        );
+    }
+    if usable.is_empty() || classes < 2 {
+        return Ok(Vec::new());
+    }
+    let config = ProbeConfig {
+        shots: usable,
+        seed,
+        ..ProbeConfig::default()
+    };
+    let (pool_values, dim) = features(pool, kind);
+    let (test_values, _) = features(test, kind);
+    let pool_x = pool_set.gather(pool_values, dim);
+    let test_x = test_set.gather(test_values, dim);
+    let results = few_shot_probe(
+        Matrix::new(&pool_x, dim)?,
+        &pool_set.labels,
+        Matrix::new(&test_x, dim)?,
+        &test_set.labels,
+        classes,
+        &config,
+    )?;
+    Ok(results
+        .into_iter()
+        .map(|r| row(step, dataset, &few_shot_metric(r.shots), r.accuracy))
+        .collect())
 }

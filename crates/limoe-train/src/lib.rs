@@ -3,16 +3,19 @@
 //! The [`stages::TrainStage`] streams an ingest output through the model ([`trainer`]) with
 //! AdamW ([`optim`]), the learning-rate [`schedule`], gradient clipping ([`clip`]), run
 //! [`logs`] and [`checkpoint`]s it resumes from exactly. One evaluation [`suite`] (metrics in
-//! [`eval`], as log rows by [`evaluate`]) serves both the periodic evaluation and the
-//! [`stages::EvalStage`]. [`budget`] says what a spec costs before anything is allocated.
+//! [`eval`], over the [`labelled`] sets of the training data and the held-out benchmarks, as
+//! log rows by [`evaluate`] and as [`clip_benchmark`] files) serves both the periodic
+//! evaluation and the [`stages::EvalStage`]. [`budget`] says what a spec costs before anything is allocated.
 
 pub mod budget;
 pub mod checkpoint;
 pub mod clip;
+pub mod clip_benchmark;
 pub mod embed;
 pub mod eval;
 pub mod evaluate;
 mod inputs;
+pub mod labelled;
 pub mod logs;
 pub mod model_build;
 mod model_config;

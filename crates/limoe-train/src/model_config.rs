@@ -56,7 +56,6 @@ pub fn model_config(model: &ModelSpec) -> ModelConfig {
             text: weights(aux.local_entropy.text, aux.global_entropy.text),
         },
         logit_scale_init: model.logit_scale.init,
-        logit_scale_max: model.logit_scale.max,
     }
 }
 

@@ -1,13 +1,17 @@
 //! The `train` and `eval` stage kinds.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use anyhow::Context;
-use limoe_core::kinds::{EVAL, INGEST, TRAIN};
+use limoe_core::kinds::{BENCHMARKS, EVAL, INGEST, TRAIN};
 use limoe_core::records::{CLASSES_FILE, EvalSummary, SUMMARY_FILE, write_record};
 use limoe_core::spec::Spec;
 use limoe_core::{Stage, StageContext};
 use limoe_data::split::Split;
 
 use crate::checkpoint;
+use crate::clip_benchmark::{ClipBenchmarkResult, write_results};
 use crate::logs::RunLogs;
 use crate::model_build::{build, check_fits};
 use crate::suite::{Probes, Suite};
@@ -36,8 +40,8 @@ impl Stage for TrainStage {
         &["seed", "model", "train", "data.shuffle_buffer"]
     }
 
-    fn needs_kinds(&self) -> &'static [&'static str] {
-        &[INGEST]
+    fn needs_kinds(&self, _spec: &Spec) -> Vec<&'static str> {
+        vec![INGEST]
     }
 
     fn preflight(&self, spec: &Spec) -> anyhow::Result<()> {
@@ -71,8 +75,10 @@ impl Stage for EvalStage {
         &["seed", "model", "train.device", "eval"]
     }
 
-    fn needs_kinds(&self) -> &'static [&'static str] {
-        &[TRAIN, INGEST]
+    /// The benchmarks' output too when the spec has benchmarks.
+    fn needs_kinds(&self, spec: &Spec) -> Vec<&'static str> {
+        let benchmarks = (!spec.eval.benchmarks.is_empty()).then_some(BENCHMARKS);
+        [TRAIN, INGEST].into_iter().chain(benchmarks).collect()
     }
 
     fn run(&self, ctx: &StageContext) -> anyhow::Result<()> {
@@ -98,6 +104,8 @@ impl Stage for EvalStage {
                 seed: spec.seed,
             }),
             assignments: eval.assignments,
+            benchmarks: benchmark_dirs(ctx),
+            data_name: spec.data.name(),
         };
         let result = suite.run(&built, data_dir, step)?;
         let summary: EvalSummary = result.rows.iter().map(|r| (r.key(), r.value)).collect();
@@ -111,6 +119,32 @@ impl Stage for EvalStage {
         logs.flush()?;
         write_record(ctx.out_dir, SUMMARY_FILE, &summary)?;
         write_record(ctx.out_dir, CLASSES_FILE, &result.classes)?;
+        let (model, pretrained) = (model_name(spec), format!("{}-step{step}", spec.name));
+        let results: Vec<ClipBenchmarkResult> = (result.tasks.iter())
+            .map(|task| ClipBenchmarkResult::new(task, &model, &pretrained))
+            .collect();
+        write_results(ctx.out_dir, &results)?;
         Ok(())
     }
+}
+
+/// The directory of each benchmark the `benchmarks` input wrote, by name (none without one).
+fn benchmark_dirs(ctx: &StageContext) -> BTreeMap<String, PathBuf> {
+    let Some(benchmarks) = ctx.optional_input(BENCHMARKS) else {
+        return BTreeMap::new();
+    };
+    (ctx.spec.eval.benchmarks.keys())
+        .map(|name| (name.clone(), benchmarks.dir.join(name)))
+        .collect()
+}
+
+/// The model's name in CLIP_benchmark results, its arch and size as a spec writes them
+/// (`limoe-tiny`, `dense-B`, ...).
+fn model_name(spec: &Spec) -> String {
+    let spelled = |value: serde_json::Result<serde_json::Value>| {
+        (value.ok()).and_then(|v| v.as_str().map(str::to_owned))
+    };
+    let arch = spelled(serde_json::to_value(spec.model.arch));
+    let size = spelled(serde_json::to_value(spec.model.size));
+    format!("{}-{}", arch.unwrap_or_default(), size.unwrap_or_default())
 }

@@ -1,24 +1,31 @@
 //! The evaluation suite: one split embedded once, then zero-shot classification, retrieval
-//! and (optionally) few-shot probes on it, with the routing it took. Both the periodic
-//! evaluation during training and the `eval` stage run it; only their settings differ.
+//! and (optionally) few-shot probes on it and on the held-out benchmarks, with the routing it
+//! took. Both the periodic evaluation during training and the `eval` stage run it; only
+//! their settings differ (the periodic one has no benchmarks).
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use limoe_core::logs::{AssignmentRow, EvalRow, RoutingRow};
 use limoe_core::records::ClassName;
 use limoe_core::spec::{FewShot, Retrieval, ZeroShot};
+use limoe_data::benchmarks::BenchmarkClasses;
+use limoe_data::shards::Index;
 use limoe_data::split::Split;
 
-use crate::embed::{EmbedRequest, embed_split};
-use crate::evaluate::{ZeroShotSetup, class_names, few_shot_rows, retrieval_rows, zero_shot_rows};
+use crate::clip_benchmark::TaskMetrics;
+use crate::embed::{EmbedRequest, SplitEmbeddings, embed_split};
+use crate::evaluate::{ProbeSets, ZeroShotSetup, few_shot_rows, retrieval_rows, zero_shot_rows};
+use crate::labelled::Labelled;
 use crate::model_build::Built;
 use crate::routing_log::RoutingTally;
 
-/// Few-shot linear probes: shots drawn from a pool of training pairs.
+/// Few-shot linear probes: shots drawn from a pool of training pairs, or from a benchmark's
+/// own pairs.
 pub struct Probes<'a> {
-    /// Shot counts and datasets.
+    /// Shot counts, datasets and features.
     pub settings: &'a FewShot,
-    /// Training pairs embedded as the pool the shots are drawn from.
+    /// Training pairs embedded as the pool the shots of a training source are drawn from.
     pub pool_pairs: usize,
     /// Seed of the shots' draw.
     pub seed: u64,
@@ -28,7 +35,7 @@ pub struct Probes<'a> {
 pub struct Suite<'a> {
     /// The split evaluated.
     pub split: Split,
-    /// At most this many of its pairs, in file order.
+    /// At most this many of its pairs (and of each benchmark's), in file order.
     pub pairs: usize,
     /// Pairs per forward pass.
     pub batch_size: usize,
@@ -40,37 +47,48 @@ pub struct Suite<'a> {
     pub few_shot: Option<Probes<'a>>,
     /// Collect every token's expert, logged at the suite's step.
     pub assignments: bool,
+    /// The benchmarks' dataset directories, by name.
+    pub benchmarks: BTreeMap<String, PathBuf>,
+    /// The name of the training data, for its retrieval results.
+    pub data_name: String,
 }
 
 /// What the suite measured at one step.
 pub struct SuiteResult {
     /// Metric rows.
     pub rows: Vec<EvalRow>,
+    /// The same measurements per dataset and task, in CLIP_benchmark's terms.
+    pub tasks: Vec<TaskMetrics>,
     /// Routing statistics of the evaluated split, labelled with the split's name.
     pub routing: Vec<RoutingRow>,
     /// Per-token expert assignments (empty unless asked for).
     pub assignments: Vec<AssignmentRow>,
-    /// The zero-shot datasets' classes found in the split.
+    /// The classes of the zero-shot datasets of the training data.
     pub classes: Vec<ClassName>,
+}
+
+/// A benchmark's embeddings and classes.
+struct Embedded {
+    emb: SplitEmbeddings,
+    classes: BenchmarkClasses,
 }
 
 impl Suite<'_> {
     /// Runs the suite on the ingest output `data_dir` with `built`'s current weights.
     pub fn run(&self, built: &Built, data_dir: &Path, step: i64) -> anyhow::Result<SuiteResult> {
-        let request = |split, pairs, assignments_step| EmbedRequest {
-            dir: data_dir,
-            split,
-            limit: Some(pairs),
-            batch_size: self.batch_size,
-            preprocess: &built.preprocess,
-            assignments_step,
-        };
+        let index = Index::read(data_dir)?;
         let mut tally = RoutingTally::default();
         let mut assignments = Vec::new();
         let split = embed_split(
             &built.model,
             &built.device,
-            &request(self.split, self.pairs, self.assignments.then_some(step)),
+            &self.request(
+                built,
+                data_dir,
+                self.split,
+                self.pairs,
+                self.assignments.then_some(step),
+            ),
             &mut tally,
             &mut assignments,
         )?;
@@ -78,41 +96,145 @@ impl Suite<'_> {
             model: &built.model,
             device: &built.device,
             preprocess: &built.preprocess,
-            templates: &self.zero_shot.templates,
             batch_size: self.batch_size,
         };
-        let mut rows = zero_shot_rows(&setup, &split, &self.zero_shot.datasets, step)?;
-        if self.retrieval.enabled {
-            rows.extend(retrieval_rows(
+        let probed = self.few_shot.iter().flat_map(|p| &p.settings.datasets);
+        let mut benchmarks: BTreeMap<&str, Embedded> = BTreeMap::new();
+        for name in self.zero_shot.datasets.iter().chain(probed) {
+            if let Some(dir) = self.benchmarks.get(name)
+                && !benchmarks.contains_key(name.as_str())
+            {
+                benchmarks.insert(name, self.embed_benchmark(built, dir)?);
+            }
+        }
+        let (mut rows, mut tasks, mut classes) = (Vec::new(), Vec::new(), Vec::new());
+        for dataset in &self.zero_shot.datasets {
+            let (emb, set, templates) = if let Some(embedded) = benchmarks.get(dataset.as_str()) {
+                let set = Labelled::of_benchmark(&embedded.emb, &embedded.classes)?;
+                let own = embedded.classes.templates.as_deref();
+                (&embedded.emb, set, own.unwrap_or(&self.zero_shot.templates))
+            } else if let Some(set) = Labelled::of_source(&split, dataset, &index) {
+                classes.extend(set.classes.iter().map(|(label, name)| ClassName {
+                    dataset: dataset.clone(),
+                    label: *label,
+                    name: name.clone(),
+                }));
+                (&split, set, &self.zero_shot.templates[..])
+            } else {
+                tracing::warn!(
+                    "zero-shot: no labelled `{dataset}` pairs in the {} split; add the source \
+                     to data.sources",
+                    self.split.name()
+                );
+                continue;
+            };
+            let (more, task) = zero_shot_rows(&setup, emb, &set, dataset, templates, step)?;
+            rows.extend(more);
+            tasks.push(task);
+        }
+        if self.retrieval.enabled
+            && let Some((more, task)) = retrieval_rows(
                 &split.first(self.retrieval.max_pairs),
+                &self.data_name,
                 step,
-            )?);
+            )?
+        {
+            rows.extend(more);
+            tasks.push(task);
         }
         if let Some(probes) = &self.few_shot
-            && !probes.settings.shots.is_empty()
-            && !probes.settings.datasets.is_empty()
+            && let Some(&most) = probes.settings.shots.iter().max()
         {
-            let pool = embed_split(
-                &built.model,
-                &built.device,
-                &request(Split::Train, probes.pool_pairs, None),
-                &mut RoutingTally::default(),
-                &mut Vec::new(),
-            )?;
-            rows.extend(few_shot_rows(
-                &pool,
-                &split,
-                &probes.settings.datasets,
-                &probes.settings.shots,
-                probes.seed,
-                step,
-            )?);
+            let mut pool = None;
+            for dataset in &probes.settings.datasets {
+                let sets = if let Some(embedded) = benchmarks.get(dataset.as_str()) {
+                    let set = Labelled::of_benchmark(&embedded.emb, &embedded.classes)?;
+                    let set = set.restricted_to(&set.present_classes());
+                    ProbeSets::split(&embedded.emb, set, dataset, most, probes.seed)?
+                } else {
+                    if pool.is_none() {
+                        let request =
+                            self.request(built, data_dir, Split::Train, probes.pool_pairs, None);
+                        pool = Some(embed_split(
+                            &built.model,
+                            &built.device,
+                            &request,
+                            &mut RoutingTally::default(),
+                            &mut Vec::new(),
+                        )?);
+                    }
+                    let pool = pool.as_ref().expect("embedded just above");
+                    source_probe_sets(pool, &split, dataset, &index)
+                };
+                let Some(sets) = sets else {
+                    tracing::warn!("few-shot: no labelled `{dataset}` pairs to probe");
+                    continue;
+                };
+                let settings = probes.settings;
+                rows.extend(few_shot_rows(
+                    &sets,
+                    dataset,
+                    &settings.shots,
+                    settings.features,
+                    probes.seed,
+                    step,
+                )?);
+            }
         }
         Ok(SuiteResult {
             rows,
+            tasks,
             routing: tally.rows(step, self.split.name()),
             assignments,
-            classes: class_names(&split, &self.zero_shot.datasets),
+            classes,
         })
     }
+
+    fn request<'b>(
+        &self,
+        built: &'b Built,
+        dir: &'b Path,
+        split: Split,
+        pairs: usize,
+        assignments_step: Option<i64>,
+    ) -> EmbedRequest<'b> {
+        EmbedRequest {
+            dir,
+            split,
+            limit: Some(pairs),
+            batch_size: self.batch_size,
+            preprocess: &built.preprocess,
+            assignments_step,
+        }
+    }
+
+    /// The embeddings and classes of the benchmark written at `dir`.
+    fn embed_benchmark(&self, built: &Built, dir: &Path) -> anyhow::Result<Embedded> {
+        let emb = embed_split(
+            &built.model,
+            &built.device,
+            &self.request(built, dir, Split::Test, self.pairs, None),
+            &mut RoutingTally::default(),
+            &mut Vec::new(),
+        )?;
+        let classes = BenchmarkClasses::read(dir)?;
+        Ok(Embedded { emb, classes })
+    }
+}
+
+/// A training source's probe: shots from the train-split pool, scored on the evaluated
+/// split, both over the classes the pool has.
+fn source_probe_sets<'a>(
+    pool: &'a SplitEmbeddings,
+    test: &'a SplitEmbeddings,
+    dataset: &str,
+    index: &Index,
+) -> Option<ProbeSets<'a>> {
+    let pool_set = Labelled::of_source(pool, dataset, index)?;
+    let present = pool_set.present_classes();
+    let test_set = Labelled::of_source(test, dataset, index)?.restricted_to(&present);
+    Some(ProbeSets {
+        pool: (pool, pool_set.restricted_to(&present)),
+        test: (test, test_set),
+    })
 }

@@ -29,7 +29,7 @@ use crate::clip::check_and_clip;
 use crate::inputs::{routed_counts, upload};
 use crate::logs::RunLogs;
 use crate::model_build::{Built, build};
-use crate::optim::{AdamW, AdamWConfig, GradAccumulator};
+use crate::optim::{AdamW, AdamWConfig, GradAccumulator, clamp_logit_scale};
 use crate::routing_log::{RoutingTally, aux_sums};
 use crate::schedule::LrSchedule;
 use crate::suite::Suite;
@@ -87,6 +87,7 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
                 Err(error) => return Err(run.stop_nonfinite(&error)),
             };
         on_pool(|| optimizer.step(&grads, lr, norm.scale))?;
+        clamp_logit_scale(&built.vars, spec.model.logit_scale.max)?;
         let pairs_per_second = train.batch_size as f64 / started.elapsed().as_secs_f64();
         run.record_step(step, &passes, lr, norm.norm, pairs_per_second);
         bar.set_position(step);
@@ -305,6 +306,8 @@ impl Run {
             retrieval: &monitor.retrieval,
             few_shot: None,
             assignments: false,
+            benchmarks: BTreeMap::new(),
+            data_name: spec.data.name(),
         };
         let result = suite.run(built, data_dir, self.step as i64)?;
         self.latest_eval = result

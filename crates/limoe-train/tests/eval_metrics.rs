@@ -194,7 +194,7 @@ fn retrieval_on_a_hand_made_score_matrix() {
 }
 
 #[test]
-fn retrieval_by_cosine_and_pessimistic_ties() {
+fn retrieval_by_cosine_and_argsort_ties() {
     // Paired orthogonal directions of different lengths: perfect retrieval, median rank 1.
     let images = [2.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 3.0];
     let texts = [1.0, 0.1, 0.0, 0.0, 5.0, 0.0, 0.1, 0.0, 1.0];
@@ -206,13 +206,27 @@ fn retrieval_by_cosine_and_pessimistic_ties() {
         median_rank: 1.0,
     };
     assert_eq!((&r.image_to_text, &r.text_to_image), (&perfect, &perfect));
-    // A collapsed model (every embedding equal) ranks each match last.
+    // A collapsed model (every embedding equal) ranks as a stable argsort does: in index
+    // order, so match i has rank i + 1.
     let same = [1.0f32; 9];
     let r = retrieval(m(&same, 3), m(&same, 3)).unwrap();
     assert_eq!(
         (r.image_to_text.r1, r.image_to_text.median_rank),
-        (0.0, 3.0)
+        (1.0 / 3.0, 2.0)
     );
+    // Templated captions: two classes of two pairs, each class's captions identical and its
+    // images pointing the same way. open_clip's `argsort(descending)` puts the first of
+    // each tied class first, so half of the matches rank 1 and the other half rank 2.
+    let images = [1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0];
+    let texts = images;
+    let r = retrieval(m(&images, 2), m(&texts, 2)).unwrap();
+    let half = Recall {
+        r1: 0.5,
+        r5: 1.0,
+        r10: 1.0,
+        median_rank: 1.5,
+    };
+    assert_eq!((&r.image_to_text, &r.text_to_image), (&half, &half));
     assert!(err(retrieval(m(&images, 3), m(&texts[..6], 3))).contains("3 images but 2 texts"));
     assert!(err(retrieval(m(&[], 3), m(&[], 3))).contains("zero pairs"));
 }
@@ -402,12 +416,11 @@ fn retrieval_rows_are_named_as_validation_expects_of_the_periodic_evaluation() {
         keys: ["a", "b", "c"].map(String::from).to_vec(),
         labels: vec![None; 3],
         label_names: vec![None; 3],
+        ..SplitEmbeddings::default()
     };
-    let written: Vec<String> = retrieval_rows(&emb, 0)
-        .unwrap()
-        .iter()
-        .map(EvalRow::key)
-        .collect();
+    let (rows, task) = retrieval_rows(&emb, "pairs", 0).unwrap().unwrap();
+    let written: Vec<String> = rows.iter().map(EvalRow::key).collect();
+    assert_eq!(task.metrics["image_retrieval_recall@1"], 1.0);
     let monitor = Monitor {
         zero_shot: ZeroShot {
             datasets: Vec::new(),

@@ -9,10 +9,18 @@ pub const ALL_DATASETS: &str = "all";
 pub const ZERO_SHOT_TOP1: &str = "zero_shot_top1";
 /// Zero-shot top-5 accuracy.
 pub const ZERO_SHOT_TOP5: &str = "zero_shot_top5";
+/// Zero-shot top-1 recall averaged over the classes (balanced accuracy), as CLIP_benchmark's
+/// `mean_per_class_recall`.
+pub const MEAN_PER_CLASS_RECALL: &str = "mean_per_class_recall";
 /// The top-1 accuracy of guessing: one over the number of classes.
 pub const CHANCE_TOP1: &str = "chance_top1";
 /// What zero-shot classification writes for each dataset, in this order.
-pub const ZERO_SHOT: [&str; 3] = [ZERO_SHOT_TOP1, ZERO_SHOT_TOP5, CHANCE_TOP1];
+pub const ZERO_SHOT: [&str; 4] = [
+    ZERO_SHOT_TOP1,
+    ZERO_SHOT_TOP5,
+    MEAN_PER_CLASS_RECALL,
+    CHANCE_TOP1,
+];
 
 /// Retrieval's directions: image to text, text to image.
 pub const RETRIEVAL_DIRECTIONS: [&str; 2] = ["i2t", "t2i"];

@@ -42,6 +42,11 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Whether `path` is written in the spec (by the file or an override), not defaulted.
+    pub fn is_written(&self, path: &KeyPath) -> bool {
+        self.tree.at(path).is_some()
+    }
+
     /// Adds diagnostics found elsewhere (e.g. by a stage checking its own config).
     pub fn extend(&mut self, diagnostics: Vec<Diagnostic>) {
         self.diagnostics.extend(diagnostics);

@@ -39,6 +39,16 @@ impl Default for DataSpec {
     }
 }
 
+impl DataSpec {
+    /// A name for the training data: its sources' kinds joined by `+` (e.g.
+    /// `openclipart+emoji`), naming results measured on its splits.
+    pub fn name(&self) -> String {
+        let mut names: Vec<&str> = self.sources.iter().map(Source::name).collect();
+        names.dedup();
+        names.join("+")
+    }
+}
+
 /// Held-out fractions.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -93,6 +103,20 @@ impl Source {
     }
 }
 
+/// The synthetic scenes' shape names, in label order.
+pub const SYNTHETIC_SHAPES: [&str; 4] = ["circle", "square", "triangle", "cross"];
+/// The synthetic scenes' colour names, in label order.
+pub const SYNTHETIC_COLORS: [&str; 6] = ["red", "green", "blue", "yellow", "purple", "orange"];
+
+/// The label of the synthetic class called `name` ("green triangle"): `colour *
+/// SYNTHETIC_SHAPES.len() + shape`; `None` for a name that is not `<colour> <shape>`.
+pub fn synthetic_class(name: &str) -> Option<usize> {
+    let (color, shape) = name.trim().split_once(' ')?;
+    let color = SYNTHETIC_COLORS.iter().position(|&c| c == color)?;
+    let shape = SYNTHETIC_SHAPES.iter().position(|&s| s == shape.trim())?;
+    Some(color * SYNTHETIC_SHAPES.len() + shape)
+}
+
 /// Settings of the synthetic generator.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -101,6 +125,14 @@ pub struct Synthetic {
     pub pairs: usize,
     /// Side of the drawn images in pixels.
     pub image_size: u32,
+    /// Classes (`<colour> <shape>`) drawn in no scene, as either object: training on the
+    /// rest leaves them for zero-shot classes the model never saw.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hold_out: Vec<String>,
+    /// When given, only these classes are drawn as the main object (the labelled one), e.g.
+    /// a benchmark of the held-out classes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
 }
 
 impl Default for Synthetic {
@@ -108,6 +140,54 @@ impl Default for Synthetic {
         Synthetic {
             pairs: 4096,
             image_size: 32,
+            hold_out: Vec::new(),
+            classes: Vec::new(),
+        }
+    }
+}
+
+impl Synthetic {
+    fn check(&self, here: &KeyPath, c: &mut Checker) {
+        c.at_least_one(here, &[("pairs", self.pairs)]);
+        c.require(self.image_size >= 8, &here.key("image_size"), || {
+            "`image_size` must be at least 8 pixels".into()
+        });
+        check_image_side(self.image_size as usize, &here.key("image_size"), c);
+        let all = SYNTHETIC_COLORS.len() * SYNTHETIC_SHAPES.len();
+        let mut labels = |key: &str, names: &[String]| -> Vec<usize> {
+            let mut labels = Vec::new();
+            for (i, name) in names.iter().enumerate() {
+                match synthetic_class(name) {
+                    Some(label) => labels.push(label),
+                    None => c.error(
+                        &here.key(key).index(i),
+                        format!("`{name}` is not a synthetic class"),
+                        Some(format!(
+                            "write `<colour> <shape>` with a colour of {} and a shape of {}",
+                            SYNTHETIC_COLORS.join(", "),
+                            SYNTHETIC_SHAPES.join(", ")
+                        )),
+                    ),
+                }
+            }
+            labels
+        };
+        let held = labels("hold_out", &self.hold_out);
+        let main = labels("classes", &self.classes);
+        let drawable = (0..all).filter(|l| !held.contains(l)).count();
+        c.require(drawable >= 2, &here.key("hold_out"), || {
+            format!("{drawable} of {all} classes are left to draw; a scene needs 2 different ones")
+        });
+        if let Some(l) = main.iter().find(|l| held.contains(l)) {
+            c.error(
+                &here.key("classes"),
+                format!(
+                    "`{} {}` is both held out and a class to draw",
+                    SYNTHETIC_COLORS[l / SYNTHETIC_SHAPES.len()],
+                    SYNTHETIC_SHAPES[l % SYNTHETIC_SHAPES.len()]
+                ),
+                Some("remove it from one of `hold_out` and `classes`".into()),
+            );
         }
     }
 }
@@ -197,27 +277,24 @@ const MAX_BUFFERED_PAIRS: usize = 65_536;
 /// far above the 256 MiB default.
 const MAX_SHARD_MIB: usize = 65_536;
 
+/// Checks one source's settings, at `here` (an entry of `data.sources` or a benchmark's).
+pub(super) fn check_source(source: &Source, here: &KeyPath, c: &mut Checker) {
+    match source {
+        Source::Synthetic(s) => s.check(&here.key("synthetic"), c),
+        Source::Emoji(e) => c.require(!e.styles.is_empty(), here, || {
+            "`styles` needs at least one style".into()
+        }),
+        _ => {}
+    }
+}
+
 impl DataSpec {
     pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
         c.require(!self.sources.is_empty(), &at.key("sources"), || {
             "at least one source is needed".into()
         });
         for (i, source) in self.sources.iter().enumerate() {
-            let here = at.key("sources").index(i);
-            match source {
-                Source::Synthetic(s) => {
-                    let here = here.key("synthetic");
-                    c.at_least_one(&here, &[("pairs", s.pairs)]);
-                    c.require(s.image_size >= 8, &here.key("image_size"), || {
-                        "`image_size` must be at least 8 pixels".into()
-                    });
-                    check_image_side(s.image_size as usize, &here.key("image_size"), c);
-                }
-                Source::Emoji(e) => c.require(!e.styles.is_empty(), &here, || {
-                    "`styles` needs at least one style".into()
-                }),
-                _ => {}
-            }
+            check_source(source, &at.key("sources").index(i), c);
         }
         c.at_least_one(
             at,

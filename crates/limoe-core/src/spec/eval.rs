@@ -1,43 +1,23 @@
-//! The `eval` section: zero-shot classification, retrieval, few-shot probes.
+//! The `eval` section: zero-shot classification, retrieval, few-shot probes, and the held-out
+//! benchmarks they run on.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::Spec;
+use super::benchmark::Benchmark;
 use super::check::Checker;
+use super::diagnostic::did_you_mean;
 use super::path::KeyPath;
-
-/// A labelled dataset for zero-shot and few-shot evaluation.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum EvalDataset {
-    /// The synthetic shapes' labels.
-    Synthetic,
-    /// Emoji categories.
-    Emoji,
-    /// Tux Paint stamp categories.
-    Tuxpaint,
-    /// Fashion-MNIST classes.
-    FashionMnist,
-    /// MNIST digits.
-    Mnist,
-}
-
-impl EvalDataset {
-    /// The name as written in a spec; pairs of this dataset have keys starting with it.
-    pub fn name(self) -> &'static str {
-        match self {
-            EvalDataset::Synthetic => "synthetic",
-            EvalDataset::Emoji => "emoji",
-            EvalDataset::Tuxpaint => "tuxpaint",
-            EvalDataset::FashionMnist => "fashion_mnist",
-            EvalDataset::Mnist => "mnist",
-        }
-    }
-}
 
 /// The whole `eval` section.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalSpec {
+    /// Labelled sets evaluated but never trained on, by name (imported by the `benchmarks`
+    /// stage, not by ingest).
+    pub benchmarks: BTreeMap<String, Benchmark>,
     /// Zero-shot classification.
     pub zero_shot: ZeroShot,
     /// Image-text retrieval on the test split.
@@ -53,6 +33,7 @@ pub struct EvalSpec {
 impl Default for EvalSpec {
     fn default() -> EvalSpec {
         EvalSpec {
+            benchmarks: BTreeMap::new(),
             zero_shot: ZeroShot::default(),
             retrieval: Retrieval::default(),
             few_shot: FewShot::default(),
@@ -66,16 +47,17 @@ impl Default for EvalSpec {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ZeroShot {
-    /// Datasets to classify.
-    pub datasets: Vec<EvalDataset>,
-    /// Prompt templates; `{}` is replaced by the class name.
+    /// Datasets to classify: benchmark names, or sources of the training data (`synthetic`,
+    /// `mnist`, ...) whose test or validation pairs are classified.
+    pub datasets: Vec<String>,
+    /// Prompt templates; `{}` is replaced by the class name. A benchmark may have its own.
     pub templates: Vec<String>,
 }
 
 impl Default for ZeroShot {
     fn default() -> ZeroShot {
         ZeroShot {
-            datasets: vec![EvalDataset::Synthetic],
+            datasets: vec!["synthetic".into()],
             templates: [
                 "a photo of a {}.",
                 "a drawing of a {}.",
@@ -112,21 +94,40 @@ impl Default for Retrieval {
 pub struct FewShot {
     /// Shots per class.
     pub shots: Vec<usize>,
-    /// Datasets to probe.
-    pub datasets: Vec<EvalDataset>,
+    /// Datasets to probe, named as in `zero_shot.datasets`. A benchmark's shots are drawn
+    /// from its own pairs and the rest score the probe; a training source's shots come from
+    /// its train split and its test split scores them.
+    pub datasets: Vec<String>,
+    /// The image features the probe fits.
+    pub features: ProbeFeatures,
+}
+
+/// Which image features a few-shot probe fits.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeFeatures {
+    /// The pooled encoder output before the projection head (vmoe's pre-logits).
+    #[default]
+    PreLogits,
+    /// The unit-normalised joint embedding that zero-shot and retrieval compare.
+    Embedding,
 }
 
 impl Default for FewShot {
     fn default() -> FewShot {
         FewShot {
             shots: vec![1, 5, 10, 25],
-            datasets: vec![EvalDataset::Synthetic],
+            datasets: vec!["synthetic".into()],
+            features: ProbeFeatures::default(),
         }
     }
 }
 
 impl EvalSpec {
     pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
+        for (name, benchmark) in &self.benchmarks {
+            benchmark.check(name, &at.key("benchmarks").key(name), c);
+        }
         self.zero_shot.check(&at.key("zero_shot"), c);
         for (i, shots) in self.few_shot.shots.iter().enumerate() {
             c.require(
@@ -142,14 +143,19 @@ impl EvalSpec {
 
 impl ZeroShot {
     pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
-        for (i, template) in self.templates.iter().enumerate() {
-            if !template.contains("{}") {
-                c.error(
-                    &at.key("templates").index(i),
-                    format!("template `{template}` has no `{{}}` for the class name"),
-                    Some("write e.g. `a photo of a {}.`".into()),
-                );
-            }
+        check_templates(&self.templates, &at.key("templates"), c);
+    }
+}
+
+/// Checks that every template has the `{}` the class name replaces.
+pub(super) fn check_templates(templates: &[String], at: &KeyPath, c: &mut Checker) {
+    for (i, template) in templates.iter().enumerate() {
+        if !template.contains("{}") {
+            c.error(
+                &at.index(i),
+                format!("template `{template}` has no `{{}}` for the class name"),
+                Some("write e.g. `a photo of a {}.`".into()),
+            );
         }
     }
 }
@@ -173,6 +179,78 @@ impl Retrieval {
                     self.max_pairs
                 ),
                 Some(format!("set `max_pairs` to at most {MAX_RETRIEVAL_PAIRS}")),
+            );
+        }
+    }
+}
+
+/// Checks the dataset names of the zero-shot and few-shot lists: the final evaluation's may
+/// name a benchmark or a training source, the periodic one's only a training source (training
+/// never reads the benchmarks, so that changing one never retrains). Lists left at their
+/// default are not checked: the evaluation skips a default dataset the data lacks.
+pub(super) fn check_dataset_names(spec: &Spec, c: &mut Checker) {
+    let sources: Vec<&str> = spec.data.sources.iter().map(|s| s.name()).collect();
+    let benchmarks: Vec<&str> = spec.eval.benchmarks.keys().map(String::as_str).collect();
+    let root = KeyPath::root();
+    for name in benchmarks.iter().filter(|b| sources.contains(b)) {
+        c.error(
+            &root.key("eval").key("benchmarks").key(name),
+            format!("benchmark `{name}` has the name of a source of the training data"),
+            Some(format!("rename the benchmark (e.g. `{name}_heldout`)")),
+        );
+    }
+    let lists = [
+        (
+            root.key("eval").key("zero_shot"),
+            &spec.eval.zero_shot.datasets,
+            true,
+        ),
+        (
+            root.key("eval").key("few_shot"),
+            &spec.eval.few_shot.datasets,
+            true,
+        ),
+        (
+            root.key("train").key("monitor").key("zero_shot"),
+            &spec.train.monitor.zero_shot.datasets,
+            false,
+        ),
+    ];
+    for (at, datasets, final_eval) in lists {
+        let at = at.key("datasets");
+        if !c.is_written(&at) {
+            continue;
+        }
+        for (i, name) in datasets.iter().enumerate() {
+            let name = name.as_str();
+            if sources.contains(&name) || (final_eval && benchmarks.contains(&name)) {
+                continue;
+            }
+            if benchmarks.contains(&name) {
+                c.error(
+                    &at.index(i),
+                    format!(
+                        "`{name}` is a benchmark; the periodic evaluation during training \
+                         scores training sources only"
+                    ),
+                    Some("list it under `eval.zero_shot.datasets` instead".into()),
+                );
+                continue;
+            }
+            let known = sources
+                .iter()
+                .chain(benchmarks.iter().filter(|_| final_eval));
+            let hint = match did_you_mean(name, known.clone().copied()) {
+                Some(hint) => hint,
+                None => format!(
+                    "name a benchmark of `eval.benchmarks` or a source of `data.sources` ({})",
+                    known.copied().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            c.error(
+                &at.index(i),
+                format!("`{name}` is neither a benchmark nor a source of the training data"),
+                Some(hint),
             );
         }
     }

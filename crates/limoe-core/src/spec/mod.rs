@@ -2,6 +2,7 @@
 
 mod analysis;
 mod batches;
+mod benchmark;
 mod check;
 mod data;
 mod de;
@@ -20,13 +21,15 @@ mod train;
 use serde::{Deserialize, Serialize};
 
 pub use analysis::{AnalysisSpec, ImageFormat};
+pub use benchmark::{Benchmark, NameList};
 pub use check::Checker;
 pub use data::{
-    Columns, DataSpec, Emoji, EmojiStyle, ForeignParquet, Limit, Source, Splits, Synthetic,
+    Columns, DataSpec, Emoji, EmojiStyle, ForeignParquet, Limit, SYNTHETIC_COLORS,
+    SYNTHETIC_SHAPES, Source, Splits, Synthetic, synthetic_class,
 };
 pub use de::{DeError, Lenient, NodeDeserializer, deserialize_all, deserialize_lenient};
 pub use diagnostic::{Diagnostic, SpecErrors, did_you_mean};
-pub use eval::{EvalDataset, EvalSpec, FewShot, Retrieval, ZeroShot};
+pub use eval::{EvalSpec, FewShot, ProbeFeatures, Retrieval, ZeroShot};
 pub use executor::{ExecutorSpec, SlurmSpec};
 pub use model::{
     Arch, AuxSpec, CHANNELS, CLIP_VOCAB_SIZE, Capacity, LogitScale, MIN_VOCAB_SIZE, ModelSpec,
@@ -105,6 +108,7 @@ impl Spec {
         self.model.check(&root.key("model"), c);
         self.train.check(&root.key("train"), c);
         self.eval.check(&root.key("eval"), c);
+        eval::check_dataset_names(self, c);
         self.analysis.check(&root.key("analysis"), c);
         self.sweep.check(&root.key("sweep"), c);
         self.executor.check(&root.key("executor"), c);

@@ -226,15 +226,17 @@ impl MoeSpec {
 pub struct Capacity {
     /// Capacity factor while training.
     pub train: f64,
-    /// Capacity factor at evaluation.
-    pub eval: f64,
+    /// Capacity factor at evaluation; `None` (`eval: null`, the default) drops no token, so
+    /// that batches of one modality (zero-shot prompts) are not cut by a capacity sized for
+    /// the mixed batches of training. Unlimited costs an `experts x tokens` buffer per block.
+    pub eval: Option<f64>,
 }
 
 impl Default for Capacity {
     fn default() -> Capacity {
         Capacity {
             train: 1.0,
-            eval: 1.0,
+            eval: None,
         }
     }
 }
@@ -446,7 +448,11 @@ impl ModelSpec {
                 Some("set `every: 2` (every second block) or `last: N`".into()),
             );
         }
-        for (key, factor) in [("train", moe.capacity.train), ("eval", moe.capacity.eval)] {
+        let factors = [
+            ("train", Some(moe.capacity.train)),
+            ("eval", moe.capacity.eval),
+        ];
+        for (key, factor) in factors.into_iter().filter_map(|(k, f)| Some((k, f?))) {
             c.require(factor > 0.0, &at.key("capacity").key(key), || {
                 format!("capacity factor must be positive (got {factor})")
             });

@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Spec;
 use super::node::{Node, Origin};
-use crate::kinds::{ANALYZE, EVAL, INGEST, TRAIN};
+use crate::kinds::{ANALYZE, BENCHMARKS, EVAL, INGEST, TRAIN};
 
 /// One stage of the pipeline.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -37,12 +38,22 @@ impl StageSpec {
     }
 }
 
-/// The pipeline used when a spec has no `stages`: ingest -> train -> eval -> analyze.
-pub fn default_pipeline() -> Vec<StageSpec> {
+/// The pipeline used when a spec has no `stages`: ingest -> train -> eval -> analyze, with
+/// a `benchmarks` stage feeding eval when the spec has `eval.benchmarks`.
+pub fn default_pipeline(spec: &Spec) -> Vec<StageSpec> {
+    if spec.eval.benchmarks.is_empty() {
+        return vec![
+            StageSpec::new(INGEST, INGEST, &[]),
+            StageSpec::new(TRAIN, TRAIN, &[INGEST]),
+            StageSpec::new(EVAL, EVAL, &[TRAIN, INGEST]),
+            StageSpec::new(ANALYZE, ANALYZE, &[TRAIN, EVAL]),
+        ];
+    }
     vec![
         StageSpec::new(INGEST, INGEST, &[]),
+        StageSpec::new(BENCHMARKS, BENCHMARKS, &[]),
         StageSpec::new(TRAIN, TRAIN, &[INGEST]),
-        StageSpec::new(EVAL, EVAL, &[TRAIN, INGEST]),
+        StageSpec::new(EVAL, EVAL, &[TRAIN, INGEST, BENCHMARKS]),
         StageSpec::new(ANALYZE, ANALYZE, &[TRAIN, EVAL]),
     ]
 }

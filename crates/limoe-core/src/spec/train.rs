@@ -88,7 +88,7 @@ impl Monitor {
     /// of every dataset it classifies, and retrieval's when that is enabled.
     pub fn metric_keys(&self) -> Vec<String> {
         let zero_shot = (self.zero_shot.datasets.iter())
-            .flat_map(|dataset| ZERO_SHOT.map(|metric| metric_key(dataset.name(), metric)));
+            .flat_map(|dataset| ZERO_SHOT.map(|metric| metric_key(dataset, metric)));
         let retrieval = RETRIEVAL_DIRECTIONS
             .into_iter()
             .flat_map(|direction| RETRIEVAL_MEASURES.map(|m| retrieval_metric(direction, m)))

@@ -4,11 +4,33 @@
 
 use std::path::Path;
 
+use anyhow::Context;
 use limoe_core::content_hashes::ContentHashes;
 use limoe_core::spec::Source;
 
 use super::parquet;
 use crate::fetch;
+
+/// The [`content`] of each named source that has one, by name, for a stage's fingerprint;
+/// `what` names a source in errors (e.g. `data.sources[0]`).
+pub fn contents<'a>(
+    named: impl IntoIterator<Item = (String, &'a Source)>,
+    data_root: &Path,
+    what: impl Fn(&str) -> String,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let raw = fetch::raw_dir(data_root);
+    let mut hashes = ContentHashes::user();
+    let contents = named
+        .into_iter()
+        .filter_map(|(name, source)| {
+            let content = content(source, &raw, &mut hashes)
+                .with_context(|| format!("{} ({})", what(&name), source.name()));
+            content.transpose().map(|c| c.map(|c| (name, c)))
+        })
+        .collect();
+    hashes.save();
+    contents
+}
 
 /// The content of `source`, or `None` when the spec says it all. A package not fetched yet
 /// is named by its fetch command; `limoe run` fetches before it plans

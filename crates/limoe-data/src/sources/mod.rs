@@ -21,7 +21,7 @@ use indicatif::ProgressBar;
 use limoe_core::Progress;
 use limoe_core::spec::Source;
 
-pub use content::content;
+pub use content::{content, contents};
 
 use crate::fetch;
 use crate::shards::Pair;
@@ -131,10 +131,11 @@ pub fn import(
     let mut done = Vec::new();
     match source {
         Source::Synthetic(s) => {
+            let drawable = synthetic::Drawable::new(&s.hold_out, &s.classes)?;
             let mut intake = Intake::new("synthetic", None, sink).with_progress(progress);
             intake.expect(s.pairs);
             for index in 0..s.pairs as u64 {
-                intake.add(synthetic::generate(seed, index, s.image_size))?;
+                intake.add(synthetic::draw(seed, index, s.image_size, &drawable))?;
             }
             done.push(intake.finish());
         }

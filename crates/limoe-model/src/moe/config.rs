@@ -15,8 +15,8 @@ pub struct MoeConfig {
     pub top_k: usize,
     /// Capacity factor c during training: C = ceil(group_tokens * K * c / E).
     pub capacity_train: f64,
-    /// Capacity factor c during evaluation.
-    pub capacity_eval: f64,
+    /// Capacity factor c during evaluation; `None` drops no token (C = group tokens).
+    pub capacity_eval: Option<f64>,
     /// Batch Priority Routing: fill expert buffers by descending top-1 gate (else token order).
     pub bpr: bool,
     /// Router noise scale: training adds N(0, (noise / E)^2) to the logits before top-K.
@@ -44,10 +44,10 @@ impl MoeConfig {
                 self.top_k
             );
         }
-        for (name, c) in [
-            ("capacity_train", self.capacity_train),
-            ("capacity_eval", self.capacity_eval),
-        ] {
+        let factors = [("capacity_train", Some(self.capacity_train))]
+            .into_iter()
+            .chain([("capacity_eval", self.capacity_eval)]);
+        for (name, c) in factors.filter_map(|(name, c)| Some((name, c?))) {
             if !(c.is_finite() && c > 0.0) {
                 bail!("moe: {name} must be a positive number, got {c}");
             }

@@ -113,7 +113,7 @@ impl Moe {
                 (cfg.capacity_train, Some((noise, std)))
             }
             RouteMode::Train { .. } => (cfg.capacity_train, None),
-            RouteMode::Eval => (cfg.capacity_eval, None),
+            RouteMode::Eval => (cfg.capacity_eval.unwrap_or(f64::INFINITY), None),
         };
         let noisy = match &drawn {
             Some((n, _)) => Some((&logits + n)?),

@@ -27,7 +27,7 @@ pub struct RouteSpec {
     pub top_k: usize,
     /// Tokens per group (the whole batch when `None`).
     pub group_size: Option<usize>,
-    /// Capacity factor c.
+    /// Capacity factor c; infinite for no limit.
     pub capacity_factor: f64,
     /// Batch Priority Routing.
     pub bpr: bool,
@@ -326,7 +326,7 @@ fn route_on_host(scores: &Tensor, probs: &Tensor, bpr: bool, shape: &Shape) -> R
     })
 }
 
-/// C = ceil(tokens * K * c / E), at most `tokens`.
+/// C = ceil(tokens * K * c / E), at most `tokens` (so an infinite c drops no token).
 pub fn capacity(tokens: usize, top_k: usize, factor: f64, experts: usize) -> usize {
     let c = (tokens * top_k) as f64 * factor / experts as f64;
     (c.ceil() as usize).min(tokens)

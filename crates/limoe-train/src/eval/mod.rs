@@ -4,10 +4,12 @@
 //!
 //! Inputs are row-major `[rows, dim]` `f32` buffers wrapped in a validated [`Matrix`].
 //!
-//! Ties are broken pessimistically everywhere: the rank of the right answer is 1 plus the
-//! number of *other* candidates scoring at least as high, so an example counts as top-1 correct
-//! only when its right answer scores strictly higher than every other candidate (a collapsed
-//! model whose scores are all equal gets no credit).
+//! Ties: classification breaks them pessimistically (the rank of the right class is 1 plus the
+//! number of *other* classes scoring at least as high, so a collapsed model whose scores are
+//! all equal gets no credit). Retrieval ranks as open_clip does, by a stable descending
+//! argsort: among equal scores the candidate with the lower index ranks first. Templated
+//! captions are identical within a class, and a pessimistic rank would put every such pair
+//! behind all of its class's other captions.
 
 pub mod cholesky;
 pub mod few_shot;
@@ -26,6 +28,15 @@ fn pessimistic_rank(scores: &[f64], target: usize) -> usize {
         .enumerate()
         .filter(|&(j, &s)| j != target && s >= own)
         .count()
+}
+
+/// The 1-based rank of `scores[target]` in a stable descending argsort: 1 + the number of
+/// entries above it + the number of equal entries before it.
+fn argsort_rank(scores: &[f64], target: usize) -> usize {
+    let own = scores[target];
+    let above = scores.iter().filter(|&&s| s > own).count();
+    let tied_before = scores[..target].iter().filter(|&&s| s == own).count();
+    1 + above + tied_before
 }
 
 /// Checks that every label is below `num_classes`, naming the first one that is not.

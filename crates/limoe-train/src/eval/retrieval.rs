@@ -1,16 +1,16 @@
 //! Image-text retrieval on paired embeddings: row `i` of the images matches row `i` of the
 //! texts. Recall@1/5/10 and the median rank in both directions, by cosine similarity, ties
-//! broken pessimistically (see [`crate::eval`]).
+//! ranked as open_clip's argsort ranks them (see [`crate::eval`]).
 
 use anyhow::{Result, bail};
 
+use super::argsort_rank;
 use super::matrix::{Matrix, cosine_scores};
-use super::pessimistic_rank;
 
 /// Retrieval metrics of one direction (queries of one modality, candidates of the other).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recall {
-    /// Fraction of queries whose match ranks first (strictly highest score).
+    /// Fraction of queries whose match ranks first.
     pub r1: f64,
     /// Fraction of queries whose match ranks within the top 5 (1 when there are at most 5 pairs).
     pub r5: f64,
@@ -72,12 +72,12 @@ fn of_scores(scores: &[f64], n: usize) -> Result<Retrieval> {
     let image_ranks: Vec<usize> = scores
         .chunks_exact(n)
         .enumerate()
-        .map(|(i, row)| pessimistic_rank(row, i))
+        .map(|(i, row)| argsort_rank(row, i))
         .collect();
     let text_ranks: Vec<usize> = (0..n)
         .map(|j| {
             let column: Vec<f64> = (0..n).map(|i| scores[i * n + j]).collect();
-            pessimistic_rank(&column, j)
+            argsort_rank(&column, j)
         })
         .collect();
     Ok(Retrieval {

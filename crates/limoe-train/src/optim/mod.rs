@@ -13,25 +13,38 @@ use std::collections::HashSet;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var, bail};
 use limoe_core::spec::TrainSpec;
+use limoe_model::LOG_LOGIT_SCALE;
 use limoe_ops::optim::{AdamUpdate, Ema};
 
 pub use accumulate::GradAccumulator;
 
+/// Clamps the log logit scale in `vars` at `ln(max)` after an optimizer step (open_clip's
+/// `logit_scale.clamp_(0, ln 100)`); a model without one is left alone.
+pub fn clamp_logit_scale(vars: &[(String, Var)], max: f64) -> candle_core::Result<()> {
+    for (_, var) in vars.iter().filter(|(name, _)| name == LOG_LOGIT_SCALE) {
+        let clamped = var.as_tensor().minimum(max.ln())?;
+        var.set(&clamped)?;
+    }
+    Ok(())
+}
+
 /// Last name segments of the parameters that get no weight decay: norms (`scale`, `shift`),
-/// biases, embeddings (`table`, `positions`), the MAP head's `query` and the temperature.
-const NO_DECAY: [&str; 7] = [
+/// biases (`bias`, and the experts' `b1`, `b2`), embeddings (`table`, `positions`), the MAP
+/// head's `query` and the temperature.
+const NO_DECAY: [&str; 9] = [
     "scale",
     "shift",
     "bias",
+    "b1",
+    "b2",
     "table",
     "positions",
     "query",
-    "log_logit_scale",
+    LOG_LOGIT_SCALE,
 ];
 
 /// Whether the parameter called `name` gets weight decay: every parameter except those whose
-/// last dot-separated segment is `scale`, `shift` (norms), `bias`, `table`, `positions`
-/// (embeddings), `query` (MAP pooling) or `log_logit_scale` (temperature).
+/// last dot-separated segment is in [`NO_DECAY`].
 pub fn decays(name: &str) -> bool {
     let last = name.rsplit('.').next().unwrap_or(name);
     !NO_DECAY.contains(&last)
@@ -235,13 +248,16 @@ mod tests {
             "token_embed.positions",
             "image_head.map.query",
             "log_logit_scale",
+            "encoder.block1.moe.experts.b1",
+            "encoder.block1.moe.experts.b2",
         ] {
             assert!(!decays(name), "{name}");
         }
         for name in [
             "encoder.block0.attention.qkv.weight",
             "encoder.block1.moe.router",
-            "encoder.block1.moe.w1",
+            "encoder.block1.moe.experts.w1",
+            "encoder.block1.moe.experts.w2",
             "image_head.projection.weight",
             "patch_embed.projection.weight",
         ] {
