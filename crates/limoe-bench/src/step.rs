@@ -141,7 +141,7 @@ pub(crate) fn inputs(
 #[cfg(test)]
 mod tests {
     use limoe_analysis::AnalyzeStage;
-    use limoe_data::IngestStage;
+    use limoe_data::{BenchmarksStage, IngestStage};
     use limoe_train::model_config;
     use limoe_train::stages::{EvalStage, TrainStage};
 
@@ -153,6 +153,7 @@ mod tests {
         let mut registry = Registry::new();
         registry
             .register(IngestStage)
+            .register(BenchmarksStage)
             .register(TrainStage)
             .register(EvalStage)
             .register(AnalyzeStage);

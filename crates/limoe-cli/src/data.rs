@@ -23,8 +23,8 @@ fn fetchable() -> Vec<Source> {
     ]
 }
 
-/// `limoe data`: with a spec, the packages of its sources; without, those of every fetchable
-/// source (under the default data root). `only` keeps the sources of these kinds.
+/// `limoe data`: with a spec, the packages of its sources and benchmarks; without, those of
+/// every fetchable source (under the default data root). `only` keeps the sources of these kinds.
 pub fn data(
     registry: &Registry,
     spec: Option<&Path>,
@@ -33,7 +33,12 @@ pub fn data(
 ) -> anyhow::Result<ExitCode> {
     let (sources, root): (Vec<Source>, PathBuf) = match spec {
         Some(spec) => match load(registry, spec, sets) {
-            Ok(loaded) => (loaded.spec.data.sources, loaded.spec.data.root),
+            Ok(loaded) => {
+                let spec = loaded.spec;
+                let benchmarks = spec.eval.benchmarks.into_values().map(|b| b.source);
+                let sources = spec.data.sources.into_iter().chain(benchmarks).collect();
+                (sources, spec.data.root)
+            }
             Err(code) => return Ok(code),
         },
         None => (fetchable(), DataSpec::default().root),

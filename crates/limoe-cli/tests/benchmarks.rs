@@ -171,8 +171,7 @@ fn a_foreign_parquet_benchmark_is_classified_over_its_whole_class_list() {
     // Nothing of the benchmarks reached training: its shards hold only the synthetic pairs.
     let ingest = find(&dir.path().join("runs/tiny"), "ingest-");
     let index: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(ingest.join("index.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(ingest.join("index.json")).unwrap()).unwrap();
     let sources: Vec<&String> = index["sources"].as_object().unwrap().keys().collect();
     assert_eq!(sources, ["synthetic"]);
 }

@@ -336,7 +336,17 @@ fn stages_lists_the_command_kind_and_every_subcommand_has_help() {
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
         .collect();
-    assert_eq!(kinds, ["analyze", "command", "eval", "ingest", "train"]);
+    assert_eq!(
+        kinds,
+        [
+            "analyze",
+            "benchmarks",
+            "command",
+            "eval",
+            "ingest",
+            "train"
+        ]
+    );
     for sub in [
         "run", "validate", "plan", "stages", "report", "sweep", "verify",
     ] {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use limoe_core::command::CommandStage;
-use limoe_core::kinds::{ANALYZE, EVAL, INGEST, TRAIN};
+use limoe_core::kinds::{ANALYZE, BENCHMARKS, EVAL, INGEST, TRAIN};
 use limoe_core::spec::{Arch, Limit, Size, Source, SpecErrors, Synthetic};
 use limoe_core::{LoadedSpec, Registry, Stage, StageContext, load_spec};
 
@@ -32,6 +32,7 @@ fn registry() -> Registry {
     let mut registry = Registry::new();
     registry.register(CommandStage);
     registry.register(Placeholder(INGEST, &[]));
+    registry.register(Placeholder(BENCHMARKS, &[]));
     registry.register(Placeholder(TRAIN, &[INGEST]));
     registry.register(Placeholder(EVAL, &[TRAIN, INGEST]));
     registry.register(Placeholder(ANALYZE, &[TRAIN]));
@@ -400,7 +401,8 @@ fn values_that_cannot_run_are_refused_naming_key_and_limit() {
                  records: it records `loss` and what `train.monitor` evaluates (its zero-shot \
                  datasets, and retrieval)",
                 "  hint: this run records: loss, synthetic/zero_shot_top1, \
-                 synthetic/zero_shot_top5, synthetic/chance_top1",
+                 synthetic/zero_shot_top5, \
+                 synthetic/mean_per_class_recall, synthetic/chance_top1",
             ],
         ),
         (
@@ -433,9 +435,101 @@ fn values_that_cannot_run_are_refused_naming_key_and_limit() {
     .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// The benchmark form outside checks use, verbatim.
+const BENCHMARKS_FORM: &str = "name: x
+eval:
+  benchmarks:
+    digits:
+      source: {parquet: {path: some/dir, columns: {key: key, image: image, caption: caption, label: label, label_name: label_name}}}
+      classnames: [zero, one, two, three, four, five, six, seven, eight, nine]
+      templates: [\"a photo of the number {}.\"]
+    fmnist:
+      source: {fashion_mnist: {limit: 2000}}
+  zero_shot:
+    datasets: [digits, fmnist]
+";
+
+#[test]
+fn benchmarks_are_evaluated_by_their_own_stage_and_named_in_dataset_lists() {
+    let loaded = load_text(BENCHMARKS_FORM, &[]).unwrap();
+    let benchmarks = &loaded.spec.eval.benchmarks;
+    assert_eq!(benchmarks.keys().collect::<Vec<_>>(), ["digits", "fmnist"]);
+    let classnames = benchmarks["digits"].class_names("digits").unwrap().unwrap();
+    assert_eq!(classnames.len(), 10);
+    let ids: Vec<(&str, &[String])> = (loaded.spec.stages.iter())
+        .map(|s| (s.id.as_str(), s.needs.as_slice()))
+        .collect();
+    assert_eq!(ids[1], ("benchmarks", &[][..]));
+    assert_eq!(ids[3].0, "eval");
+    assert!(ids[3].1.contains(&"benchmarks".to_owned()), "{ids:?}");
+
+    let lines = error_lines(BENCHMARKS_FORM, &["eval.zero_shot.datasets=[digit, mnist]"]);
+    assert!(
+        lines[0].contains("eval.zero_shot.datasets[0]"),
+        "{lines:#?}"
+    );
+    assert!(lines[1].contains("did you mean `digits`?"), "{lines:#?}");
+    assert!(
+        lines[2].contains("`mnist` is neither a benchmark nor"),
+        "{lines:#?}"
+    );
+    let lines = error_lines(
+        BENCHMARKS_FORM,
+        &["train.monitor.zero_shot.datasets=[digits]"],
+    );
+    assert!(lines[0].contains("the periodic evaluation"), "{lines:#?}");
+    let lines = error_lines(
+        BENCHMARKS_FORM,
+        &[
+            "data.sources=[fashion_mnist]",
+            "eval.benchmarks.fashion_mnist={source: mnist}",
+        ],
+    );
+    assert!(
+        lines[0].contains("has the name of a source of the training data"),
+        "{lines:#?}"
+    );
+    let lines = error_lines(
+        BENCHMARKS_FORM,
+        &["eval.benchmarks.digits.templates=['the number']"],
+    );
+    assert!(
+        lines[0].contains("eval.benchmarks.digits.templates[0]"),
+        "{lines:#?}"
+    );
+    let lines = error_lines(BENCHMARKS_FORM, &["eval.benchmarks.digits.classnames=[]"]);
+    assert!(lines[0].contains("`classnames` is empty"), "{lines:#?}");
+}
+
+#[test]
+fn synthetic_held_out_classes_must_be_classes_and_leave_some() {
+    let lines = error_lines(
+        "name: x\ndata: {sources: [{synthetic: {hold_out: [pink circle, green triangle]}}]}\n",
+        &[],
+    );
+    assert!(
+        lines[0].contains("data.sources[0].synthetic.hold_out[0]"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[0].contains("`pink circle` is not a synthetic class"),
+        "{lines:#?}"
+    );
+    assert!(lines[1].contains("red, green"), "{lines:#?}");
+    let lines = error_lines(
+        "name: x\ndata: {sources: [{synthetic: {hold_out: [red circle], classes: [red circle]}}]}\n",
+        &[],
+    );
+    assert!(
+        lines[0].contains("both held out and a class to draw"),
+        "{lines:#?}"
+    );
+}
+
 #[test]
 fn best_metric_is_any_metric_the_periodic_evaluation_records() {
-    let text = "name: x\ntrain:\n  monitor: {zero_shot: {datasets: [mnist]}}\n";
+    let text = "name: x\ndata: {sources: [synthetic, mnist]}\n\
+                train:\n  monitor: {zero_shot: {datasets: [mnist]}}\n";
     for metric in [
         "loss",
         "mnist/zero_shot_top5",

@@ -281,6 +281,40 @@ mod tests {
     }
 
     #[test]
+    fn held_out_classes_are_never_drawn_and_classes_pick_the_main_object() {
+        let held = ["green triangle".to_owned(), "blue cross".to_owned()];
+        let training = Drawable::new(&held, &[]).unwrap();
+        for index in 0..400 {
+            let pair = draw(3, index, 16, &training);
+            for name in &held {
+                assert!(!pair.caption.contains(name.as_str()), "{}", pair.caption);
+            }
+        }
+        let benchmark = Drawable::new(&[], &held).unwrap();
+        let names: std::collections::BTreeSet<String> = (0..100)
+            .map(|i| draw(3, i, 16, &benchmark).label_name.unwrap())
+            .collect();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["blue cross", "green triangle"]
+        );
+        // With every class allowed the scenes are those of `generate`.
+        assert_eq!(draw(3, 5, 16, &Drawable::all()), generate(3, 5, 16));
+        let unknown = Drawable::new(&["pink circle".to_owned()], &[]).unwrap_err();
+        assert!(unknown.to_string().contains("`pink circle`"), "{unknown}");
+        let all: Vec<String> = (0..CLASSES)
+            .map(|l| {
+                format!(
+                    "{} {}",
+                    COLORS[l / SHAPES.len()].0,
+                    SHAPES[l % SHAPES.len()]
+                )
+            })
+            .collect();
+        assert!(Drawable::new(&all[1..], &[]).is_err(), "one class left");
+    }
+
+    #[test]
     fn caption_names_the_label_and_the_image_shows_its_colour() {
         for index in 0..50 {
             let pair = generate(1, index, 32);

@@ -86,6 +86,31 @@ fn writer_cuts_row_groups_and_shards_and_indexes_them() {
         }
     }
     assert_eq!(seen, 300);
+    assert_eq!(
+        index.classes["synthetic"].len(),
+        24,
+        "every class of every split"
+    );
+    assert_eq!(index.classes["synthetic"][&0], "red circle");
+}
+
+#[test]
+fn one_label_with_two_names_is_an_error_naming_both_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = ShardLayout {
+        row_group_rows: 16,
+        max_bytes: 1 << 20,
+    };
+    let mut writer = DatasetWriter::new(dir.path(), layout, Splits::default()).unwrap();
+    let first = synthetic::generate(5, 0, 16);
+    let mut second = synthetic::generate(5, 1, 16);
+    second.label = first.label;
+    second.label_name = Some("mauve blob".into());
+    writer.add(first.clone()).unwrap();
+    let error = writer.add(second).unwrap_err().to_string();
+    for part in [first.key.as_str(), "synthetic-5-1", "mauve blob"] {
+        assert!(error.contains(part), "{error}");
+    }
 }
 
 /// Writes `files` under `dir` and marks it as a completed fetch.

@@ -68,9 +68,9 @@ impl Labelled {
             match emb.labels[i].and_then(|l| position.get(&l)) {
                 Some(&class) => labels.push(class),
                 None => bail!(
-                    "pair `{}` has label {:?}, which is not one of the benchmark's classes",
+                    "pair `{}` has label {}, which is not one of the benchmark's classes",
                     emb.keys[i],
-                    emb.labels[i]
+                    emb.labels[i].map_or("none".to_owned(), |l| l.to_string())
                 ),
             }
         }
@@ -127,5 +127,78 @@ impl Labelled {
         (self.rows.iter())
             .flat_map(|&r| values[r * dim..(r + 1) * dim].iter().copied())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn embeddings(pairs: &[(&str, Option<i32>, &str)]) -> SplitEmbeddings {
+        SplitEmbeddings {
+            keys: pairs.iter().map(|p| p.0.to_owned()).collect(),
+            labels: pairs.iter().map(|p| p.1).collect(),
+            label_names: pairs.iter().map(|p| Some(p.2.to_owned())).collect(),
+            ..SplitEmbeddings::default()
+        }
+    }
+
+    fn index(classes: &[(&str, i32, &str)]) -> Index {
+        let mut index: Index =
+            serde_json::from_str(r#"{"schema": [], "rows": {}, "sources": {}, "shards": []}"#)
+                .unwrap();
+        for (source, label, name) in classes {
+            let names = index.classes.entry((*source).to_owned()).or_default();
+            names.insert(*label, (*name).to_owned());
+        }
+        index
+    }
+
+    #[test]
+    fn a_source_is_classified_against_every_class_of_its_data() {
+        // The evaluated subset holds classes 0 and 2 of the four the data has.
+        let emb = embeddings(&[
+            ("mnist-1", Some(2), "two"),
+            ("synthetic-0-1", Some(0), "red circle"),
+            ("mnist-2", Some(0), "zero"),
+            ("mnist-3", None, ""),
+        ]);
+        let index = index(&[
+            ("mnist", 0, "zero"),
+            ("mnist", 1, "one"),
+            ("mnist", 2, "two"),
+            ("mnist", 3, "three"),
+            ("synthetic", 0, "red circle"),
+        ]);
+        let set = Labelled::of_source(&emb, "mnist", &index).unwrap();
+        assert_eq!(set.names(), ["zero", "one", "two", "three"]);
+        assert_eq!(
+            (set.rows.as_slice(), set.labels.as_slice()),
+            (&[0, 2][..], &[2, 0][..])
+        );
+        assert_eq!(
+            set.present_classes(),
+            [(0, "zero".into()), (2, "two".into())]
+        );
+        let present = set.restricted_to(&set.present_classes());
+        assert_eq!(present.labels, [1, 0]);
+        assert!(Labelled::of_source(&emb, "emoji", &index).is_none());
+        // An index without class lists falls back to the classes present.
+        let old = Labelled::of_source(&emb, "mnist", &self::index(&[])).unwrap();
+        assert_eq!(old.names(), ["zero", "two"]);
+    }
+
+    #[test]
+    fn a_benchmark_pair_outside_its_classes_is_an_error_naming_it() {
+        let emb = embeddings(&[("a", Some(0), "x"), ("b", Some(7), "y")]);
+        let classes = BenchmarkClasses {
+            classes: vec![(0, "x".into()), (1, "z".into())],
+            templates: None,
+        };
+        let error = Labelled::of_benchmark(&emb, &classes)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("pair `b` has label 7"), "{error}");
     }
 }

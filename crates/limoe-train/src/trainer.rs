@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use candle_core::Var;
 use limoe_core::kinds::INGEST;
-use limoe_core::logs::{MetricsRow, metrics as metric_columns};
+use limoe_core::logs::{MetricsRow, TRAINING_STEPS_SPLIT, metrics as metric_columns};
 use limoe_core::random::splitmix64_next;
 use limoe_core::records::{PLAN_FILE, write_record};
 use limoe_core::spec::Spec;
@@ -287,7 +287,8 @@ impl Run {
             .row(step as i64, self.wall_seconds(), lr, norm, pairs);
         self.logs.metrics.push(row);
         if let Some(tally) = &passes.tally {
-            self.logs.routing.extend(tally.rows(step as i64, "train"));
+            let rows = tally.rows(step as i64, TRAINING_STEPS_SPLIT);
+            self.logs.routing.extend(rows);
         }
         self.step = step;
         self.loss = passes.sums.loss;

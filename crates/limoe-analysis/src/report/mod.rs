@@ -62,6 +62,7 @@ pub fn write_run_report(
     summary.add_metrics(&logs.metrics)?;
     let (routing, split) = logs.final_routing();
     summary.add_routing(routing, split, analysis.dead_expert_threshold)?;
+    summary.add_train_dropped(&logs.routing)?;
     if let Some(eval) = &dirs.eval {
         summary.eval = read_record(eval, SUMMARY_FILE)?.unwrap_or_default();
     }
@@ -189,8 +190,8 @@ fn block_table(summary: &RunSummary) -> (Vec<String>, Vec<Vec<String>>) {
         "top expert's share of text",
         "top expert's share of image",
         "dead (image / text)",
-        "dropped image",
-        "dropped text",
+        "dropped image (train / eval capacity)",
+        "dropped text (train / eval capacity)",
     ]
     .map(String::from)
     .to_vec();
@@ -199,6 +200,10 @@ fn block_table(summary: &RunSummary) -> (Vec<String>, Vec<Vec<String>>) {
         .iter()
         .map(|b| {
             let dead = |m: &str| b.dead.get(m).copied().unwrap_or_default();
+            let dropped = |m: &str| {
+                let (train, eval) = (b.train_dropped_rate.get(m), b.dropped_rate.get(m));
+                format!("{} / {}", number(train.copied()), number(eval.copied()))
+            };
             vec![
                 b.block.to_string(),
                 b.experts.to_string(),
@@ -207,8 +212,8 @@ fn block_table(summary: &RunSummary) -> (Vec<String>, Vec<Vec<String>>) {
                 number(b.text_top_share),
                 number(b.image_top_share),
                 format!("{} / {}", dead("image"), dead("text")),
-                number(b.dropped_rate.get("image").copied()),
-                number(b.dropped_rate.get("text").copied()),
+                dropped("image"),
+                dropped("text"),
             ]
         })
         .collect();

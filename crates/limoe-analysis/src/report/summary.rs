@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use limoe_core::logs::{metrics as metrics_log, routing as routing_log};
+use limoe_core::logs::{TRAINING_STEPS_SPLIT, metrics as metrics_log, routing as routing_log};
 use limoe_core::records::{EvalSummary, PlanRecord};
 use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
@@ -30,8 +30,41 @@ pub struct BlockSummary {
     pub image_top_share: Option<f64>,
     /// Experts receiving less than the dead threshold of a modality's tokens, per modality.
     pub dead: BTreeMap<String, i64>,
-    /// Share of each modality's routed tokens dropped by capacity.
+    /// Share of each modality's routed tokens dropped by capacity, in the split the routing
+    /// numbers come from (at the eval capacity).
     pub dropped_rate: BTreeMap<String, f64>,
+    /// The same share in the last logged training step, at the train capacity.
+    #[serde(default)]
+    pub train_dropped_rate: BTreeMap<String, f64>,
+}
+
+/// The dropped rates per block and modality at the last step of one split.
+struct LastDropped {
+    blocks: Vec<Option<i64>>,
+    modalities: Vec<Option<String>>,
+    rates: Vec<Option<f64>>,
+    at_last: Vec<bool>,
+}
+
+impl LastDropped {
+    fn of(routing: &DataFrame, split: &str) -> Result<LastDropped> {
+        let stats = modality_stats(routing, split)?;
+        let steps = ints(&stats, routing_log::STEP)?;
+        let last = steps.iter().flatten().max().copied();
+        Ok(LastDropped {
+            blocks: ints(&stats, routing_log::BLOCK)?,
+            modalities: strings(&stats, routing_log::MODALITY)?,
+            rates: floats(&stats, "dropped_rate")?,
+            at_last: steps.iter().map(|&s| s.is_some() && s == last).collect(),
+        })
+    }
+
+    fn of_block(&self, block: i64) -> BTreeMap<String, f64> {
+        (0..self.rates.len())
+            .filter(|&j| self.at_last[j] && self.blocks[j] == Some(block))
+            .filter_map(|j| Some((self.modalities[j].clone()?, self.rates[j]?)))
+            .collect()
+    }
 }
 
 /// The key numbers of one run.
@@ -88,22 +121,14 @@ impl RunSummary {
         let image = ints(&counts, "image_specialists")?;
         let text = ints(&counts, "text_specialists")?;
         let top = top_shares(routing, split)?;
-        let stats = modality_stats(routing, split)?;
-        let stat_steps = ints(&stats, routing_log::STEP)?;
-        let last_step = stat_steps.iter().flatten().max().copied();
-        let stat_blocks = ints(&stats, routing_log::BLOCK)?;
-        let stat_modalities = strings(&stats, routing_log::MODALITY)?;
-        let rates = floats(&stats, "dropped_rate")?;
+        let dropped = LastDropped::of(routing, split)?;
         let dead_frame = dead_experts(routing, split, dead)?;
         let dead_blocks = ints(&dead_frame, routing_log::BLOCK)?;
         let dead_modalities = strings(&dead_frame, routing_log::MODALITY)?;
         self.blocks = (0..counts.height())
             .map(|i| {
                 let block = blocks[i].unwrap_or_default();
-                let dropped_rate = (0..stats.height())
-                    .filter(|&j| stat_steps[j] == last_step && stat_blocks[j] == Some(block))
-                    .filter_map(|j| Some((stat_modalities[j].clone()?, rates[j]?)))
-                    .collect();
+                let dropped_rate = dropped.of_block(block);
                 let top_of = |m: &str| {
                     top.iter()
                         .find(|t| t.block == block && t.modality == m)
@@ -130,10 +155,21 @@ impl RunSummary {
                     image_top_share: top_of("image"),
                     dead,
                     dropped_rate,
+                    train_dropped_rate: BTreeMap::new(),
                 }
             })
             .collect();
         self.routing_split = Some(split.to_owned());
+        Ok(())
+    }
+
+    /// Each block's dropped rates in the last training step of a train routing log (whose
+    /// training rows have split `train`), beside those at the eval capacity.
+    pub fn add_train_dropped(&mut self, train_routing: &DataFrame) -> Result<()> {
+        let dropped = LastDropped::of(train_routing, TRAINING_STEPS_SPLIT)?;
+        for block in &mut self.blocks {
+            block.train_dropped_rate = dropped.of_block(block.block);
+        }
         Ok(())
     }
 

@@ -117,3 +117,7 @@ mod tests {
         assert_eq!(Modality::from_name("audio"), None);
     }
 }
+
+/// The `split` of the routing rows the trainer logs of its own steps, routed at the train
+/// capacity (evaluations log theirs under the split they embed).
+pub const TRAINING_STEPS_SPLIT: &str = "train";

@@ -126,3 +126,62 @@ impl Benchmark {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_list(json: &str, benchmark: &str) -> anyhow::Result<Vec<String>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("names.json");
+        std::fs::write(&path, json)?;
+        NameList::File(path).resolve(benchmark, "eval.benchmarks.b.classnames")
+    }
+
+    fn message(result: anyhow::Result<Vec<String>>) -> String {
+        format!("{:#}", result.unwrap_err())
+    }
+
+    #[test]
+    fn lists_come_inline_or_from_clip_benchmark_files() {
+        let inline = NameList::Inline(vec!["zero".into(), "one".into()]);
+        assert_eq!(inline.resolve("b", "k").unwrap(), ["zero", "one"]);
+        assert_eq!(file_list(r#"["cat", "dog"]"#, "b").unwrap(), ["cat", "dog"]);
+        let by_dataset = r#"{"cifar10": ["plane"], "b": ["cat", "dog"]}"#;
+        assert_eq!(file_list(by_dataset, "b").unwrap(), ["cat", "dog"]);
+    }
+
+    #[test]
+    fn a_bad_list_names_its_key_file_and_fix() {
+        let missing = message(file_list(r#"{"cifar10": ["plane"]}"#, "b"));
+        assert!(
+            missing.contains("eval.benchmarks.b.classnames"),
+            "{missing}"
+        );
+        assert!(
+            missing.contains("no entry `b` (it has cifar10)"),
+            "{missing}"
+        );
+        assert!(message(file_list("[1, 2]", "b")).contains("list of strings"));
+        assert!(message(file_list("not json", "b")).contains("not valid JSON"));
+        assert!(message(file_list("[]", "b")).contains("is empty"));
+        let absent = NameList::File("/nonexistent/names.json".into());
+        let absent = message(absent.resolve("b", "eval.benchmarks.b.templates"));
+        assert!(absent.contains("/nonexistent/names.json") && absent.contains("cannot read"));
+    }
+
+    #[test]
+    fn templates_from_a_file_need_their_placeholder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("templates.json");
+        std::fs::write(&path, r#"{"b": ["a photo of {}.", "a photo."]}"#).unwrap();
+        let benchmark = Benchmark {
+            source: Source::Mnist(Default::default()),
+            classnames: None,
+            templates: Some(NameList::File(path)),
+        };
+        let error = format!("{:#}", benchmark.own_templates("b").unwrap_err());
+        assert!(error.contains("eval.benchmarks.b.templates[1]"), "{error}");
+        assert!(error.contains("`a photo.` has no `{}`"), "{error}");
+    }
+}

@@ -265,6 +265,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_logit_scale_is_clamped_as_a_parameter() {
+        let dev = Device::Cpu;
+        let scale = Var::from_tensor(&Tensor::new(500f32.ln(), &dev).unwrap()).unwrap();
+        let other = Var::from_tensor(&Tensor::new(9f32, &dev).unwrap()).unwrap();
+        let vars = vec![
+            (LOG_LOGIT_SCALE.to_owned(), scale.clone()),
+            ("encoder.bias".to_owned(), other.clone()),
+        ];
+        clamp_logit_scale(&vars, 100.0).unwrap();
+        let clamped: f32 = scale.as_tensor().to_scalar().unwrap();
+        assert!((clamped.exp() - 100.0).abs() < 1e-3, "{}", clamped.exp());
+        assert_eq!(other.as_tensor().to_scalar::<f32>().unwrap(), 9.0);
+        scale.set(&Tensor::new(2f32, &dev).unwrap()).unwrap();
+        clamp_logit_scale(&vars, 100.0).unwrap();
+        assert_eq!(
+            scale.as_tensor().to_scalar::<f32>().unwrap(),
+            2.0,
+            "below the bound"
+        );
+    }
+
     /// The fused CPU loops and the candle expressions give the same update.
     #[test]
     fn fused_and_generic_updates_agree() {
