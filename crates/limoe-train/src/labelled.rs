@@ -100,7 +100,8 @@ impl Labelled {
         let mut present = vec![false; self.classes.len()];
         self.labels.iter().for_each(|&c| present[c] = true);
         (self.classes.iter().zip(present))
-            .filter_map(|(class, here)| here.then(|| class.clone()))
+            .filter(|&(_, here)| here)
+            .map(|(class, _)| class.clone())
             .collect()
     }
 

@@ -94,6 +94,10 @@ pub const STEP: Column = Column {
 /// Every log, in a fixed order.
 pub const ALL_LOGS: [&LogSchema; 4] = [&METRICS, &ROUTING, &EVAL, &ASSIGNMENTS];
 
+/// The `split` of the routing rows the trainer logs of its own steps, routed at the train
+/// capacity (evaluations log theirs under the split they embed).
+pub const TRAINING_STEPS_SPLIT: &str = "train";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,7 +121,3 @@ mod tests {
         assert_eq!(Modality::from_name("audio"), None);
     }
 }
-
-/// The `split` of the routing rows the trainer logs of its own steps, routed at the train
-/// capacity (evaluations log theirs under the split they embed).
-pub const TRAINING_STEPS_SPLIT: &str = "train";
