@@ -2,6 +2,7 @@
 //! and patchified and captions tokenized in parallel (rayon), optionally prepared ahead in a
 //! background thread with a bounded queue ([`Batcher::prefetch`]).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
@@ -92,6 +93,8 @@ pub struct Batcher {
     batch_size: usize,
     drop_last: bool,
     failed: bool,
+    /// When set, only the pairs with these keys are batched.
+    only: Option<HashSet<String>>,
 }
 
 impl Batcher {
@@ -112,7 +115,15 @@ impl Batcher {
             batch_size,
             drop_last,
             failed: false,
+            only: None,
         })
+    }
+
+    /// Batches only the pairs whose key is in `keys` (the others are passed over before any
+    /// decoding), e.g. a sample drawn from the split beforehand.
+    pub fn only_keys(mut self, keys: HashSet<String>) -> Batcher {
+        self.only = Some(keys);
+        self
     }
 
     /// The next batch, `None` at the end of the loader's pairs.
@@ -120,12 +131,15 @@ impl Batcher {
         let mut ready: Vec<(Pair, Prepared)> = Vec::with_capacity(self.batch_size);
         while ready.len() < self.batch_size {
             let want = self.batch_size - ready.len();
-            let pairs: Vec<Pair> = self
+            let mut pairs: Vec<Pair> = self
                 .loader
                 .by_ref()
                 .take(want)
                 .collect::<anyhow::Result<_>>()?;
             let exhausted = pairs.len() < want;
+            if let Some(only) = &self.only {
+                pairs.retain(|pair| only.contains(&pair.key));
+            }
             let prepared: Vec<anyhow::Result<Prepared>> = pairs
                 .par_iter()
                 .map(|pair| self.preprocess.prepare(pair))

@@ -1,6 +1,7 @@
 //! Embedding a split of a dataset with a trained model (evaluation routing), collecting the
 //! routing statistics and, optionally, every token's expert.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use candle_core::Device;
@@ -77,6 +78,8 @@ pub struct EmbedRequest<'a> {
     pub preprocess: &'a Preprocess,
     /// The step the assignments are logged at; `None` collects none.
     pub assignments_step: Option<i64>,
+    /// When given, only the pairs with these keys are embedded.
+    pub only: Option<&'a HashSet<String>>,
 }
 
 /// Embeds the split in file order; adds routing statistics to `tally` and assignment rows to
@@ -101,6 +104,9 @@ pub fn embed_split(
         request.batch_size,
         false,
     )?;
+    if let Some(keys) = request.only {
+        batcher = batcher.only_keys(keys.clone());
+    }
     let vocab = model.config().vocab_size;
     let mut out = SplitEmbeddings {
         dim: model.config().embed_dim,

@@ -20,6 +20,7 @@ pub mod logs;
 pub mod model_build;
 mod model_config;
 pub mod optim;
+mod probe_pool;
 mod routing_log;
 pub mod schedule;
 pub mod stages;

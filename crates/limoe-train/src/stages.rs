@@ -19,8 +19,6 @@ use crate::trainer::{CHECKPOINTS, train};
 
 /// Test pairs embedded for zero-shot classification and the probes' test set.
 const EVAL_PAIRS: usize = 10_000;
-/// Training pairs embedded as the few-shot probes' pool.
-const PROBE_POOL_PAIRS: usize = 5_000;
 
 /// The `train` stage kind: trains the spec's model on an ingest output.
 pub struct TrainStage;
@@ -100,7 +98,6 @@ impl Stage for EvalStage {
             retrieval: &eval.retrieval,
             few_shot: Some(Probes {
                 settings: &eval.few_shot,
-                pool_pairs: PROBE_POOL_PAIRS,
                 seed: spec.seed,
             }),
             assignments: eval.assignments,

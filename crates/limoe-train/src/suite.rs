@@ -18,15 +18,14 @@ use crate::embed::{EmbedRequest, SplitEmbeddings, embed_split};
 use crate::evaluate::{ProbeSets, ZeroShotSetup, few_shot_rows, retrieval_rows, zero_shot_rows};
 use crate::labelled::Labelled;
 use crate::model_build::Built;
+use crate::probe_pool::draw_pool;
 use crate::routing_log::RoutingTally;
 
-/// Few-shot linear probes: shots drawn from a pool of training pairs, or from a benchmark's
-/// own pairs.
+/// Few-shot linear probes: shots drawn from a stratified sample of the training pairs, or
+/// from a benchmark's own pairs.
 pub struct Probes<'a> {
     /// Shot counts, datasets and features.
     pub settings: &'a FewShot,
-    /// Training pairs embedded as the pool the shots of a training source are drawn from.
-    pub pool_pairs: usize,
     /// Seed of the shots' draw.
     pub seed: u64,
 }
@@ -145,26 +144,24 @@ impl Suite<'_> {
         if let Some(probes) = &self.few_shot
             && let Some(&most) = probes.settings.shots.iter().max()
         {
-            let mut pool = None;
-            for dataset in &probes.settings.datasets {
+            let datasets = &probes.settings.datasets;
+            let sources: Vec<&str> = (datasets.iter())
+                .filter(|d| !benchmarks.contains_key(d.as_str()))
+                .map(String::as_str)
+                .collect();
+            let pool = match sources.is_empty() {
+                true => None,
+                false => Some(self.embed_pool(built, data_dir, &sources, most, probes.seed)?),
+            };
+            for dataset in datasets {
                 let sets = if let Some(embedded) = benchmarks.get(dataset.as_str()) {
                     let set = Labelled::of_benchmark(&embedded.emb, &embedded.classes)?;
                     let set = set.restricted_to(&set.present_classes());
                     ProbeSets::split(&embedded.emb, set, dataset, most, probes.seed)?
-                } else {
-                    if pool.is_none() {
-                        let request =
-                            self.request(built, data_dir, Split::Train, probes.pool_pairs, None);
-                        pool = Some(embed_split(
-                            &built.model,
-                            &built.device,
-                            &request,
-                            &mut RoutingTally::default(),
-                            &mut Vec::new(),
-                        )?);
-                    }
-                    let pool = pool.as_ref().expect("embedded just above");
+                } else if let Some(pool) = &pool {
                     source_probe_sets(pool, &split, dataset, &index)
+                } else {
+                    None
                 };
                 let Some(sets) = sets else {
                     tracing::warn!("few-shot: no labelled `{dataset}` pairs to probe");
@@ -205,7 +202,30 @@ impl Suite<'_> {
             batch_size: self.batch_size,
             preprocess: &built.preprocess,
             assignments_step,
+            only: None,
         }
+    }
+
+    /// The training sources' probe pool: `per_class` train pairs of each class of each of
+    /// `sources`, drawn with `seed` (see [`draw_pool`]), embedded.
+    fn embed_pool(
+        &self,
+        built: &Built,
+        data_dir: &Path,
+        sources: &[&str],
+        per_class: usize,
+        seed: u64,
+    ) -> anyhow::Result<SplitEmbeddings> {
+        let keys = draw_pool(data_dir, sources, per_class, seed)?;
+        let mut request = self.request(built, data_dir, Split::Train, keys.len(), None);
+        request.only = Some(&keys);
+        embed_split(
+            &built.model,
+            &built.device,
+            &request,
+            &mut RoutingTally::default(),
+            &mut Vec::new(),
+        )
     }
 
     /// The embeddings and classes of the benchmark written at `dir`.
