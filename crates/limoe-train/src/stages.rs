@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use limoe_core::kinds::{BENCHMARKS, EVAL, INGEST, TRAIN};
 use limoe_core::records::{CLASSES_FILE, EvalSummary, SUMMARY_FILE, write_record};
-use limoe_core::spec::Spec;
+use limoe_core::spec::{Node, Spec};
 use limoe_core::{Stage, StageContext};
 use limoe_data::split::Split;
 
@@ -19,6 +19,11 @@ use crate::trainer::{CHECKPOINTS, train};
 
 /// Test pairs embedded for zero-shot classification and the probes' test set.
 const EVAL_PAIRS: usize = 10_000;
+
+/// Bumped whenever training computes something different for the same spec (2: the logit
+/// scale clamped as a parameter after each step, no weight decay on the experts' biases), so
+/// that outputs of older builds are not reused from the cache.
+const TRAINING_FORMAT: u32 = 2;
 
 /// The `train` stage kind: trains the spec's model on an ingest output.
 pub struct TrainStage;
@@ -40,6 +45,10 @@ impl Stage for TrainStage {
 
     fn needs_kinds(&self, _spec: &Spec) -> Vec<&'static str> {
         vec![INGEST]
+    }
+
+    fn fingerprint(&self, _with: &Node, _spec: &Spec) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::json!({ "training_format": TRAINING_FORMAT }))
     }
 
     fn preflight(&self, spec: &Spec) -> anyhow::Result<()> {
