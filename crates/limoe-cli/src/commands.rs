@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use limoe_core::runner::{Outcome, Plan, Runner, Status};
+use limoe_core::runner::{Outcome, Plan, PlannedStage, Runner, Status};
 use limoe_core::sweep::{load_trial, trial_dir};
 use limoe_core::{LoadedSpec, Progress, Registry};
 
@@ -128,24 +128,27 @@ fn print_plan(loaded: &LoadedSpec, plan: &Plan) {
         loaded.spec.name,
         plan.experiment_dir.display()
     );
+    let needs_of = |s: &PlannedStage| match s.needs.is_empty() {
+        true => "-".to_owned(),
+        false => s.needs.join(","),
+    };
+    let width = (plan.stages.iter())
+        .map(|s| needs_of(s).len())
+        .fold(20, usize::max);
     println!(
-        "  {:<12} {:<10} {:<20} {:<17} status",
+        "  {:<12} {:<10} {:<width$} {:<17} status",
         "stage", "kind", "needs", "key"
     );
     for s in &plan.stages {
-        let needs = if s.needs.is_empty() {
-            "-".to_owned()
-        } else {
-            s.needs.join(",")
-        };
+        let needs = needs_of(s);
         let status = match s.status {
             Status::Cached => "cached",
             Status::Pending => "will run",
             Status::Forced => "will rerun (--force)",
         };
         println!(
-            "  {:<12} {:<10} {:<20} {:<17} {status}",
-            s.id, s.kind, needs, s.key
+            "  {:<12} {:<10} {needs:<width$} {:<17} {status}",
+            s.id, s.kind, s.key
         );
     }
     let m = &loaded.spec.model;

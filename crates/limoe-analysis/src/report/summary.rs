@@ -175,7 +175,9 @@ impl RunSummary {
 
     /// The flat numbers sweeps compare: eval scores under their names, plus
     /// `image_specialists` and `text_specialists` (summed over blocks), `text_top_share`,
-    /// `dropped_image` and `dropped_text` (means over blocks), `dead_experts` (summed),
+    /// `dropped_image` and `dropped_text` (means over blocks, at the eval capacity),
+    /// `train_dropped_image` and `train_dropped_text` (the same at the train capacity, in the
+    /// last training step), `dead_experts` (summed),
     /// `final_loss` and `train_seconds`.
     pub fn metrics(&self) -> BTreeMap<String, f64> {
         let mut out: BTreeMap<String, f64> = self.eval.clone();
@@ -198,10 +200,16 @@ impl RunSummary {
                 sum(&|b| b.dead.values().sum::<i64>() as f64),
             );
         }
-        let means: [(&str, &BlockNumber); 3] = [
+        let means: [(&str, &BlockNumber); 5] = [
             ("text_top_share", &|b| b.text_top_share),
             ("dropped_image", &|b| b.dropped_rate.get("image").copied()),
             ("dropped_text", &|b| b.dropped_rate.get("text").copied()),
+            ("train_dropped_image", &|b| {
+                b.train_dropped_rate.get("image").copied()
+            }),
+            ("train_dropped_text", &|b| {
+                b.train_dropped_rate.get("text").copied()
+            }),
         ];
         for (name, f) in means {
             if let Some(v) = mean(f) {

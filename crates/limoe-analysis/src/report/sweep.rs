@@ -38,15 +38,20 @@ pub struct TrialReport {
 }
 
 /// The numbers compared across settings, with what they are called in the report.
-const COMPARED: [(&str, &str); 8] = [
+const COMPARED: [(&str, &str); 10] = [
     ("zero_shot_top1", "zero-shot top-1"),
     ("retrieval_i2t_r1", "image→text R@1"),
     ("retrieval_t2i_r1", "text→image R@1"),
     ("image_specialists", "image-specialist experts"),
     ("text_specialists", "text-specialist experts"),
     ("text_top_share", "top expert's share of text"),
-    ("dropped_image", "dropped image tokens"),
-    ("dropped_text", "dropped text tokens"),
+    ("dropped_image", "dropped image tokens (eval capacity)"),
+    ("dropped_text", "dropped text tokens (eval capacity)"),
+    (
+        "train_dropped_image",
+        "dropped image tokens (train capacity)",
+    ),
+    ("train_dropped_text", "dropped text tokens (train capacity)"),
 ];
 
 /// Writes the sweep's `index.html` (comparison table and bar charts over seeds, every trial
