@@ -236,6 +236,35 @@ fn a_router_sending_all_text_to_one_expert_drops_no_prompt_token_at_eval() -> Re
     Ok(())
 }
 
+/// Without a limit, the host gives each expert the slots its busiest peer needs, not one per
+/// token: balanced routing keeps the buffer (and the experts' work) near K * T rows.
+#[test]
+fn unlimited_capacity_is_the_busiest_experts_load() -> Result<()> {
+    let one_hot = |e: usize| -> Vec<f32> { (0..4).map(|j| f32::from(j == e)).collect() };
+    let rows: Vec<Vec<f32>> = [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 0].map(one_hot).to_vec();
+    let probs = gates(&rows.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
+    let routing = route(&probs, &probs, &spec(4, 1, f64::INFINITY, true))?;
+    assert_eq!(
+        (routing.capacity, routing.slots_per_expert),
+        (4, 4),
+        "expert 0 has 4"
+    );
+    let experts: Vec<Vec<u32>> = routing.experts.to_vec2()?;
+    assert!(
+        experts.iter().flatten().all(|&x| x < 4),
+        "nothing dropped: {experts:?}"
+    );
+    // Two groups of 6 (experts 0 1 2 3 0 1 and 2 3 0 1 2 0): the busiest expert of either
+    // group has 2, fewer than expert 0's 4 over the whole batch.
+    let mut grouped = spec(4, 1, f64::INFINITY, true);
+    grouped.group_size = Some(6);
+    let routing = route(&probs, &probs, &grouped)?;
+    assert_eq!((routing.capacity, routing.groups), (2, 2));
+    let experts: Vec<Vec<u32>> = routing.experts.to_vec2()?;
+    assert!(experts.iter().flatten().all(|&x| x < 4), "{experts:?}");
+    Ok(())
+}
+
 fn run(moe: &Moe, x: &Tensor, mode: RouteMode) -> Result<MoeOutput> {
     moe.forward(x, TokenCounts { image: 5, text: 3 }, mode)
 }

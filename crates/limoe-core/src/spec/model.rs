@@ -228,7 +228,8 @@ pub struct Capacity {
     pub train: f64,
     /// Capacity factor at evaluation; `None` (`eval: null`, the default) drops no token, so
     /// that batches of one modality (zero-shot prompts) are not cut by a capacity sized for
-    /// the mixed batches of training. Unlimited costs an `experts x tokens` buffer per block.
+    /// the mixed batches of training. Each expert then gets the slots the busiest one needs
+    /// (on the CPU; on a GPU one per token: an `experts x tokens` buffer per block).
     pub eval: Option<f64>,
 }
 

@@ -94,6 +94,7 @@ pub fn route(scores: &Tensor, probs: &Tensor, spec: &RouteSpec) -> Result<Routin
         groups,
         capacity,
         last_capacity: self::capacity(last, k, spec.capacity_factor, e),
+        dropless: spec.capacity_factor.is_infinite(),
     };
     if scores.device().is_cpu() {
         return route_on_host(scores, probs, spec.bpr, &shape);
@@ -114,9 +115,13 @@ struct Shape {
     capacity: usize,
     /// Slots per expert in the last group.
     last_capacity: usize,
+    /// No limit (an infinite capacity factor): on the host, each expert gets as many slots
+    /// as the busiest expert has assignments in any group, not one per token.
+    dropless: bool,
 }
 
-/// [`route`] with tensor ops on the device (fixed shapes, no host round trip).
+/// [`route`] with tensor ops on the device (fixed shapes, no host round trip: without a
+/// capacity limit every expert gets a slot per token of its group).
 fn route_on_device(
     scores: &Tensor,
     probs: &Tensor,
@@ -131,6 +136,7 @@ fn route_on_device(
         groups,
         capacity,
         last_capacity,
+        dropless: _,
     } = *shape;
     let padded = groups * group;
     let slots_per_expert = groups * capacity;
@@ -254,6 +260,7 @@ fn route_on_host(scores: &Tensor, probs: &Tensor, bpr: bool, shape: &Shape) -> R
         groups,
         capacity,
         last_capacity,
+        dropless,
     } = *shape;
     let dev = scores.device();
     let scores: Vec<f32> = scores.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
@@ -271,6 +278,13 @@ fn route_on_host(scores: &Tensor, probs: &Tensor, bpr: bool, shape: &Shape) -> R
         order.sort_by(|&i, &j| descending(row, i, j));
         chosen.extend(order[..k].iter().map(|&x| x as u32));
     }
+    let (capacity, last_capacity) = match dropless {
+        true => {
+            let busiest = busiest_expert_load(&chosen, e, k * group);
+            (busiest, busiest)
+        }
+        false => (capacity, last_capacity),
+    };
     let slots_per_expert = groups * capacity;
     let dummy = (e * slots_per_expert) as u32;
     let (mut dispatch, mut combine) = (vec![dummy; k * t], vec![0u32; k * t]);
@@ -324,6 +338,18 @@ fn route_on_host(scores: &Tensor, probs: &Tensor, bpr: bool, shape: &Shape) -> R
         groups,
         slots_per_expert,
     })
+}
+
+/// The most (token, choice) assignments one expert gets within one group of
+/// `group_choices` consecutive entries of `chosen` (at least 1).
+fn busiest_expert_load(chosen: &[u32], experts: usize, group_choices: usize) -> usize {
+    let mut busiest = 1;
+    for group in chosen.chunks(group_choices) {
+        let mut load = vec![0usize; experts];
+        group.iter().for_each(|&x| load[x as usize] += 1);
+        busiest = busiest.max(load.into_iter().max().unwrap_or(0));
+    }
+    busiest
 }
 
 /// C = ceil(tokens * K * c / E), at most `tokens` (so an infinite c drops no token).
@@ -400,6 +426,7 @@ mod tests {
             groups,
             capacity: capacity(group, spec.top_k, spec.capacity_factor, spec.experts),
             last_capacity: capacity(last, spec.top_k, spec.capacity_factor, spec.experts),
+            dropless: false,
         }
     }
 
