@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use limoe_core::files::write_atomic;
 use limoe_core::kinds::BENCHMARKS;
 use limoe_core::random::mix64;
+use limoe_core::records::{read_record, write_record};
 use limoe_core::spec::{Benchmark, Node, Splits};
 use limoe_core::{Spec, Stage, StageContext};
 use serde::{Deserialize, Serialize};
@@ -34,10 +34,12 @@ pub struct BenchmarkClasses {
 impl BenchmarkClasses {
     /// Reads the classes of the benchmark written at `dir`.
     pub fn read(dir: &Path) -> anyhow::Result<BenchmarkClasses> {
-        let path = dir.join(CLASSES_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))
+        read_record(dir, CLASSES_FILE)?.with_context(|| {
+            format!(
+                "no {CLASSES_FILE} in {}; rerun the benchmarks stage",
+                dir.display()
+            )
+        })
     }
 }
 
@@ -161,10 +163,7 @@ fn write_benchmark(ctx: &StageContext, name: &str, benchmark: &Benchmark) -> any
         None => names.into_iter().collect(),
     };
     let record = BenchmarkClasses { classes, templates };
-    write_atomic(
-        &dir.join(CLASSES_FILE),
-        serde_json::to_string_pretty(&record)?.as_bytes(),
-    )?;
+    write_record(&dir, CLASSES_FILE, &record)?;
     tracing::info!("{what}: {pairs} pairs, {} classes", record.classes.len());
     Ok(())
 }

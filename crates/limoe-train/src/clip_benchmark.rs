@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use limoe_core::files::write_atomic;
+use limoe_core::records::write_record;
 use serde::{Deserialize, Serialize};
 
 /// The eval output's folder of CLIP_benchmark files.
@@ -79,10 +79,7 @@ pub fn write_results(dir: &Path, results: &[ClipBenchmarkResult]) -> anyhow::Res
     let folder = dir.join(CLIP_BENCHMARK_DIR);
     std::fs::create_dir_all(&folder)?;
     for result in results {
-        write_atomic(
-            &folder.join(result.file_name()),
-            serde_json::to_string_pretty(result)?.as_bytes(),
-        )?;
+        write_record(&folder, &result.file_name(), result)?;
     }
     Ok(())
 }

@@ -87,9 +87,6 @@ pub fn zero_shot_rows(
     Ok((rows, task))
 }
 
-/// The recall cut-offs CLIP_benchmark's retrieval reports, matching retrieval's measures.
-const RECALL_AT: [(usize, &str); 3] = [(1, "r1"), (5, "r5"), (10, "r10")];
-
 /// Image-text retrieval over the pairs of `emb`: R@1/5/10 and median rank, both directions,
 /// as rows of the `all` dataset and as the CLIP_benchmark task of `dataset`; `None` with
 /// fewer than 2 pairs.
@@ -116,21 +113,15 @@ pub fn retrieval_rows(
         }
     }
     // CLIP_benchmark's "image retrieval" is text -> image, its "text retrieval" image -> text.
+    let (i2t, t2i) = (&result.image_to_text, &result.text_to_image);
     let mut metrics = BTreeMap::new();
-    for (k, _) in RECALL_AT {
-        let at = |recall: &crate::eval::retrieval::Recall| match k {
-            1 => recall.r1,
-            5 => recall.r5,
-            _ => recall.r10,
-        };
-        metrics.insert(
-            format!("image_retrieval_recall@{k}"),
-            at(&result.text_to_image),
-        );
-        metrics.insert(
-            format!("text_retrieval_recall@{k}"),
-            at(&result.image_to_text),
-        );
+    for (k, text, image) in [
+        (1, i2t.r1, t2i.r1),
+        (5, i2t.r5, t2i.r5),
+        (10, i2t.r10, t2i.r10),
+    ] {
+        metrics.insert(format!("image_retrieval_recall@{k}"), image);
+        metrics.insert(format!("text_retrieval_recall@{k}"), text);
     }
     let task = TaskMetrics {
         dataset: dataset.to_owned(),

@@ -38,8 +38,8 @@ impl Labelled {
                 }
             }
         }
-        let position: BTreeMap<i32, usize> =
-            classes.keys().enumerate().map(|(i, &l)| (l, i)).collect();
+        let classes: Vec<(i32, String)> = classes.into_iter().collect();
+        let position = positions(&classes);
         let (mut rows, mut labels) = (Vec::new(), Vec::new());
         for i in (0..emb.len()).filter(|&i| in_dataset(i)) {
             if let Some(&class) = emb.labels[i].and_then(|l| position.get(&l)) {
@@ -47,8 +47,8 @@ impl Labelled {
                 labels.push(class);
             }
         }
-        (!rows.is_empty()).then(|| Labelled {
-            classes: classes.into_iter().collect(),
+        (!rows.is_empty()).then_some(Labelled {
+            classes,
             rows,
             labels,
         })
@@ -60,9 +60,7 @@ impl Labelled {
         emb: &SplitEmbeddings,
         classes: &BenchmarkClasses,
     ) -> anyhow::Result<Labelled> {
-        let position: BTreeMap<i32, usize> = (classes.classes.iter().enumerate())
-            .map(|(i, (l, _))| (*l, i))
-            .collect();
+        let position = positions(&classes.classes);
         let mut labels = Vec::with_capacity(emb.len());
         for i in 0..emb.len() {
             match emb.labels[i].and_then(|l| position.get(&l)) {
@@ -108,11 +106,7 @@ impl Labelled {
     /// The rows of the classes in `classes` only, numbered as `classes` (a probe fits and
     /// scores only the classes it has shots of).
     pub fn restricted_to(&self, classes: &[(i32, String)]) -> Labelled {
-        let position: BTreeMap<i32, usize> = classes
-            .iter()
-            .enumerate()
-            .map(|(i, (l, _))| (*l, i))
-            .collect();
+        let position = positions(classes);
         let kept = (self.rows.iter().zip(&self.labels))
             .filter_map(|(&row, &c)| Some((row, *position.get(&self.classes[c].0)?)));
         let (rows, labels) = kept.unzip();
@@ -129,6 +123,13 @@ impl Labelled {
             .flat_map(|&r| values[r * dim..(r + 1) * dim].iter().copied())
             .collect()
     }
+}
+
+/// Each class's index in `classes`, by label id.
+fn positions(classes: &[(i32, String)]) -> BTreeMap<i32, usize> {
+    (classes.iter().enumerate())
+        .map(|(i, (label, _))| (*label, i))
+        .collect()
 }
 
 #[cfg(test)]
