@@ -4,28 +4,15 @@
 //! few-shot on its own pairs, and written in CLIP_benchmark's schema; and each bad input is
 //! an error naming the benchmark and the key.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+
+use std::path::Path;
+use std::process::Output;
 
 use limoe_core::spec::Splits;
 use limoe_data::shards::{DatasetWriter, ShardLayout};
 use limoe_data::synthetic;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn limoe(args: &[String], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_limoe"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("limoe runs")
-}
+use support::{finished_output as find, limoe, root, text};
 
 /// Writes `pairs` synthetic scenes as Parquet under `dir` (its `test-*.parquet` files hold
 /// them all), with only the classes whose label is below `classes` (as GIFs, which every
@@ -88,17 +75,6 @@ fn parquet(glob: &str, label_name: bool) -> String {
         "{{parquet: {{path: '{glob}', columns: {{key: key, image: image, caption: caption, \
          label: label{names}}}}}}}"
     )
-}
-
-fn find(run: &Path, prefix: &str) -> PathBuf {
-    std::fs::read_dir(run)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            let name = p.file_name().unwrap().to_str().unwrap();
-            name.starts_with(prefix) && !name.ends_with(".partial")
-        })
-        .unwrap_or_else(|| panic!("no {prefix} output in {}", run.display()))
 }
 
 #[test]

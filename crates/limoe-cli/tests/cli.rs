@@ -1,24 +1,12 @@
 //! The `limoe` binary end to end.
 
+mod support;
+
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn limoe(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_limoe"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("limoe runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use support::{finished_output, limoe, root, text};
 
 #[test]
 fn validate_accepts_every_shipped_experiment() {
@@ -242,16 +230,7 @@ fn default_experiment_trains_and_evaluates_end_to_end() {
         text(&out.stderr)
     );
     let run = dir.path().join("runs/tiny");
-    let find = |prefix: &str| {
-        std::fs::read_dir(&run)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| {
-                let name = p.file_name().unwrap().to_str().unwrap();
-                name.starts_with(prefix) && !name.ends_with(".partial")
-            })
-            .unwrap_or_else(|| panic!("no {prefix} output in {}", run.display()))
-    };
+    let find = |prefix: &str| finished_output(&run, prefix);
     let train = find("train-");
     assert!(train.join("checkpoints/step-00000004/state.json").is_file());
     let counters = std::fs::read_to_string(train.join("loader.json")).unwrap();

@@ -1,6 +1,8 @@
 //! The train stage through the `limoe` binary: exact resume after a real kill, the
 //! non-finite guard, and atomic checkpoints at the stage level.
 
+mod support;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -8,14 +10,7 @@ use std::time::{Duration, Instant};
 
 use limoe_core::logs::{EvalRow, MetricsRow, RoutingRow};
 use limoe_train::logs::read_log;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use support::{limoe, root, text};
 
 /// `limoe run` on the tiny experiment shrunk to a few seconds: 96 synthetic pairs, only the
 /// ingest and train stages, and `train` set to the flow mapping body `train`.
@@ -35,14 +30,6 @@ fn run_args(train: &str) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
-}
-
-fn limoe(args: &[String], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_limoe"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("limoe runs")
 }
 
 /// Runs `args` in `cwd` and fails the test with the output when the run fails.
