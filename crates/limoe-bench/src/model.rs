@@ -7,7 +7,6 @@ use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use limoe_core::Registry;
 use limoe_model::{Model, Params, plan};
-use limoe_train::{device_kind, model_config};
 
 use crate::step::{Case, S16, T128, inputs, load, time_steps};
 use crate::summary::{Summary, against_target};
@@ -144,11 +143,11 @@ pub fn model(registry: &Registry, loader: Option<&[LoaderRate]>) -> anyhow::Resu
 /// Builds the case's model as the trainer does and times its training steps.
 fn measure(registry: &Registry, case: &Case, arch: &str) -> anyhow::Result<Measured> {
     let spec = load(registry, case.spec, case.sets, arch)?;
-    let config = model_config(&spec.model);
-    let device = limoe_model::device::open(device_kind(spec.train.device))?;
-    let model = Model::new(&config, &Params::new(spec.seed), &device)?;
+    let config = &spec.model;
+    let device = limoe_model::device::open(spec.train.device)?;
+    let model = Model::new(config, &Params::new(spec.seed), &device)?;
     let batch = spec.train.batch_size / spec.train.accumulation;
-    let (images, texts) = inputs(&config, batch, &device)?;
+    let (images, texts) = inputs(config, batch, &device)?;
     let (forward, step) = time_steps(&model, &images, &texts, case.warmup, case.steps)?;
     Ok(Measured {
         device,
@@ -156,7 +155,7 @@ fn measure(registry: &Registry, case: &Case, arch: &str) -> anyhow::Result<Measu
         image_size: config.image_size,
         forward,
         step,
-        step_flops: plan::cost(&config, batch, batch).step_flops,
+        step_flops: plan::cost(config, batch, batch).step_flops,
     })
 }
 

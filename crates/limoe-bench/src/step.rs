@@ -9,7 +9,8 @@ use limoe_core::random::splitmix64_next;
 use limoe_core::{Registry, load_spec};
 use limoe_model::moe::RouteMode;
 use limoe_model::random::Stream;
-use limoe_model::{Images, Model, ModelConfig, Texts};
+use limoe_core::spec::ModelSpec;
+use limoe_model::{Images, Model, Texts};
 use limoe_ops::pool::on_pool;
 
 use crate::summary::Summary;
@@ -117,7 +118,7 @@ pub(crate) fn step_samples(
 
 /// Seeded random patches, and captions of varying length (some padding) over the vocabulary.
 pub(crate) fn inputs(
-    config: &ModelConfig,
+    config: &ModelSpec,
     batch: usize,
     device: &Device,
 ) -> anyhow::Result<(Images, Texts)> {
@@ -142,7 +143,6 @@ pub(crate) fn inputs(
 mod tests {
     use limoe_analysis::AnalyzeStage;
     use limoe_data::{BenchmarksStage, IngestStage};
-    use limoe_train::model_config;
     use limoe_train::stages::{EvalStage, TrainStage};
 
     use super::*;
@@ -165,8 +165,8 @@ mod tests {
         let registry = pipeline_registry();
         let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments/tiny.yaml");
         let dense = load(&registry, spec, &[], "dense").unwrap();
-        assert!(model_config(&dense.model).active_moe_blocks().is_empty());
-        let config = model_config(&load(&registry, spec, &[], "limoe").unwrap().model);
+        assert!(dense.model.active_moe_blocks().is_empty());
+        let config = load(&registry, spec, &[], "limoe").unwrap().model;
         assert!(!config.active_moe_blocks().is_empty());
         let (images, texts) = inputs(&config, 7, &Device::Cpu).unwrap();
         assert_eq!(

@@ -11,9 +11,9 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use limoe_core::Registry;
-use limoe_model::moe::{MoeConfig, RouteMode};
-use limoe_model::{Images, Model, ModelConfig, Params, Pooling, Texts, plan};
-use limoe_train::{device_kind, model_config};
+use limoe_core::spec::{ModelSpec, MoeSpec, Pooling};
+use limoe_model::moe::{RouteMode, aux_weights};
+use limoe_model::{Images, Model, Params, Texts, plan};
 use serde_json::{Value, json};
 
 use crate::step::{Case, S16, T128, inputs, load, step_samples};
@@ -40,7 +40,7 @@ const CASES: [(&str, Case); 2] = [("t128", T128), ("s16", S16)];
 /// A case's model, batch and check-pass losses, written to a directory for the reference.
 struct Exported {
     model: Model,
-    config: ModelConfig,
+    config: ModelSpec,
     images: Images,
     texts: Texts,
     batch: usize,
@@ -194,16 +194,16 @@ fn reference_script() -> anyhow::Result<PathBuf> {
 /// `limoe.json` to `dir`.
 fn export(registry: &Registry, case: &Case, dir: &Path) -> anyhow::Result<Exported> {
     let spec = load(registry, case.spec, case.sets, "limoe")?;
-    let config = model_config(&spec.model);
-    let device = limoe_model::device::open(device_kind(spec.train.device))?;
+    let config = spec.model.clone();
+    let device = limoe_model::device::open(spec.train.device)?;
     let params = Params::new(spec.seed);
     let model = Model::new(&config, &params, &device)?;
     let batch = spec.train.batch_size / spec.train.accumulation;
     let (images, texts) = inputs(&config, batch, &device)?;
 
     // The same parameters (fetched by name) without routing noise: a deterministic function.
-    let quiet = ModelConfig {
-        moe: MoeConfig {
+    let quiet = ModelSpec {
+        moe: MoeSpec {
             noise: 0.0,
             ..config.moe.clone()
         },
@@ -266,7 +266,7 @@ fn export(registry: &Registry, case: &Case, dir: &Path) -> anyhow::Result<Export
 }
 
 /// What the reference needs to know of the model, the loss and the timing.
-fn config_json(config: &ModelConfig, case: &Case) -> Value {
+fn config_json(config: &ModelSpec, case: &Case) -> Value {
     let pooling = |p: Pooling| match p {
         Pooling::Mean => "mean",
         Pooling::Map => "map",
@@ -279,6 +279,8 @@ fn config_json(config: &ModelConfig, case: &Case) -> Value {
             .collect::<serde_json::Map<_, _>>()
     };
     let moe = &config.moe;
+    let aux = aux_weights(&config.aux);
+    let global_experts = config.aux.global_experts;
     json!({
         "width": config.width,
         "depth": config.depth,
@@ -288,14 +290,14 @@ fn config_json(config: &ModelConfig, case: &Case) -> Value {
         "moe": {
             "experts": moe.experts,
             "top_k": moe.top_k,
-            "capacity": moe.capacity_train,
+            "capacity": moe.capacity.train,
             "bpr": moe.bpr,
             "noise": moe.noise,
             "group_size": moe.group_size,
-            "global_experts": {"image": moe.global_experts[0], "text": moe.global_experts[1]},
+            "global_experts": {"image": global_experts.image, "text": global_experts.text},
         },
-        "aux": {"image": weights(&config.aux.image), "text": weights(&config.aux.text)},
-        "pooling": {"image": pooling(config.image_pooling), "text": pooling(config.text_pooling)},
+        "aux": {"image": weights(&aux.image), "text": weights(&aux.text)},
+        "pooling": {"image": pooling(config.pooling.image), "text": pooling(config.pooling.text)},
         "tolerance": {"loss": LOSS_TOLERANCE, "grad": GRAD_TOLERANCE},
         "timing": {"warmup": case.warmup, "steps": case.steps},
     })

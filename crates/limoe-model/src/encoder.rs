@@ -8,12 +8,12 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use limoe_core::random::splitmix64_next;
+use limoe_core::spec::ModelSpec;
 
 use crate::attention::Attention;
-use crate::config::ModelConfig;
 use crate::inputs::TextMask;
 use crate::layers::{LayerNorm, Mlp};
-use crate::moe::{AuxTerms, Moe, RouteMode, RoutingStats, TokenCounts};
+use crate::moe::{AuxTerms, Moe, MoeConfig, RouteMode, RoutingStats, TokenCounts};
 
 /// The token sequences flowing through the encoder; either may be absent.
 #[derive(Clone, Debug)]
@@ -55,20 +55,25 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Builds `config.depth` blocks; the blocks listed in `moe_blocks` get experts.
-    pub fn new(vb: &VarBuilder, config: &ModelConfig, moe_blocks: &[usize]) -> Result<Encoder> {
-        let blocks = (0..config.depth)
+    /// Builds `spec.depth` blocks; the blocks listed in `moe_blocks` get experts `moe`.
+    pub fn new(
+        vb: &VarBuilder,
+        spec: &ModelSpec,
+        moe: &MoeConfig,
+        moe_blocks: &[usize],
+    ) -> Result<Encoder> {
+        let blocks = (0..spec.depth)
             .map(|i| {
                 let vb = vb.pp(format!("block{i}"));
                 let ffn = if moe_blocks.contains(&i) {
-                    Ffn::Moe(Box::new(Moe::new(vb.pp("moe"), &config.moe)?))
+                    Ffn::Moe(Box::new(Moe::new(vb.pp("moe"), moe)?))
                 } else {
-                    Ffn::Dense(Mlp::new(&vb.pp("mlp"), config.width, config.mlp_dim)?)
+                    Ffn::Dense(Mlp::new(&vb.pp("mlp"), spec.width, spec.mlp_dim)?)
                 };
                 Ok(Block {
-                    norm1: LayerNorm::new(&vb.pp("norm1"), config.width)?,
-                    attention: Attention::new(&vb.pp("attention"), config.width, config.heads)?,
-                    norm2: LayerNorm::new(&vb.pp("norm2"), config.width)?,
+                    norm1: LayerNorm::new(&vb.pp("norm1"), spec.width)?,
+                    attention: Attention::new(&vb.pp("attention"), spec.width, spec.heads)?,
+                    norm2: LayerNorm::new(&vb.pp("norm2"), spec.width)?,
                     ffn,
                 })
             })

@@ -4,7 +4,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::attention::AttentionPool;
-use crate::config::Pooling;
+use limoe_core::spec::Pooling;
 use crate::inputs::TextMask;
 use crate::layers::{LayerNorm, Linear, linear};
 use limoe_ops::l2_normalize;

@@ -2,11 +2,11 @@
 //! and text tokens whose MLPs are sparse mixtures of experts (or the dense and two-tower
 //! baselines), pooling heads and the contrastive loss.
 //!
-//! The crate reads no files: a [`ModelConfig`] fixes the shape, [`Params`] holds the seeded
+//! The crate reads no files: the spec's `model` section ([`limoe_core::spec::ModelSpec`], checked
+//! by the spec's own rules) fixes the shape, [`Params`] holds the seeded
 //! weights, and [`Model::forward`] returns the loss terms with the routing reports.
 
 mod attention;
-pub mod config;
 pub mod contrastive;
 pub mod device;
 mod embed;
@@ -20,7 +20,6 @@ pub mod params;
 pub mod plan;
 pub mod random;
 
-pub use config::{Arch, ModelConfig, Pooling};
 pub use inputs::{Images, TextMask, Texts};
 pub use model::{Encoded, LOG_LOGIT_SCALE, Model, Output};
 pub use params::Params;

@@ -3,13 +3,14 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::config::{Arch, ModelConfig};
+use limoe_core::spec::{Arch, ModelSpec};
+
 use crate::contrastive::{contrastive_loss, logits};
 use crate::embed::{PatchEmbed, TokenEmbed};
 use crate::encoder::{BlockRouting, Encoder, Streams};
 use crate::heads::Head;
 use crate::inputs::{Images, Texts};
-use crate::moe::RouteMode;
+use crate::moe::{AuxWeights, MoeConfig, RouteMode, aux_weights};
 use crate::params::Params;
 
 enum Towers {
@@ -20,9 +21,10 @@ enum Towers {
 /// The parameter holding the log of the logit scale (1 / temperature).
 pub const LOG_LOGIT_SCALE: &str = "log_logit_scale";
 
-/// LIMoE, or one of its baselines, as [`ModelConfig::arch`] says.
+/// LIMoE, or one of its baselines, as [`ModelSpec::arch`] says.
 pub struct Model {
-    config: ModelConfig,
+    spec: ModelSpec,
+    aux_weights: AuxWeights,
     patch_embed: PatchEmbed,
     token_embed: TokenEmbed,
     towers: Towers,
@@ -61,12 +63,15 @@ pub struct Output {
 }
 
 impl Model {
-    /// Builds the model, creating its parameters in `params` on `device`.
-    pub fn new(config: &ModelConfig, params: &Params, device: &Device) -> Result<Model> {
-        config.validate()?;
+    /// Builds the model a spec's `model` section describes, creating its parameters in
+    /// `params` on `device`. The section is checked by the spec's own rules first.
+    pub fn new(spec: &ModelSpec, params: &Params, device: &Device) -> Result<Model> {
+        spec.validate().map_err(candle_core::Error::msg)?;
         let vb = params.builder(DType::F32, device);
-        let encoder = |vb: &VarBuilder| Encoder::new(vb, config, config.active_moe_blocks());
-        let towers = match config.arch {
+        let moe = MoeConfig::of(spec);
+        let moe_blocks = spec.active_moe_blocks();
+        let encoder = |vb: &VarBuilder| Encoder::new(vb, spec, &moe, &moe_blocks);
+        let towers = match spec.arch {
             Arch::Limoe | Arch::Dense => Towers::Shared(encoder(&vb.pp("encoder"))?),
             Arch::TwoTower => Towers::Separate {
                 image: encoder(&vb.pp("image_encoder"))?,
@@ -77,39 +82,40 @@ impl Model {
             Head::new(
                 &vb.pp(name),
                 pooling,
-                config.width,
-                config.heads,
-                config.embed_dim,
+                spec.width,
+                spec.heads,
+                spec.embed_dim(),
             )
         };
         Ok(Model {
             patch_embed: PatchEmbed::new(
                 &vb.pp("patch_embed"),
-                config.patches(),
-                config.patch_dim(),
-                config.width,
+                spec.patches(),
+                spec.patch_dim(),
+                spec.width,
             )?,
             token_embed: TokenEmbed::new(
                 &vb.pp("token_embed"),
-                config.vocab_size,
-                config.text_length,
-                config.width,
+                spec.vocab_size,
+                spec.text_length,
+                spec.width,
             )?,
             towers,
-            image_head: head("image_head", config.image_pooling)?,
-            text_head: head("text_head", config.text_pooling)?,
+            image_head: head("image_head", spec.pooling.image)?,
+            text_head: head("text_head", spec.pooling.text)?,
             log_scale: vb.get_with_hints(
                 (),
                 LOG_LOGIT_SCALE,
-                Init::Const(config.logit_scale_init.ln()),
+                Init::Const(spec.logit_scale.init.ln()),
             )?,
-            config: config.clone(),
+            aux_weights: aux_weights(&spec.aux),
+            spec: spec.clone(),
         })
     }
 
-    /// The configuration the model was built from.
-    pub fn config(&self) -> &ModelConfig {
-        &self.config
+    /// The `model` section the model was built from.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
     }
 
     /// Embeds images and/or texts. In a shared encoder the given modalities are routed
@@ -123,22 +129,22 @@ impl Model {
         if let Some(images) = images {
             let dims = images.patches.dims();
             if dims.len() != 3
-                || dims[1] != self.config.patches()
-                || dims[2] != self.config.patch_dim()
+                || dims[1] != self.spec.patches()
+                || dims[2] != self.spec.patch_dim()
             {
                 candle_core::bail!(
                     "images have shape {dims:?}, the model expects [batch, {}, {}]",
-                    self.config.patches(),
-                    self.config.patch_dim()
+                    self.spec.patches(),
+                    self.spec.patch_dim()
                 );
             }
         }
         if let Some(texts) = texts {
             let length = texts.tokens.dim(1)?;
-            if length > self.config.text_length {
+            if length > self.spec.text_length {
                 candle_core::bail!(
                     "captions have {length} tokens, the model takes at most {}",
-                    self.config.text_length
+                    self.spec.text_length
                 );
             }
         }
@@ -203,7 +209,7 @@ impl Model {
         let contrastive = contrastive_loss(&logits)?;
         let mut aux = Tensor::zeros((), DType::F32, contrastive.device())?;
         for block in &encoded.routing {
-            aux = (aux + block.aux.weighted(&self.config.aux)?)?;
+            aux = (aux + block.aux.weighted(&self.aux_weights)?)?;
         }
         Ok(Output {
             loss: (&contrastive + &aux)?,

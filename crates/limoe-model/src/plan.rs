@@ -1,7 +1,7 @@
 //! What a model costs before it is built: parameters, FLOPs per training step and the memory
 //! training needs. `limoe plan` prints these; a run that cannot fit stops with them.
 
-use crate::config::{Arch, ModelConfig, Pooling};
+use limoe_core::spec::{Arch, ModelSpec, Pooling};
 
 /// Parameter counts, FLOPs and memory of one model at one batch size.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,45 +35,45 @@ fn mlp(w: f64, m: f64) -> f64 {
     w * m + m + m * w + w
 }
 
-fn head(config: &ModelConfig, pooling: Pooling) -> f64 {
-    let w = config.width as f64;
+fn head(spec: &ModelSpec, pooling: Pooling) -> f64 {
+    let w = spec.width as f64;
     let map = match pooling {
         Pooling::Mean => 0.0,
         Pooling::Map => w + (w * w + w) + (2.0 * w * w + 2.0 * w) + (w * w + w),
     };
-    2.0 * w + map + w * config.embed_dim as f64
+    2.0 * w + map + w * spec.embed_dim() as f64
 }
 
-/// The cost of training `config` with `batch` image-text pairs per step, processed in
+/// The cost of training the model `spec` describes with `batch` image-text pairs per step, processed in
 /// micro-batches of `micro_batch` pairs (gradient accumulation).
 ///
 /// Counted in f64, exact below 2^53 and never overflowing: a spec's shape may be far too
 /// large to build, and the plan must still say so (the counts saturate when converted).
-pub fn cost(config: &ModelConfig, batch: usize, micro_batch: usize) -> Cost {
-    let w = config.width as f64;
-    let m = config.mlp_dim as f64;
-    let experts = config.moe.experts as f64;
-    let k = config.moe.top_k as f64;
-    let moe_count = config.active_moe_blocks().len();
+pub fn cost(spec: &ModelSpec, batch: usize, micro_batch: usize) -> Cost {
+    let w = spec.width as f64;
+    let m = spec.mlp_dim as f64;
+    let experts = spec.moe.experts as f64;
+    let k = spec.moe.top_k as f64;
+    let moe_count = spec.active_moe_blocks().len();
     let moe_blocks = moe_count as f64;
-    let dense_blocks = config.depth.saturating_sub(moe_count) as f64;
-    let depth = config.depth as f64;
-    let heads = config.heads as f64;
-    let towers = if config.arch == Arch::TwoTower {
+    let dense_blocks = spec.depth.saturating_sub(moe_count) as f64;
+    let depth = spec.depth as f64;
+    let heads = spec.heads as f64;
+    let towers = if spec.arch == Arch::TwoTower {
         2.0
     } else {
         1.0
     };
-    let patch_dim = config.patch_dim() as f64;
-    let image_tokens = config.patches() as f64;
-    let text_tokens = config.text_length as f64;
+    let patch_dim = spec.patch_dim() as f64;
+    let image_tokens = spec.patches() as f64;
+    let text_tokens = spec.text_length as f64;
     let (batch, micro_batch) = (batch as f64, micro_batch as f64);
 
     let moe_block = attention_block(w) + w * experts + experts * mlp(w, m);
     let encoder = dense_blocks * (attention_block(w) + mlp(w, m)) + moe_blocks * moe_block;
     let embeddings =
-        patch_dim * w + w + image_tokens * w + config.vocab_size as f64 * w + text_tokens * w;
-    let heads_params = head(config, config.image_pooling) + head(config, config.text_pooling);
+        patch_dim * w + w + image_tokens * w + spec.vocab_size as f64 * w + text_tokens * w;
+    let heads_params = head(spec, spec.pooling.image) + head(spec, spec.pooling.text);
     let total_params = towers * encoder + embeddings + heads_params + 1.0;
 
     // One token of one modality meets one encoder's blocks, K experts per MoE block.
@@ -92,7 +92,7 @@ pub fn cost(config: &ModelConfig, batch: usize, micro_batch: usize) -> Cost {
     let forward = batch
         * (image_tokens * (matmul_per_token(image_tokens) + 2.0 * patch_dim * w)
             + text_tokens * matmul_per_token(text_tokens))
-        + 2.0 * batch * batch * config.embed_dim as f64;
+        + 2.0 * batch * batch * spec.embed_dim() as f64;
     let step_flops = 3.0 * forward;
 
     let state_bytes = 4.0 * 4.0 * total_params;

@@ -3,17 +3,21 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use limoe_model::config::{Arch, ModelConfig, Pooling};
-use limoe_model::moe::{AuxWeights, LossTerms, MoeConfig, RouteMode};
+use limoe_core::spec::{
+    Arch, AuxSpec, Capacity, LogitScale, MIN_VOCAB_SIZE, ModelSpec, MoeSpec, PerModality, Pooling,
+    Size,
+};
+use limoe_model::moe::RouteMode;
 use limoe_model::plan::cost;
 use limoe_model::random::Stream;
 use limoe_model::{Images, LOG_LOGIT_SCALE, Model, Params, Texts};
 
 const BATCH: usize = 8;
 
-fn config(arch: Arch, pooling: Pooling) -> ModelConfig {
-    ModelConfig {
+fn config(arch: Arch, pooling: Pooling) -> ModelSpec {
+    ModelSpec {
         arch,
+        size: Size::Tiny,
         width: 32,
         depth: 2,
         mlp_dim: 64,
@@ -22,45 +26,42 @@ fn config(arch: Arch, pooling: Pooling) -> ModelConfig {
         image_size: 8,
         channels: 3,
         text_length: 6,
-        vocab_size: 64,
-        embed_dim: 16,
-        image_pooling: pooling,
-        text_pooling: pooling,
-        moe_blocks: vec![1],
-        moe: MoeConfig {
-            width: 32,
-            mlp_dim: 64,
+        vocab_size: MIN_VOCAB_SIZE,
+        embed_dim: Some(16),
+        pooling: PerModality::both(pooling),
+        moe: MoeSpec {
             experts: 4,
             top_k: 2,
-            capacity_train: 1.0,
-            capacity_eval: Some(1.0),
+            every: Some(2),
+            last: None,
+            capacity: Capacity {
+                train: 1.0,
+                eval: Some(1.0),
+            },
             bpr: true,
             noise: 1.0,
             group_size: None,
-            global_experts: [2.0, 2.0],
         },
-        aux: AuxWeights {
-            image: LossTerms {
-                local_entropy: 0.01,
-                global_entropy: 0.01,
-                importance: 0.01,
-                load: 0.01,
-                z_loss: 0.001,
+        aux: AuxSpec {
+            local_entropy: PerModality {
+                image: 0.01,
+                text: 0.02,
             },
-            text: LossTerms {
-                local_entropy: 0.02,
-                global_entropy: 0.02,
-                importance: 0.01,
-                load: 0.01,
-                z_loss: 0.001,
+            global_entropy: PerModality {
+                image: 0.01,
+                text: 0.02,
             },
+            global_experts: PerModality::both(2.0),
+            importance: 0.01,
+            load: 0.01,
+            z_loss: 0.001,
         },
-        logit_scale_init: 1.0 / 0.07,
+        logit_scale: LogitScale::default(),
     }
 }
 
 /// A batch of distinct random images and captions; caption i has 2 + i % 4 real tokens.
-fn batch(config: &ModelConfig, seed: u64) -> (Images, Texts) {
+fn batch(config: &ModelSpec, seed: u64) -> (Images, Texts) {
     let mut stream = Stream::new(seed);
     let values = (0..BATCH * config.patches() * config.patch_dim())
         .map(|_| stream.normal() as f32)
@@ -85,7 +86,7 @@ fn batch(config: &ModelConfig, seed: u64) -> (Images, Texts) {
     (images, texts)
 }
 
-fn build(config: &ModelConfig, seed: u64) -> (Model, Params) {
+fn build(config: &ModelSpec, seed: u64) -> (Model, Params) {
     let params = Params::new(seed);
     let model = Model::new(config, &params, &Device::Cpu).expect("model");
     (model, params)
@@ -218,16 +219,17 @@ fn initialisation_is_seeded() {
 fn a_logit_scale_past_the_bound_still_gets_a_gradient() {
     // The trainer clamps the parameter after each step; the forward pass does not, so a
     // scale that overshot the bound can still be brought down.
-    let mut config = config(Arch::Dense, Pooling::Mean);
-    config.logit_scale_init = 500.0;
+    let config = config(Arch::Dense, Pooling::Mean);
     let (model, params) = build(&config, 0);
+    let vars = params.vars();
+    let (_, log_scale) = vars.iter().find(|(n, _)| n == LOG_LOGIT_SCALE).unwrap();
+    let overshot = Tensor::new(500f32.ln(), &Device::Cpu).unwrap();
+    log_scale.set(&overshot).unwrap();
     let scale: f32 = model.logit_scale().unwrap().to_scalar().unwrap();
     assert!((scale - 500.0).abs() < 1e-2, "scale {scale}");
     let (images, texts) = batch(&config, 2);
     let output = model.forward(&images, &texts, RouteMode::Eval).unwrap();
     let grads = output.loss.backward().unwrap();
-    let vars = params.vars();
-    let (_, log_scale) = vars.iter().find(|(n, _)| n == LOG_LOGIT_SCALE).unwrap();
     let grad: f32 = grads
         .get(log_scale.as_tensor())
         .unwrap()

@@ -3,6 +3,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use limoe_core::spec::{self, Capacity, MoeSpec};
 use limoe_model::moe::{
     AuxWeights, LossTerms, Moe, MoeConfig, MoeOutput, PerModality, RouteMode, RouteSpec,
     TokenCounts, capacity, route,
@@ -12,14 +13,20 @@ fn cfg(experts: usize, top_k: usize, capacity: f64, bpr: bool) -> MoeConfig {
     MoeConfig {
         width: 4,
         mlp_dim: 6,
-        experts,
-        top_k,
-        capacity_train: capacity,
-        capacity_eval: Some(capacity),
-        bpr,
-        noise: 1.0,
-        group_size: None,
-        global_experts: [1.0, 1.0],
+        routing: MoeSpec {
+            experts,
+            top_k,
+            every: None,
+            last: None,
+            capacity: Capacity {
+                train: capacity,
+                eval: Some(capacity),
+            },
+            bpr,
+            noise: 1.0,
+            group_size: None,
+        },
+        global_experts: spec::PerModality::both(1.0),
     }
 }
 
@@ -159,7 +166,7 @@ fn routing_rejects_bad_shapes() -> Result<()> {
     let tokens = TokenCounts { image: 2, text: 2 };
     assert!(moe.forward(&x, tokens, RouteMode::Eval).is_err());
     let mut bad = cfg(2, 1, 1.0, true);
-    bad.capacity_train = 0.0;
+    bad.routing.capacity.train = 0.0;
     assert!(layer(&bad).is_err());
     Ok(())
 }
@@ -217,7 +224,7 @@ fn combine_uses_raw_gates_and_drops_give_zero() -> Result<()> {
 fn a_router_sending_all_text_to_one_expert_drops_no_prompt_token_at_eval() -> Result<()> {
     let dropped = |capacity_eval: Option<f64>| -> Result<(u64, Vec<Vec<u32>>)> {
         let mut config = cfg(4, 1, 1.0, true);
-        config.capacity_eval = capacity_eval;
+        config.routing.capacity.eval = capacity_eval;
         let (moe, map) = layer(&config)?;
         let router = var(&map, "router");
         let mut to_first = vec![0.0f64; 4 * 4];
@@ -272,7 +279,7 @@ fn run(moe: &Moe, x: &Tensor, mode: RouteMode) -> Result<MoeOutput> {
 #[test]
 fn eval_is_deterministic_and_noise_is_keyed() -> Result<()> {
     let mut config = cfg(4, 1, 1.0, true);
-    config.noise = 40.0; // std 10: the noise decides the routing
+    config.routing.noise = 40.0; // std 10: the noise decides the routing
     let (moe, _) = layer(&config)?;
     let x = tensor((8, 4), 5)?;
     let same = |a: &MoeOutput, b: &MoeOutput| -> Result<bool> {
@@ -297,7 +304,10 @@ fn host_terms(out: &MoeOutput) -> Result<PerModality<LossTerms<f64>>> {
 fn uniform_router_losses() -> Result<()> {
     let e = 4;
     let mut config = cfg(e, 1, 2.0, true);
-    config.global_experts = [4.0, 2.0];
+    config.global_experts = spec::PerModality {
+        image: 4.0,
+        text: 2.0,
+    };
     let (moe, map) = layer(&config)?;
     let router = var(&map, "router");
     router.set(&router.zeros_like()?)?;
@@ -332,7 +342,10 @@ fn uniform_router_losses() -> Result<()> {
 fn one_hot_router_losses() -> Result<()> {
     let e = 3;
     let mut config = cfg(e, 1, 1.0, false);
-    config.global_experts = [3.0, 1.0];
+    config.global_experts = spec::PerModality {
+        image: 3.0,
+        text: 1.0,
+    };
     let (moe, map) = layer(&config)?;
     // Every token sends a huge logit to expert 1.
     let mut w = vec![0.0; 4 * e];
@@ -429,7 +442,10 @@ fn check_gradient(var: &Var, loss: &dyn Fn() -> Result<Tensor>) -> Result<()> {
 #[test]
 fn finite_difference_gradients() -> Result<()> {
     let mut config = cfg(3, 2, 0.75, true);
-    config.global_experts = [3.0, 3.0];
+    config.global_experts = spec::PerModality {
+        image: 3.0,
+        text: 3.0,
+    };
     let (moe, map) = layer(&config)?;
     let x = Var::from_tensor(&tensor((7, 4), 21)?)?;
     let probe = tensor((7, 4), 22)?;
@@ -459,7 +475,10 @@ fn finite_difference_gradients() -> Result<()> {
 #[test]
 fn every_parameter_gets_a_gradient() -> Result<()> {
     let mut config = cfg(4, 2, 1.0, true);
-    config.global_experts = [2.0, 2.0];
+    config.global_experts = spec::PerModality {
+        image: 2.0,
+        text: 2.0,
+    };
     let (moe, map) = layer(&config)?;
     let x = tensor((12, 4), 31)?;
     let out = moe.forward(

@@ -5,7 +5,6 @@ use limoe_core::records::PlanRecord;
 use limoe_core::spec::{Arch, Device, Size, Spec};
 use limoe_model::plan::{Cost, cost};
 
-use crate::model_config;
 
 /// Total parameters the LIMoE paper reports for its largest models.
 fn paper_params(size: Size) -> Option<f64> {
@@ -20,7 +19,7 @@ fn paper_params(size: Size) -> Option<f64> {
 pub fn spec_cost(spec: &Spec) -> Cost {
     let train = &spec.train;
     let micro_batch = train.batch_size / train.accumulation.max(1);
-    cost(&model_config(&spec.model), train.batch_size, micro_batch)
+    cost(&spec.model, train.batch_size, micro_batch)
 }
 
 /// The spec's cost as the train stage records it for reports (`plan.json`).

@@ -107,10 +107,10 @@ pub fn embed_split(
     if let Some(keys) = request.only {
         batcher = batcher.only_keys(keys.clone());
     }
-    let vocab = model.config().vocab_size;
+    let vocab = model.spec().vocab_size;
     let mut out = SplitEmbeddings {
-        dim: model.config().embed_dim,
-        width: model.config().width,
+        dim: model.spec().embed_dim(),
+        width: model.spec().width,
         ..SplitEmbeddings::default()
     };
     let limit = request.limit.unwrap_or(usize::MAX);
@@ -167,7 +167,7 @@ pub fn embed_texts(
 ) -> anyhow::Result<Vec<f32>> {
     let tokenizer = &preprocess.tokenizer;
     let length = tokenizer.max_len();
-    let mut out = Vec::with_capacity(captions.len() * model.config().embed_dim);
+    let mut out = Vec::with_capacity(captions.len() * model.spec().embed_dim());
     for chunk in captions.chunks(batch_size.max(1)) {
         let mut ids = vec![0u32; chunk.len() * length];
         let mut mask = vec![0u8; chunk.len() * length];

@@ -18,7 +18,6 @@ mod inputs;
 pub mod labelled;
 pub mod logs;
 pub mod model_build;
-mod model_config;
 pub mod optim;
 mod probe_pool;
 mod routing_log;
@@ -27,4 +26,3 @@ pub mod stages;
 pub mod suite;
 pub mod trainer;
 
-pub use model_config::{device_kind, model_config};

@@ -9,7 +9,6 @@ use limoe_model::{Model, Params};
 
 use crate::budget::{available_bytes, describe, spec_cost};
 use crate::inputs::preprocess;
-use crate::{device_kind, model_config};
 
 /// A model and its parameters, built for a spec on its device.
 pub struct Built {
@@ -41,9 +40,9 @@ pub fn check_fits(spec: &Spec) -> anyhow::Result<()> {
 /// Checks that training fits the device, then builds the model with seeded weights.
 pub fn build(spec: &Spec) -> anyhow::Result<Built> {
     check_fits(spec)?;
-    let device = limoe_model::device::open(device_kind(spec.train.device))?;
+    let device = limoe_model::device::open(spec.train.device)?;
     let params = Params::new(spec.seed);
-    let model = Model::new(&model_config(&spec.model), &params, &device)?;
+    let model = Model::new(&spec.model, &params, &device)?;
     Ok(Built {
         model,
         vars: params.vars(),

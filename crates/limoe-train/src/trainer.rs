@@ -167,7 +167,7 @@ fn forward_backward(
         let batch = batches
             .next()
             .context("the training data ended (resampled mode never should)")??;
-        let (images, texts) = upload(&batch, built.model.config().vocab_size, &built.device)?;
+        let (images, texts) = upload(&batch, built.model.spec().vocab_size, &built.device)?;
         let micro_index = step * train.accumulation as u64 + micro;
         let noise_seed = splitmix64_next(spec.seed ^ splitmix64_next(micro_index));
         let (output, grads) = on_pool(|| -> candle_core::Result<_> {

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::check::Checker;
+use super::node::{Node, Origin};
 use super::path::KeyPath;
 
 /// Which network the spec trains.
@@ -218,6 +219,50 @@ impl MoeSpec {
             .filter(|_| self.every.is_some() || self.last.is_some())
             .collect()
     }
+
+    /// Checks the ranges that hold whatever the depth (experts, top_k, capacity, noise, group).
+    fn check(&self, at: &KeyPath, c: &mut Checker) {
+        c.at_least_one(at, &[("experts", self.experts)]);
+        if self.top_k == 0 || self.top_k > self.experts {
+            c.error(
+                &at.key("top_k"),
+                format!(
+                    "top_k {} must be between 1 and experts ({})",
+                    self.top_k, self.experts
+                ),
+                Some(format!(
+                    "lower top_k or raise experts to at least {}",
+                    self.top_k.max(1)
+                )),
+            );
+        }
+        if let Some(every) = self.every {
+            c.at_least_one(at, &[("every", every)]);
+        }
+        let factors = [
+            ("train", Some(self.capacity.train)),
+            ("eval", self.capacity.eval),
+        ];
+        for (key, factor) in factors.into_iter().filter_map(|(k, f)| Some((k, f?))) {
+            c.require(factor > 0.0, &at.key("capacity").key(key), || {
+                format!("capacity factor must be positive (got {factor})")
+            });
+        }
+        c.require(self.noise >= 0.0, &at.key("noise"), || {
+            "`noise` must be zero or positive".into()
+        });
+        if let Some(group) = self.group_size {
+            c.at_least_one(at, &[("group_size", group)]);
+        }
+    }
+
+    /// The same checks for a section built in code, not read from a file: one MoE layer
+    /// validates its routing with them.
+    pub fn validate(&self) -> Result<(), String> {
+        detached(KeyPath::root().key("model").key("moe"), |at, c| {
+            self.check(at, c)
+        })
+    }
 }
 
 /// Capacity factors for training and evaluation.
@@ -330,6 +375,35 @@ pub(super) fn check_image_side(side: usize, at: &KeyPath, c: &mut Checker) {
 }
 
 impl ModelSpec {
+    /// Patches per image.
+    pub fn patches(&self) -> usize {
+        (self.image_size / self.patch).pow(2)
+    }
+
+    /// Values per patch (P * P * C).
+    pub fn patch_dim(&self) -> usize {
+        self.patch * self.patch * self.channels
+    }
+
+    /// Size of the joint embedding space (the width unless `embed_dim` is set).
+    pub fn embed_dim(&self) -> usize {
+        self.embed_dim.unwrap_or(self.width)
+    }
+
+    /// The MoE blocks this architecture really has (none for the baselines).
+    pub fn active_moe_blocks(&self) -> Vec<usize> {
+        match self.arch {
+            Arch::Limoe => self.moe.moe_blocks(self.depth),
+            Arch::Dense | Arch::TwoTower => Vec::new(),
+        }
+    }
+
+    /// The checks of a spec file, for a section built in code: the model validates its own
+    /// shape with them, so that no second copy of the rules exists.
+    pub fn validate(&self) -> Result<(), String> {
+        detached(KeyPath::root().key("model"), |at, c| self.check(at, c))
+    }
+
     /// Checks the values that deserialization cannot (divisibility, ranges).
     pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
         c.at_least_one(
@@ -417,23 +491,7 @@ impl ModelSpec {
 
     fn check_moe(&self, at: &KeyPath, c: &mut Checker) {
         let moe = &self.moe;
-        c.at_least_one(at, &[("experts", moe.experts)]);
-        if moe.top_k == 0 || moe.top_k > moe.experts {
-            c.error(
-                &at.key("top_k"),
-                format!(
-                    "top_k {} must be between 1 and experts ({})",
-                    moe.top_k, moe.experts
-                ),
-                Some(format!(
-                    "lower top_k or raise experts to at least {}",
-                    moe.top_k.max(1)
-                )),
-            );
-        }
-        if let Some(every) = moe.every {
-            c.at_least_one(at, &[("every", every)]);
-        }
+        moe.check(at, c);
         if let Some(last) = moe.last {
             c.require(last >= 1 && last <= self.depth, &at.key("last"), || {
                 format!("`last` must be between 1 and depth ({})", self.depth)
@@ -448,21 +506,6 @@ impl ModelSpec {
                 format!("no block of the {} is an MoE block", self.depth),
                 Some("set `every: 2` (every second block) or `last: N`".into()),
             );
-        }
-        let factors = [
-            ("train", Some(moe.capacity.train)),
-            ("eval", moe.capacity.eval),
-        ];
-        for (key, factor) in factors.into_iter().filter_map(|(k, f)| Some((k, f?))) {
-            c.require(factor > 0.0, &at.key("capacity").key(key), || {
-                format!("capacity factor must be positive (got {factor})")
-            });
-        }
-        c.require(moe.noise >= 0.0, &at.key("noise"), || {
-            "`noise` must be zero or positive".into()
-        });
-        if let Some(group) = moe.group_size {
-            c.at_least_one(at, &[("group_size", group)]);
         }
     }
 
@@ -495,6 +538,23 @@ impl ModelSpec {
                 format!("loss weight must be zero or positive (got {w})")
             });
         }
+    }
+}
+
+/// Runs `check` at `section` outside any file: the problems, joined, as one message.
+fn detached(section: KeyPath, check: impl FnOnce(&KeyPath, &mut Checker)) -> Result<(), String> {
+    let tree = Node::empty_map(Origin::Default);
+    let mut c = Checker::new(&tree);
+    check(&section, &mut c);
+    let problems: Vec<String> = c
+        .finish(&[])
+        .into_iter()
+        .map(|d| format!("{}: {}", d.path, d.message))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
     }
 }
 

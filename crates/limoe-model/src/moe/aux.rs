@@ -5,6 +5,7 @@
 //! routing group), so each can carry its own weight per modality.
 
 use candle_core::{D, DType, Result, Tensor};
+use limoe_core::spec::AuxSpec;
 
 /// One value per auxiliary loss.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,6 +58,22 @@ pub type AuxTerms = PerModality<LossTerms<Tensor>>;
 pub type AuxWeights = PerModality<LossTerms<f64>>;
 /// Auxiliary loss values copied to the host.
 pub type AuxValues = PerModality<LossTerms<f64>>;
+
+/// The weights a spec's `model.aux` section gives: the entropy losses have a weight per
+/// modality, the V-MoE losses and the z-loss one for both.
+pub fn aux_weights(aux: &AuxSpec) -> AuxWeights {
+    let terms = |local_entropy, global_entropy| LossTerms {
+        local_entropy,
+        global_entropy,
+        importance: aux.importance,
+        load: aux.load,
+        z_loss: aux.z_loss,
+    };
+    PerModality {
+        image: terms(aux.local_entropy.image, aux.global_entropy.image),
+        text: terms(aux.local_entropy.text, aux.global_entropy.text),
+    }
+}
 
 impl AuxTerms {
     /// `sum_m sum_term weight * term`, a scalar tensor; terms with weight 0 are skipped.

@@ -31,7 +31,7 @@ pub mod stats;
 use candle_core::{Result, Tensor, bail};
 use candle_nn::{Init, VarBuilder};
 
-pub use aux::{AuxTerms, AuxValues, AuxWeights, LossTerms, PerModality};
+pub use aux::{AuxTerms, AuxValues, AuxWeights, LossTerms, PerModality, aux_weights};
 pub use config::{MoeConfig, RouteMode, TokenCounts};
 pub use experts::Experts;
 pub use routing::{RouteSpec, Routing, capacity, route};
@@ -65,16 +65,17 @@ impl Moe {
     /// Creates the layer's parameters under `vb` (`router`, `experts.{w1,b1,w2,b2}`).
     pub fn new(vb: VarBuilder, cfg: &MoeConfig) -> Result<Moe> {
         cfg.validate()?;
-        let bound = (6.0 / (cfg.width + cfg.experts) as f64).sqrt();
+        let experts = cfg.routing.experts;
+        let bound = (6.0 / (cfg.width + experts) as f64).sqrt();
         let router = vb.get_with_hints(
-            (cfg.width, cfg.experts),
+            (cfg.width, experts),
             "router",
             Init::Uniform {
                 lo: -bound,
                 up: bound,
             },
         )?;
-        let experts = Experts::new(&vb.pp("experts"), cfg.experts, cfg.width, cfg.mlp_dim)?;
+        let experts = Experts::new(&vb.pp("experts"), experts, cfg.width, cfg.mlp_dim)?;
         Ok(Moe {
             cfg: cfg.clone(),
             router,
@@ -100,20 +101,21 @@ impl Moe {
                 cfg.width
             );
         }
-        let e = cfg.experts;
+        let moe_spec = &cfg.routing;
+        let e = moe_spec.experts;
         let logits = x.matmul(&self.router)?;
         let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
         let probs = log_probs.exp()?;
 
         let (capacity_factor, drawn) = match mode {
-            RouteMode::Train { noise_seed } if cfg.noise > 0.0 => {
-                let std = cfg.noise / e as f64;
+            RouteMode::Train { noise_seed } if moe_spec.noise > 0.0 => {
+                let std = moe_spec.noise / e as f64;
                 let draws = noise::router_noise(noise_seed, t, e, std);
                 let noise = Tensor::from_vec(draws, (t, e), x.device())?.to_dtype(x.dtype())?;
-                (cfg.capacity_train, Some((noise, std)))
+                (moe_spec.capacity.train, Some((noise, std)))
             }
-            RouteMode::Train { .. } => (cfg.capacity_train, None),
-            RouteMode::Eval => (cfg.capacity_eval.unwrap_or(f64::INFINITY), None),
+            RouteMode::Train { .. } => (moe_spec.capacity.train, None),
+            RouteMode::Eval => (moe_spec.capacity.eval.unwrap_or(f64::INFINITY), None),
         };
         let noisy = match &drawn {
             Some((n, _)) => Some((&logits + n)?),
@@ -122,10 +124,10 @@ impl Moe {
         let scores = noisy.as_ref().unwrap_or(&logits).detach();
         let spec = RouteSpec {
             experts: e,
-            top_k: cfg.top_k,
-            group_size: cfg.group_size,
+            top_k: moe_spec.top_k,
+            group_size: moe_spec.group_size,
             capacity_factor,
-            bpr: cfg.bpr,
+            bpr: moe_spec.bpr,
         };
         let routing = route(&scores, &probs, &spec)?;
 
@@ -134,7 +136,7 @@ impl Moe {
         // Noisy logit of each token's K-th choice: the bar the load loss measures against.
         let threshold = match (&noisy, &drawn) {
             (Some(noisy), Some((_, std))) => {
-                let kth = routing.chosen.narrow(1, cfg.top_k - 1, 1)?.contiguous()?;
+                let kth = routing.chosen.narrow(1, moe_spec.top_k - 1, 1)?.contiguous()?;
                 Some((noisy.gather(&kth, 1)?, *std))
             }
             _ => None,
@@ -155,7 +157,7 @@ impl Moe {
                     },
                 })
             };
-            modality_terms(rows, cfg.global_experts[m], &zero)
+            modality_terms(rows, cfg.global_experts.named()[m].1, &zero)
         };
         let (image, image_mean_entropy) = modality(0)?;
         let (text, text_mean_entropy) = modality(1)?;
@@ -178,13 +180,13 @@ impl Moe {
 
     /// Gathers x into the expert buffers, runs the experts, gathers and weights by the gates.
     fn dispatch_combine(&self, x: &Tensor, probs: &Tensor, routing: &Routing) -> Result<Tensor> {
-        let k = self.cfg.top_k;
+        let k = self.cfg.routing.top_k;
         let (t, width) = x.dims2()?;
         // Empty rows read some token: their outputs are never combined, so they get no gradient.
         let buffer = x.index_select(&routing.fill, 0)?;
         // On the CPU the experts skip their empty slots (a buffer fills from its first row).
         let filled = match (x.device().is_cpu(), routing.groups) {
-            (true, 1) => Some(filled_slots(&routing.experts, self.cfg.experts)?),
+            (true, 1) => Some(filled_slots(&routing.experts, self.cfg.routing.experts)?),
             _ => None,
         };
         let out = self.experts.forward(&buffer, filled.as_deref())?;
