@@ -5,6 +5,9 @@
 #   ./scripts/bootstrap.sh run     # the default experiment, experiments/tiny.yaml
 #   ./scripts/bootstrap.sh test    # format check, clippy, tests, spec validation
 #
+# For `test` and `lint` it also installs Open MPI (apt-get, as root or through sudo) when
+# missing: the distributed tests run under `mpirun`.
+#
 # `just` is installed with `cargo install just --locked` into $CARGO_HOME/bin (~/.cargo/bin).
 # Should that fail, the `rust-just` Python package (which ships the same binary) is put in
 # a virtual environment under ~/.cache/limoe/just-venv.
@@ -56,5 +59,25 @@ if ! command -v just >/dev/null 2>&1; then
     }
     say "installed $(just --version) at $(command -v just)"
 fi
+
+# The tests cover training on several ranks, which needs Open MPI (and libclang for the
+# bindings' generator); Debian's packages, installed when missing.
+mpi_packages=(libopenmpi-dev openmpi-bin libclang-dev)
+install_open_mpi() {
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    say "installing ${mpi_packages[*]} with apt-get (once)"
+    "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq "${mpi_packages[@]}" >/dev/null
+}
+case "${1:-}" in
+    test | lint)
+        if ! command -v mpirun >/dev/null 2>&1 || ! dpkg -s "${mpi_packages[@]}" >/dev/null 2>&1; then
+            install_open_mpi || {
+                say "could not install Open MPI; install ${mpi_packages[*]} and run \`just $*\`"
+                exit 1
+            }
+        fi
+        ;;
+esac
 
 exec just "$@"

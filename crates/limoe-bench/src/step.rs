@@ -6,10 +6,10 @@ use std::time::Instant;
 use anyhow::Context;
 use candle_core::Device;
 use limoe_core::random::splitmix64_next;
+use limoe_core::spec::ModelSpec;
 use limoe_core::{Registry, load_spec};
 use limoe_model::moe::RouteMode;
 use limoe_model::random::Stream;
-use limoe_core::spec::ModelSpec;
 use limoe_model::{Images, Model, Texts};
 use limoe_ops::pool::on_pool;
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use limoe_core::runner::{Outcome, Plan, PlannedStage, Runner, Status};
 use limoe_core::sweep::{load_trial, trial_dir};
 use limoe_core::{LoadedSpec, Progress, Registry};
+use limoe_dist::Communicator;
 
 use crate::load::{INVALID_SPEC, load};
 
@@ -19,6 +20,8 @@ pub struct RunOptions<'a> {
     pub quiet: bool,
     /// Run this trial of the spec's sweep instead of the spec itself.
     pub trial: Option<&'a str>,
+    /// The ranks of the job this process is one of (a world of one for a plain launch).
+    pub comm: &'a dyn Communicator,
 }
 
 /// `limoe run` (of the spec, or with `--trial` of one trial of its sweep).
@@ -50,7 +53,7 @@ pub fn run(
             spec.display()
         );
     }
-    let runner = Runner::new(registry, runs_dir, Progress::new(!opts.quiet));
+    let runner = Runner::new(registry, runs_dir, Progress::new(!opts.quiet)).with_comm(opts.comm);
     if !opts.dry_run {
         runner.prepare(&loaded)?;
     }
@@ -64,6 +67,13 @@ pub fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let report = runner.execute(&loaded, &plan)?;
+    if opts.comm.rank() > 0 {
+        // Rank 0 prints the stages and publishes the report.
+        return Ok(match report.succeeded() {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::FAILURE,
+        });
+    }
     for (id, dir, outcome) in &report.stages {
         match outcome {
             Outcome::Cached => println!("{id:<12} cached     {}", dir.display()),

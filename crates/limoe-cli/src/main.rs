@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use limoe_dist::World;
 
 /// Reproduce and extend LIMoE: experiments are YAML specs chaining cached stages.
 #[derive(Parser)]
@@ -130,7 +131,21 @@ fn main() -> ExitCode {
     quiet_broken_pipes();
     process_env::configure();
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    // Only `run` trains, so only it joins a launcher's job of several ranks.
+    let world = match &cli.command {
+        Command::Run { .. } => World::init(),
+        _ => Ok(World::solo()),
+    };
+    let world = match world {
+        Ok(world) => world,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rank = world.comm().rank();
+    // Rank 0 speaks for the job; the others say only what goes wrong.
+    init_logging(cli.verbose, cli.quiet || rank > 0);
     let registry = registry::registry();
     let result = match cli.command {
         Command::Run {
@@ -147,8 +162,9 @@ fn main() -> ExitCode {
             &commands::RunOptions {
                 force: &force,
                 dry_run,
-                quiet: cli.quiet,
+                quiet: cli.quiet || rank > 0,
                 trial: trial.as_deref(),
+                comm: world.comm(),
             },
         ),
         Command::Sweep {
@@ -181,6 +197,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if world.comm().size() > 1 => {
+            eprintln!("error: rank {rank}: {e:#}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

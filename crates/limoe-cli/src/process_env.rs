@@ -16,8 +16,13 @@ const TRIM_THRESHOLD: libc::c_int = 1 << 30;
 /// more than it gains, since limoe's fused ops and matmuls already use every core.
 const CANDLE_THREADS: &str = "1";
 
-/// Tunes the allocator and candle's threads. Must run first in `main`, before any thread
-/// exists (it sets an environment variable) and before candle's pool starts.
+/// Launcher variables holding how many ranks share this machine (Open MPI, MPICH).
+const LOCAL_RANKS: [&str; 2] = ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"];
+
+/// Tunes the allocator, candle's threads and, when a launcher put several ranks on this
+/// machine, each rank's share of the cores (rayon's pool, which the kernels use), so that
+/// ranks do not each start a thread per core. Must run first in `main`, before any thread
+/// exists (it sets environment variables) and before candle's or rayon's pool starts.
 pub fn configure() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if !std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.")) {
@@ -31,5 +36,16 @@ pub fn configure() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         // SAFETY: called at the start of `main`, while the process has one thread.
         unsafe { std::env::set_var("CANDLE_NUM_THREADS", CANDLE_THREADS) };
+    }
+    let local_ranks = (LOCAL_RANKS.iter())
+        .find_map(|var| std::env::var(var).ok()?.parse::<usize>().ok())
+        .filter(|&n| n > 1);
+    if let Some(ranks) = local_ranks
+        && std::env::var_os("RAYON_NUM_THREADS").is_none()
+    {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let threads = (cores / ranks).max(1).to_string();
+        // SAFETY: as above, the process has one thread.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads) };
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use anyhow::bail;
+use limoe_dist::Communicator;
 
 use crate::spec::{Diagnostic, KeyPath, Node, Spec, StageSpec, Value, did_you_mean};
 
@@ -76,7 +77,14 @@ pub trait Stage: Send + Sync {
         false
     }
 
-    /// Does the work, writing only under `ctx.out_dir`.
+    /// True when every rank of a multi-process job runs the stage together (training);
+    /// any other stage runs on rank 0 alone while the others wait, and they read its output.
+    fn distributed(&self) -> bool {
+        false
+    }
+
+    /// Does the work, writing only under `ctx.out_dir` (on rank 0 only, in a distributed
+    /// stage of several ranks: the others read there).
     fn run(&self, ctx: &StageContext) -> anyhow::Result<()>;
 }
 
@@ -107,6 +115,9 @@ pub struct StageContext<'a> {
     pub spec_file: &'a Path,
     /// Progress bars.
     pub progress: &'a Progress,
+    /// The ranks running the stage: all of the job's for a distributed stage, else rank 0's
+    /// world of one.
+    pub comm: &'a dyn Communicator,
 }
 
 impl StageContext<'_> {

@@ -52,6 +52,32 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// Rank `rank`'s share of a batch split evenly over `ranks` (data parallelism): the
+    /// `len() / ranks` examples starting at `rank * len() / ranks`. Every rank reads the
+    /// same batches, so the shares are disjoint and the loader position stays one for all.
+    pub fn share(&self, rank: usize, ranks: usize) -> anyhow::Result<Batch> {
+        let n = self.len();
+        if ranks == 0 || rank >= ranks || !n.is_multiple_of(ranks) {
+            bail!("a batch of {n} examples does not split evenly over {ranks} ranks");
+        }
+        let per = n / ranks;
+        let rows = rank * per..(rank + 1) * per;
+        let slice = |values_per_row: usize| rows.start * values_per_row..rows.end * values_per_row;
+        Ok(Batch {
+            keys: self.keys[rows.clone()].to_vec(),
+            captions: self.captions[rows.clone()].to_vec(),
+            labels: self.labels[rows.clone()].to_vec(),
+            label_names: self.label_names[rows.clone()].to_vec(),
+            patches: self.patches[slice(self.num_patches * self.patch_dim)].to_vec(),
+            tokens: self.tokens[slice(self.text_length)].to_vec(),
+            mask: self.mask[slice(self.text_length)].to_vec(),
+            num_patches: self.num_patches,
+            patch_dim: self.patch_dim,
+            text_length: self.text_length,
+            position: self.position.clone(),
+        })
+    }
 }
 
 /// How pairs become model inputs.

@@ -193,3 +193,34 @@ fn errors_of_the_background_thread_reach_the_caller() {
     );
     assert!(prefetcher.next().is_none());
 }
+
+#[test]
+fn rank_shares_are_disjoint_and_rebuild_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path());
+    let whole = batcher(dir.path(), Mode::Resampled, 6)
+        .next_batch()
+        .unwrap()
+        .unwrap();
+    let shares: Vec<Batch> = (0..3).map(|rank| whole.share(rank, 3).unwrap()).collect();
+    let field =
+        |get: fn(&Batch) -> Vec<String>| -> Vec<String> { shares.iter().flat_map(get).collect() };
+    assert_eq!(field(|b| b.keys.clone()), whole.keys);
+    assert_eq!(field(|b| b.captions.clone()), whole.captions);
+    let patches: Vec<f32> = shares.iter().flat_map(|b| b.patches.clone()).collect();
+    assert_eq!(patches, whole.patches);
+    let tokens: Vec<u32> = shares.iter().flat_map(|b| b.tokens.clone()).collect();
+    assert_eq!(tokens, whole.tokens);
+    let mask: Vec<u8> = shares.iter().flat_map(|b| b.mask.clone()).collect();
+    assert_eq!(mask, whole.mask);
+    assert!(
+        shares
+            .iter()
+            .all(|b| b.len() == 2 && b.position == whole.position)
+    );
+    let uneven = whole.share(0, 4).unwrap_err().to_string();
+    assert!(
+        uneven.contains("6 examples does not split evenly over 4 ranks"),
+        "{uneven}"
+    );
+}

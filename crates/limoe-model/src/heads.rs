@@ -4,9 +4,9 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::attention::AttentionPool;
-use limoe_core::spec::Pooling;
 use crate::inputs::TextMask;
 use crate::layers::{LayerNorm, Linear, linear};
+use limoe_core::spec::Pooling;
 use limoe_ops::l2_normalize;
 
 enum Pool {

@@ -128,9 +128,7 @@ impl Model {
     ) -> Result<Encoded> {
         if let Some(images) = images {
             let dims = images.patches.dims();
-            if dims.len() != 3
-                || dims[1] != self.spec.patches()
-                || dims[2] != self.spec.patch_dim()
+            if dims.len() != 3 || dims[1] != self.spec.patches() || dims[2] != self.spec.patch_dim()
             {
                 candle_core::bail!(
                     "images have shape {dims:?}, the model expects [batch, {}, {}]",
@@ -193,6 +191,20 @@ impl Model {
     /// A training (or evaluation) pass over paired images and texts: pair i of the images
     /// matches caption i.
     pub fn forward(&self, images: &Images, texts: &Texts, mode: RouteMode) -> Result<Output> {
+        self.forward_with_negatives(images, texts, mode, |embeddings| Ok(embeddings.clone()))
+    }
+
+    /// [`Model::forward`] with the contrastive loss over a larger batch: `gather` maps this
+    /// batch's image or text embeddings [b, E] to those of the whole batch [B, E] that the
+    /// loss contrasts (in data parallelism, every rank's rows in rank order, this batch's
+    /// rows carrying the gradient). The auxiliary losses stay this batch's.
+    pub fn forward_with_negatives(
+        &self,
+        images: &Images,
+        texts: &Texts,
+        mode: RouteMode,
+        gather: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Output> {
         if images.patches.dim(0)? != texts.batch() {
             candle_core::bail!(
                 "{} images but {} captions in one batch",
@@ -205,7 +217,7 @@ impl Model {
             candle_core::bail!("both modalities were encoded but an embedding is missing");
         };
         let logit_scale = self.logit_scale()?;
-        let logits = logits(image, text, &logit_scale)?;
+        let logits = logits(&gather(image)?, &gather(text)?, &logit_scale)?;
         let contrastive = contrastive_loss(&logits)?;
         let mut aux = Tensor::zeros((), DType::F32, contrastive.device())?;
         for block in &encoded.routing {

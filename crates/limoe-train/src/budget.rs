@@ -5,7 +5,6 @@ use limoe_core::records::PlanRecord;
 use limoe_core::spec::{Arch, Device, Size, Spec};
 use limoe_model::plan::{Cost, cost};
 
-
 /// Total parameters the LIMoE paper reports for its largest models.
 fn paper_params(size: Size) -> Option<f64> {
     match size {

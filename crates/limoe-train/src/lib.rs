@@ -2,7 +2,8 @@
 //!
 //! The [`stages::TrainStage`] streams an ingest output through the model ([`trainer`]) with
 //! AdamW ([`optim`]), the learning-rate [`schedule`], gradient clipping ([`clip`]), run
-//! [`logs`] and [`checkpoint`]s it resumes from exactly. One evaluation [`suite`] (metrics in
+//! [`logs`] and [`checkpoint`]s it resumes from exactly, on one process or as
+//! one rank of several ([`data_parallel`]). One evaluation [`suite`] (metrics in
 //! [`eval`], over the [`labelled`] sets of the training data and the held-out benchmarks, as
 //! log rows by [`evaluate`] and as [`clip_benchmark`] files) serves both the periodic
 //! evaluation and the [`stages::EvalStage`]. [`budget`] says what a spec costs before anything is allocated.
@@ -11,6 +12,7 @@ pub mod budget;
 pub mod checkpoint;
 pub mod clip;
 pub mod clip_benchmark;
+pub mod data_parallel;
 pub mod embed;
 pub mod eval;
 pub mod evaluate;
@@ -25,4 +27,3 @@ pub mod schedule;
 pub mod stages;
 pub mod suite;
 pub mod trainer;
-

@@ -59,6 +59,10 @@ impl Stage for TrainStage {
         true
     }
 
+    fn distributed(&self) -> bool {
+        true
+    }
+
     fn run(&self, ctx: &StageContext) -> anyhow::Result<()> {
         train(ctx)
     }

@@ -19,6 +19,8 @@ use limoe_core::{StageContext, files, interrupt};
 use limoe_data::batch::{Batcher, Prefetcher, Preprocess};
 use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::split::Split;
+use limoe_dist::Communicator;
+use limoe_model::LOG_LOGIT_SCALE;
 use limoe_model::moe::RouteMode;
 use limoe_ops::pool::on_pool;
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::budget::plan_record;
 use crate::checkpoint::{self, Retention};
 use crate::clip::check_and_clip;
+use crate::data_parallel::{all_reduce_grads, gather_rows};
 use crate::inputs::{routed_counts, upload};
 use crate::logs::RunLogs;
 use crate::model_build::{Built, build};
@@ -54,7 +57,19 @@ struct ResumeState {
 pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
     let spec = ctx.spec;
     let train = &spec.train;
+    let comm = ctx.comm;
+    let root = comm.rank() == 0;
     let data_dir = &ctx.input(INGEST)?.dir;
+    let micro_batch = train.batch_size / train.accumulation;
+    if !micro_batch.is_multiple_of(comm.size()) {
+        bail!(
+            "a micro-batch of {micro_batch} pairs (train.batch_size {} / train.accumulation {}) \
+             does not split evenly over {} ranks; launch a number of ranks that divides it",
+            train.batch_size,
+            train.accumulation,
+            comm.size()
+        );
+    }
     let built = build(spec)?;
     let mut optimizer = AdamW::new(
         &built.vars,
@@ -63,8 +78,10 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
             ..AdamWConfig::default()
         },
     )?;
-    write_record(ctx.out_dir, PLAN_FILE, &plan_record(spec))?;
-    let mut run = Run::resume(ctx.out_dir, &built.vars, &mut optimizer)?;
+    if root {
+        write_record(ctx.out_dir, PLAN_FILE, &plan_record(spec))?;
+    }
+    let mut run = Run::resume(ctx.out_dir, root, &built.vars, &mut optimizer)?;
     let steps = train.steps as u64;
     if run.step >= steps {
         return Ok(());
@@ -79,8 +96,10 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
         let step = run.step + 1;
         let started = Instant::now();
         let lr = schedule.lr(step);
-        let passes = forward_backward(spec, &built, &mut batches, &mut accumulator, step)?;
-        let grads = accumulator.take()?;
+        let mut passes =
+            forward_backward(spec, comm, &built, &mut batches, &mut accumulator, step)?;
+        let stop = passes.sums.average_over(comm, interrupt::requested());
+        let grads = all_reduce_grads(comm, &built.vars, accumulator.take()?, &[LOG_LOGIT_SCALE])?;
         let norm =
             match check_and_clip(step, passes.sums.loss, &built.vars, &grads, train.grad_clip) {
                 Ok(norm) => norm,
@@ -96,10 +115,10 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
             passes.sums.loss
         ));
         let last = step == steps;
-        if step.is_multiple_of(train.eval_every as u64) || last {
+        if root && (step.is_multiple_of(train.eval_every as u64) || last) {
             run.periodic_eval(spec, &built, data_dir)?;
         }
-        let stop = interrupt::requested().filter(|_| !last);
+        let stop = stop.filter(|_| !last);
         if step.is_multiple_of(train.checkpoint_every as u64) || last || stop.is_some() {
             run.checkpoint(spec, &built.vars, &optimizer)?;
         }
@@ -151,8 +170,11 @@ struct Passes {
     position: Position,
 }
 
+/// On several ranks, each computes its share of every micro-batch, against the negatives of
+/// the whole micro-batch ([`gather_rows`]); the caller sums the gradients over the ranks.
 fn forward_backward(
     spec: &Spec,
+    comm: &dyn Communicator,
     built: &Built,
     batches: &mut Prefetcher,
     accumulator: &mut GradAccumulator,
@@ -164,17 +186,26 @@ fn forward_backward(
     let mut sums = Sums::default();
     let mut position = None;
     for micro in 0..train.accumulation as u64 {
-        let batch = batches
+        let whole = batches
             .next()
             .context("the training data ended (resampled mode never should)")??;
+        let batch = match comm.size() {
+            1 => whole,
+            ranks => whole.share(comm.rank(), ranks)?,
+        };
         let (images, texts) = upload(&batch, built.model.spec().vocab_size, &built.device)?;
         let micro_index = step * train.accumulation as u64 + micro;
         let noise_seed = splitmix64_next(spec.seed ^ splitmix64_next(micro_index));
         let (output, grads) = on_pool(|| -> candle_core::Result<_> {
-            let output = built
-                .model
-                .forward(&images, &texts, RouteMode::Train { noise_seed })?;
-            let grads = output.loss.backward()?;
+            let mode = RouteMode::Train { noise_seed };
+            let output = (built.model)
+                .forward_with_negatives(&images, &texts, mode, |rows| gather_rows(comm, rows))?;
+            // Summed over the ranks, each rank's share of the auxiliary loss gives its mean.
+            let grads = match comm.size() {
+                1 => output.loss.backward()?,
+                ranks => (&output.contrastive + output.aux.affine(1.0 / ranks as f64, 0.0)?)?
+                    .backward()?,
+            };
             Ok((output, grads))
         })?;
         accumulator.add(&built.vars, &grads)?;
@@ -236,8 +267,8 @@ struct Run {
     earlier_seconds: f64,
     /// When this attempt started.
     started: Instant,
-    /// The run's logs.
-    logs: RunLogs,
+    /// The run's logs, kept by rank 0 alone.
+    logs: Option<RunLogs>,
     /// The latest periodic evaluation's metrics, `<dataset>/<metric>`: what picks the best
     /// checkpoint besides the training loss.
     latest_eval: BTreeMap<String, f64>,
@@ -245,19 +276,24 @@ struct Run {
 
 impl Run {
     /// Continues after the newest checkpoint in `out_dir`, loading its weights and optimiser
-    /// state, or starts at step 0.
+    /// state, or starts at step 0. Only the `root` rank writes: logs, checkpoints, records.
     fn resume(
         out_dir: &Path,
+        root: bool,
         vars: &[(String, Var)],
         optimizer: &mut AdamW,
     ) -> anyhow::Result<Run> {
-        let (step, position, earlier_seconds, logs) = match restore(out_dir, vars, optimizer)? {
+        let (step, position, earlier_seconds) = match restore(out_dir, vars, optimizer)? {
             Some((step, resume)) => {
                 tracing::info!("train: resuming after step {step}");
-                let logs = RunLogs::resume(out_dir, step as i64)?;
-                (step, Some(resume.position), resume.wall_seconds, logs)
+                (step, Some(resume.position), resume.wall_seconds)
             }
-            None => (0, None, 0.0, RunLogs::create(out_dir)?),
+            None => (0, None, 0.0),
+        };
+        let logs = match (root, step) {
+            (false, _) => None,
+            (true, 0) => Some(RunLogs::create(out_dir)?),
+            (true, step) => Some(RunLogs::resume(out_dir, step as i64)?),
         };
         Ok(Run {
             out_dir: out_dir.to_owned(),
@@ -285,10 +321,12 @@ impl Run {
         let row = passes
             .sums
             .row(step as i64, self.wall_seconds(), lr, norm, pairs);
-        self.logs.metrics.push(row);
-        if let Some(tally) = &passes.tally {
-            let rows = tally.rows(step as i64, TRAINING_STEPS_SPLIT);
-            self.logs.routing.extend(rows);
+        if let Some(logs) = &mut self.logs {
+            logs.metrics.push(row);
+            if let Some(tally) = &passes.tally {
+                logs.routing
+                    .extend(tally.rows(step as i64, TRAINING_STEPS_SPLIT));
+            }
         }
         self.step = step;
         self.loss = passes.sums.loss;
@@ -317,19 +355,25 @@ impl Run {
             .filter(|r| r.value.is_finite())
             .map(|r| (r.key(), r.value))
             .collect();
-        self.logs.eval.extend(result.rows);
-        self.logs.routing.extend(result.routing);
+        if let Some(logs) = &mut self.logs {
+            logs.eval.extend(result.rows);
+            logs.routing.extend(result.routing);
+        }
         Ok(())
     }
 
-    /// Flushes the logs, saves a checkpoint of the last step and prunes older ones.
+    /// Flushes the logs, saves a checkpoint of the last step and prunes older ones (rank 0;
+    /// the others hold the same weights).
     fn checkpoint(
         &mut self,
         spec: &Spec,
         vars: &[(String, Var)],
         optimizer: &AdamW,
     ) -> anyhow::Result<()> {
-        self.logs.flush()?;
+        let Some(logs) = &mut self.logs else {
+            return Ok(());
+        };
+        logs.flush()?;
         let Some(position) = &self.position else {
             bail!(
                 "no batch was read before the checkpoint of step {}",
@@ -359,10 +403,13 @@ impl Run {
     /// Stops on a non-finite loss or gradient: the logs so far are kept, and the reason is
     /// written next to them.
     fn stop_nonfinite(&mut self, error: &anyhow::Error) -> anyhow::Error {
-        let saved = self.logs.flush().and_then(|_| {
-            std::fs::write(self.out_dir.join("nonfinite.txt"), format!("{error:#}\n"))
-                .map_err(anyhow::Error::from)
-        });
+        let saved = match &mut self.logs {
+            Some(logs) => logs.flush().and_then(|_| {
+                std::fs::write(self.out_dir.join("nonfinite.txt"), format!("{error:#}\n"))
+                    .map_err(anyhow::Error::from)
+            }),
+            None => Ok(()),
+        };
         if let Err(e) = saved {
             return e.context(format!("{error:#}"));
         }
@@ -379,9 +426,12 @@ impl Run {
         )
     }
 
-    /// Flushes the logs and records the loader's counters.
+    /// Flushes the logs and records the loader's counters (rank 0).
     fn finish(mut self) -> anyhow::Result<()> {
-        self.logs.flush()?;
+        let Some(logs) = &mut self.logs else {
+            return Ok(());
+        };
+        logs.flush()?;
         let Some(position) = &self.position else {
             return Ok(());
         };
@@ -430,6 +480,34 @@ impl Sums {
             sum[1] += term[1] / micro_batches;
         }
         Ok(())
+    }
+
+    /// On several ranks, makes the auxiliary terms (each rank's own tokens) their mean over
+    /// the ranks and the loss the whole batch's; the contrastive loss is already the whole
+    /// batch's on every rank. Returns the stop signal when any rank was asked to stop, so
+    /// that every rank stops after the same step.
+    fn average_over(
+        &mut self,
+        comm: &dyn Communicator,
+        signal: Option<&'static str>,
+    ) -> Option<&'static str> {
+        if comm.size() == 1 {
+            return signal;
+        }
+        let mut values = vec![self.aux, f64::from(u8::from(signal.is_some()))];
+        values.extend(self.terms.iter().flatten());
+        comm.all_reduce_sum_f64(&mut values);
+        let mean = |sum: f64| sum / comm.size() as f64;
+        self.aux = mean(values[0]);
+        for (term, sum) in self.terms.iter_mut().flatten().zip(&values[2..]) {
+            *term = mean(*sum);
+        }
+        self.loss = self.contrastive + self.aux;
+        match (signal, values[1] > 0.0) {
+            (Some(signal), _) => Some(signal),
+            (None, true) => Some("a signal to another rank"),
+            (None, false) => None,
+        }
     }
 
     fn row(&self, step: i64, wall_seconds: f64, lr: f64, grad_norm: f64, pairs: f64) -> MetricsRow {

@@ -2,7 +2,8 @@
 //! cache key is complete (like `dvc repro`). Outputs live in
 //! `<runs>/<experiment>/<stage-id>-<key>/`; a stage writes into `<stage-id>-<key>.partial/`,
 //! which is renamed into place only after its `manifest.json` is written, so a failed or
-//! killed stage never leaves an output that looks complete.
+//! killed stage never leaves an output that looks complete. In a job of several ranks,
+//! rank 0 alone writes the store ([`Runner::with_comm`]).
 
 mod manifest;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, bail};
+use limoe_dist::{Communicator, Solo, agree};
 use serde::{Deserialize, Serialize};
 
 pub use manifest::{COMPLETE, FileEntry, InputRef, MANIFEST, Manifest, Verified};
@@ -146,6 +148,7 @@ pub struct Runner<'a> {
     registry: &'a Registry,
     runs_root: PathBuf,
     progress: Progress,
+    comm: &'a dyn Communicator,
 }
 
 impl<'a> Runner<'a> {
@@ -155,18 +158,35 @@ impl<'a> Runner<'a> {
             registry,
             runs_root: runs_root.into(),
             progress,
+            comm: &SOLO,
         }
+    }
+
+    /// The same runner as one rank of a multi-process job: rank 0 alone writes the run
+    /// store, and stages that are not [`Stage::distributed`] run on rank 0 while the other
+    /// ranks wait for their output.
+    pub fn with_comm(mut self, comm: &'a dyn Communicator) -> Self {
+        self.comm = comm;
+        self
     }
 
     /// Lets every stage get what its cache key covers but a plan must not fetch
     /// ([`Stage::prepare`]); a run calls it before [`Runner::plan`].
+    /// On several ranks, rank 0 alone fetches while the others wait.
     pub fn prepare(&self, loaded: &LoadedSpec) -> anyhow::Result<()> {
-        for stage in &loaded.spec.stages {
-            self.kind_of(stage)?
-                .prepare(&loaded.spec)
-                .with_context(|| format!("stage `{}` cannot get its inputs", stage.id))?;
-        }
-        Ok(())
+        let fetch = || -> anyhow::Result<()> {
+            for stage in &loaded.spec.stages {
+                self.kind_of(stage)?
+                    .prepare(&loaded.spec)
+                    .with_context(|| format!("stage `{}` cannot get its inputs", stage.id))?;
+            }
+            Ok(())
+        };
+        let fetched = match self.comm.rank() {
+            0 => fetch(),
+            _ => Ok(()),
+        };
+        agree(self.comm, fetched)
     }
 
     /// Orders the stages, computes their keys and finds what is cached. `force` names
@@ -265,23 +285,33 @@ impl<'a> Runner<'a> {
 
     /// Runs the stages of `plan` that are not cached, stopping at the first failure.
     /// Saves the resolved spec and `last-run.json` in the plan's record directory.
+    /// On several ranks, every rank must execute the same plan (checked first); only rank 0
+    /// writes the records.
     pub fn execute(&self, loaded: &LoadedSpec, plan: &Plan) -> anyhow::Result<RunReport> {
+        self.agree_on_plan(plan)?;
+        let root = self.comm.rank() == 0;
         let spec = &loaded.spec;
         let yaml = spec.to_yaml();
         let spec_file = (plan.record_dir.join(SPECS_DIR))
             .join(format!("{}.yaml", &sha256_hex(yaml.as_bytes())[..16]));
-        write_atomic(&spec_file, yaml.as_bytes())?;
-        for stage in &spec.stages {
-            let pending = plan
-                .stages
-                .iter()
-                .any(|p| p.id == stage.id && p.status != Status::Cached);
-            if pending {
-                self.kind_of(stage)?
-                    .preflight(spec)
-                    .with_context(|| format!("stage `{}` cannot run; nothing was run", stage.id))?;
-            }
+        if root {
+            write_atomic(&spec_file, yaml.as_bytes())?;
         }
+        let preflight = || -> anyhow::Result<()> {
+            for stage in &spec.stages {
+                let pending = plan
+                    .stages
+                    .iter()
+                    .any(|p| p.id == stage.id && p.status != Status::Cached);
+                if pending {
+                    self.kind_of(stage)?.preflight(spec).with_context(|| {
+                        format!("stage `{}` cannot run; nothing was run", stage.id)
+                    })?;
+                }
+            }
+            Ok(())
+        };
+        agree(self.comm, preflight())?;
         let mut artifacts: BTreeMap<String, Artifact> = BTreeMap::new();
         let mut report = RunReport {
             experiment: spec.name.clone(),
@@ -339,13 +369,17 @@ impl<'a> Runner<'a> {
                 },
             );
         }
-        write_atomic(
-            &plan.record_dir.join(LAST_RUN),
-            serde_json::to_string_pretty(&report)?.as_bytes(),
-        )?;
+        if root {
+            write_atomic(
+                &plan.record_dir.join(LAST_RUN),
+                serde_json::to_string_pretty(&report)?.as_bytes(),
+            )?;
+        }
         Ok(report)
     }
 
+    /// Runs one stage: on every rank when its kind is distributed, else on rank 0 while
+    /// the other ranks wait for its output.
     fn run_stage(
         &self,
         loaded: &LoadedSpec,
@@ -354,46 +388,63 @@ impl<'a> Runner<'a> {
         inputs: &BTreeMap<String, Artifact>,
         spec_file: &Path,
     ) -> anyhow::Result<Outcome> {
-        let forced = planned.status == Status::Forced;
-        if !forced && Manifest::read_complete(&planned.dir, &planned.key).is_some() {
-            return Ok(Outcome::Cached);
-        }
         let kind = self.kind_of(stage)?;
-        let parent = planned
-            .dir
-            .parent()
-            .context("output directory has no parent")?;
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-        let _lock = lock(&parent.join(format!(".{}-{}.lock", planned.id, planned.key)))?;
-        // Another process may have finished it while we waited for the lock.
-        if !forced && Manifest::read_complete(&planned.dir, &planned.key).is_some() {
+        let job = StageJob {
+            loaded,
+            stage,
+            planned,
+            inputs,
+            spec_file,
+            kind: kind.as_ref(),
+        };
+        if kind.distributed() || self.comm.size() == 1 {
+            return self.run_on(&job, self.comm);
+        }
+        let clock = Instant::now();
+        let result = match self.comm.rank() {
+            0 => self.run_on(&job, &SOLO),
+            _ => Ok(Outcome::Ran { seconds: 0.0 }),
+        };
+        Ok(match agree(self.comm, result)? {
+            Outcome::Ran { .. } if self.comm.rank() != 0 => Outcome::Ran {
+                seconds: clock.elapsed().as_secs_f64(),
+            },
+            outcome => outcome,
+        })
+    }
+
+    /// Runs a stage on the ranks of `comm`, rank 0 alone claiming, recording and publishing
+    /// the output directory.
+    fn run_on(&self, job: &StageJob, comm: &dyn Communicator) -> anyhow::Result<Outcome> {
+        let planned = job.planned;
+        let claim = match comm.rank() {
+            0 => claim(planned, job.kind.resumable()),
+            _ => Ok(None),
+        };
+        let claim = agree(comm, claim)?;
+        let mut cached = vec![u8::from(comm.rank() == 0 && claim.is_none())];
+        comm.broadcast_bytes(&mut cached, 0);
+        if cached == [1] {
             return Ok(Outcome::Cached);
         }
-        let partial = parent.join(format!("{}-{}.partial", planned.id, planned.key));
-        if partial.exists() && !kind.resumable() {
-            std::fs::remove_dir_all(&partial)
-                .with_context(|| format!("cannot clear {}", partial.display()))?;
-        }
-        std::fs::create_dir_all(&partial)
-            .with_context(|| format!("cannot create {}", partial.display()))?;
+        let partial = partial_dir(planned)?;
         let failure_file = partial.join("failure.json");
-        let _ = std::fs::remove_file(&failure_file);
 
         tracing::info!("{}: running `{}`", planned.id, planned.kind);
         let started = SystemTime::now();
         let clock = Instant::now();
         let ctx = StageContext {
-            spec: &loaded.spec,
-            stage,
-            inputs,
+            spec: &job.loaded.spec,
+            stage: job.stage,
+            inputs: job.inputs,
             out_dir: &partial,
-            spec_file,
+            spec_file: job.spec_file,
             progress: &self.progress,
+            comm,
         };
         let span = tracing::info_span!("stage", id = %planned.id);
         let result = span.in_scope(|| {
-            catch_unwind(AssertUnwindSafe(|| kind.run(&ctx))).unwrap_or_else(|panic| {
+            catch_unwind(AssertUnwindSafe(|| job.kind.run(&ctx))).unwrap_or_else(|panic| {
                 let what = panic
                     .downcast_ref::<String>()
                     .cloned()
@@ -403,32 +454,48 @@ impl<'a> Runner<'a> {
             })
         });
         if let Err(e) = result {
-            let record = serde_json::json!({
-                "stage": planned.id,
-                "error": format!("{e:#}"),
-                "started": timestamp(started),
-                "failed": timestamp(SystemTime::now()),
-            });
-            write_atomic(
-                &failure_file,
-                serde_json::to_string_pretty(&record)?.as_bytes(),
-            )?;
-            return Err(e.context(format!(
+            if comm.rank() == 0 {
+                let record = serde_json::json!({
+                    "stage": planned.id,
+                    "error": format!("{e:#}"),
+                    "started": timestamp(started),
+                    "failed": timestamp(SystemTime::now()),
+                });
+                write_atomic(
+                    &failure_file,
+                    serde_json::to_string_pretty(&record)?.as_bytes(),
+                )?;
+            }
+            let e = e.context(format!(
                 "stage `{}` failed; what it wrote is in {}",
                 planned.id,
                 partial.display()
-            )));
+            ));
+            if comm.size() > 1 {
+                // The other ranks may be inside a collective this one will never join:
+                // only ending the whole job frees them. When every rank stops together (a
+                // signal, a non-finite loss), rank 0 gets a moment to say why first.
+                eprintln!("error: rank {} of {}: {e:#}", comm.rank(), comm.size());
+                if comm.rank() > 0 {
+                    std::thread::sleep(ABORT_GRACE);
+                }
+                comm.abort(1);
+            }
+            return Err(e);
         }
         let seconds = clock.elapsed().as_secs_f64();
+        agree(comm, Ok(()))?;
+        if comm.rank() != 0 {
+            return Ok(Outcome::Ran { seconds });
+        }
         let manifest = Manifest {
             limoe_version: crate::VERSION.to_owned(),
-            experiment: loaded.spec.name.clone(),
+            experiment: job.loaded.spec.name.clone(),
             stage: planned.id.clone(),
             kind: planned.kind.clone(),
             key: planned.key.clone(),
             config: planned.config.clone(),
-            inputs: inputs
-                .values()
+            inputs: (job.inputs.values())
                 .map(|a| InputRef {
                     id: a.id.clone(),
                     key: a.key.clone(),
@@ -443,8 +510,87 @@ impl<'a> Runner<'a> {
         };
         manifest.write(&partial)?;
         replace_dir(&partial, &planned.dir)?;
+        drop(claim);
         Ok(Outcome::Ran { seconds })
     }
+
+    /// Checks that every rank planned the same stages with the same keys (the same spec,
+    /// overrides, data and build), so that no rank trains something else.
+    fn agree_on_plan(&self, plan: &Plan) -> anyhow::Result<()> {
+        let size = self.comm.size();
+        if size == 1 {
+            return Ok(());
+        }
+        let listing: Vec<String> = (plan.stages.iter())
+            .map(|s| format!("{}-{}", s.id, s.key))
+            .collect();
+        let digest = sha256_hex(listing.join(" ").as_bytes());
+        let all = self.comm.all_gather_bytes(digest.as_bytes());
+        let of = |rank: usize| &all[rank * digest.len()..(rank + 1) * digest.len()];
+        let differing: Vec<String> = (1..size)
+            .filter(|&rank| of(rank) != of(0))
+            .map(|rank| rank.to_string())
+            .collect();
+        if !differing.is_empty() {
+            bail!(
+                "rank {} planned other stages or cache keys than rank 0 (this is rank {}, \
+                 planning {}); every rank must run the same spec, overrides, data and build",
+                differing.join(", rank "),
+                self.comm.rank(),
+                listing.join(" ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One stage to run, with what it reads.
+struct StageJob<'s> {
+    loaded: &'s LoadedSpec,
+    stage: &'s StageSpec,
+    planned: &'s PlannedStage,
+    inputs: &'s BTreeMap<String, Artifact>,
+    spec_file: &'s Path,
+    kind: &'s dyn Stage,
+}
+
+/// How long a failed rank other than 0 waits before ending the job, so that rank 0's own
+/// message and failure record come first when all ranks failed at once.
+const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The world of one process, for the stages only rank 0 runs.
+static SOLO: Solo = Solo;
+
+/// Where a stage writes before its output is published.
+fn partial_dir(planned: &PlannedStage) -> anyhow::Result<PathBuf> {
+    let parent = (planned.dir.parent()).context("output directory has no parent")?;
+    Ok(parent.join(format!("{}-{}.partial", planned.id, planned.key)))
+}
+
+/// Takes the stage's lock and prepares its partial directory (emptied unless the kind
+/// resumes from it); `None` when a complete output exists and the stage is not forced.
+fn claim(planned: &PlannedStage, resumable: bool) -> anyhow::Result<Option<File>> {
+    let forced = planned.status == Status::Forced;
+    if !forced && Manifest::read_complete(&planned.dir, &planned.key).is_some() {
+        return Ok(None);
+    }
+    let partial = partial_dir(planned)?;
+    let parent = (partial.parent()).context("output directory has no parent")?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let lock = lock(&parent.join(format!(".{}-{}.lock", planned.id, planned.key)))?;
+    // Another process may have finished it while we waited for the lock.
+    if !forced && Manifest::read_complete(&planned.dir, &planned.key).is_some() {
+        return Ok(None);
+    }
+    if partial.exists() && !resumable {
+        std::fs::remove_dir_all(&partial)
+            .with_context(|| format!("cannot clear {}", partial.display()))?;
+    }
+    std::fs::create_dir_all(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let _ = std::fs::remove_file(partial.join("failure.json"));
+    Ok(Some(lock))
 }
 
 /// Moves the finished `from` to `to`, replacing an earlier output there (when forced).

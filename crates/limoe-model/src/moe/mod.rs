@@ -136,7 +136,10 @@ impl Moe {
         // Noisy logit of each token's K-th choice: the bar the load loss measures against.
         let threshold = match (&noisy, &drawn) {
             (Some(noisy), Some((_, std))) => {
-                let kth = routing.chosen.narrow(1, moe_spec.top_k - 1, 1)?.contiguous()?;
+                let kth = routing
+                    .chosen
+                    .narrow(1, moe_spec.top_k - 1, 1)?
+                    .contiguous()?;
                 Some((noisy.gather(&kth, 1)?, *std))
             }
             _ => None,

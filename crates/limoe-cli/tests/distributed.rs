@@ -1,0 +1,267 @@
+//! Training on several ranks through `mpirun`: the same run as on one process, within a
+//! tolerance; rank 0 alone writing the run store; ranks that planned differently stopping.
+
+#![cfg(feature = "mpi")]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device};
+use limoe_core::logs::MetricsRow;
+use limoe_train::logs::read_log;
+use support::{finished_output, limoe, root, text};
+
+const STEPS: u64 = 20;
+
+/// Relative difference allowed between the losses of one step on one rank and on two, and
+/// absolute difference between their final weights. Not exact: two ranks sum their halves
+/// of the gradient in another order than one process sums the whole, and AdamW carries the
+/// rounding from step to step.
+const LOSS_TOLERANCE: f64 = 1e-4;
+const WEIGHT_TOLERANCE: f32 = 1e-4;
+
+/// The tiny experiment shrunk to 20 steps of 64 pairs, ingest and train only, with `arch`.
+fn run_args(arch: &str) -> Vec<String> {
+    let tiny = root().join("experiments/tiny.yaml");
+    [
+        "run",
+        tiny.to_str().unwrap(),
+        "--set",
+        "data.sources=[{synthetic: {pairs: 320}}]",
+        "--set",
+        &format!("model.arch={arch}"),
+        "--set",
+        &format!(
+            "train={{steps: {STEPS}, batch_size: 64, warmup_steps: 2, eval_every: 10, \
+             checkpoint_every: 10, log_every: 1}}"
+        ),
+        "--set",
+        "stages=[{id: ingest, uses: ingest}, {id: train, uses: train, needs: [ingest]}]",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `mpirun --oversubscribe -np RANKS limoe ARGS` in `cwd`.
+fn mpirun(ranks: usize, args: &[String], cwd: &Path) -> Output {
+    Command::new("mpirun")
+        .args(["--oversubscribe", "-np", &ranks.to_string()])
+        .arg(env!("CARGO_BIN_EXE_limoe"))
+        .args(args)
+        .current_dir(cwd)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .output()
+        .expect("mpirun (Open MPI's openmpi-bin) must be installed for the `mpi` feature")
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn train_output(cwd: &Path) -> PathBuf {
+    finished_output(&cwd.join("runs/tiny"), "train-")
+}
+
+/// Final weights by name, as f32 values.
+fn weights(train: &Path) -> Vec<(String, Vec<f32>)> {
+    let file = train.join(format!("checkpoints/step-{STEPS:08}/model.safetensors"));
+    let mut tensors: Vec<_> = candle_core::safetensors::load(&file, &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(name, t)| {
+            let values = t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+            (name, values.to_vec1::<f32>().unwrap())
+        })
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+#[test]
+fn two_ranks_train_the_dense_model_one_process_trains() {
+    let args = run_args("dense");
+    let one = tempfile::tempdir().unwrap();
+    assert_ok(&limoe(&args, one.path()), "limoe run on one process");
+    let two = tempfile::tempdir().unwrap();
+    assert_ok(&mpirun(2, &args, two.path()), "mpirun -np 2 limoe run");
+
+    let (one, two) = (train_output(one.path()), train_output(two.path()));
+    let (a, b) = (
+        read_log::<MetricsRow>(&one).unwrap(),
+        read_log::<MetricsRow>(&two).unwrap(),
+    );
+    assert_eq!(a.len(), STEPS as usize, "one metrics row per step");
+    assert_eq!(b.len(), a.len(), "the two-rank run logs every step once");
+    for (x, y) in a.iter().zip(&b) {
+        let off = (x.loss - y.loss).abs() / x.loss.abs();
+        assert!(
+            off < LOSS_TOLERANCE,
+            "step {}: loss {} on one process, {} on two ranks",
+            x.step,
+            x.loss,
+            y.loss
+        );
+        assert!(
+            (x.grad_norm - y.grad_norm).abs() / x.grad_norm < LOSS_TOLERANCE,
+            "step {}: gradient norm {} on one process, {} on two ranks",
+            x.step,
+            x.grad_norm,
+            y.grad_norm
+        );
+    }
+    let (wa, wb) = (weights(&one), weights(&two));
+    assert_eq!(
+        wa.iter().map(|w| &w.0).collect::<Vec<_>>(),
+        wb.iter().map(|w| &w.0).collect::<Vec<_>>()
+    );
+    for ((name, x), (_, y)) in wa.iter().zip(&wb) {
+        let worst = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst < WEIGHT_TOLERANCE,
+            "{name}: weights differ by {worst}"
+        );
+    }
+}
+
+#[test]
+fn two_ranks_train_limoe_and_only_rank_zero_writes() {
+    let args = run_args("limoe");
+    let dir = tempfile::tempdir().unwrap();
+    let out = mpirun(2, &args, dir.path());
+    assert_ok(&out, "mpirun -np 2 limoe run");
+    let stdout = text(&out.stdout);
+    // One stage table, printed by rank 0.
+    assert_eq!(stdout.matches("train ").count(), 1, "{stdout}");
+    let train = train_output(dir.path());
+    let rows = read_log::<MetricsRow>(&train).unwrap();
+    assert_eq!(rows.len(), STEPS as usize);
+    assert!(rows.iter().all(|r| r.loss.is_finite() && r.aux > 0.0));
+    let runs = dir.path().join("runs/tiny");
+    let partials = std::fs::read_dir(&runs)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".partial")
+        })
+        .count();
+    assert_eq!(partials, 0, "every stage published its output");
+}
+
+#[test]
+fn ranks_that_plan_differently_stop_before_training() {
+    let mut other = run_args("dense");
+    other.extend(["--set".to_owned(), "train.lr=0.01".to_owned()]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("mpirun")
+        .args(["--oversubscribe", "-np", "1", env!("CARGO_BIN_EXE_limoe")])
+        .args(run_args("dense"))
+        .args([":", "-np", "1", env!("CARGO_BIN_EXE_limoe")])
+        .args(&other)
+        .current_dir(dir.path())
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("rank 1 planned other stages or cache keys than rank 0"),
+        "{stderr}"
+    );
+    let written = std::fs::read_dir(dir.path().join("runs/tiny")).map_or(0, |d| d.count());
+    assert_eq!(written, 0, "no stage may run");
+}
+
+/// The pid of the rank `rank` of a job whose ranks run in `cwd`.
+fn rank_pid(rank: usize, cwd: &Path) -> Option<u32> {
+    let marker = format!("OMPI_COMM_WORLD_RANK={rank}");
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let path = entry.ok()?.path();
+        let pid: u32 = path.file_name()?.to_str()?.parse().ok()?;
+        let in_cwd = std::fs::read_link(path.join("cwd")).ok()? == cwd;
+        let environ = std::fs::read(path.join("environ")).ok()?;
+        let is_rank = environ.split(|&b| b == 0).any(|v| v == marker.as_bytes());
+        (in_cwd && is_rank).then_some(pid)
+    })
+}
+
+/// `kill -9` of one rank mid-training ends the job within seconds, naming the rank, and the
+/// next launch resumes from the last checkpoint.
+#[test]
+fn a_killed_rank_ends_the_job_and_the_next_launch_resumes() {
+    let mut args = run_args("dense");
+    args.extend([
+        "--set".to_owned(),
+        "train={steps: 60, batch_size: 64, checkpoint_every: 5, eval_every: 60}".to_owned(),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().canonicalize().unwrap();
+    let mut job = Command::new("mpirun")
+        .args(["--oversubscribe", "-np", "2", env!("CARGO_BIN_EXE_limoe")])
+        .args(&args)
+        .current_dir(&cwd)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runs = cwd.join("runs/tiny");
+    let checkpointed = || {
+        let partials = std::fs::read_dir(&runs).into_iter().flatten().flatten();
+        partials
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+            .flat_map(|e| {
+                std::fs::read_dir(e.path().join("checkpoints"))
+                    .into_iter()
+                    .flatten()
+            })
+            .flatten()
+            .any(|step| step.path().join("state.json").exists())
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !checkpointed() {
+        assert!(job.try_wait().unwrap().is_none(), "the job ended early");
+        assert!(Instant::now() < deadline, "no checkpoint after 300 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = rank_pid(1, &cwd).expect("rank 1 is running");
+    // SAFETY: signals a process of this test's job.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    let killed = Instant::now();
+    let out = job.wait_with_output().unwrap();
+    assert!(
+        killed.elapsed() < Duration::from_secs(30),
+        "the job outlived its rank"
+    );
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("rank 1"),
+        "the job's end names the rank: {stderr}"
+    );
+
+    let resumed = mpirun(2, &args, &cwd);
+    assert_ok(&resumed, "the next launch");
+    let stderr = text(&resumed.stderr);
+    assert!(stderr.contains("train: resuming after step"), "{stderr}");
+    let rows = read_log::<MetricsRow>(&train_output(&cwd)).unwrap();
+    assert_eq!(rows.last().map(|r| r.step), Some(60));
+}
