@@ -16,12 +16,16 @@ use support::{finished_output, limoe, root, text};
 
 const STEPS: u64 = 20;
 
-/// Relative difference allowed between the losses of one step on one rank and on two, and
-/// absolute difference between their final weights. Not exact: two ranks sum their halves
-/// of the gradient in another order than one process sums the whole, and AdamW carries the
-/// rounding from step to step.
+/// Differences allowed between a run on one process and on two ranks (or resumed across
+/// them): relative for each step's loss and gradient norm, absolute for the final weights.
+/// Not exact: two ranks add their halves of the gradient in another order than one process
+/// adds the whole, and training carries the rounding on. Measured on the 20-step dense run:
+/// losses within 2.6e-7, weights within 5e-5 (attention biases, whose near-zero gradients
+/// AdamW's normalised step turns into whole steps); gradient norms drift fastest (1e-4 by
+/// step 37).
 const LOSS_TOLERANCE: f64 = 1e-4;
-const WEIGHT_TOLERANCE: f32 = 1e-4;
+const GRAD_NORM_TOLERANCE: f64 = 1e-3;
+const WEIGHT_TOLERANCE: f32 = 1e-3;
 
 /// The tiny experiment shrunk to 20 steps of 64 pairs, ingest and train only, with `arch`.
 fn run_args(arch: &str) -> Vec<String> {
@@ -73,8 +77,8 @@ fn train_output(cwd: &Path) -> PathBuf {
 }
 
 /// Final weights by name, as f32 values.
-fn weights(train: &Path) -> Vec<(String, Vec<f32>)> {
-    let file = train.join(format!("checkpoints/step-{STEPS:08}/model.safetensors"));
+fn weights(train: &Path, step: u64) -> Vec<(String, Vec<f32>)> {
+    let file = train.join(format!("checkpoints/step-{step:08}/model.safetensors"));
     let mut tensors: Vec<_> = candle_core::safetensors::load(&file, &Device::Cpu)
         .unwrap()
         .into_iter()
@@ -102,24 +106,34 @@ fn two_ranks_train_the_dense_model_one_process_trains() {
     );
     assert_eq!(a.len(), STEPS as usize, "one metrics row per step");
     assert_eq!(b.len(), a.len(), "the two-rank run logs every step once");
-    for (x, y) in a.iter().zip(&b) {
+    assert_same_losses(&a, &b);
+    assert_same_weights(&one, &two, STEPS);
+}
+
+/// Each step's loss and gradient norm in two runs' logs agree within the tolerances.
+fn assert_same_losses(a: &[MetricsRow], b: &[MetricsRow]) {
+    for (x, y) in a.iter().zip(b) {
         let off = (x.loss - y.loss).abs() / x.loss.abs();
         assert!(
             off < LOSS_TOLERANCE,
-            "step {}: loss {} on one process, {} on two ranks",
+            "step {}: losses {} and {}",
             x.step,
             x.loss,
             y.loss
         );
         assert!(
-            (x.grad_norm - y.grad_norm).abs() / x.grad_norm < LOSS_TOLERANCE,
-            "step {}: gradient norm {} on one process, {} on two ranks",
+            (x.grad_norm - y.grad_norm).abs() / x.grad_norm < GRAD_NORM_TOLERANCE,
+            "step {}: gradient norms {} and {}",
             x.step,
             x.grad_norm,
             y.grad_norm
         );
     }
-    let (wa, wb) = (weights(&one), weights(&two));
+}
+
+/// The final weights of two train outputs agree within [`WEIGHT_TOLERANCE`].
+fn assert_same_weights(a: &Path, b: &Path, step: u64) {
+    let (wa, wb) = (weights(a, step), weights(b, step));
     assert_eq!(
         wa.iter().map(|w| &w.0).collect::<Vec<_>>(),
         wb.iter().map(|w| &w.0).collect::<Vec<_>>()
@@ -209,7 +223,7 @@ fn a_killed_rank_ends_the_job_and_the_next_launch_resumes() {
     let mut args = run_args("dense");
     args.extend([
         "--set".to_owned(),
-        "train={steps: 60, batch_size: 64, checkpoint_every: 5, eval_every: 60}".to_owned(),
+        "train={steps: 30, batch_size: 64, checkpoint_every: 5, eval_every: 30}".to_owned(),
     ]);
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path().canonicalize().unwrap();
@@ -258,10 +272,17 @@ fn a_killed_rank_ends_the_job_and_the_next_launch_resumes() {
         "the job's end names the rank: {stderr}"
     );
 
-    let resumed = mpirun(2, &args, &cwd);
+    // The next launch, on one process: the checkpoint of two ranks resumes at world size 1
+    // and ends where an uninterrupted one-process run ends.
+    let resumed = limoe(&args, &cwd);
     assert_ok(&resumed, "the next launch");
     let stderr = text(&resumed.stderr);
     assert!(stderr.contains("train: resuming after step"), "{stderr}");
     let rows = read_log::<MetricsRow>(&train_output(&cwd)).unwrap();
-    assert_eq!(rows.last().map(|r| r.step), Some(60));
+    let straight = tempfile::tempdir().unwrap();
+    assert_ok(&limoe(&args, straight.path()), "an uninterrupted run");
+    let expected = read_log::<MetricsRow>(&train_output(straight.path())).unwrap();
+    assert_eq!(rows.len(), expected.len(), "every step logged once");
+    assert_same_losses(&rows, &expected);
+    assert_same_weights(&train_output(&cwd), &train_output(straight.path()), 30);
 }

@@ -70,6 +70,13 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
             comm.size()
         );
     }
+    if comm.size() > 1 {
+        tracing::info!(
+            "train: data-parallel over {} ranks, {} pairs each per micro-batch",
+            comm.size(),
+            micro_batch / comm.size()
+        );
+    }
     let built = build(spec)?;
     let mut optimizer = AdamW::new(
         &built.vars,
