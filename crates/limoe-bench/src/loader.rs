@@ -131,11 +131,7 @@ fn write_dataset(dir: &Path, case: &Case) -> anyhow::Result<()> {
         row_group_rows: 64,
         max_bytes: 64 << 20,
     };
-    let all_train = Splits {
-        val: 0.0,
-        test: 0.0,
-    };
-    let mut writer = DatasetWriter::new(dir, layout, all_train)?;
+    let mut writer = DatasetWriter::new(dir, layout, Splits::ALL_TRAIN)?;
     for index in 0..case.pairs {
         writer.add(synthetic::generate(0, index, case.source))?;
     }

@@ -22,11 +22,7 @@ fn write_labelled_set(dir: &Path, pairs: usize, classes: i32, gif: bool) -> Stri
         row_group_rows: 64,
         max_bytes: 1 << 30,
     };
-    let everything_test = Splits {
-        val: 0.0,
-        test: 1.0,
-    };
-    let mut writer = DatasetWriter::new(dir, layout, everything_test).unwrap();
+    let mut writer = DatasetWriter::new(dir, layout, Splits::ALL_TEST).unwrap();
     let scenes = (0..).map(|index| synthetic::generate(77, index, 32));
     for (index, mut pair) in scenes
         .filter(|p| p.label.unwrap() < classes)

@@ -102,12 +102,6 @@ impl Stage for BenchmarksStage {
     }
 }
 
-/// Every pair in the test split.
-const ALL_TEST: Splits = Splits {
-    val: 0.0,
-    test: 1.0,
-};
-
 fn write_benchmark(ctx: &StageContext, name: &str, benchmark: &Benchmark) -> anyhow::Result<()> {
     let classnames = benchmark.class_names(name)?;
     let templates = benchmark.own_templates(name)?;
@@ -149,7 +143,7 @@ fn write_benchmark(ctx: &StageContext, name: &str, benchmark: &Benchmark) -> any
         ctx,
         std::slice::from_ref(&benchmark.source),
         seed,
-        ALL_TEST,
+        Splits::ALL_TEST,
         &dir,
         &what,
         &mut accept,

@@ -31,6 +31,19 @@ pub struct LoaderOptions {
     pub epoch: u64,
 }
 
+impl LoaderOptions {
+    /// Every pair of `split` once, in file order (no shuffling): what evaluation and
+    /// sampling read.
+    pub fn in_file_order(split: Split) -> LoaderOptions {
+        LoaderOptions {
+            split,
+            shuffle_buffer: 0,
+            seed: 0,
+            epoch: 0,
+        }
+    }
+}
+
 /// How many passes over the split a loader makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

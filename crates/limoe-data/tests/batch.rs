@@ -14,18 +14,13 @@ use limoe_data::split::Split;
 use limoe_data::synthetic;
 use limoe_data::tokenizer::Tokenizer;
 
-const ALL_TRAIN: Splits = Splits {
-    val: 0.0,
-    test: 0.0,
-};
-
 /// 60 synthetic pairs at 40 px; pairs 3 and 17 have corrupt image bytes, pair 5 is a JPEG.
 fn dataset(dir: &Path) -> Vec<Pair> {
     let layout = ShardLayout {
         row_group_rows: 8,
         max_bytes: 30_000,
     };
-    let mut writer = DatasetWriter::new(dir, layout, ALL_TRAIN).unwrap();
+    let mut writer = DatasetWriter::new(dir, layout, Splits::ALL_TRAIN).unwrap();
     let mut pairs = Vec::new();
     for i in 0..60 {
         let mut pair = synthetic::generate(4, i, 40);
@@ -116,16 +111,7 @@ fn batches_hold_patches_tokens_and_labels_and_skip_corrupt_images() {
     assert!((value - green).abs() < 0.1, "{value}");
 
     let mut dropping = Batcher::new(
-        Loader::open(
-            dir.path(),
-            LoaderOptions {
-                split: Split::Train,
-                shuffle_buffer: 0,
-                seed: 0,
-                epoch: 0,
-            },
-        )
-        .unwrap(),
+        Loader::open(dir.path(), LoaderOptions::in_file_order(Split::Train)).unwrap(),
         preprocess(),
         16,
         true,

@@ -71,12 +71,7 @@ fn writer_cuts_row_groups_and_shards_and_indexes_them() {
     }
     let mut seen = 0;
     for split in Split::ALL {
-        let options = LoaderOptions {
-            split,
-            shuffle_buffer: 0,
-            seed: 0,
-            epoch: 0,
-        };
+        let options = LoaderOptions::in_file_order(split);
         for pair in Loader::open(dir.path(), options).unwrap() {
             let pair = pair.unwrap();
             assert_eq!(Split::of_key(&pair.key, &fractions), split);
@@ -213,12 +208,7 @@ fn ingest_stage_runs_caches_and_imports_fetched_sources() {
     assert_eq!(index.skipped["tuxpaint"]["svg only (not rasterised)"], 1);
     let mut read = Vec::new();
     for split in Split::ALL {
-        let options = LoaderOptions {
-            split,
-            shuffle_buffer: 0,
-            seed: 0,
-            epoch: 0,
-        };
+        let options = LoaderOptions::in_file_order(split);
         read.extend(Loader::open(out, options).unwrap().map(|p| p.unwrap()));
     }
     read.sort_by(|a, b| a.key.cmp(&b.key));

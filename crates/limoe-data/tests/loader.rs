@@ -9,11 +9,6 @@ use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::shards::{DatasetWriter, Pair, ShardLayout};
 use limoe_data::split::Split;
 
-const ALL_TRAIN: Splits = Splits {
-    val: 0.0,
-    test: 0.0,
-};
-
 fn pair(i: usize, caption: &str) -> Pair {
     Pair {
         key: format!("k{i:04}"),
@@ -31,7 +26,7 @@ fn dataset(dir: &Path) {
         row_group_rows: 8,
         max_bytes: 2_000,
     };
-    let mut writer = DatasetWriter::new(dir, layout, ALL_TRAIN).unwrap();
+    let mut writer = DatasetWriter::new(dir, layout, Splits::ALL_TRAIN).unwrap();
     for i in 0..100 {
         let caption = if i == 10 || i == 20 { " " } else { "a caption" };
         writer.add(pair(i, caption)).unwrap();
@@ -80,12 +75,7 @@ fn every_pair_once_per_epoch_in_a_seeded_order() {
 fn labels_round_trip_as_optional() {
     let dir = tempfile::tempdir().unwrap();
     dataset(dir.path());
-    let options = LoaderOptions {
-        split: Split::Train,
-        shuffle_buffer: 0,
-        seed: 0,
-        epoch: 0,
-    };
+    let options = LoaderOptions::in_file_order(Split::Train);
     let pairs: Vec<Pair> = Loader::open(dir.path(), options)
         .unwrap()
         .map(Result::unwrap)
@@ -262,7 +252,7 @@ fn resuming_on_other_data_is_an_error() {
             row_group_rows: 8,
             max_bytes: 2_000,
         },
-        ALL_TRAIN,
+        Splits::ALL_TRAIN,
     )
     .unwrap();
     for i in 0..50 {
@@ -285,7 +275,7 @@ fn an_endless_loader_over_no_usable_rows_stops_with_an_error() {
         row_group_rows: 4,
         max_bytes: 2_000,
     };
-    let mut writer = DatasetWriter::new(dir.path(), layout, ALL_TRAIN).unwrap();
+    let mut writer = DatasetWriter::new(dir.path(), layout, Splits::ALL_TRAIN).unwrap();
     for i in 0..10 {
         writer.add(pair(i, "")).unwrap();
     }

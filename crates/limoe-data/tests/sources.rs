@@ -121,6 +121,14 @@ fn openclipart_fixture(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) 
     (png_pkg, svg_pkg)
 }
 
+/// Each pair's key, caption and label, the fields the importer tests compare.
+fn keys_captions_labels(pairs: &[Pair]) -> Vec<(&str, &str, Option<i32>)> {
+    pairs
+        .iter()
+        .map(|p| (p.key.as_str(), p.caption.as_str(), p.label))
+        .collect()
+}
+
 #[test]
 fn openclipart_captions_caps_size_composites_alpha_and_drops_templates() {
     let dir = tempfile::tempdir().unwrap();
@@ -200,10 +208,7 @@ fn emoji_names_categories_and_styles() {
         emoji::import(&dir.path().join("twitter"), EmojiStyle::Twitter, i)
     });
     assert_eq!(name, "emoji-twitter");
-    let got: Vec<(&str, &str, Option<i32>)> = pairs
-        .iter()
-        .map(|p| (p.key.as_str(), p.caption.as_str(), p.label))
-        .collect();
+    let got = keys_captions_labels(&pairs);
     assert_eq!(
         got,
         [
@@ -316,10 +321,7 @@ fn fashion_mnist_reads_gzipped_and_plain_idx() {
     let (pairs, imported) = collect("fashion_mnist", None, |i| {
         fashion_mnist::import(dir.path(), i)
     });
-    let got: Vec<(&str, &str, Option<i32>)> = pairs
-        .iter()
-        .map(|p| (p.key.as_str(), p.caption.as_str(), p.label))
-        .collect();
+    let got = keys_captions_labels(&pairs);
     assert_eq!(
         got,
         [

@@ -91,12 +91,7 @@ pub fn embed_split(
     tally: &mut RoutingTally,
     assignments: &mut Vec<AssignmentRow>,
 ) -> anyhow::Result<SplitEmbeddings> {
-    let options = LoaderOptions {
-        split: request.split,
-        shuffle_buffer: 0,
-        seed: 0,
-        epoch: 0,
-    };
+    let options = LoaderOptions::in_file_order(request.split);
     let loader = Loader::with_mode(request.dir, options, Mode::Epoch)?;
     let mut batcher = Batcher::new(
         loader,

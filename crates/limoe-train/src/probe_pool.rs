@@ -19,12 +19,7 @@ pub fn draw_pool(
     per_class: usize,
     seed: u64,
 ) -> anyhow::Result<HashSet<String>> {
-    let options = LoaderOptions {
-        split: Split::Train,
-        shuffle_buffer: 0,
-        seed: 0,
-        epoch: 0,
-    };
+    let options = LoaderOptions::in_file_order(Split::Train);
     let mut reservoirs: BTreeMap<(usize, i32), Reservoir> = BTreeMap::new();
     for pair in Loader::with_mode(data_dir, options, Mode::Epoch)? {
         let pair = pair?;
@@ -89,11 +84,7 @@ mod tests {
             row_group_rows: 32,
             max_bytes: 1 << 30,
         };
-        let all_train = Splits {
-            val: 0.0,
-            test: 0.0,
-        };
-        let mut writer = DatasetWriter::new(dir.path(), layout, all_train).unwrap();
+        let mut writer = DatasetWriter::new(dir.path(), layout, Splits::ALL_TRAIN).unwrap();
         for index in 0..400 {
             writer.add(synthetic::generate(1, index, 8)).unwrap();
         }

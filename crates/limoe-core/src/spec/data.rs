@@ -59,6 +59,19 @@ pub struct Splits {
     pub test: f64,
 }
 
+impl Splits {
+    /// Every pair in the train split.
+    pub const ALL_TRAIN: Splits = Splits {
+        val: 0.0,
+        test: 0.0,
+    };
+    /// Every pair in the test split (a benchmark: evaluated, never trained on).
+    pub const ALL_TEST: Splits = Splits {
+        val: 0.0,
+        test: 1.0,
+    };
+}
+
 impl Default for Splits {
     fn default() -> Splits {
         Splits {
