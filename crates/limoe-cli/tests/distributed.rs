@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Device};
 use limoe_core::logs::MetricsRow;
+use limoe_train::checkpoint::dir_name;
 use limoe_train::logs::read_log;
+use safetensors::{Dtype, SafeTensors};
 use support::{finished_output, limoe, root, text};
 
 const STEPS: u64 = 20;
@@ -76,19 +77,27 @@ fn train_output(cwd: &Path) -> PathBuf {
     finished_output(&cwd.join("runs/tiny"), "train-")
 }
 
-/// Final weights by name, as f32 values.
+/// Final weights by name, as f32 values, read with the safetensors crate.
 fn weights(train: &Path, step: u64) -> Vec<(String, Vec<f32>)> {
-    let file = train.join(format!("checkpoints/step-{step:08}/model.safetensors"));
-    let mut tensors: Vec<_> = candle_core::safetensors::load(&file, &Device::Cpu)
-        .unwrap()
+    let file = train
+        .join("checkpoints")
+        .join(dir_name(step))
+        .join("model.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let mut weights: Vec<_> = tensors
+        .tensors()
         .into_iter()
-        .map(|(name, t)| {
-            let values = t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
-            (name, values.to_vec1::<f32>().unwrap())
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), Dtype::F32, "{name}");
+            let values = (view.data().chunks_exact(4))
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, values)
         })
         .collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    tensors
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    weights
 }
 
 #[test]
