@@ -67,7 +67,9 @@ install_open_mpi() {
     local sudo=()
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
     say "installing ${mpi_packages[*]} with apt-get (once)"
-    "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq "${mpi_packages[@]}" >/dev/null
+    "${sudo[@]}" apt-get update -qq &&
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq "${mpi_packages[@]}" >/dev/null
 }
 case "${1:-}" in
     test | lint)
