@@ -197,12 +197,12 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) if world.comm().size() > 1 => {
-            eprintln!("error: rank {rank}: {e:#}");
-            ExitCode::FAILURE
-        }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let who = match world.comm().size() {
+                1 => String::new(),
+                _ => format!("rank {rank}: "),
+            };
+            eprintln!("error: {who}{e:#}");
             ExitCode::FAILURE
         }
     }

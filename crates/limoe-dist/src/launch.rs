@@ -37,7 +37,7 @@ pub fn launched(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<L
         let (rank, size) = (number(rank_var, &rank)?, number(size_var, &size)?);
         if rank >= size {
             bail!(
-                "{launcher} set {rank_var}={rank} but {size_var}={size}: a rank is below the size"
+                "{launcher} set {rank_var}={rank} but {size_var}={size}: a rank must be below the size"
             );
         }
         if size == 1 {
