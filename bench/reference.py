@@ -5,8 +5,8 @@ The same function as crates/limoe-model (see /work/shared/ARCHITECTURE.md and th
 there): patch and token embeddings with learned positions; ONE stack of pre-LN blocks shared by
 image and text sequences (attention never mixes modalities); in MoE blocks the image tokens and
 the real text tokens of the batch are routed together (image first): linear router, softmax,
-top-K of the (noisy) logits, capacity C = min(ceil(n K c / E), n) per routing group, Batch
-Priority Routing (stable sort by descending top-1 gate, every first choice before any second
+top-K of the (noisy) logits, capacity C = min(ceil(n K c / E), n) over the batch (one routing
+group), Batch Priority Routing (stable sort by descending top-1 gate, every first choice before any second
 choice), batched expert MLPs, combine weights = raw clean gates; auxiliary losses per modality
 (local/global entropy, importance, load, z-loss) with their weights; per-modality heads (norm,
 mean or MAP pooling, projection without bias, L2 normalisation); CLIP contrastive loss with a
@@ -90,30 +90,25 @@ def cv_squared(v):
 
 
 def route(scores, probs, moe):
-    """Buffer row of each (token, choice) and whether it was kept; rows of full groups."""
+    """Buffer row of each (token, choice) and whether it was kept; the batch is one group."""
     t, e = scores.shape
     k = moe["top_k"]
-    group = min(moe["group_size"] or t, t)
-    factor = moe["capacity"]
-    cap = capacity(group, k, factor, e)
-    slots = -(-t // group) * cap
+    slots = capacity(t, k, moe["capacity"], e)
     chosen = scores.topk(k, dim=1).indices
     top1 = probs.gather(1, chosen[:, :1]).squeeze(1)
+    tokens = torch.arange(t)
+    if moe["bpr"]:
+        tokens = tokens[torch.sort(top1, descending=True, stable=True).indices]
+    sequence = chosen[tokens].t().reshape(-1)  # choice-major fill order
+    one_hot = F.one_hot(sequence, e)
+    position = (one_hot.cumsum(0) - one_hot).gather(1, sequence[:, None]).squeeze(1)
+    keep = position < slots
     row = torch.zeros(t, k, dtype=torch.long)
     kept = torch.zeros(t, k, dtype=torch.bool)
-    for g, start in enumerate(range(0, t, group)):
-        n = min(group, t - start)
-        tokens = torch.arange(start, start + n)
-        if moe["bpr"]:
-            tokens = tokens[torch.sort(top1[start : start + n], descending=True, stable=True).indices]
-        sequence = chosen[tokens].t().reshape(-1)  # choice-major fill order
-        one_hot = F.one_hot(sequence, e)
-        position = (one_hot.cumsum(0) - one_hot).gather(1, sequence[:, None]).squeeze(1)
-        keep = position < capacity(n, k, factor, e)
-        token = tokens.repeat(k)
-        choice = torch.arange(k).repeat_interleave(n)
-        row[token, choice] = sequence * slots + g * cap + position
-        kept[token, choice] = keep
+    token = tokens.repeat(k)
+    choice = torch.arange(k).repeat_interleave(t)
+    row[token, choice] = sequence * slots + position
+    kept[token, choice] = keep
     return chosen, row * kept, kept, slots
 
 

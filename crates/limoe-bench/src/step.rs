@@ -57,7 +57,8 @@ pub(crate) const S16: Case = Case {
     steps: 5,
 };
 
-/// Loads `spec` with the case's overrides and `model.arch` set.
+/// Loads `spec` with the case's overrides and `model.arch` set, routing a batch as one group
+/// (as the PyTorch reference, bench/reference.py, does).
 pub(crate) fn load(
     registry: &Registry,
     spec: &str,
@@ -66,6 +67,7 @@ pub(crate) fn load(
 ) -> anyhow::Result<limoe_core::spec::Spec> {
     let mut sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     sets.push(format!("model.arch={arch}"));
+    sets.push("model.moe.group_size=null".to_owned());
     let loaded = load_spec(spec.as_ref(), &sets, registry)
         .map_err(|errors| anyhow::anyhow!("{errors}"))
         .with_context(|| format!("loading {spec} (run `limoe bench` from the repository root)"))?;
@@ -103,7 +105,14 @@ pub(crate) fn step_samples(
         let start = Instant::now();
         let noise_seed = splitmix64_next(i as u64);
         let forward_seconds = on_pool(|| -> candle_core::Result<f64> {
-            let output = model.forward(images, texts, RouteMode::Train { noise_seed })?;
+            let output = model.forward(
+                images,
+                texts,
+                RouteMode::Train {
+                    noise_seed,
+                    first_example: 0,
+                },
+            )?;
             device.synchronize()?;
             let seconds = start.elapsed().as_secs_f64();
             drop(output.loss.backward()?);

@@ -212,7 +212,10 @@ fn export(registry: &Registry, case: &Case, dir: &Path) -> anyhow::Result<Export
     let output = Model::new(&quiet, &params, &device)?.forward(
         &images,
         &texts,
-        RouteMode::Train { noise_seed: 0 },
+        RouteMode::Train {
+            noise_seed: 0,
+            first_example: 0,
+        },
     )?;
     let grads = output.loss.backward()?;
     let scalar = |t: &Tensor| -> anyhow::Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar()?) };
@@ -293,7 +296,6 @@ fn config_json(config: &ModelSpec, case: &Case) -> Value {
             "capacity": moe.capacity.train,
             "bpr": moe.bpr,
             "noise": moe.noise,
-            "group_size": moe.group_size,
             "global_experts": {"image": global_experts.image, "text": global_experts.text},
         },
         "aux": {"image": weights(&aux.image), "text": weights(&aux.text)},

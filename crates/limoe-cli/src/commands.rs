@@ -167,8 +167,12 @@ fn print_plan(loaded: &LoadedSpec, plan: &Plan) {
         "model: {:?} {:?}, width {}, depth {}, mlp {}, heads {}, patch {} on {}px, text {} tokens",
         m.arch, m.size, m.width, m.depth, m.mlp_dim, m.heads, m.patch, m.image_size, m.text_length
     );
+    let groups = match m.moe.examples_per_group(m.patches() + m.text_length) {
+        Some(examples) => format!("groups of {examples} examples"),
+        None => "the batch (each rank's share) as one group".to_owned(),
+    };
     println!(
-        "moe: {} experts, top-{}, blocks {:?}, capacity {}/{} (train/eval), bpr {}",
+        "moe: {} experts, top-{}, blocks {:?}, capacity {}/{} (train/eval), bpr {}, routing {groups}",
         m.moe.experts,
         m.moe.top_k,
         blocks,

@@ -1,5 +1,6 @@
 //! Training on several ranks through `mpirun`: the same run as on one process, within a
-//! tolerance; rank 0 alone writing the run store; ranks that planned differently stopping.
+//! tolerance (dense, and LIMoE with routing groups of whole examples); rank 0 alone writing
+//! the run store; ranks that planned differently stopping.
 
 #![cfg(feature = "mpi")]
 
@@ -160,12 +161,18 @@ fn assert_same_weights(a: &Path, b: &Path, step: u64) {
     }
 }
 
+/// Routing groups of 8 examples (16 patches and 16 text positions each): each rank's 32
+/// pairs are 4 whole groups, so two ranks route as one process does.
 #[test]
-fn two_ranks_train_limoe_and_only_rank_zero_writes() {
-    let args = run_args("limoe");
+fn two_ranks_train_limoe_as_one_process_and_only_rank_zero_writes() {
+    let mut args = run_args("limoe");
+    args.extend(["--set".to_owned(), "model.moe.group_size=256".to_owned()]);
+    let one = tempfile::tempdir().unwrap();
+    assert_ok(&limoe(&args, one.path()), "limoe run on one process");
     let dir = tempfile::tempdir().unwrap();
     let out = mpirun(2, &args, dir.path());
     assert_ok(&out, "mpirun -np 2 limoe run");
+    let expected = read_log::<MetricsRow>(&train_output(one.path())).unwrap();
     let stdout = text(&out.stdout);
     // One stage table, printed by rank 0.
     assert_eq!(stdout.matches("train ").count(), 1, "{stdout}");
@@ -173,6 +180,8 @@ fn two_ranks_train_limoe_and_only_rank_zero_writes() {
     let rows = read_log::<MetricsRow>(&train).unwrap();
     assert_eq!(rows.len(), STEPS as usize);
     assert!(rows.iter().all(|r| r.loss.is_finite() && r.aux > 0.0));
+    assert_same_losses(&rows, &expected);
+    assert_same_weights(&train, &train_output(one.path()), STEPS);
     let runs = dir.path().join("runs/tiny");
     let partials = std::fs::read_dir(&runs)
         .unwrap()

@@ -2,18 +2,21 @@
 //!
 //! Image and text sequences go through the same blocks as separate sequences (attention never
 //! mixes modalities). In an MoE block the image tokens and the real (non-padding) text tokens
-//! of the batch are routed together, image tokens first, so that both modalities compete for
-//! the same expert capacity, as in LIMoE.
+//! of the batch are routed together, so that both modalities compete for the same expert
+//! capacity, as in LIMoE: a routing group holds whole examples, their image tokens first,
+//! then their text tokens ([`Groups::of_examples`]).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use limoe_core::random::splitmix64_next;
-use limoe_core::spec::ModelSpec;
+use limoe_core::spec::{ModelSpec, MoeSpec};
 
 use crate::attention::Attention;
 use crate::inputs::TextMask;
 use crate::layers::{LayerNorm, Mlp};
-use crate::moe::{AuxTerms, Moe, MoeConfig, RouteMode, RoutingStats, TokenCounts};
+use crate::moe::{
+    AuxTerms, Groups, Moe, MoeConfig, RouteMode, RoutedTokens, RoutingStats, TokenCounts,
+};
 
 /// The token sequences flowing through the encoder; either may be absent.
 #[derive(Clone, Debug)]
@@ -97,6 +100,13 @@ impl Encoder {
             Some((t, mask)) => Some((flat(t)?, *mask)),
             None => None,
         };
+        let routed = match self.blocks.iter().find_map(|b| match &b.ffn {
+            Ffn::Moe(moe) => Some(&moe.config().routing),
+            Ffn::Dense(_) => None,
+        }) {
+            Some(moe) => Some(routed_tokens(moe, &streams, mode)?),
+            None => None,
+        };
         let mut routing = Vec::new();
         for (index, block) in self.blocks.iter().enumerate() {
             if let Some((x, (_, tokens, _))) = &mut image {
@@ -118,14 +128,21 @@ impl Encoder {
                 }
                 Ffn::Moe(moe) => {
                     let mode = match mode {
-                        RouteMode::Train { noise_seed } => RouteMode::Train {
+                        RouteMode::Train {
+                            noise_seed,
+                            first_example,
+                        } => RouteMode::Train {
                             noise_seed: splitmix64_next(noise_seed ^ splitmix64_next(index as u64)),
+                            first_example,
                         },
                         RouteMode::Eval => RouteMode::Eval,
                     };
                     let text = text.as_mut().map(|((x, _), mask)| (x, *mask));
                     let image = image.as_mut().map(|(x, _)| x);
-                    routing.push(route(index, moe, &block.norm2, image, text, mode)?);
+                    let routed = routed
+                        .as_ref()
+                        .ok_or_else(|| candle_core::Error::msg("an MoE block without routing"))?;
+                    routing.push(route(index, moe, &block.norm2, image, text, routed, mode)?);
                 }
             }
         }
@@ -141,32 +158,69 @@ impl Encoder {
     }
 }
 
+/// The routing layout of a batch: image rows (b * Np + p) first, then the real text tokens in
+/// [`TextMask::valid`] order; groups of whole examples (`moe.group_size`); each token's noise
+/// keyed by its example's index in the global batch and its position in the example.
+fn routed_tokens(moe: &MoeSpec, streams: &Streams, mode: RouteMode) -> Result<RoutedTokens> {
+    let (mut examples, mut patches) = (0, 0);
+    if let Some(image) = &streams.image {
+        (examples, patches, _) = image.dims3()?;
+    }
+    let (mut length, mut valid): (usize, &[u32]) = (0, &[]);
+    if let Some((text, mask)) = &streams.text {
+        (examples, length, _) = text.dims3()?;
+        valid = &mask.valid_indices;
+    }
+    let stride = (patches + length) as u64;
+    let first = match mode {
+        RouteMode::Train { first_example, .. } => first_example,
+        RouteMode::Eval => 0,
+    };
+    let mut text_per_example = vec![0; examples];
+    let mut noise_keys: Vec<u64> = (0..(examples * patches) as u64)
+        .map(|row| (first + row / patches as u64) * stride + row % patches as u64)
+        .collect();
+    for &index in valid {
+        let (example, position) = (index as usize / length, index as usize % length);
+        text_per_example[example] += 1;
+        noise_keys.push((first + example as u64) * stride + (patches + position) as u64);
+    }
+    let counts = TokenCounts {
+        image: examples * patches,
+        text: valid.len(),
+    };
+    let groups = match moe.examples_per_group(patches + length) {
+        Some(per_group) => Groups::of_examples(patches, &text_per_example, per_group)?,
+        None => Groups::consecutive(counts.total(), None)?,
+    };
+    RoutedTokens::new(counts, groups, noise_keys)
+}
+
 /// The MoE half of a block: routes image and real text tokens together (flat streams
-/// [B * N, W]), adds the experts' output to the residual streams.
+/// [B * N, W]) as `routed` lays them out, adds the experts' output to the residual streams.
 fn route(
     block: usize,
     moe: &Moe,
     norm: &LayerNorm,
     image: Option<&mut Tensor>,
     text: Option<(&mut Tensor, &TextMask)>,
+    routed: &RoutedTokens,
     mode: RouteMode,
 ) -> Result<BlockRouting> {
     let mut parts = Vec::with_capacity(2);
-    let mut counts = TokenCounts { image: 0, text: 0 };
     if let Some(image) = &image {
-        counts.image = image.dim(0)?;
         parts.push(norm.forward(image)?);
     }
     if let Some((text, mask)) = &text {
-        counts.text = mask.valid_count;
         parts.push(norm.forward(text)?.index_select(&mask.valid, 0)?);
     }
-    let routed = match parts.len() {
+    let routed_rows = match parts.len() {
         0 => candle_core::bail!("an MoE block got neither image nor text tokens"),
         1 => parts.remove(0),
         _ => Tensor::cat(&parts, 0)?,
     };
-    let output = moe.forward(&routed, counts, mode)?;
+    let output = moe.forward(&routed_rows, routed, mode)?;
+    let counts = routed.counts;
     if let Some(image) = image {
         *image = (&*image + output.y.narrow(0, 0, counts.image)?)?;
     }

@@ -15,6 +15,8 @@ pub struct TextMask {
     pub weights: Tensor,
     /// Flat indices (b * L + t) of the real tokens, in order: the text tokens that are routed.
     pub valid: Tensor,
+    /// The same indices on the host (routing groups and noise keys are built there).
+    pub valid_indices: Vec<u32>,
     /// How many real tokens the batch has.
     pub valid_count: usize,
 }
@@ -44,7 +46,8 @@ impl TextMask {
             key_bias: Tensor::from_vec(bias, (batch, 1, 1, len), device)?,
             weights: Tensor::from_vec(weights, (batch, len, 1), device)?,
             valid_count: valid.len(),
-            valid: Tensor::from_vec(valid, mask.iter().filter(|&&m| m).count(), device)?,
+            valid: Tensor::from_slice(&valid, valid.len(), device)?,
+            valid_indices: valid,
         })
     }
 }

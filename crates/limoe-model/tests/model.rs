@@ -67,9 +67,7 @@ fn batch(config: &ModelSpec, seed: u64) -> (Images, Texts) {
         .map(|_| stream.normal() as f32)
         .collect();
     let len = config.text_length;
-    let mask: Vec<bool> = (0..BATCH * len)
-        .map(|i| i % len < 2 + (i / len) % 4)
-        .collect();
+    let mask = text_mask(config, 0..BATCH);
     let ids = (0..BATCH * len)
         .map(|i| {
             if mask[i] {
@@ -83,6 +81,39 @@ fn batch(config: &ModelSpec, seed: u64) -> (Images, Texts) {
     let images =
         Images::new(values, BATCH, config.patches(), config.patch_dim(), &device).expect("images");
     let texts = Texts::new(ids, &mask, BATCH, len, config.vocab_size, &device).expect("texts");
+    (images, texts)
+}
+
+/// The padding mask of captions `rows` of [`batch`]: caption i has 2 + i % 4 real tokens.
+fn text_mask(config: &ModelSpec, rows: std::ops::Range<usize>) -> Vec<bool> {
+    let len = config.text_length;
+    (rows.start * len..rows.end * len)
+        .map(|i| i % len < 2 + (i / len) % 4)
+        .collect()
+}
+
+/// Examples `rows` of a batch.
+fn examples(
+    config: &ModelSpec,
+    (images, texts): &(Images, Texts),
+    rows: std::ops::Range<usize>,
+) -> (Images, Texts) {
+    let n = rows.len();
+    let images = Images {
+        patches: images.patches.narrow(0, rows.start, n).expect("narrow"),
+    };
+    let ids = texts.tokens.narrow(0, rows.start, n).expect("narrow");
+    let ids = ids.flatten_all().and_then(|t| t.to_vec1()).expect("ids");
+    let mask = text_mask(config, rows);
+    let texts = Texts::new(
+        ids,
+        &mask,
+        n,
+        config.text_length,
+        config.vocab_size,
+        &Device::Cpu,
+    )
+    .expect("texts");
     (images, texts)
 }
 
@@ -104,7 +135,14 @@ fn every_parameter_gets_a_finite_nonzero_gradient() {
         let (model, params) = build(&config, 1);
         let (images, texts) = batch(&config, 2);
         let output = model
-            .forward(&images, &texts, RouteMode::Train { noise_seed: 3 })
+            .forward(
+                &images,
+                &texts,
+                RouteMode::Train {
+                    noise_seed: 3,
+                    first_example: 0,
+                },
+            )
             .expect("forward");
         let grads = output.loss.backward().expect("backward");
         for (name, var) in params.vars() {
@@ -122,6 +160,73 @@ fn every_parameter_gets_a_finite_nonzero_gradient() {
             );
         }
     }
+}
+
+/// Routing groups of whole examples, and noise keyed by an example's index in the global
+/// batch: the halves of a batch, routed apart as two ranks route them, get the experts and
+/// embeddings of the whole batch routed in one process.
+#[test]
+fn routing_does_not_depend_on_how_the_batch_is_split() {
+    let mut config = config(Arch::Limoe, Pooling::Mean);
+    let per_example = config.patches() + config.text_length;
+    config.moe.group_size = Some(2 * per_example);
+    config.moe.noise = 40.0; // std 10: the noise decides the routing
+    let (model, _) = build(&config, 1);
+    let whole = batch(&config, 2);
+    let half = BATCH / 2;
+    let train = |first_example| RouteMode::Train {
+        noise_seed: 9,
+        first_example,
+    };
+    let encode = |(images, texts): &(Images, Texts), mode| {
+        model
+            .encode(Some(images), Some(texts), mode)
+            .expect("encode")
+    };
+    let one = encode(&whole, train(0));
+    let parts = [
+        encode(&examples(&config, &whole, 0..half), train(0)),
+        encode(&examples(&config, &whole, half..BATCH), train(half as u64)),
+    ];
+    let image_rows = half * config.patches();
+    for (b, block) in one.routing.iter().enumerate() {
+        let experts: Vec<Vec<u32>> = block.experts.to_vec2().expect("experts");
+        let (mut image, mut text) = (Vec::new(), Vec::new());
+        for part in &parts {
+            let rows: Vec<Vec<u32>> = part.routing[b].experts.to_vec2().expect("experts");
+            image.extend_from_slice(&rows[..image_rows]);
+            text.extend_from_slice(&rows[image_rows..]);
+        }
+        image.extend(text);
+        assert_eq!(experts, image, "block {}", block.block);
+    }
+    for (name, whole, halves) in [
+        (
+            "image",
+            &one.image,
+            parts.each_ref().map(|p| p.image.clone()),
+        ),
+        ("text", &one.text, parts.each_ref().map(|p| p.text.clone())),
+    ] {
+        let halves: Vec<Tensor> = halves.into_iter().map(|t| t.expect("embedding")).collect();
+        let split = Tensor::cat(&halves, 0).expect("cat");
+        let gap: f32 = (whole.as_ref().expect("embedding") - split)
+            .and_then(|d| d.abs()?.max_all()?.to_scalar())
+            .expect("gap");
+        assert!(gap < 1e-5, "{name} embeddings differ by {gap}");
+    }
+    // The second half keyed as if it came first routes differently: the key is what matters.
+    let misplaced = encode(&examples(&config, &whole, half..BATCH), train(0));
+    assert_ne!(
+        misplaced.routing[0]
+            .experts
+            .to_vec2::<u32>()
+            .expect("experts"),
+        parts[1].routing[0]
+            .experts
+            .to_vec2::<u32>()
+            .expect("experts")
+    );
 }
 
 #[test]
@@ -269,7 +374,14 @@ fn a_tiny_model_overfits_a_batch() {
         let mut last = f32::INFINITY;
         for step in 0..150 {
             let output = model
-                .forward(&images, &texts, RouteMode::Train { noise_seed: step })
+                .forward(
+                    &images,
+                    &texts,
+                    RouteMode::Train {
+                        noise_seed: step,
+                        first_example: 0,
+                    },
+                )
                 .unwrap();
             last = output.contrastive.to_scalar().unwrap();
             optimizer.backward_step(&output.loss).unwrap();

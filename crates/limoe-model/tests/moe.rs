@@ -5,8 +5,8 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use limoe_core::spec::{self, Capacity, MoeSpec};
 use limoe_model::moe::{
-    AuxWeights, LossTerms, Moe, MoeConfig, MoeOutput, PerModality, RouteMode, RouteSpec,
-    TokenCounts, capacity, route,
+    AuxWeights, Groups, LossTerms, Moe, MoeConfig, MoeOutput, PerModality, RouteMode, RouteSpec,
+    RoutedTokens, Routing, TokenCounts, capacity, route,
 };
 
 fn cfg(experts: usize, top_k: usize, capacity: f64, bpr: bool) -> MoeConfig {
@@ -34,7 +34,6 @@ fn spec(experts: usize, top_k: usize, capacity_factor: f64, bpr: bool) -> RouteS
     RouteSpec {
         experts,
         top_k,
-        group_size: None,
         capacity_factor,
         bpr,
     }
@@ -46,8 +45,25 @@ fn gates(rows: &[&[f32]]) -> Result<Tensor> {
     Tensor::from_vec(flat, (rows.len(), e), &Device::Cpu)
 }
 
-fn experts_of(probs: &Tensor, spec: &RouteSpec) -> Result<Vec<Vec<u32>>> {
-    route(probs, probs, spec)?.experts.to_vec2()
+/// Routes `probs` as their own scores in consecutive groups of `group` tokens (one group of
+/// all when `None`).
+fn grouped(probs: &Tensor, spec: &RouteSpec, group: Option<usize>) -> Result<Routing> {
+    route(
+        probs,
+        probs,
+        spec,
+        &Groups::consecutive(probs.dim(0)?, group)?,
+    )
+}
+
+fn experts_of(probs: &Tensor, spec: &RouteSpec, group: Option<usize>) -> Result<Vec<Vec<u32>>> {
+    grouped(probs, spec, group)?.experts.to_vec2()
+}
+
+/// One layer's forward pass on `counts` tokens in the layer's own consecutive groups.
+fn forward(moe: &Moe, x: &Tensor, counts: TokenCounts, mode: RouteMode) -> Result<MoeOutput> {
+    let tokens = RoutedTokens::consecutive(counts, moe.config().routing.group_size)?;
+    moe.forward(x, &tokens, mode)
 }
 
 /// A layer with seeded random weights in f64 on the CPU.
@@ -96,10 +112,10 @@ fn bpr_changes_which_tokens_drop() -> Result<()> {
     let p = gates(&[&[0.6, 0.4], &[0.9, 0.1], &[0.3, 0.7], &[0.8, 0.2]])?;
     let drop = 2;
     // Token order: e0 keeps t0, drops t1 and t3.
-    let plain = experts_of(&p, &spec(2, 1, 0.5, false))?;
+    let plain = experts_of(&p, &spec(2, 1, 0.5, false), None)?;
     assert_eq!(plain, [[0], [drop], [1], [drop]]);
     // BPR: e0 keeps its highest top-1 gate, t1.
-    let bpr = experts_of(&p, &spec(2, 1, 0.5, true))?;
+    let bpr = experts_of(&p, &spec(2, 1, 0.5, true), None)?;
     assert_eq!(bpr, [[drop], [0], [1], [drop]]);
     Ok(())
 }
@@ -110,11 +126,11 @@ fn bpr_is_k_major() -> Result<()> {
     // Every first choice is placed before any second choice, so all second choices drop
     // (token-major filling would let t1's second choice take e2 from t2's first).
     let p = gates(&[&[0.5, 0.3, 0.2], &[0.1, 0.6, 0.3], &[0.25, 0.35, 0.4]])?;
-    let r = route(&p, &p, &spec(3, 2, 0.5, true))?;
+    let r = grouped(&p, &spec(3, 2, 0.5, true), None)?;
     assert_eq!(r.experts.to_vec2::<u32>()?, [[0, 3], [1, 3], [2, 3]]);
     assert_eq!(r.chosen.to_vec2::<u32>()?, [[0, 1], [1, 2], [2, 1]]);
     // With room for two per expert, BPR order decides positions: firsts at 0, seconds at 1.
-    let r = route(&p, &p, &spec(3, 2, 1.0, true))?;
+    let r = grouped(&p, &spec(3, 2, 1.0, true), None)?;
     assert_eq!(r.capacity, 2);
     assert_eq!(r.experts.to_vec2::<u32>()?, [[0, 1], [1, 2], [2, 3]]);
     // Rows e * C + position: first choices [0, 2, 4]; second choices t1 -> e2 (5), then
@@ -130,15 +146,13 @@ fn bpr_is_k_major() -> Result<()> {
 fn groups_route_independently() -> Result<()> {
     // Everyone wants e0; groups of 2 with C = ceil(2*0.5/2) = 1 keep the first of each group.
     let p = gates(&[&[0.9f32, 0.1][..]; 5])?;
-    let mut s = spec(2, 1, 0.5, false);
-    s.group_size = Some(2);
-    let r = route(&p, &p, &s)?;
+    let s = spec(2, 1, 0.5, false);
+    let r = grouped(&p, &s, Some(2))?;
     assert_eq!((r.groups, r.capacity, r.slots_per_expert), (3, 1, 3));
     assert_eq!(r.experts.to_vec2::<u32>()?, [[0], [2], [0], [2], [0]]);
     assert_eq!(r.dispatch.to_vec2::<u32>()?, [[0, 6, 1, 6, 2]]);
     // One group of 5: C = ceil(5*0.5/2) = 2.
-    s.group_size = None;
-    assert_eq!(experts_of(&p, &s)?, [[0], [0], [2], [2], [2]]);
+    assert_eq!(experts_of(&p, &s, None)?, [[0], [0], [2], [2], [2]]);
     // The last, smaller group gets the capacity of its own size: groups (4, 1) with c = 0.25
     // give C = 1 for both; with BPR inside each group the best token wins.
     let p = gates(&[
@@ -148,23 +162,22 @@ fn groups_route_independently() -> Result<()> {
         &[0.8, 0.2],
         &[0.55, 0.45],
     ])?;
-    let s = RouteSpec {
-        group_size: Some(4),
-        ..spec(2, 1, 0.5, true)
-    };
-    assert_eq!(experts_of(&p, &s)?, [[2], [2], [0], [2], [0]]);
+    assert_eq!(
+        experts_of(&p, &spec(2, 1, 0.5, true), Some(4))?,
+        [[2], [2], [0], [2], [0]]
+    );
     Ok(())
 }
 
 #[test]
 fn routing_rejects_bad_shapes() -> Result<()> {
     let p = gates(&[&[0.5, 0.5]])?;
-    assert!(route(&p, &p, &spec(3, 1, 1.0, true)).is_err());
-    assert!(route(&p, &p, &spec(2, 3, 1.0, true)).is_err());
+    assert!(grouped(&p, &spec(3, 1, 1.0, true), None).is_err());
+    assert!(grouped(&p, &spec(2, 3, 1.0, true), None).is_err());
     let (moe, _) = layer(&cfg(2, 1, 1.0, true))?;
     let x = Tensor::zeros((3, 4), DType::F64, &Device::Cpu)?;
-    let tokens = TokenCounts { image: 2, text: 2 };
-    assert!(moe.forward(&x, tokens, RouteMode::Eval).is_err());
+    let tokens = RoutedTokens::consecutive(TokenCounts { image: 2, text: 2 }, None)?;
+    assert!(moe.forward(&x, &tokens, RouteMode::Eval).is_err());
     let mut bad = cfg(2, 1, 1.0, true);
     bad.routing.capacity.train = 0.0;
     assert!(layer(&bad).is_err());
@@ -192,7 +205,7 @@ fn combine_uses_raw_gates_and_drops_give_zero() -> Result<()> {
     let (moe, map) = layer(&cfg(e, k, 0.5, true))?;
     let b2 = constant_experts(&map, e)?.to_vec2::<f64>()?;
     let x = tensor((5, 4), 3)?;
-    let out = moe.forward(&x, TokenCounts { image: 3, text: 2 }, RouteMode::Eval)?;
+    let out = forward(&moe, &x, TokenCounts { image: 3, text: 2 }, RouteMode::Eval)?;
     let probs = candle_nn::ops::softmax(&x.matmul(var(&map, "router").as_tensor())?, 1)?
         .to_vec2::<f64>()?;
     let experts = out.experts.to_vec2::<u32>()?;
@@ -231,7 +244,12 @@ fn a_router_sending_all_text_to_one_expert_drops_no_prompt_token_at_eval() -> Re
         (0..4).for_each(|i| to_first[i * 4] = 50.0);
         router.set(&Tensor::from_vec(to_first, (4, 4), &Device::Cpu)?)?;
         let x = Tensor::ones((12, 4), DType::F64, &Device::Cpu)?;
-        let out = moe.forward(&x, TokenCounts { image: 0, text: 12 }, RouteMode::Eval)?;
+        let out = forward(
+            &moe,
+            &x,
+            TokenCounts { image: 0, text: 12 },
+            RouteMode::Eval,
+        )?;
         let dropped = out.stats.to_host()?.text.dropped;
         Ok((dropped, out.experts.to_vec2::<u32>()?))
     };
@@ -250,7 +268,7 @@ fn unlimited_capacity_is_the_busiest_experts_load() -> Result<()> {
     let one_hot = |e: usize| -> Vec<f32> { (0..4).map(|j| f32::from(j == e)).collect() };
     let rows: Vec<Vec<f32>> = [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 0].map(one_hot).to_vec();
     let probs = gates(&rows.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
-    let routing = route(&probs, &probs, &spec(4, 1, f64::INFINITY, true))?;
+    let routing = grouped(&probs, &spec(4, 1, f64::INFINITY, true), None)?;
     assert_eq!(
         (routing.capacity, routing.slots_per_expert),
         (4, 4),
@@ -263,9 +281,7 @@ fn unlimited_capacity_is_the_busiest_experts_load() -> Result<()> {
     );
     // Two groups of 6 (experts 0 1 2 3 0 1 and 2 3 0 1 2 0): the busiest expert of either
     // group has 2, fewer than expert 0's 4 over the whole batch.
-    let mut grouped = spec(4, 1, f64::INFINITY, true);
-    grouped.group_size = Some(6);
-    let routing = route(&probs, &probs, &grouped)?;
+    let routing = grouped(&probs, &spec(4, 1, f64::INFINITY, true), Some(6))?;
     assert_eq!((routing.capacity, routing.groups), (2, 2));
     let experts: Vec<Vec<u32>> = routing.experts.to_vec2()?;
     assert!(experts.iter().flatten().all(|&x| x < 4), "{experts:?}");
@@ -273,7 +289,7 @@ fn unlimited_capacity_is_the_busiest_experts_load() -> Result<()> {
 }
 
 fn run(moe: &Moe, x: &Tensor, mode: RouteMode) -> Result<MoeOutput> {
-    moe.forward(x, TokenCounts { image: 5, text: 3 }, mode)
+    forward(moe, x, TokenCounts { image: 5, text: 3 }, mode)
 }
 
 #[test]
@@ -290,7 +306,16 @@ fn eval_is_deterministic_and_noise_is_keyed() -> Result<()> {
         &run(&moe, &x, RouteMode::Eval)?,
         &run(&moe, &x, RouteMode::Eval)?
     )?);
-    let train = |seed| run(&moe, &x, RouteMode::Train { noise_seed: seed });
+    let train = |seed| {
+        run(
+            &moe,
+            &x,
+            RouteMode::Train {
+                noise_seed: seed,
+                first_example: 0,
+            },
+        )
+    };
     assert!(same(&train(11)?, &train(11)?)?);
     assert!(!same(&train(11)?, &train(12)?)?);
     Ok(())
@@ -298,6 +323,37 @@ fn eval_is_deterministic_and_noise_is_keyed() -> Result<()> {
 
 fn host_terms(out: &MoeOutput) -> Result<PerModality<LossTerms<f64>>> {
     out.aux.to_host()
+}
+
+/// With several routing groups each auxiliary term is the mean of the groups' own terms: the
+/// layer run on each group alone gives them. Two examples of 2 patches and 2 text tokens.
+#[test]
+fn auxiliary_losses_are_averaged_over_routing_groups() -> Result<()> {
+    let (moe, _) = layer(&cfg(4, 1, 1.0, true))?;
+    let x = tensor((8, 4), 7)?;
+    let counts = TokenCounts { image: 4, text: 4 };
+    let groups = Groups::of_examples(2, &[2, 2], 1)?;
+    let both = RoutedTokens::new(counts, groups, (0..8).collect())?;
+    let together = host_terms(&moe.forward(&x, &both, RouteMode::Eval)?)?;
+    let mut alone = Vec::new();
+    for rows in [[0u32, 1, 4, 5], [2, 3, 6, 7]] {
+        let x = x.index_select(&Tensor::new(&rows, &Device::Cpu)?, 0)?;
+        let counts = TokenCounts { image: 2, text: 2 };
+        let one = RoutedTokens::consecutive(counts, None)?;
+        alone.push(host_terms(&moe.forward(&x, &one, RouteMode::Eval)?)?);
+    }
+    for m in 0..2 {
+        let parts = [alone[0].both()[m], alone[1].both()[m]];
+        for (i, (name, value)) in together.both()[m].entries().into_iter().enumerate() {
+            let mean = (parts[0].entries()[i].1 + parts[1].entries()[i].1) / 2.0;
+            assert!((value - mean).abs() < 1e-12, "{name}: {value} vs {mean}");
+        }
+    }
+    // The whole batch as one group is another loss: the terms are not linear in the gates.
+    let one = RoutedTokens::consecutive(counts, None)?;
+    let whole = host_terms(&moe.forward(&x, &one, RouteMode::Eval)?)?;
+    assert_ne!(whole.image.importance, together.image.importance);
+    Ok(())
 }
 
 #[test]
@@ -314,7 +370,10 @@ fn uniform_router_losses() -> Result<()> {
     let out = run(
         &moe,
         &tensor((8, 4), 1)?,
-        RouteMode::Train { noise_seed: 3 },
+        RouteMode::Train {
+            noise_seed: 3,
+            first_example: 0,
+        },
     )?;
     let ln_e = (e as f64).ln();
     for terms in host_terms(&out)?.both() {
@@ -381,10 +440,14 @@ fn one_hot_router_losses() -> Result<()> {
 fn empty_modality_contributes_zero() -> Result<()> {
     let (moe, _) = layer(&cfg(4, 2, 1.0, true))?;
     let x = tensor((6, 4), 9)?;
-    let out = moe.forward(
+    let out = forward(
+        &moe,
         &x,
         TokenCounts { image: 6, text: 0 },
-        RouteMode::Train { noise_seed: 1 },
+        RouteMode::Train {
+            noise_seed: 1,
+            first_example: 0,
+        },
     )?;
     let terms = host_terms(&out)?;
     for (_, v) in terms.text.entries() {
@@ -450,8 +513,11 @@ fn finite_difference_gradients() -> Result<()> {
     let x = Var::from_tensor(&tensor((7, 4), 21)?)?;
     let probe = tensor((7, 4), 22)?;
     let tokens = TokenCounts { image: 4, text: 3 };
-    let mode = RouteMode::Train { noise_seed: 5 };
-    let forward = || moe.forward(x.as_tensor(), tokens, mode);
+    let mode = RouteMode::Train {
+        noise_seed: 5,
+        first_example: 0,
+    };
+    let forward = || forward(&moe, x.as_tensor(), tokens, mode);
     let y_loss = || forward()?.y.mul(&probe)?.sum_all();
     let aux_loss = || {
         let out = forward()?;
@@ -481,10 +547,14 @@ fn every_parameter_gets_a_gradient() -> Result<()> {
     };
     let (moe, map) = layer(&config)?;
     let x = tensor((12, 4), 31)?;
-    let out = moe.forward(
+    let out = forward(
+        &moe,
         &x,
         TokenCounts { image: 8, text: 4 },
-        RouteMode::Train { noise_seed: 2 },
+        RouteMode::Train {
+            noise_seed: 2,
+            first_example: 0,
+        },
     )?;
     let weights = AuxWeights {
         image: LossTerms {
@@ -567,13 +637,12 @@ fn routing_matches_a_host_loop_on_random_gates() -> Result<()> {
                         let s = RouteSpec {
                             experts: e,
                             top_k: k,
-                            group_size: group,
                             capacity_factor: factor,
                             bpr,
                         };
                         let want =
                             reference_route(&p.to_vec2()?, k, factor, group.unwrap_or(t), bpr);
-                        assert_eq!(experts_of(&p, &s)?, want, "{s:?} T={t}");
+                        assert_eq!(experts_of(&p, &s, group)?, want, "{s:?} T={t}");
                     }
                 }
             }

@@ -5,10 +5,12 @@
 //! only through its own rows of the gathered embeddings. Summing the ranks' gradients
 //! therefore gives the gradient of that loss, as one process computing the whole batch
 //! would (open_clip's gathered features with the local rows replaced by their
-//! grad-carrying originals).
+//! grad-carrying originals). Routing groups hold whole examples and never span ranks, so
+//! MoE routing matches one process's when each rank's share is whole groups.
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
+use limoe_core::spec::ModelSpec;
 use limoe_dist::Communicator;
 
 /// Values per all-reduce: gradients are packed into buckets of about this many f32s (16 MiB)
@@ -113,5 +115,33 @@ impl Bucket<'_> {
         }
         self.values.clear();
         Ok(())
+    }
+}
+
+/// On several ranks, routing is independent of the world size only when each rank's share is
+/// a whole number of routing groups (groups never span ranks): an error when it is not, a
+/// warning when the groups are each rank's share.
+pub fn check_routing_groups(model: &ModelSpec, per_rank: usize) -> anyhow::Result<()> {
+    if model.active_moe_blocks().is_empty() {
+        return Ok(());
+    }
+    let per_example = model.patches() + model.text_length;
+    match model.moe.examples_per_group(per_example) {
+        Some(group) if !per_rank.is_multiple_of(group) => anyhow::bail!(
+            "model.moe.group_size {} routes {group} examples of {per_example} tokens together, \
+             which does not divide the {per_rank} pairs of each rank's micro-batch; set \
+             model.moe.group_size to {per_example} times a divisor of {per_rank}",
+            model.moe.group_size.unwrap_or_default()
+        ),
+        Some(_) => Ok(()),
+        None => {
+            tracing::warn!(
+                "train: each rank routes its {per_rank} pairs as one group, so routing depends \
+                 on the number of ranks; set model.moe.group_size (e.g. {}) for routing that \
+                 does not",
+                per_example * per_rank
+            );
+            Ok(())
+        }
     }
 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::budget::plan_record;
 use crate::checkpoint::{self, Retention};
 use crate::clip::check_and_clip;
-use crate::data_parallel::{all_reduce_grads, gather_rows};
+use crate::data_parallel::{all_reduce_grads, check_routing_groups, gather_rows};
 use crate::inputs::{routed_counts, upload};
 use crate::logs::RunLogs;
 use crate::model_build::{Built, build};
@@ -76,6 +76,7 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
             comm.size(),
             micro_batch / comm.size()
         );
+        check_routing_groups(&spec.model, micro_batch / comm.size())?;
     }
     let built = build(spec)?;
     let mut optimizer = AdamW::new(
@@ -203,8 +204,12 @@ fn forward_backward(
         let (images, texts) = upload(&batch, built.model.spec().vocab_size, &built.device)?;
         let micro_index = step * train.accumulation as u64 + micro;
         let noise_seed = splitmix64_next(spec.seed ^ splitmix64_next(micro_index));
+        let first_example = (comm.rank() * batch.len()) as u64;
         let (output, grads) = on_pool(|| -> candle_core::Result<_> {
-            let mode = RouteMode::Train { noise_seed };
+            let mode = RouteMode::Train {
+                noise_seed,
+                first_example,
+            };
             let output = (built.model)
                 .forward_with_negatives(&images, &texts, mode, |rows| gather_rows(comm, rows))?;
             // Summed over the ranks, each rank's share of the auxiliary loss gives its mean.

@@ -192,7 +192,8 @@ pub struct MoeSpec {
     /// Router noise; the std of the Gaussian added to logits is noise / experts.
     #[serde(default = "one_f")]
     pub noise: f64,
-    /// Tokens per routing group; the whole batch when left out.
+    /// Tokens per routing group, in whole examples (see [`MoeSpec::examples_per_group`]);
+    /// the whole batch (each rank's share of it) when left out.
     #[serde(default)]
     pub group_size: Option<usize>,
 }
@@ -218,6 +219,14 @@ impl MoeSpec {
             })
             .filter(|_| self.every.is_some() || self.last.is_some())
             .collect()
+    }
+
+    /// Examples per routing group when each example has `tokens_per_example` tokens (patches
+    /// plus text length): as many whole examples as fit in `group_size`, at least one. `None`
+    /// routes the whole batch as one group.
+    pub fn examples_per_group(&self, tokens_per_example: usize) -> Option<usize> {
+        self.group_size
+            .map(|size| (size / tokens_per_example.max(1)).max(1))
     }
 
     /// Checks the ranges that hold whatever the depth (experts, top_k, capacity, noise, group).

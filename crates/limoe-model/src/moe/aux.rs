@@ -1,11 +1,15 @@
 //! Auxiliary router losses per modality: local and global entropy (LIMoE), V-MoE importance
 //! and load losses, router z-loss.
 //!
-//! Every term is computed over one modality's tokens of the whole routing batch (not per
-//! routing group), so each can carry its own weight per modality.
+//! Every term is computed over one modality's tokens of each routing group and averaged over
+//! the groups (as V-MoE computes its losses per group), and each can carry its own weight per
+//! modality. A group then contributes the same whatever else is in the batch, so that ranks
+//! holding whole groups sum to one process's losses.
 
 use candle_core::{D, DType, Result, Tensor};
 use limoe_core::spec::AuxSpec;
+
+use super::groups::RowGroups;
 
 /// One value per auxiliary loss.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -118,6 +122,42 @@ pub(crate) struct RouterRows {
     pub probs: Tensor,
     /// Training noise: `([n, 1] noisy logit of each token's K-th choice, noise std)`.
     pub threshold: Option<(Tensor, f64)>,
+    /// The routing group of each row, when there are several.
+    pub groups: Option<GroupIndex>,
+}
+
+/// [`RowGroups`] on the device.
+pub(crate) struct GroupIndex {
+    /// [n] u32: the group of each row.
+    index: Tensor,
+    /// [G, 1]: rows per group, in the rows' dtype.
+    sizes: Tensor,
+}
+
+impl GroupIndex {
+    /// Uploads `groups` next to `like` (its device and dtype).
+    pub fn upload(groups: &RowGroups, like: &Tensor) -> Result<GroupIndex> {
+        let sizes: Vec<f64> = groups.sizes.iter().map(|&n| n as f64).collect();
+        Ok(GroupIndex {
+            index: Tensor::from_slice(&groups.index, groups.index.len(), like.device())?,
+            sizes: Tensor::from_vec(sizes, (groups.sizes.len(), 1), like.device())?
+                .to_dtype(like.dtype())?,
+        })
+    }
+}
+
+/// [G, D] the mean of `x` [n, D] over each group's rows (one group: [1, D]); a scatter-add,
+/// so its gradient reaches every row.
+fn group_mean(x: &Tensor, groups: Option<&GroupIndex>) -> Result<Tensor> {
+    match groups {
+        None => x.mean_keepdim(0),
+        Some(g) => {
+            let (count, width) = (g.sizes.dim(0)?, x.dim(1)?);
+            Tensor::zeros((count, width), x.dtype(), x.device())?
+                .index_add(&g.index, x, 0)?
+                .broadcast_div(&g.sizes)
+        }
+    }
 }
 
 /// The loss terms of one modality and the entropy of its mean gate H(mean p) (for the
@@ -137,15 +177,21 @@ pub(crate) fn modality_terms(
         };
         return Ok((terms, zero.clone()));
     };
-    let local_entropy = r.probs.mul(&r.log_probs)?.sum(D::Minus1)?.mean(0)?.neg()?;
-    let mean_gate = r.probs.mean(0)?;
+    let groups = r.groups.as_ref();
+    // Per group, then the mean over the groups.
+    let mean_of = |per_group: Tensor| per_group.mean_all();
+    let token_entropy = r.probs.mul(&r.log_probs)?.sum_keepdim(D::Minus1)?.neg()?;
+    let local_entropy = mean_of(group_mean(&token_entropy, groups)?)?;
+    let mean_gate = group_mean(&r.probs, groups)?;
     // The tiny offset keeps 0 * ln 0 (an expert no token uses) at 0 with a finite gradient.
-    let mean_entropy = mean_gate
+    let gate_entropy = mean_gate
         .mul(&(&mean_gate + 1e-30)?.log()?)?
-        .sum_all()?
+        .sum_keepdim(D::Minus1)?
         .neg()?;
-    let global_entropy = (mean_entropy.neg()? + global_experts.ln())?.relu()?;
-    let importance = cv_squared(&r.probs.sum(0)?)?;
+    let global_entropy = mean_of((gate_entropy.neg()? + global_experts.ln())?.relu()?)?;
+    let mean_entropy = mean_of(gate_entropy)?;
+    // CV^2 is scale-free: that of the mean gate is that of the summed gates.
+    let importance = mean_of(cv_squared(&mean_gate)?)?;
     let load = match r.threshold {
         Some((threshold, std)) => {
             // P(expert beats the K-th noisy logit with fresh noise) = 1 - Phi(z).
@@ -153,12 +199,12 @@ pub(crate) fn modality_terms(
                 .broadcast_sub(&r.logits)?
                 .affine(1.0 / (std * 2f64.sqrt()), 0.0)?;
             let selection = z.erf()?.affine(-0.5, 0.5)?;
-            cv_squared(&selection.mean(0)?)?
+            mean_of(cv_squared(&group_mean(&selection, groups)?)?)?
         }
         None => zero.clone(),
     };
     let log_sum_exp = (r.logits.narrow(1, 0, 1)? - r.log_probs.narrow(1, 0, 1)?)?;
-    let z_loss = log_sum_exp.sqr()?.mean_all()?;
+    let z_loss = mean_of(group_mean(&log_sum_exp.sqr()?, groups)?)?;
     let terms = LossTerms {
         local_entropy,
         global_entropy,
@@ -169,10 +215,11 @@ pub(crate) fn modality_terms(
     Ok((terms, mean_entropy))
 }
 
-/// Squared coefficient of variation of a vector: population variance / mean^2.
+/// Squared coefficient of variation of each row of `v` [G, E]: population variance / mean^2,
+/// [G, 1].
 pub(crate) fn cv_squared(v: &Tensor) -> Result<Tensor> {
-    let mean = v.mean_all()?;
-    let variance = v.broadcast_sub(&mean)?.sqr()?.mean_all()?;
+    let mean = v.mean_keepdim(D::Minus1)?;
+    let variance = v.broadcast_sub(&mean)?.sqr()?.mean_keepdim(D::Minus1)?;
     variance.div(&mean.sqr()?)
 }
 
@@ -184,10 +231,10 @@ mod tests {
     #[test]
     fn coefficient_of_variation_squared() -> Result<()> {
         // mean 2.5, population variance 1.25: CV^2 = 0.2.
-        let v = Tensor::new(&[1.0f64, 2.0, 3.0, 4.0], &Device::Cpu)?;
-        assert!((cv_squared(&v)?.to_scalar::<f64>()? - 0.2).abs() < 1e-12);
-        let flat = Tensor::new(&[3.0f64; 5], &Device::Cpu)?;
-        assert_eq!(cv_squared(&flat)?.to_scalar::<f64>()?, 0.0);
+        let v = Tensor::new(&[[1.0f64, 2.0, 3.0, 4.0], [3.0; 4]], &Device::Cpu)?;
+        let cv: Vec<Vec<f64>> = cv_squared(&v)?.to_vec2()?;
+        assert!((cv[0][0] - 0.2).abs() < 1e-12);
+        assert_eq!(cv[1][0], 0.0);
         Ok(())
     }
 }

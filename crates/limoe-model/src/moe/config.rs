@@ -1,7 +1,9 @@
-//! Configuration of one MoE layer, the routing mode and the token split of a batch.
+//! Configuration of one MoE layer, the routing mode and the tokens of a routing call.
 
 use candle_core::Result;
 use limoe_core::spec::{self, ModelSpec, MoeSpec};
+
+use super::groups::{Groups, RowGroups};
 
 /// One MoE layer: its sizes and the spec's `model.moe` routing section.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +44,9 @@ pub enum RouteMode {
     Train {
         /// Key of the router noise; the same seed reproduces the same noise.
         noise_seed: u64,
+        /// Index of the batch's first example in the whole (global) batch: a token's noise
+        /// depends on its example's global index, not on how the batch is split over ranks.
+        first_example: u64,
     },
     /// Evaluation: deterministic top-K on the clean logits, evaluation capacity.
     Eval,
@@ -65,5 +70,52 @@ impl TokenCounts {
     /// `(first row, rows)` of each modality, `[image, text]`.
     pub fn ranges(&self) -> [(usize, usize); 2] {
         [(0, self.image), (self.image, self.text)]
+    }
+}
+
+/// The tokens of one routing call, image rows first, then text rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedTokens {
+    /// How many rows of each modality.
+    pub counts: TokenCounts,
+    /// Which rows compete for the same capacity.
+    pub groups: Groups,
+    /// Key of each row's router noise in training.
+    pub noise_keys: Vec<u64>,
+    /// Each modality's rows by group, `[image, text]` (`None`: all in one group).
+    pub(crate) row_groups: [Option<RowGroups>; 2],
+}
+
+impl RoutedTokens {
+    /// `counts` rows routed in `groups`, noise keyed by `noise_keys` (one per row).
+    pub fn new(counts: TokenCounts, groups: Groups, noise_keys: Vec<u64>) -> Result<RoutedTokens> {
+        if groups.tokens() != counts.total() || noise_keys.len() != counts.total() {
+            candle_core::bail!(
+                "routed tokens: {} rows, but groups of {} and {} noise keys",
+                counts.total(),
+                groups.tokens(),
+                noise_keys.len()
+            );
+        }
+        let row_groups = counts
+            .ranges()
+            .map(|(start, n)| groups.of_rows(start..start + n));
+        Ok(RoutedTokens {
+            counts,
+            groups,
+            noise_keys,
+            row_groups,
+        })
+    }
+
+    /// Rows routed in consecutive groups of `group_size` (one group when `None`), their noise
+    /// keyed by row: one layer used on its own.
+    pub fn consecutive(counts: TokenCounts, group_size: Option<usize>) -> Result<RoutedTokens> {
+        let rows = counts.total();
+        RoutedTokens::new(
+            counts,
+            Groups::consecutive(rows, group_size)?,
+            (0..rows as u64).collect(),
+        )
     }
 }

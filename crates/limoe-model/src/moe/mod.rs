@@ -10,9 +10,9 @@
 //!   (noise_seed, token, expert) and uploaded; evaluation picks on the clean logits.
 //! - Routing ([`routing::route`]) is discrete and runs on the device: it gives each
 //!   (choice, token) a row of an expert-major buffer of E * groups * C rows (dropped choices
-//!   point at a trailing dummy row that is never computed). Tokens are routed in independent
-//!   groups of `group_size` (the last group may be smaller; its capacity is computed from its
-//!   own size and its surplus buffer rows stay empty).
+//!   point at a trailing dummy row that is never computed). Tokens are routed in the
+//!   independent groups the caller gives ([`Groups`]); each group's capacity is computed from
+//!   its own size, and a smaller group's surplus buffer rows stay empty.
 //! - Dispatch: one `index_select` of x fills the [E * groups * C, width] buffer (each row reads
 //!   its token; empty rows read token 0 and are never combined); the experts run as one
 //!   batched matmul pair; combine: one `index_select` of every (choice, token) row times its
@@ -24,6 +24,7 @@
 pub mod aux;
 pub mod config;
 pub mod experts;
+pub mod groups;
 mod noise;
 pub mod routing;
 pub mod stats;
@@ -32,12 +33,13 @@ use candle_core::{Result, Tensor, bail};
 use candle_nn::{Init, VarBuilder};
 
 pub use aux::{AuxTerms, AuxValues, AuxWeights, LossTerms, PerModality, aux_weights};
-pub use config::{MoeConfig, RouteMode, TokenCounts};
+pub use config::{MoeConfig, RouteMode, RoutedTokens, TokenCounts};
 pub use experts::Experts;
+pub use groups::Groups;
 pub use routing::{RouteSpec, Routing, capacity, route};
 pub use stats::{ModalityStats, RoutingStats};
 
-use aux::{RouterRows, modality_terms};
+use aux::{GroupIndex, RouterRows, modality_terms};
 
 /// One MoE layer.
 #[derive(Debug, Clone)]
@@ -88,10 +90,11 @@ impl Moe {
         &self.cfg
     }
 
-    /// Routes and transforms `x` [T, width], the tokens of one routing batch, image tokens
-    /// first (`tokens.image` rows, then `tokens.text` rows).
-    pub fn forward(&self, x: &Tensor, tokens: TokenCounts, mode: RouteMode) -> Result<MoeOutput> {
+    /// Routes and transforms `x` [T, width], the tokens of one routing call, image tokens
+    /// first (`routed.counts.image` rows, then `routed.counts.text` rows).
+    pub fn forward(&self, x: &Tensor, routed: &RoutedTokens, mode: RouteMode) -> Result<MoeOutput> {
         let cfg = &self.cfg;
+        let tokens = routed.counts;
         let (t, width) = x.dims2()?;
         if width != cfg.width || t != tokens.total() || t == 0 {
             bail!(
@@ -108,9 +111,9 @@ impl Moe {
         let probs = log_probs.exp()?;
 
         let (capacity_factor, drawn) = match mode {
-            RouteMode::Train { noise_seed } if moe_spec.noise > 0.0 => {
+            RouteMode::Train { noise_seed, .. } if moe_spec.noise > 0.0 => {
                 let std = moe_spec.noise / e as f64;
-                let draws = noise::router_noise(noise_seed, t, e, std);
+                let draws = noise::router_noise(noise_seed, &routed.noise_keys, e, std);
                 let noise = Tensor::from_vec(draws, (t, e), x.device())?.to_dtype(x.dtype())?;
                 (moe_spec.capacity.train, Some((noise, std)))
             }
@@ -125,11 +128,10 @@ impl Moe {
         let spec = RouteSpec {
             experts: e,
             top_k: moe_spec.top_k,
-            group_size: moe_spec.group_size,
             capacity_factor,
             bpr: moe_spec.bpr,
         };
-        let routing = route(&scores, &probs, &spec)?;
+        let routing = route(&scores, &probs, &spec, &routed.groups)?;
 
         let y = self.dispatch_combine(x, &probs, &routing)?;
 
@@ -156,6 +158,10 @@ impl Moe {
                     probs: probs.narrow(0, start, n)?,
                     threshold: match &threshold {
                         Some((th, std)) => Some((th.narrow(0, start, n)?, *std)),
+                        None => None,
+                    },
+                    groups: match &routed.row_groups[m] {
+                        Some(groups) => Some(GroupIndex::upload(groups, x)?),
                         None => None,
                     },
                 })

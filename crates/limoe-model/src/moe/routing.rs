@@ -1,32 +1,32 @@
 //! Top-K choice, capacity and fill order: which buffer slot each (token, choice) takes.
 //!
 //! On a GPU everything stays on the device with fixed shapes; on the CPU the same decisions
-//! come from plain loops on the host (tested equal). Tokens are split into `groups` groups of
-//! `group` tokens (the last one padded); within a group the K * group assignments are laid out
-//! in fill order, choice-major (every first choice before any second choice), tokens in
-//! priority order (BPR: descending top-1 gate; else token order). An assignment's position in
+//! come from plain loops on the host (tested equal). Tokens route in [`Groups`] (on the device
+//! each group is padded to the largest); within a group the K * n assignments are laid out in
+//! fill order, choice-major (every first choice before any second choice), tokens in priority
+//! order (BPR: descending top-1 gate; else the group's order). An assignment's position in
 //! its expert's buffer is the number of earlier assignments to the same expert, a prefix count
 //! done blockwise (O(T * E * sqrt(T)) work, O(T * E) memory: no T x T triangle). Integer
-//! bookkeeping runs in f32, exact below 2^24 (checked). Equal top-1 gates keep token order on
-//! the CPU (stable sort); candle's CUDA argsort is not stable, so there their order is
-//! unspecified.
+//! bookkeeping runs in f32, exact below 2^24 (checked). Equal top-1 gates keep the group's
+//! order on the CPU (stable sort); candle's CUDA argsort is not stable, so there their order
+//! is unspecified.
 
 use candle_core::{DType, Device, Result, Tensor, bail};
+
+use super::groups::Groups;
 
 /// The largest integer f32 holds exactly (every index computed here must stay below it).
 const F32_EXACT: usize = 1 << 24;
 /// The longest row candle's CUDA argsort can sort.
 const CUDA_SORT_MAX: usize = 8192;
 
-/// Shape of one routing problem.
+/// The rules of one routing problem.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RouteSpec {
     /// Number of experts E.
     pub experts: usize,
     /// Choices per token K.
     pub top_k: usize,
-    /// Tokens per group (the whole batch when `None`).
-    pub group_size: Option<usize>,
     /// Capacity factor c; infinite for no limit.
     pub capacity_factor: f64,
     /// Batch Priority Routing.
@@ -50,7 +50,7 @@ pub struct Routing {
     pub combine: Tensor,
     /// [K, T] f32: 1 where the choice was kept, 0 where it was dropped.
     pub kept: Tensor,
-    /// Slots per expert in a full group (C).
+    /// Slots per expert in the largest group (C).
     pub capacity: usize,
     /// Number of groups.
     pub groups: usize,
@@ -58,9 +58,14 @@ pub struct Routing {
     pub slots_per_expert: usize,
 }
 
-/// Routes T tokens: `scores` [T, E] choose the top-K experts (noisy logits in training),
-/// `probs` [T, E] are the clean gates whose top-1 value orders tokens under BPR.
-pub fn route(scores: &Tensor, probs: &Tensor, spec: &RouteSpec) -> Result<Routing> {
+/// Routes T tokens in `groups`: `scores` [T, E] choose the top-K experts (noisy logits in
+/// training), `probs` [T, E] are the clean gates whose top-1 value orders tokens under BPR.
+pub fn route(
+    scores: &Tensor,
+    probs: &Tensor,
+    spec: &RouteSpec,
+    groups: &Groups,
+) -> Result<Routing> {
     let (t, e) = scores.dims2()?;
     let k = spec.top_k;
     if e != spec.experts || probs.dims() != [t, e] {
@@ -74,50 +79,59 @@ pub fn route(scores: &Tensor, probs: &Tensor, spec: &RouteSpec) -> Result<Routin
     if t == 0 || k == 0 || k > e {
         bail!("route: need tokens > 0 and 1 <= top_k <= experts (T={t}, K={k}, E={e})");
     }
-    let group = spec.group_size.unwrap_or(t).min(t);
-    if group == 0 {
-        bail!("route: group_size must be positive");
+    if groups.tokens() != t {
+        bail!("route: the groups hold {} tokens, not {t}", groups.tokens());
     }
-    let groups = t.div_ceil(group);
-    let padded = groups * group;
-    let last = t - (groups - 1) * group;
-    let capacity = capacity(group, k, spec.capacity_factor, e);
-    let slots_per_expert = groups * capacity;
-    if e * slots_per_expert + 1 >= F32_EXACT || padded * k >= F32_EXACT {
+    let shape = Shape::of(t, spec, groups);
+    if e * shape.slots_per_expert() + 1 >= F32_EXACT
+        || groups.count() * groups.largest() * k >= F32_EXACT
+    {
         bail!("route: {t} tokens x {k} choices is too many for one routing call");
     }
-    let shape = Shape {
-        tokens: t,
-        experts: e,
-        top_k: k,
-        group,
-        groups,
-        capacity,
-        last_capacity: self::capacity(last, k, spec.capacity_factor, e),
-        dropless: spec.capacity_factor.is_infinite(),
-    };
     if scores.device().is_cpu() {
-        return route_on_host(scores, probs, spec.bpr, &shape);
+        return route_on_host(scores, probs, spec.bpr, groups, &shape);
     }
-    route_on_device(scores, probs, spec, &shape)
+    route_on_device(scores, probs, spec, groups, &shape)
 }
 
 /// The sizes of one routing call.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Shape {
     tokens: usize,
     experts: usize,
     top_k: usize,
-    /// Tokens per group (the last group may have fewer).
-    group: usize,
-    groups: usize,
-    /// Slots per expert in a full group.
+    /// Slots per expert and group in the buffer: the capacity of the largest group.
     capacity: usize,
-    /// Slots per expert in the last group.
-    last_capacity: usize,
+    /// The slots each group may fill: the capacity of its own size.
+    group_capacity: Vec<usize>,
     /// No limit (an infinite capacity factor): on the host, each expert gets as many slots
     /// as the busiest expert has assignments in any group, not one per token.
     dropless: bool,
+    /// Number of groups.
+    groups: usize,
+}
+
+impl Shape {
+    /// The sizes `route` works with for `tokens` tokens in `groups`.
+    fn of(tokens: usize, spec: &RouteSpec, groups: &Groups) -> Shape {
+        let of_size = |n: usize| capacity(n, spec.top_k, spec.capacity_factor, spec.experts);
+        Shape {
+            tokens,
+            experts: spec.experts,
+            top_k: spec.top_k,
+            capacity: of_size(groups.largest()),
+            group_capacity: (0..groups.count())
+                .map(|g| of_size(groups.group(g).len()))
+                .collect(),
+            dropless: spec.capacity_factor.is_infinite(),
+            groups: groups.count(),
+        }
+    }
+
+    /// Rows per expert in the buffer (before a dropless host call resizes them).
+    fn slots_per_expert(&self) -> usize {
+        self.groups * self.capacity
+    }
 }
 
 /// [`route`] with tensor ops on the device (fixed shapes, no host round trip: without a
@@ -126,38 +140,43 @@ fn route_on_device(
     scores: &Tensor,
     probs: &Tensor,
     spec: &RouteSpec,
+    groups: &Groups,
     shape: &Shape,
 ) -> Result<Routing> {
-    let Shape {
-        tokens: t,
-        experts: e,
-        top_k: k,
-        group,
-        groups,
-        capacity,
-        last_capacity,
-        dropless: _,
-    } = *shape;
-    let padded = groups * group;
-    let slots_per_expert = groups * capacity;
+    let (t, e, k, capacity) = (shape.tokens, shape.experts, shape.top_k, shape.capacity);
+    let (count, width) = (groups.count(), groups.largest());
+    let padded = count * width;
+    let slots_per_expert = shape.slots_per_expert();
     let dev = scores.device();
     // candle's CUDA argsort sorts a row in one block's shared memory (48 KiB: 8192 entries).
-    if dev.is_cuda() && e.max(if spec.bpr { group } else { 0 }) > CUDA_SORT_MAX {
+    if dev.is_cuda() && e.max(if spec.bpr { width } else { 0 }) > CUDA_SORT_MAX {
         bail!(
             "route: on CUDA, Batch Priority Routing sorts each group in one kernel block and \
-             handles at most {CUDA_SORT_MAX} tokens per group (got {group}); set group_size"
+             handles at most {CUDA_SORT_MAX} tokens per group (got {width}); set \
+             model.moe.group_size to at most {CUDA_SORT_MAX}"
         );
     }
+    // Group g's j-th token sits at g * width + j; padding reads the extra row T.
+    let mut slot_token = vec![t as u32; padded];
+    let mut token_slot = vec![0u32; t];
+    for g in 0..count {
+        for (j, &token) in groups.group(g).iter().enumerate() {
+            slot_token[g * width + j] = token;
+            token_slot[token as usize] = (g * width + j) as u32;
+        }
+    }
+    let slot_token = Tensor::from_vec(slot_token, padded, dev)?;
+    let token_slot = Tensor::from_vec(token_slot, t, dev)?;
+    let grouped = |x: &Tensor, pad: f64| pad_rows(x, 1, pad)?.index_select(&slot_token, 0);
 
     let chosen = scores
         .arg_sort_last_dim(false)?
         .narrow(1, 0, k)?
         .contiguous()?;
     // Expert of each (token, choice), padding tokens marked E (never counted, always dropped).
-    let choice = pad_rows(&chosen, padded - t, e as f64)?;
-    // Fill order within each group: [groups, K, group], choice-major.
-    let by_choice = choice
-        .reshape((groups, group, k))?
+    // Fill order within each group: [groups, K, width], choice-major.
+    let by_choice = grouped(&chosen, e as f64)?
+        .reshape((count, width, k))?
         .transpose(1, 2)?
         .contiguous()?;
     let order = if spec.bpr {
@@ -166,7 +185,7 @@ fn route_on_device(
             .gather(&chosen.narrow(1, 0, 1)?.contiguous()?, 1)?
             .to_dtype(DType::F32)?;
         // Padding sorts last (gates are >= 0).
-        let key = pad_rows(&top1, padded - t, -1.0)?.reshape((groups, group))?;
+        let key = grouped(&top1, -1.0)?.reshape((count, width))?;
         Some(key.arg_sort_last_dim(false)?)
     } else {
         None
@@ -174,7 +193,7 @@ fn route_on_device(
     let order_index = match &order {
         Some(o) => Some(
             o.unsqueeze(1)?
-                .broadcast_as((groups, k, group))?
+                .broadcast_as((count, k, width))?
                 .contiguous()?,
         ),
         None => None,
@@ -183,20 +202,19 @@ fn route_on_device(
         Some(index) => by_choice.gather(index, 2)?,
         None => by_choice,
     }
-    .reshape((groups, k * group))?;
+    .reshape((count, k * width))?;
 
     let position = positions(&sequence, e + 1)?;
     let expert = sequence.to_dtype(DType::F32)?;
-    let mut caps = vec![capacity as f32; groups];
-    caps[groups - 1] = last_capacity as f32;
-    let caps = Tensor::from_vec(caps, (groups, 1), dev)?;
+    let caps: Vec<f32> = shape.group_capacity.iter().map(|&c| c as f32).collect();
+    let caps = Tensor::from_vec(caps, (count, 1), dev)?;
     let kept = position
         .broadcast_lt(&caps)?
         .mul(&sequence.lt(e as u32)?)?
         .to_dtype(DType::F32)?;
-    let group_base = (Tensor::arange(0u32, groups as u32, dev)?.to_dtype(DType::F32)?
+    let group_base = (Tensor::arange(0u32, count as u32, dev)?.to_dtype(DType::F32)?
         * capacity as f64)?
-        .reshape((groups, 1))?;
+        .reshape((count, 1))?;
     let row = (expert
         .affine(slots_per_expert as f64, 0.0)?
         .broadcast_add(&group_base)?
@@ -208,21 +226,21 @@ fn route_on_device(
 
     // Back from fill order to token order: [4, K, T].
     let stacked =
-        Tensor::stack(&[&dispatch, &combine, &kept, &taken], 1)?.reshape((groups, 4 * k, group))?;
+        Tensor::stack(&[&dispatch, &combine, &kept, &taken], 1)?.reshape((count, 4 * k, width))?;
     let stacked = match &order {
         Some(o) => {
             let index = o
                 .unsqueeze(1)?
-                .broadcast_as((groups, 4 * k, group))?
+                .broadcast_as((count, 4 * k, width))?
                 .contiguous()?;
             stacked.zeros_like()?.scatter(&index, &stacked, 2)?
         }
         None => stacked,
     }
-    .reshape((groups, 4, k, group))?
+    .reshape((count, 4, k, width))?
     .permute((1, 2, 0, 3))?
     .reshape((4, k, padded))?
-    .narrow(2, 0, t)?;
+    .index_select(&token_slot, 2)?;
     let as_index = |i: usize| stacked.get(i)?.to_dtype(DType::U32);
     let dispatch = as_index(0)?;
     // Invert the dispatch: every buffer row learns its token (dropped ones hit the dummy row).
@@ -244,24 +262,21 @@ fn route_on_device(
         combine: as_index(1)?,
         kept: stacked.get(2)?.contiguous()?,
         capacity,
-        groups,
+        groups: count,
         slots_per_expert,
     })
 }
 
 /// [`route`] computed on the host: the same decisions as [`route_on_device`] from plain
 /// loops, instead of a few dozen small tensor ops whose dispatch dominates at small sizes.
-fn route_on_host(scores: &Tensor, probs: &Tensor, bpr: bool, shape: &Shape) -> Result<Routing> {
-    let Shape {
-        tokens: t,
-        experts: e,
-        top_k: k,
-        group,
-        groups,
-        capacity,
-        last_capacity,
-        dropless,
-    } = *shape;
+fn route_on_host(
+    scores: &Tensor,
+    probs: &Tensor,
+    bpr: bool,
+    groups: &Groups,
+    shape: &Shape,
+) -> Result<Routing> {
+    let (t, e, k) = (shape.tokens, shape.experts, shape.top_k);
     let dev = scores.device();
     let scores: Vec<f32> = scores.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let probs: Vec<f32> = probs.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
@@ -278,26 +293,19 @@ fn route_on_host(scores: &Tensor, probs: &Tensor, bpr: bool, shape: &Shape) -> R
         order.sort_by(|&i, &j| descending(row, i, j));
         chosen.extend(order[..k].iter().map(|&x| x as u32));
     }
-    let (capacity, last_capacity) = match dropless {
-        true => {
-            let busiest = busiest_expert_load(&chosen, e, k * group);
-            (busiest, busiest)
-        }
-        false => (capacity, last_capacity),
-    };
-    let slots_per_expert = groups * capacity;
+    let busiest = shape
+        .dropless
+        .then(|| busiest_expert_load(&chosen, e, k, groups));
+    let capacity = busiest.unwrap_or(shape.capacity);
+    let slots_per_expert = groups.count() * capacity;
     let dummy = (e * slots_per_expert) as u32;
     let (mut dispatch, mut combine) = (vec![dummy; k * t], vec![0u32; k * t]);
     let (mut kept, mut taken) = (vec![0f32; k * t], vec![e as u32; t * k]);
     let mut fill = vec![0u32; e * slots_per_expert];
-    for g in 0..groups {
-        let tokens: Vec<usize> = (g * group..((g + 1) * group).min(t)).collect();
-        let cap = if g + 1 == groups {
-            last_capacity
-        } else {
-            capacity
-        };
-        // BPR: by descending top-1 gate, equal gates in token order.
+    for g in 0..groups.count() {
+        let tokens: Vec<usize> = groups.group(g).iter().map(|&i| i as usize).collect();
+        let cap = busiest.unwrap_or(shape.group_capacity[g]);
+        // BPR: by descending top-1 gate, equal gates in the group's order.
         let order = if bpr {
             let top1: Vec<f32> = tokens
                 .iter()
@@ -335,18 +343,23 @@ fn route_on_host(scores: &Tensor, probs: &Tensor, bpr: bool, shape: &Shape) -> R
         combine: Tensor::from_vec(combine, (k, t), dev)?,
         kept: Tensor::from_vec(kept, (k, t), dev)?,
         capacity,
-        groups,
+        groups: groups.count(),
         slots_per_expert,
     })
 }
 
-/// The most (token, choice) assignments one expert gets within one group of
-/// `group_choices` consecutive entries of `chosen` (at least 1).
-fn busiest_expert_load(chosen: &[u32], experts: usize, group_choices: usize) -> usize {
+/// The most (token, choice) assignments one expert gets within one group (at least 1), from
+/// `chosen` [T, K] row-major.
+fn busiest_expert_load(chosen: &[u32], experts: usize, top_k: usize, groups: &Groups) -> usize {
     let mut busiest = 1;
-    for group in chosen.chunks(group_choices) {
+    for g in 0..groups.count() {
         let mut load = vec![0usize; experts];
-        group.iter().for_each(|&x| load[x as usize] += 1);
+        for &token in groups.group(g) {
+            let row = token as usize * top_k;
+            chosen[row..row + top_k]
+                .iter()
+                .for_each(|&x| load[x as usize] += 1);
+        }
         busiest = busiest.max(load.into_iter().max().unwrap_or(0));
     }
     busiest
@@ -409,42 +422,33 @@ fn lower_triangle(n: usize, strict: bool, dev: &Device) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::{RouteSpec, Shape, capacity, positions, route_on_device, route_on_host};
+    use super::{RouteSpec, Shape, positions, route_on_device, route_on_host};
+    use crate::moe::groups::Groups;
     use crate::random::Stream;
     use candle_core::{DType, Device, Result, Tensor};
-
-    /// The sizes `route` derives from `spec` for `tokens` tokens.
-    fn shape_of(tokens: usize, spec: &RouteSpec) -> Shape {
-        let group = spec.group_size.unwrap_or(tokens).min(tokens);
-        let groups = tokens.div_ceil(group);
-        let last = tokens - (groups - 1) * group;
-        Shape {
-            tokens,
-            experts: spec.experts,
-            top_k: spec.top_k,
-            group,
-            groups,
-            capacity: capacity(group, spec.top_k, spec.capacity_factor, spec.experts),
-            last_capacity: capacity(last, spec.top_k, spec.capacity_factor, spec.experts),
-            dropless: false,
-        }
-    }
 
     #[test]
     fn host_routing_matches_device_routing() -> Result<()> {
         let mut stream = Stream::new(3);
-        for (tokens, experts, top_k, group_size, capacity_factor, bpr) in [
-            (40, 4, 1, None, 1.0, true),
-            (40, 4, 2, None, 0.5, true),
-            (37, 5, 2, Some(8), 1.25, true),
-            (37, 5, 1, Some(8), 0.75, false),
-            (64, 8, 3, Some(20), 1.0, false),
-            (9, 3, 1, None, 2.0, true),
+        // Groups of 8 consecutive tokens, and groups of two examples of 3 patches and
+        // captions of 1 to 4 tokens (not in token order).
+        let examples = |n: usize| -> Result<Groups> {
+            let text: Vec<usize> = (0..n).map(|b| 1 + b % 4).collect();
+            Groups::of_examples(3, &text, 2)
+        };
+        for (tokens, experts, top_k, groups, capacity_factor, bpr) in [
+            (40, 4, 1, Groups::consecutive(40, None)?, 1.0, true),
+            (40, 4, 2, Groups::consecutive(40, None)?, 0.5, true),
+            (37, 5, 2, Groups::consecutive(37, Some(8))?, 1.25, true),
+            (37, 5, 1, Groups::consecutive(37, Some(8))?, 0.75, false),
+            (64, 8, 3, Groups::consecutive(64, Some(20))?, 1.0, false),
+            (9, 3, 1, Groups::consecutive(9, None)?, 2.0, true),
+            (37, 4, 1, examples(7)?, 1.0, true),
+            (37, 4, 2, examples(7)?, 0.5, false),
         ] {
             let spec = RouteSpec {
                 experts,
                 top_k,
-                group_size,
                 capacity_factor,
                 bpr,
             };
@@ -454,10 +458,10 @@ mod tests {
                 .collect();
             let scores = Tensor::from_vec(values, (tokens, experts), &Device::Cpu)?;
             let probs = candle_nn::ops::softmax(&scores, 1)?;
-            let shape = shape_of(tokens, &spec);
-            let host = route_on_host(&scores, &probs, bpr, &shape)?;
-            let device = route_on_device(&scores, &probs, &spec, &shape)?;
-            let case = format!("{spec:?} with {tokens} tokens");
+            let shape = Shape::of(tokens, &spec, &groups);
+            let host = route_on_host(&scores, &probs, bpr, &groups, &shape)?;
+            let device = route_on_device(&scores, &probs, &spec, &groups, &shape)?;
+            let case = format!("{spec:?} with {tokens} tokens in {} groups", groups.count());
             let same = |a: &Tensor, b: &Tensor, what: &str| -> Result<()> {
                 let (a, b) = (a.to_dtype(DType::F32)?, b.to_dtype(DType::F32)?);
                 assert_eq!(a.dims(), b.dims(), "{case}: {what} shape");
