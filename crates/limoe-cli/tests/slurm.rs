@@ -58,7 +58,6 @@ fn an_array_sweep_runs_on_the_cluster_and_status_follows_it() {
     let Some(cluster) = Cluster::start() else {
         return;
     };
-    eprintln!("cluster idle in {:.1}s", cluster.started_in.as_secs_f64());
     let dir = tempfile::tempdir().unwrap();
     let spec = write_spec(dir.path(), ARRAY_SWEEP);
     let spec = spec.to_str().unwrap();
