@@ -91,6 +91,17 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// [`Cluster::jobs`] once no job is queued, running or completing (a task's trial writes
+    /// its record just before the task ends); panics when some still are after a minute.
+    pub fn ended_jobs(&self) -> String {
+        assert!(
+            self.jobs_end_within(Duration::from_secs(60)),
+            "jobs still queued or running:\n{}",
+            self.jobs()
+        );
+        self.jobs()
+    }
+
     /// The daemons' logs, for a failure message.
     pub fn logs(&self) -> String {
         [
@@ -218,11 +229,22 @@ impl Cluster {
         )
     }
 
-    fn running_jobs_ended(&self) -> bool {
-        self.command("squeue")
-            .args(["--noheader", "--states=PENDING,RUNNING,COMPLETING"])
-            .output()
-            .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
+    /// Whether, within `limit`, no job is left queued, running or completing.
+    fn jobs_end_within(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let out = self
+                .command("squeue")
+                .args(["--noheader", "--states=PENDING,RUNNING,COMPLETING"])
+                .output();
+            if out.is_ok_and(|o| o.status.success() && o.stdout.is_empty()) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn wait_until_idle(&self) {
@@ -247,10 +269,7 @@ impl Drop for Cluster {
     /// daemons, last started first.
     fn drop(&mut self) {
         let _ = self.command("scancel").args(["--user=root"]).output();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline && !self.running_jobs_ended() {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        self.jobs_end_within(Duration::from_secs(20));
         for daemon in self.daemons.iter_mut().rev() {
             // SAFETY: signals a child of this process that has not been reaped.
             unsafe { libc::kill(daemon.id() as libc::pid_t, libc::SIGTERM) };
