@@ -367,6 +367,24 @@ fn slurm_script_and_submission_with_a_fake_sbatch() {
         "{:?}",
         record.trials[2]
     );
+    // A run record that shows up late (a shared file system) wins over what Slurm said; a
+    // task Slurm has forgotten since keeps its error.
+    let run = limoe(
+        &["run", spec, "--trial", "size=big", "--set", set],
+        dir.path(),
+    );
+    assert!(run.status.success(), "{}", both(&run));
+    write_script(&bin, "sacct", "exit 1\n");
+    let out = limoe_with(&status, dir.path(), Some(&path));
+    assert!(
+        text(&out.stdout).contains("2 done, 0 cached, 1 failed, 0 submitted, 0 running"),
+        "{}",
+        both(&out)
+    );
+    let again = SweepRecord::read(&dir.path().join("runs/slurmy")).unwrap();
+    assert_eq!(again.trials[1].state, TrialState::Done);
+    assert_eq!(again.trials[1].error, None);
+    assert_eq!(again.trials[2], record.trials[2]);
 
     let out = limoe_with(&args, dir.path(), Some("/nonexistent"));
     assert!(out.status.success(), "{}", both(&out));

@@ -17,13 +17,18 @@ pub struct StatusRefresh {
     pub without_slurm: bool,
 }
 
-/// Updates every trial of `record` that has not ended. A trial without a run record is
-/// `submitted` or `running` as long as Slurm holds its task, and `failed` once the task
-/// ended (or Slurm forgot it) without one: killed at its time limit, cancelled, or lost
-/// with its node.
+/// Updates every trial of `record` that has not ended, and every failed Slurm task (its run
+/// record may show up late on a shared file system, or Slurm requeue it). A trial without a
+/// run record is `submitted` or `running` as long as Slurm holds its task, and `failed` once
+/// the task ended (or Slurm forgot it) without one: killed at its time limit, cancelled, or
+/// lost with its node.
 pub(super) fn refresh_status(record: &mut SweepRecord) -> anyhow::Result<StatusRefresh> {
     let open: Vec<usize> = (0..record.trials.len())
-        .filter(|&i| !record.trials[i].state.ended())
+        .filter(|&i| {
+            let trial = &record.trials[i];
+            !trial.state.ended()
+                || (trial.state == TrialState::Failed && trial.slurm_task.is_some())
+        })
         .collect();
     let tasks: Vec<&str> = (open.iter())
         .filter_map(|&i| record.trials[i].slurm_task.as_deref())
@@ -38,6 +43,7 @@ pub(super) fn refresh_status(record: &mut SweepRecord) -> anyhow::Result<StatusR
     };
     for i in open {
         let trial = &mut record.trials[i];
+        let was_open = !trial.state.ended();
         if !trial.refresh()
             && let (Some(task), Some(states)) = (&trial.slurm_task, &slurm)
         {
@@ -50,15 +56,17 @@ pub(super) fn refresh_status(record: &mut SweepRecord) -> anyhow::Result<StatusR
                     trial.state = TrialState::Failed;
                     trial.error = Some(gone(format!("Slurm task {task} ended {word}")));
                 }
-                None => {
+                None if was_open => {
                     trial.state = TrialState::Failed;
                     trial.error = Some(gone(format!(
                         "Slurm task {task} ended (Slurm no longer lists it)"
                     )));
                 }
+                // A failed task Slurm has since forgotten keeps what was said of it.
+                None => {}
             }
         }
-        if trial.state.ended() {
+        if was_open && trial.state.ended() {
             refresh.ended.push(i);
         }
     }
