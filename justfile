@@ -14,7 +14,7 @@ run SPEC="experiments/tiny.yaml" *ARGS:
     cargo run --release -q -p limoe-cli -- run {{ SPEC }} {{ ARGS }}
 
 # Expand a spec's sweep into trials and run them (extra args go to `limoe sweep`, e.g. --jobs 2,
-# --executor slurm, --dry-run, --set train.steps=10).
+# --executor slurm, --wait, --status, --dry-run, --set train.steps=10).
 sweep SPEC *ARGS:
     cargo run --release -q -p limoe-cli -- sweep {{ SPEC }} {{ ARGS }}
 

@@ -6,7 +6,8 @@
 #   ./scripts/bootstrap.sh test    # format check, clippy, tests, spec validation
 #
 # For `test` and `lint` it also installs Open MPI (apt-get, as root or through sudo) when
-# missing: the distributed tests run under `mpirun`.
+# missing: the distributed tests run under `mpirun`; for `test`, Slurm and munge too: the
+# Slurm tests start a one-node cluster.
 #
 # `just` is installed with `cargo install just --locked` into $CARGO_HOME/bin (~/.cargo/bin).
 # Should that fail, the `rust-just` Python package (which ships the same binary) is put in
@@ -61,25 +62,36 @@ if ! command -v just >/dev/null 2>&1; then
 fi
 
 # The tests cover training on several ranks, which needs Open MPI (and libclang for the
-# bindings' generator); Debian's packages, installed when missing.
+# bindings' generator), and sweeps on a one-node Slurm cluster they start themselves
+# (crates/limoe-cli/tests/support/cluster.rs; skipped without it); Debian's packages,
+# installed when missing.
 mpi_packages=(libopenmpi-dev openmpi-bin libclang-dev)
-install_open_mpi() {
+slurm_packages=(slurm-wlm munge)
+apt_install() {
     local sudo=()
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    say "installing ${mpi_packages[*]} with apt-get (once)"
+    say "installing $* with apt-get (once)"
     "${sudo[@]}" apt-get update -qq &&
         "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -qq "${mpi_packages[@]}" >/dev/null
+            apt-get install -y -qq "$@" >/dev/null
 }
+installed() { dpkg -s "$@" >/dev/null 2>&1; }
+needed=()
 case "${1:-}" in
     test | lint)
-        if ! command -v mpirun >/dev/null 2>&1 || ! dpkg -s "${mpi_packages[@]}" >/dev/null 2>&1; then
-            install_open_mpi || {
-                say "could not install Open MPI; install ${mpi_packages[*]} and run \`just $*\`"
-                exit 1
-            }
+        if ! command -v mpirun >/dev/null 2>&1 || ! installed "${mpi_packages[@]}"; then
+            needed+=("${mpi_packages[@]}")
         fi
         ;;
 esac
+if [ "${1:-}" = test ] && ! installed "${slurm_packages[@]}"; then
+    needed+=("${slurm_packages[@]}")
+fi
+if [ ${#needed[@]} -gt 0 ]; then
+    apt_install "${needed[@]}" || {
+        say "could not install ${needed[*]}; install them and run \`just $*\`"
+        exit 1
+    }
+fi
 
 exec just "$@"

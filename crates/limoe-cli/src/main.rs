@@ -73,6 +73,14 @@ enum Command {
         /// Where the trials run.
         #[arg(long, value_enum, default_value_t = sweep::ExecutorKind::Local)]
         executor: sweep::ExecutorKind,
+        /// With `--executor slurm`: wait for the array's tasks to end, recording each trial as
+        /// it ends; Ctrl-C cancels them (scancel).
+        #[arg(long)]
+        wait: bool,
+        /// Run nothing: bring `sweep.json` of the spec's last sweep up to date (from squeue,
+        /// sacct and the trials' records), print its table and redraw its report.
+        #[arg(long, conflicts_with_all = ["dry_run", "wait"])]
+        status: bool,
         /// Print the trials and the plan (or the Slurm script) and stop.
         #[arg(long)]
         dry_run: bool,
@@ -171,6 +179,8 @@ fn main() -> ExitCode {
             spec,
             jobs,
             executor,
+            wait,
+            status,
             dry_run,
         } => sweep::sweep(
             &registry,
@@ -181,6 +191,8 @@ fn main() -> ExitCode {
                 sets: &spec.sets,
                 jobs,
                 executor,
+                wait,
+                status,
                 dry_run,
                 quiet: cli.quiet,
             },

@@ -8,7 +8,7 @@ use anyhow::bail;
 use limoe_core::runner::{Outcome, Runner, Status};
 use limoe_core::sweep::{
     Executor, Local, Slurm, Sweep, SweepContext, SweepEvent, SweepPlan, SweepRecord, TrialRecord,
-    TrialState, load_sweep, run_sweep,
+    TrialState, load_sweep, run_sweep, update_status,
 };
 use limoe_core::{Progress, Registry};
 
@@ -37,6 +37,10 @@ pub struct SweepOptions<'a> {
     pub jobs: usize,
     /// Where trials run.
     pub executor: ExecutorKind,
+    /// Wait for the Slurm tasks to end.
+    pub wait: bool,
+    /// Refresh the record of an earlier sweep instead of running one.
+    pub status: bool,
     /// Print and stop.
     pub dry_run: bool,
     /// No progress bars.
@@ -48,6 +52,11 @@ pub fn sweep(registry: &Registry, opts: &SweepOptions) -> anyhow::Result<ExitCod
     if opts.jobs == 0 {
         bail!("--jobs 0 runs nothing; give --jobs 1 or more (trials run at once)");
     }
+    if opts.wait && opts.executor != ExecutorKind::Slurm {
+        bail!(
+            "--wait waits for Slurm tasks; give it with --executor slurm (local trials are always waited for)"
+        );
+    }
     let sweep = match load_sweep(opts.spec, opts.sets, registry) {
         Ok(sweep) => sweep,
         Err(e) => {
@@ -57,6 +66,13 @@ pub fn sweep(registry: &Registry, opts: &SweepOptions) -> anyhow::Result<ExitCod
     };
     // Absolute, so that sweep.json and the trials' records hold paths usable from anywhere.
     let runs_dir = std::path::absolute(opts.runs_dir)?;
+    if opts.status {
+        return status(
+            &sweep,
+            &runs_dir.join(&sweep.base.spec.name),
+            opts.reports_dir,
+        );
+    }
     let runner = Runner::new(registry, &runs_dir, Progress::new(!opts.quiet));
     if !opts.dry_run {
         for trial in &sweep.trials {
@@ -70,20 +86,21 @@ pub fn sweep(registry: &Registry, opts: &SweepOptions) -> anyhow::Result<ExitCod
         runs_dir: &runs_dir,
         experiment_dir: plan.experiment_dir(),
     };
-    let local = Local::new(opts.jobs);
+    let local = Local::new(opts.jobs, sweep.base.spec.executor.local.ranks as usize);
+    let slurm = Slurm { wait: opts.wait };
     let executor: &dyn Executor = match opts.executor {
         ExecutorKind::Local => &local,
-        ExecutorKind::Slurm => &Slurm,
+        ExecutorKind::Slurm => &slurm,
     };
     if opts.dry_run {
         match opts.executor {
             ExecutorKind::Local => println!(
-                "local executor: {} trial(s) at once, {} thread(s) each; --dry-run: nothing was run",
-                local.jobs, local.threads
+                "local executor: {}; --dry-run: nothing was run",
+                local_text(local.jobs, local.ranks, local.threads)
             ),
             ExecutorKind::Slurm => {
-                let record = plan.record(&sweep, Slurm.name());
-                print!("{}", Slurm.script(&context, &record)?);
+                let record = plan.record(&sweep, slurm.name());
+                print!("{}", slurm.script(&context, &record)?);
                 println!("# --dry-run: nothing was written or submitted");
             }
         }
@@ -92,13 +109,41 @@ pub fn sweep(registry: &Registry, opts: &SweepOptions) -> anyhow::Result<ExitCod
     let Some(record) = run_sweep(&runner, &context, &plan, executor, &mut print_event)? else {
         return Ok(ExitCode::FAILURE);
     };
-    print_table(&record);
-    after_trials(&record, &sweep, opts.reports_dir);
-    Ok(if record.succeeded() {
+    Ok(conclude(&record, &sweep, opts.reports_dir))
+}
+
+/// `limoe sweep SPEC --status`: the record of the sweep in `experiment_dir` brought up to
+/// date (from Slurm and the trials' records), its table and its report.
+fn status(sweep: &Sweep, experiment_dir: &Path, reports_dir: &Path) -> anyhow::Result<ExitCode> {
+    let (record, refresh) = update_status(experiment_dir)?;
+    if refresh.without_slurm {
+        eprintln!(
+            "warning: squeue is not on the PATH, so the trials' states come from their run \
+             records alone (run --status on the cluster to see queued and running tasks)"
+        );
+    }
+    Ok(conclude(&record, sweep, reports_dir))
+}
+
+/// The trials' table and the sweep's report; success when no trial failed.
+fn conclude(record: &SweepRecord, sweep: &Sweep, reports_dir: &Path) -> ExitCode {
+    print_table(record);
+    after_trials(record, sweep, reports_dir);
+    if record.succeeded() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
+}
+
+/// How local trials run, e.g. `2 trial(s) at once, 1 thread(s) each`.
+fn local_text(at_once: usize, ranks: usize, threads: usize) -> String {
+    match ranks {
+        1 => format!("{at_once} trial(s) at once, {threads} thread(s) each"),
+        _ => format!(
+            "{at_once} trial(s) at once, each {ranks} ranks (mpirun) of {threads} thread(s)"
+        ),
+    }
 }
 
 /// Called once every trial has ended (or been submitted): the comparison report of the
@@ -160,13 +205,14 @@ fn print_event(event: SweepEvent) {
         SweepEvent::LocalStarting {
             trials,
             at_once,
+            ranks,
             threads,
-        } => println!("running {trials} trial(s), {at_once} at once with {threads} thread(s) each"),
-        SweepEvent::NothingToSubmit => println!("every trial is cached; nothing to submit"),
-        SweepEvent::Submitted {
-            script,
-            sbatch_output: None,
         } => println!(
+            "running {trials} trial(s), {}",
+            local_text(at_once, ranks, threads)
+        ),
+        SweepEvent::NothingToSubmit => println!("every trial is cached; nothing to submit"),
+        SweepEvent::Submitted { script, job: None } => println!(
             "sbatch is not on the PATH, so nothing was submitted; the job script is {}\n\
              submit it on the cluster with `sbatch {}`",
             script.display(),
@@ -174,11 +220,20 @@ fn print_event(event: SweepEvent) {
         ),
         SweepEvent::Submitted {
             script,
-            sbatch_output: Some(output),
-        } => {
-            print!("{output}");
-            println!("script: {}", script.display());
-        }
+            job: Some(job),
+        } => println!(
+            "Submitted batch job {job} (one array task per trial)\nscript: {}\n\
+             follow it with `limoe sweep SPEC --status`",
+            script.display()
+        ),
+        SweepEvent::Waiting { jobs } => println!(
+            "waiting for Slurm job {}; Ctrl-C cancels it",
+            jobs.join(", ")
+        ),
+        SweepEvent::Cancelled { signal, jobs } => eprintln!(
+            "{signal}: cancelled Slurm job {} (scancel); waiting for its tasks to end",
+            jobs.join(", ")
+        ),
     }
 }
 
@@ -248,10 +303,11 @@ fn print_table(record: &SweepRecord) {
     }
     let count = |s: TrialState| record.trials.iter().filter(|t| t.state == s).count();
     println!(
-        "{} done, {} cached, {} failed, {} submitted",
+        "{} done, {} cached, {} failed, {} submitted, {} running",
         count(TrialState::Done),
         count(TrialState::Cached),
         count(TrialState::Failed),
-        count(TrialState::Submitted)
+        count(TrialState::Submitted),
+        count(TrialState::Running)
     );
 }

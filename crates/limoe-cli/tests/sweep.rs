@@ -33,6 +33,12 @@ fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// An executable `#!/bin/sh` script `dir/name` running `body`.
+fn write_script(dir: &Path, name: &str, body: &str) {
+    let path = write(dir, name, &format!("#!/bin/sh\n{body}"));
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
 /// Finished output directories of stage `id` under `experiment`.
 fn outputs(experiment: &Path, id: &str) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(experiment)
@@ -131,7 +137,10 @@ fn shared_ingest_runs_once_and_a_rerun_is_all_cached() {
     assert!(again.status.success(), "{}", both(&again));
     let stdout = text(&again.stdout);
     assert!(stdout.contains("0 done, 2 cached, 0 failed"), "{stdout}");
-    assert!(!stdout.contains("running"), "nothing is started: {stdout}");
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("running ")),
+        "nothing is started: {stdout}"
+    );
     assert!(!stdout.contains("shared stages"), "{stdout}");
     assert_eq!(
         std::fs::metadata(&log).unwrap().modified().unwrap(),
@@ -234,6 +243,8 @@ fn slurm_script_and_submission_with_a_fake_sbatch() {
             "#SBATCH --output={}/slurmy/trials/slurm-%A_%a.out",
             runs.display()
         ),
+        "#SBATCH --nodes=1".into(),
+        "#SBATCH --ntasks-per-node=1".into(),
         "#SBATCH --cpus-per-task=8".into(),
         "#SBATCH --mem=32G".into(),
         "#SBATCH --time=1-00:00:00".into(),
@@ -241,8 +252,10 @@ fn slurm_script_and_submission_with_a_fake_sbatch() {
         "#SBATCH --gres=gpu:1".into(),
         "TRIALS=(\n  'size=small'\n  'size=big'\n  'size=wide'\n)".into(),
         "ID=\"${TRIALS[$SLURM_ARRAY_TASK_ID]}\"".into(),
+        // One task: no MPI plugin, no `--kill-on-bad-exit`.
         format!(
-            "'{}' --runs-dir '{}' -q run '{spec}' --trial \"$ID\" --set 'train.lr=0.5 # it'\\''s'",
+            "\nsrun --cpus-per-task=8 '{}' --runs-dir '{}' -q run '{spec}' --trial \"$ID\" \
+             --set 'train.lr=0.5 # it'\\''s' >\"$DIR/log.txt\" 2>&1\n",
             env!("CARGO_BIN_EXE_limoe"),
             runs.display()
         ),
@@ -257,15 +270,11 @@ fn slurm_script_and_submission_with_a_fake_sbatch() {
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let calls = dir.path().join("sbatch-args.txt");
-    let sbatch = write(
+    write_script(
         &bin,
         "sbatch",
-        &format!(
-            "#!/bin/sh\necho \"$@\" > '{}'\necho 'Submitted batch job 42'\n",
-            calls.display()
-        ),
+        &format!("echo \"$@\" > '{}'\necho 42\n", calls.display()),
     );
-    std::fs::set_permissions(&sbatch, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let out = limoe_with(&args, dir.path(), Some(&path));
     assert!(out.status.success(), "{}", both(&out));
@@ -281,7 +290,7 @@ fn slurm_script_and_submission_with_a_fake_sbatch() {
         .join("runs/slurmy/sweep.sbatch");
     assert_eq!(
         std::fs::read_to_string(&calls).unwrap().trim(),
-        script_path.display().to_string()
+        format!("--parsable {}", script_path.display())
     );
     let written = std::fs::read_to_string(&script_path).unwrap();
     assert!(written.contains("#SBATCH --array=0-2"), "{written}");
@@ -293,6 +302,89 @@ fn slurm_script_and_submission_with_a_fake_sbatch() {
             .all(|t| t.state == TrialState::Submitted)
     );
     assert_eq!(record.executor, "slurm");
+    let tasks: Vec<&str> = (record.trials.iter())
+        .map(|t| t.slurm_task.as_deref().unwrap())
+        .collect();
+    assert_eq!(tasks, ["42_0", "42_1", "42_2"]);
+
+    // --status: the first trial has run (here, not through Slurm) and left its record.
+    let run = limoe(
+        &["run", spec, "--trial", "size=small", "--set", set],
+        dir.path(),
+    );
+    assert!(run.status.success(), "{}", both(&run));
+    let status = ["sweep", spec, "--status", "--set", set];
+    let out = limoe_with(&status, dir.path(), Some("/nonexistent"));
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(
+        text(&out.stderr).contains("squeue is not on the PATH"),
+        "{}",
+        both(&out)
+    );
+    assert!(
+        text(&out.stdout).contains("1 done, 0 cached, 0 failed, 2 submitted, 0 running"),
+        "{}",
+        both(&out)
+    );
+    // Slurm forgot the job (squeue refuses it); accounting knows how two tasks ended.
+    write_script(
+        &bin,
+        "squeue",
+        "echo 'slurm_load_jobs error: Invalid job id specified' >&2\nexit 1\n",
+    );
+    write_script(
+        &bin,
+        "sacct",
+        "printf '42_0|COMPLETED\\n42_1|CANCELLED by 0\\n42_[5-6]|PENDING\\n'\n",
+    );
+    let out = limoe_with(&status, dir.path(), Some(&path));
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(
+        text(&out.stdout).contains("1 done, 0 cached, 2 failed, 0 submitted, 0 running"),
+        "{}",
+        both(&out)
+    );
+    let record = SweepRecord::read(&dir.path().join("runs/slurmy")).unwrap();
+    let states: Vec<TrialState> = record.trials.iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        [TrialState::Done, TrialState::Failed, TrialState::Failed]
+    );
+    let trials = script_path.with_file_name("trials");
+    assert_eq!(
+        record.trials[1].error.as_deref(),
+        Some(
+            format!(
+                "Slurm task 42_1 ended CANCELLED without a run record; see {}",
+                trials.join("slurm-42_1.out").display()
+            )
+            .as_str()
+        )
+    );
+    assert!(
+        (record.trials[2].error.as_deref().unwrap())
+            .starts_with("Slurm task 42_2 ended (Slurm no longer lists it) without a run record"),
+        "{:?}",
+        record.trials[2]
+    );
+    // A run record that shows up late (a shared file system) wins over what Slurm said; a
+    // task Slurm has forgotten since keeps its error.
+    let run = limoe(
+        &["run", spec, "--trial", "size=big", "--set", set],
+        dir.path(),
+    );
+    assert!(run.status.success(), "{}", both(&run));
+    write_script(&bin, "sacct", "exit 1\n");
+    let out = limoe_with(&status, dir.path(), Some(&path));
+    assert!(
+        text(&out.stdout).contains("2 done, 0 cached, 1 failed, 0 submitted, 0 running"),
+        "{}",
+        both(&out)
+    );
+    let again = SweepRecord::read(&dir.path().join("runs/slurmy")).unwrap();
+    assert_eq!(again.trials[1].state, TrialState::Done);
+    assert_eq!(again.trials[1].error, None);
+    assert_eq!(again.trials[2], record.trials[2]);
 
     let out = limoe_with(&args, dir.path(), Some("/nonexistent"));
     assert!(out.status.success(), "{}", both(&out));
@@ -347,6 +439,79 @@ fn errors_name_the_trial_and_say_what_to_do() {
     let out = limoe(&["sweep", spec, "--jobs", "0"], dir.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("--jobs 0"), "{}", both(&out));
+
+    let out = limoe(&["sweep", spec, "--wait"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--wait waits for Slurm tasks; give it with --executor slurm"),
+        "{}",
+        both(&out)
+    );
+    let fresh = write(
+        dir.path(),
+        "fresh.yaml",
+        "name: fresh\nstages: [{id: work, uses: command, with: {argv: ['true']}}]\nsweep: {seeds: [0]}\n",
+    );
+    let out = limoe(&["sweep", fresh.to_str().unwrap(), "--status"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(
+        text(&out.stderr).contains("run `limoe sweep SPEC` to make it"),
+        "{}",
+        both(&out)
+    );
+}
+
+/// A command stage that records which rank of how many ran it (rank 0 alone runs it),
+/// once, as a local trial of two ranks.
+const TWO_RANK_SWEEP: &str = r#"name: ranked
+stages:
+  - id: ranks
+    uses: command
+    with:
+      argv: [sh, -c, 'echo "$OMPI_COMM_WORLD_RANK/$OMPI_COMM_WORLD_SIZE" > "$LIMOE_OUTPUT_DIR/ranks.txt"']
+executor:
+  local: {ranks: 2}
+sweep:
+  seeds: [0]
+"#;
+
+#[cfg(feature = "mpi")]
+#[test]
+fn a_local_trial_of_two_ranks_runs_under_mpirun() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(dir.path(), "ranked.yaml", TWO_RANK_SWEEP);
+    let spec = spec.to_str().unwrap();
+    let dry = limoe(&["sweep", spec, "--dry-run"], dir.path());
+    assert!(
+        text(&dry.stdout).contains("each 2 ranks (mpirun)"),
+        "{}",
+        both(&dry)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_limoe"))
+        .args(["sweep", spec, "-q"])
+        .current_dir(dir.path())
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .output()
+        .unwrap();
+    let record = SweepRecord::read(&dir.path().join("runs/ranked")).unwrap();
+    let trial = &record.trials[0];
+    let log = std::fs::read_to_string(trial.log()).unwrap_or_default();
+    assert!(out.status.success(), "{}\ntrial log:\n{log}", both(&out));
+    assert_eq!(trial.state, TrialState::Done);
+    let ranks = trial.stage_dir("ranks").unwrap().join("ranks.txt");
+    assert_eq!(std::fs::read_to_string(ranks).unwrap().trim(), "0/2");
+
+    let rerun = ["sweep", spec, "--set", "name=elsewhere"];
+    let out = limoe_with(&rerun, dir.path(), Some("/nonexistent"));
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(
+        text(&out.stderr).contains(
+            "executor.local.ranks is 2, so each trial runs under mpirun, which is not on the PATH"
+        ),
+        "{}",
+        both(&out)
+    );
 }
 
 /// Ctrl-C to a sweep reaches its trials once: each training trial stops at a checkpointed

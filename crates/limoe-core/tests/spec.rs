@@ -552,6 +552,74 @@ fn best_metric_is_any_metric_the_periodic_evaluation_records() {
 }
 
 #[test]
+fn executor_settings_are_checked_naming_their_keys() {
+    let text = "\
+name: x
+executor:
+  local: {ranks: 0}
+  slurm:
+    nodes: 0
+    gpus: 1
+    gpus_per_node: 2
+    mpi: 'pm ix'
+";
+    assert_eq!(
+        error_lines(text, &[]),
+        [
+            "error: spec.yaml:3:11: executor.local.ranks: `ranks` must be at least 1",
+            "error: spec.yaml:5:5: executor.slurm.nodes: `nodes` must be at least 1",
+            "error: spec.yaml:6:5: executor.slurm.gpus: both `gpus` (1) and `gpus_per_node` (2) \
+             are given; they are one setting",
+            "  hint: keep `gpus_per_node` and remove `gpus`",
+            "error: spec.yaml:8:5: executor.slurm.mpi: mpi `pm ix` is not an `srun --mpi` \
+             plugin name",
+            "  hint: write the name `srun --mpi=list` shows, e.g. pmix (Open MPI) or pmi2 (MPICH)",
+        ]
+    );
+    assert_eq!(
+        error_lines("name: x\nexecutor: {slurm: {ntasks: 2}}\n", &[]),
+        [
+            "error: spec.yaml:2:20: executor.slurm.ntasks: unknown key `ntasks`",
+            "  hint: did you mean `ntasks_per_node`?",
+        ]
+    );
+}
+
+/// Executor keys left at their defaults are not written out, so the resolved spec (and its
+/// hash, the name of the saved spec) of a spec that does not give them stays as it was.
+#[test]
+fn executor_defaults_keep_the_resolved_spec_as_it_was() {
+    let resolved = |text: &str| load_text(text, &[]).unwrap().spec.to_yaml();
+    assert!(!resolved("name: x\n").contains("executor"));
+    let slurm = resolved("name: x\nexecutor: {slurm: {cpus: 8}}\n");
+    assert!(
+        slurm.contains(
+            "executor:\n  slurm:\n    partition: null\n    gpus: 0\n    cpus: 8\n    \
+             time: 04:00:00\n    mem: 16G\nstages:"
+        ),
+        "{slurm}"
+    );
+    let set = "name: x\nexecutor:\n  local: {ranks: 2}\n  slurm: {nodes: 2, ntasks_per_node: 4, \
+               gpus_per_node: 4, mpi: pmi2}\n";
+    let loaded = load_text(set, &[]).unwrap();
+    let yaml = loaded.spec.to_yaml();
+    for line in [
+        "nodes: 2",
+        "ntasks_per_node: 4",
+        "gpus_per_node: 4",
+        "mpi: pmi2",
+        "ranks: 2",
+    ] {
+        assert!(yaml.contains(line), "{line} in {yaml}");
+    }
+    assert_eq!(loaded.spec.executor.slurm.ranks(), 8);
+    assert_eq!(loaded.spec.executor.slurm.node_gpus(), 4);
+    let dir = tempfile::tempdir().unwrap();
+    let again = load_spec(&write_spec(&dir, &yaml), &[], &registry()).unwrap();
+    assert_eq!(again.spec.executor, loaded.spec.executor);
+}
+
+#[test]
 fn command_arguments_and_environment_must_fit_a_process() {
     let text = "\
 name: x

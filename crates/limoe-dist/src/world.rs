@@ -12,6 +12,9 @@ pub struct World {
 }
 
 impl World {
+    /// Whether this build can join a job of several ranks (it has the `mpi` feature).
+    pub const JOINS_JOBS: bool = cfg!(feature = "mpi");
+
     /// The world of this process alone, whatever the environment says.
     pub fn solo() -> World {
         World {

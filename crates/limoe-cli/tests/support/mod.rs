@@ -1,15 +1,20 @@
 //! Helpers the tests that run the `limoe` binary share.
 
+#[allow(dead_code, reason = "only the Slurm tests start a cluster")]
+pub mod cluster;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The repository root.
+#[allow(dead_code, reason = "each test binary uses a part of the helpers")]
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Runs `limoe` with `args` in `cwd`.
+#[allow(dead_code, reason = "each test binary uses a part of the helpers")]
 pub fn limoe<S: AsRef<OsStr>>(args: &[S], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_limoe"))
         .args(args)

@@ -30,7 +30,7 @@ pub use data::{
 pub use de::{DeError, Lenient, NodeDeserializer, deserialize_all, deserialize_lenient};
 pub use diagnostic::{Diagnostic, SpecErrors, did_you_mean};
 pub use eval::{EvalSpec, FewShot, ProbeFeatures, Retrieval, ZeroShot};
-pub use executor::{ExecutorSpec, SlurmSpec};
+pub use executor::{ExecutorSpec, LocalSpec, SlurmSpec};
 pub use model::{
     Arch, AuxSpec, CHANNELS, CLIP_VOCAB_SIZE, Capacity, LogitScale, MIN_VOCAB_SIZE, ModelSpec,
     MoeSpec, PerModality, Pooling, Size,

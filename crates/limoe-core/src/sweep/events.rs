@@ -30,7 +30,9 @@ pub enum SweepEvent<'a> {
         trials: usize,
         /// Trials running at once.
         at_once: usize,
-        /// Threads of each trial.
+        /// Ranks of each trial (`mpirun -np` when more than 1).
+        ranks: usize,
+        /// Threads of each rank.
         threads: usize,
     },
     /// Every trial is cached: there was nothing to submit to Slurm.
@@ -39,7 +41,19 @@ pub enum SweepEvent<'a> {
     Submitted {
         /// The script.
         script: &'a Path,
-        /// What `sbatch` printed; `None` when there is no `sbatch` here to submit it.
-        sbatch_output: Option<&'a str>,
+        /// The array's job id; `None` when there is no `sbatch` here to submit it.
+        job: Option<&'a str>,
+    },
+    /// The sweep waits for its Slurm jobs to end (`--wait`).
+    Waiting {
+        /// Their job ids.
+        jobs: &'a [String],
+    },
+    /// A signal cancelled the sweep's Slurm jobs (`scancel`); it waits for them to end.
+    Cancelled {
+        /// The signal.
+        signal: &'a str,
+        /// The job ids.
+        jobs: &'a [String],
     },
 }

@@ -1,6 +1,6 @@
 //! The local executor: each trial is `limoe run SPEC --trial ID` in a child process of the
-//! running `limoe` binary, a fixed number at once, each with its share of the cores, its
-//! output in the trial's `log.txt`.
+//! running `limoe` binary (under `mpirun -np N` for a trial of several ranks), a fixed number
+//! at once, each with its share of the cores, its output in the trial's `log.txt`.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -9,36 +9,41 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use limoe_dist::World;
 
 use super::events::SweepEvent;
-use super::executor::{Executor, SweepContext};
+use super::executor::{Executor, SweepContext, check_ranks, find_on_path};
 use super::record::{SweepRecord, TrialState};
 use crate::interrupt;
-use crate::runner::LAST_RUN;
 
 /// Trials as child processes on this machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Local {
     /// Trials running at once (at least 1).
     pub jobs: usize,
-    /// Threads of each trial (`RAYON_NUM_THREADS`).
+    /// Ranks of each trial (`executor.local.ranks`): 1 is a plain process.
+    pub ranks: usize,
+    /// Threads of each rank (`RAYON_NUM_THREADS`).
     pub threads: usize,
 }
 
 impl Local {
-    /// `jobs` trials at once with `max(1, cores / jobs)` threads each; warns when `jobs`
-    /// exceeds the cores.
-    pub fn new(jobs: usize) -> Local {
+    /// `jobs` trials of `ranks` ranks at once with `max(1, cores / (jobs * ranks))` threads
+    /// each rank; warns when that is more processes than cores.
+    pub fn new(jobs: usize, ranks: usize) -> Local {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if jobs > cores {
+        let processes = jobs.saturating_mul(ranks).max(1);
+        if processes > cores {
             tracing::warn!(
-                "--jobs {jobs} is more than the {cores} core(s) here; trials will compete for them"
+                "--jobs {jobs} of {ranks} rank(s) each is {processes} processes, more than the \
+                 {cores} core(s) here; they will compete for them"
             );
         }
         Local {
             jobs,
-            threads: (cores / jobs.max(1)).max(1),
+            ranks,
+            threads: (cores / processes).max(1),
         }
     }
 
@@ -51,14 +56,20 @@ impl Local {
         index: usize,
     ) -> anyhow::Result<Child> {
         let trial = &record.trials[index];
-        std::fs::create_dir_all(&trial.record_dir)
-            .with_context(|| format!("cannot create {}", trial.record_dir.display()))?;
-        // A record of an earlier run must not pass for this one.
-        let _ = std::fs::remove_file(trial.record_dir.join(LAST_RUN));
+        trial.prepare_run()?;
         let log_path = trial.log();
         let log = File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let mut command = Command::new(exe);
+        let mut command = if self.ranks > 1 {
+            let mut mpirun = Command::new("mpirun");
+            // Each rank runs a pool of `threads`; Open MPI's default binding of each rank to
+            // one core would crowd them onto it.
+            mpirun.args(["--bind-to", "none", "-np", &self.ranks.to_string()]);
+            mpirun.arg(exe);
+            mpirun
+        } else {
+            Command::new(exe)
+        };
         command
             .arg("--runs-dir")
             .arg(sweep.runs_dir)
@@ -81,6 +92,25 @@ impl Local {
         command
             .spawn()
             .with_context(|| format!("cannot start {}", exe.display()))
+    }
+
+    /// Refuses trials of several ranks that could not start or join.
+    fn check_ranks(&self, spec: &Path) -> anyhow::Result<()> {
+        if self.ranks == 1 {
+            return Ok(());
+        }
+        let setting = "executor.local.ranks";
+        check_ranks(spec, setting, self.ranks, World::JOINS_JOBS)?;
+        if find_on_path("mpirun").is_none() {
+            bail!(
+                "{}: {setting} is {}, so each trial runs under mpirun, which is not on the \
+                 PATH; install Open MPI (Debian: `apt-get install openmpi-bin`) or set \
+                 {setting}: 1",
+                spec.display(),
+                self.ranks
+            );
+        }
+        Ok(())
     }
 }
 
@@ -111,9 +141,11 @@ impl Executor for Local {
         if queue.is_empty() {
             return Ok(());
         }
+        self.check_ranks(&sweep.sweep.file)?;
         events(SweepEvent::LocalStarting {
             trials: queue.len(),
             at_once: self.jobs,
+            ranks: self.ranks,
             threads: self.threads,
         });
         let mut running: Vec<Running> = Vec::new();

@@ -23,7 +23,8 @@
 //! [`load_sweep`] validates every trial; [`SweepPlan`] plans them and finds the stages
 //! several share; [`run_sweep`] runs those once, then hands the trials to an [`Executor`]
 //! ([`Local`] child processes, or a [`Slurm`] job array) and keeps `sweep.json` up to date,
-//! telling its caller what happens as [`SweepEvent`]s.
+//! telling its caller what happens as [`SweepEvent`]s; [`update_status`] brings the record
+//! of trials that run elsewhere (Slurm tasks) up to date.
 
 mod events;
 mod executor;
@@ -36,6 +37,9 @@ mod run;
 mod sample;
 mod shared;
 mod slurm;
+mod slurm_states;
+mod slurm_wait;
+mod status;
 
 pub use events::SweepEvent;
 pub use executor::{Executor, SweepContext};
@@ -49,6 +53,7 @@ pub use record::{
 };
 pub use run::run_sweep;
 pub use slurm::Slurm;
+pub use status::{StatusRefresh, update_status};
 
 #[cfg(test)]
 mod tests;

@@ -85,6 +85,7 @@ impl SweepPlan {
                         })
                         .collect(),
                     error: None,
+                    slurm_task: None,
                 };
                 if plan.all_cached() {
                     trial.state = TrialState::Cached;

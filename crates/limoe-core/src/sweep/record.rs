@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::expand::OverrideValues;
 use crate::files::write_atomic;
 use crate::records::{EvalSummary, SUMMARY_FILE, read_record};
-use crate::runner::{Outcome, RunReport};
+use crate::runner::{LAST_RUN, Outcome, RunReport};
 
 /// File name of the sweep record inside the experiment directory.
 pub const SWEEP_FILE: &str = "sweep.json";
@@ -73,6 +73,10 @@ pub struct TrialRecord {
     pub stages: Vec<StageOutput>,
     /// The error of a failed trial.
     pub error: Option<String>,
+    /// The trial's Slurm array task (`<job>_<index>`, as `squeue` and `scancel` take it) once
+    /// `sbatch` has queued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_task: Option<String>,
 }
 
 /// How a trial stands.
@@ -81,8 +85,10 @@ pub struct TrialRecord {
 pub enum TrialState {
     /// Not run yet.
     Pending,
-    /// Handed to Slurm; [`SweepRecord::refresh`] reads how it ended.
+    /// Handed to Slurm, not yet started; `limoe sweep --status` reads how it goes on.
     Submitted,
+    /// Started by Slurm, not yet ended.
+    Running,
     /// Ran (some stages may have been cached).
     Done,
     /// Every stage was cached; nothing ran.
@@ -97,10 +103,19 @@ impl TrialState {
         match self {
             TrialState::Pending => "pending",
             TrialState::Submitted => "submitted",
+            TrialState::Running => "running",
             TrialState::Done => "done",
             TrialState::Cached => "cached",
             TrialState::Failed => "failed",
         }
+    }
+
+    /// True for the states a trial ends in (done, cached, failed).
+    pub fn ended(self) -> bool {
+        matches!(
+            self,
+            TrialState::Done | TrialState::Cached | TrialState::Failed
+        )
     }
 }
 
@@ -151,11 +166,11 @@ impl SweepRecord {
         )
     }
 
-    /// Updates every submitted or pending trial from its `last-run.json` (for trials run
+    /// Updates every trial that has not ended from its `last-run.json` (for trials run
     /// elsewhere, e.g. by Slurm); trials without one are left as they are.
     pub fn refresh(&mut self) {
         for trial in &mut self.trials {
-            if matches!(trial.state, TrialState::Submitted | TrialState::Pending) {
+            if !trial.state.ended() {
                 trial.refresh();
             }
         }
@@ -171,6 +186,22 @@ impl TrialRecord {
     /// The trial's output (`log.txt` in its record directory).
     pub fn log(&self) -> PathBuf {
         self.record_dir.join(TRIAL_LOG)
+    }
+
+    /// Readies the record directory for a new run: made if missing, without the
+    /// `last-run.json` of an earlier run, which must not pass for this one's.
+    pub fn prepare_run(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.record_dir)
+            .with_context(|| format!("cannot create {}", self.record_dir.display()))?;
+        match std::fs::remove_file(self.record_dir.join(LAST_RUN)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| {
+                format!(
+                    "cannot remove the old record in {}",
+                    self.record_dir.display()
+                )
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The output directory of stage `id`.
