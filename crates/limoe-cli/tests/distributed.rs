@@ -6,50 +6,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use limoe_core::logs::MetricsRow;
-use limoe_train::checkpoint::dir_name;
 use limoe_train::logs::read_log;
-use safetensors::{Dtype, SafeTensors};
-use support::{finished_output, limoe, root, text};
-
-const STEPS: u64 = 20;
-
-/// Differences allowed between a run on one process and on two ranks (or resumed across
-/// them): relative for each step's loss and gradient norm, absolute for the final weights.
-/// Not exact: two ranks add their halves of the gradient in another order than one process
-/// adds the whole, and training carries the rounding on. Measured on the 20-step dense run:
-/// losses within 2.6e-7, weights within 5e-5 (attention biases, whose near-zero gradients
-/// AdamW's normalised step turns into whole steps); gradient norms drift fastest (1e-4 by
-/// step 37).
-const LOSS_TOLERANCE: f64 = 1e-4;
-const GRAD_NORM_TOLERANCE: f64 = 1e-3;
-const WEIGHT_TOLERANCE: f32 = 1e-3;
-
-/// The tiny experiment shrunk to 20 steps of 64 pairs, ingest and train only, with `arch`.
-fn run_args(arch: &str) -> Vec<String> {
-    let tiny = root().join("experiments/tiny.yaml");
-    [
-        "run",
-        tiny.to_str().unwrap(),
-        "--set",
-        "data.sources=[{synthetic: {pairs: 320}}]",
-        "--set",
-        &format!("model.arch={arch}"),
-        "--set",
-        &format!(
-            "train={{steps: {STEPS}, batch_size: 64, warmup_steps: 2, eval_every: 10, \
-             checkpoint_every: 10, log_every: 1}}"
-        ),
-        "--set",
-        "stages=[{id: ingest, uses: ingest}, {id: train, uses: train, needs: [ingest]}]",
-    ]
-    .map(String::from)
-    .to_vec()
-}
+use support::equivalence::{
+    STEPS, assert_ok, assert_same_losses, assert_same_weights, run_args, train_output,
+};
+use support::{limoe, text};
 
 /// `mpirun --oversubscribe -np RANKS limoe ARGS` in `cwd`.
 fn mpirun(ranks: usize, args: &[String], cwd: &Path) -> Output {
@@ -62,43 +28,6 @@ fn mpirun(ranks: usize, args: &[String], cwd: &Path) -> Output {
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .output()
         .expect("mpirun (Open MPI's openmpi-bin) must be installed for the `mpi` feature")
-}
-
-fn assert_ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-fn train_output(cwd: &Path) -> PathBuf {
-    finished_output(&cwd.join("runs/tiny"), "train-")
-}
-
-/// Final weights by name, as f32 values, read with the safetensors crate.
-fn weights(train: &Path, step: u64) -> Vec<(String, Vec<f32>)> {
-    let file = train
-        .join("checkpoints")
-        .join(dir_name(step))
-        .join("model.safetensors");
-    let bytes = std::fs::read(&file).unwrap();
-    let tensors = SafeTensors::deserialize(&bytes).unwrap();
-    let mut weights: Vec<_> = tensors
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            assert_eq!(view.dtype(), Dtype::F32, "{name}");
-            let values = (view.data().chunks_exact(4))
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (name, values)
-        })
-        .collect();
-    weights.sort_by(|a, b| a.0.cmp(&b.0));
-    weights
 }
 
 #[test]
@@ -120,57 +49,18 @@ fn two_ranks_train_the_dense_model_one_process_trains() {
     assert_same_weights(&one, &two, STEPS);
 }
 
-/// Each step's loss and gradient norm in two runs' logs agree within the tolerances.
-fn assert_same_losses(a: &[MetricsRow], b: &[MetricsRow]) {
-    for (x, y) in a.iter().zip(b) {
-        let off = (x.loss - y.loss).abs() / x.loss.abs();
-        assert!(
-            off < LOSS_TOLERANCE,
-            "step {}: losses {} and {}",
-            x.step,
-            x.loss,
-            y.loss
-        );
-        assert!(
-            (x.grad_norm - y.grad_norm).abs() / x.grad_norm < GRAD_NORM_TOLERANCE,
-            "step {}: gradient norms {} and {}",
-            x.step,
-            x.grad_norm,
-            y.grad_norm
-        );
-    }
-}
-
-/// The final weights of two train outputs agree within [`WEIGHT_TOLERANCE`].
-fn assert_same_weights(a: &Path, b: &Path, step: u64) {
-    let (wa, wb) = (weights(a, step), weights(b, step));
-    assert_eq!(
-        wa.iter().map(|w| &w.0).collect::<Vec<_>>(),
-        wb.iter().map(|w| &w.0).collect::<Vec<_>>()
-    );
-    for ((name, x), (_, y)) in wa.iter().zip(&wb) {
-        let worst = x
-            .iter()
-            .zip(y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0, f32::max);
-        assert!(
-            worst < WEIGHT_TOLERANCE,
-            "{name}: weights differ by {worst}"
-        );
-    }
-}
-
-/// Routing groups of 8 examples (16 patches and 16 text positions each): each rank's 32
-/// pairs are 4 whole groups, so two ranks route as one process does.
+/// Routing groups of 8 examples (tiny.yaml's): each rank's 16 pairs of each of two
+/// micro-batches are 2 whole groups, so two ranks accumulating two micro-batches route and
+/// contrast as one process taking the batch in one pass.
 #[test]
 fn two_ranks_train_limoe_as_one_process_and_only_rank_zero_writes() {
-    let mut args = run_args("limoe");
-    args.extend(["--set".to_owned(), "model.moe.group_size=256".to_owned()]);
+    let args = run_args("limoe");
     let one = tempfile::tempdir().unwrap();
     assert_ok(&limoe(&args, one.path()), "limoe run on one process");
     let dir = tempfile::tempdir().unwrap();
-    let out = mpirun(2, &args, dir.path());
+    let mut accumulated = args.clone();
+    accumulated.extend(["--set".to_owned(), "train.accumulation=2".to_owned()]);
+    let out = mpirun(2, &accumulated, dir.path());
     assert_ok(&out, "mpirun -np 2 limoe run");
     let expected = read_log::<MetricsRow>(&train_output(one.path())).unwrap();
     let stdout = text(&out.stdout);

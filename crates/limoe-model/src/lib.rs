@@ -21,5 +21,5 @@ pub mod plan;
 pub mod random;
 
 pub use inputs::{Images, TextMask, Texts};
-pub use model::{Encoded, LOG_LOGIT_SCALE, Model, Output};
+pub use model::{Encoded, LOG_LOGIT_SCALE, Model, Negatives, Output};
 pub use params::Params;

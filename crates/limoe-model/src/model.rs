@@ -191,19 +191,26 @@ impl Model {
     /// A training (or evaluation) pass over paired images and texts: pair i of the images
     /// matches caption i.
     pub fn forward(&self, images: &Images, texts: &Texts, mode: RouteMode) -> Result<Output> {
-        self.forward_with_negatives(images, texts, mode, |embeddings| Ok(embeddings.clone()))
+        let own = |image: &Tensor, text: &Tensor| Ok((image.clone(), text.clone()));
+        self.forward_with_negatives(
+            images,
+            texts,
+            mode,
+            &Negatives {
+                gather: &own,
+                scale_gradient: true,
+            },
+        )
     }
 
-    /// [`Model::forward`] with the contrastive loss over a larger batch: `gather` maps this
-    /// batch's image or text embeddings [b, E] to those of the whole batch [B, E] that the
-    /// loss contrasts (in data parallelism, every rank's rows in rank order, this batch's
-    /// rows carrying the gradient). The auxiliary losses stay this batch's.
+    /// [`Model::forward`] with the contrastive loss over a larger batch, which `negatives`
+    /// gathers. The auxiliary losses stay this batch's.
     pub fn forward_with_negatives(
         &self,
         images: &Images,
         texts: &Texts,
         mode: RouteMode,
-        gather: impl Fn(&Tensor) -> Result<Tensor>,
+        negatives: &Negatives,
     ) -> Result<Output> {
         if images.patches.dim(0)? != texts.batch() {
             candle_core::bail!(
@@ -216,8 +223,12 @@ impl Model {
         let (Some(image), Some(text)) = (&encoded.image, &encoded.text) else {
             candle_core::bail!("both modalities were encoded but an embedding is missing");
         };
-        let logit_scale = self.logit_scale()?;
-        let logits = logits(&gather(image)?, &gather(text)?, &logit_scale)?;
+        let logit_scale = match negatives.scale_gradient {
+            true => self.logit_scale()?,
+            false => self.logit_scale()?.detach(),
+        };
+        let (image, text) = (negatives.gather)(image, text)?;
+        let logits = logits(&image, &text, &logit_scale)?;
         let contrastive = contrastive_loss(&logits)?;
         let mut aux = Tensor::zeros((), DType::F32, contrastive.device())?;
         for block in &encoded.routing {
@@ -232,4 +243,18 @@ impl Model {
             encoded,
         })
     }
+}
+
+/// Maps (image, text) embeddings of a pass to those of the whole batch.
+pub type GatherEmbeddings<'a> = dyn Fn(&Tensor, &Tensor) -> Result<(Tensor, Tensor)> + Sync + 'a;
+
+/// The batch a pass's contrastive loss contrasts when it is larger than the pass's own: other
+/// ranks' rows (data parallelism), other micro-batches' (accumulation), or both.
+pub struct Negatives<'a> {
+    /// Maps this pass's image and text embeddings [b, E] to the whole batch's [B, E], this
+    /// pass's rows carrying the gradient, the others plain values.
+    pub gather: &'a GatherEmbeddings<'a>,
+    /// Whether the logit scale gets this pass's gradient: it acts on the whole batch, so of
+    /// several passes over one batch only one may count it.
+    pub scale_gradient: bool,
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use candle_core::Var;
+use candle_core::{Tensor, Var};
 use limoe_core::kinds::INGEST;
 use limoe_core::logs::{MetricsRow, TRAINING_STEPS_SPLIT, metrics as metric_columns};
 use limoe_core::random::splitmix64_next;
@@ -20,8 +20,8 @@ use limoe_data::batch::{Batcher, Prefetcher, Preprocess};
 use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::split::Split;
 use limoe_dist::Communicator;
-use limoe_model::LOG_LOGIT_SCALE;
 use limoe_model::moe::RouteMode;
+use limoe_model::{LOG_LOGIT_SCALE, Negatives};
 use limoe_ops::pool::on_pool;
 use serde::{Deserialize, Serialize};
 
@@ -178,8 +178,11 @@ struct Passes {
     position: Position,
 }
 
-/// On several ranks, each computes its share of every micro-batch, against the negatives of
-/// the whole micro-batch ([`gather_rows`]); the caller sums the gradients over the ranks.
+/// Each rank computes its share of every micro-batch, and the contrastive loss contrasts the
+/// whole step's batch: every rank's rows of every micro-batch. With several micro-batches, a
+/// first pass caches every micro-batch's embeddings (plain values, as open_clip's
+/// `accum_freq`), and each micro-batch's pass then carries that loss through its own rows;
+/// the caller sums the gradients over the ranks.
 fn forward_backward(
     spec: &Spec,
     comm: &dyn Communicator,
@@ -192,8 +195,8 @@ fn forward_backward(
     let log_routing = step.is_multiple_of(train.log_every as u64) || step == 1;
     let mut tally = log_routing.then(RoutingTally::default);
     let mut sums = Sums::default();
-    let mut position = None;
-    for micro in 0..train.accumulation as u64 {
+    let mut micro_batches = Vec::with_capacity(train.accumulation);
+    for _ in 0..train.accumulation {
         let whole = batches
             .next()
             .context("the training data ended (resampled mode never should)")??;
@@ -202,35 +205,84 @@ fn forward_backward(
             ranks => whole.share(comm.rank(), ranks)?,
         };
         let (images, texts) = upload(&batch, built.model.spec().vocab_size, &built.device)?;
-        let micro_index = step * train.accumulation as u64 + micro;
-        let noise_seed = splitmix64_next(spec.seed ^ splitmix64_next(micro_index));
-        let first_example = (comm.rank() * batch.len()) as u64;
+        micro_batches.push((batch, images, texts));
+    }
+    let position = micro_batches
+        .last()
+        .map(|(batch, ..)| batch.position.clone())
+        .context("a step has at least one micro-batch")?;
+    let noise_seed = splitmix64_next(spec.seed ^ splitmix64_next(step));
+    // Examples are numbered over the step's whole batch: micro-batch, then rank.
+    let mode = |micro: usize, rows: usize| RouteMode::Train {
+        noise_seed,
+        first_example: ((micro * comm.size() + comm.rank()) * rows) as u64,
+    };
+    let cached = match train.accumulation {
+        1 => Vec::new(),
+        _ => (micro_batches.iter().enumerate())
+            .map(|(micro, (batch, images, texts))| {
+                on_pool(|| -> candle_core::Result<_> {
+                    let encoded = (built.model).encode(
+                        Some(images),
+                        Some(texts),
+                        mode(micro, batch.len()),
+                    )?;
+                    let (Some(image), Some(text)) = (encoded.image, encoded.text) else {
+                        candle_core::bail!("a contrastive model embeds both modalities");
+                    };
+                    Ok((
+                        gather_rows(comm, &image.detach())?,
+                        gather_rows(comm, &text.detach())?,
+                    ))
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?,
+    };
+    let ranks = comm.size() as f64;
+    let whole_batch = train.accumulation as f64;
+    for (micro, (batch, images, texts)) in micro_batches.iter().enumerate() {
+        let gather = |image: &Tensor, text: &Tensor| {
+            let fresh = (gather_rows(comm, image)?, gather_rows(comm, text)?);
+            if cached.is_empty() {
+                return Ok(fresh);
+            }
+            let around = |fresh: Tensor, side: fn(&(Tensor, Tensor)) -> &Tensor| {
+                let mut parts: Vec<Tensor> = cached.iter().map(|c| side(c).clone()).collect();
+                parts[micro] = fresh;
+                Tensor::cat(&parts, 0)
+            };
+            Ok((around(fresh.0, |c| &c.0)?, around(fresh.1, |c| &c.1)?))
+        };
+        let negatives = Negatives {
+            gather: &gather,
+            scale_gradient: micro == 0,
+        };
         let (output, grads) = on_pool(|| -> candle_core::Result<_> {
-            let mode = RouteMode::Train {
-                noise_seed,
-                first_example,
-            };
-            let output = (built.model)
-                .forward_with_negatives(&images, &texts, mode, |rows| gather_rows(comm, rows))?;
-            // Summed over the ranks, each rank's share of the auxiliary loss gives its mean.
-            let grads = match comm.size() {
-                1 => output.loss.backward()?,
-                ranks => (&output.contrastive + output.aux.affine(1.0 / ranks as f64, 0.0)?)?
-                    .backward()?,
-            };
+            let output = (built.model).forward_with_negatives(
+                images,
+                texts,
+                mode(micro, batch.len()),
+                &negatives,
+            )?;
+            // The accumulator averages over the micro-batches and the ranks' gradients are
+            // summed: the whole batch's contrastive loss, which each pass carries through
+            // its own rows only, counts once in all, and the auxiliary losses are the mean
+            // of every rank's and micro-batch's.
+            let grads = (output.contrastive.affine(whole_batch, 0.0)?
+                + output.aux.affine(1.0 / ranks, 0.0)?)?
+            .backward()?;
             Ok((output, grads))
         })?;
         accumulator.add(&built.vars, &grads)?;
-        sums.add(&output, train.accumulation as f64)?;
+        sums.add(&output, whole_batch)?;
         if let Some(tally) = &mut tally {
-            tally.add(&output.encoded.routing, routed_counts(&batch))?;
+            tally.add(&output.encoded.routing, routed_counts(batch))?;
         }
-        position = Some(batch.position);
     }
     Ok(Passes {
         sums,
         tally,
-        position: position.context("a step has at least one micro-batch")?,
+        position,
     })
 }
 

@@ -2,6 +2,8 @@
 
 #[allow(dead_code, reason = "only the Slurm tests start a cluster")]
 pub mod cluster;
+#[allow(dead_code, reason = "the tests of training alike use a part each")]
+pub mod equivalence;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
