@@ -110,11 +110,6 @@ impl Groups {
             sizes,
         })
     }
-
-    /// Whether the groups are consecutive runs of tokens in index order.
-    pub fn in_token_order(&self) -> bool {
-        self.order.iter().enumerate().all(|(i, &t)| i == t as usize)
-    }
 }
 
 /// One modality's rows split by routing group: the auxiliary losses are computed per group.
@@ -136,7 +131,6 @@ mod tests {
         assert_eq!(groups.count(), 3);
         assert_eq!(groups.group(2), &[6]);
         assert_eq!(groups.largest(), 3);
-        assert!(groups.in_token_order());
         assert_eq!(Groups::consecutive(7, None)?.count(), 1);
         assert!(Groups::consecutive(0, None).is_err());
         Ok(())
@@ -150,7 +144,6 @@ mod tests {
         assert_eq!(groups.group(0), &[0, 1, 2, 3, 6, 7, 8, 9]);
         assert_eq!(groups.group(1), &[4, 5, 10, 11]);
         assert_eq!(groups.tokens(), 12);
-        assert!(!groups.in_token_order());
         // Per modality: image rows 0..6 in groups of 4 and 2, text rows 6..12 of 4 and 2.
         let image = groups.of_rows(0..6).expect("two groups");
         assert_eq!(image.index, [0, 0, 0, 0, 1, 1]);
