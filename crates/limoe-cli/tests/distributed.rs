@@ -1,6 +1,7 @@
 //! Training on several ranks through `mpirun`: the same run as on one process, within a
-//! tolerance (dense, and LIMoE with routing groups of whole examples); rank 0 alone writing
-//! the run store; ranks that planned differently stopping.
+//! tolerance (dense, and LIMoE with routing groups of whole examples, its experts shared by
+//! the ranks or not); rank 0 alone writing the run store; ranks that planned differently
+//! stopping; a killed rank ending the job, and its checkpoint resuming on one process.
 
 #![cfg(feature = "mpi")]
 
@@ -16,6 +17,13 @@ use support::equivalence::{
     STEPS, assert_ok, assert_same_losses, assert_same_weights, run_args, train_output,
 };
 use support::{limoe, text};
+
+/// `args` with one more `--set`.
+fn with(args: &[String], set: &str) -> Vec<String> {
+    let mut args = args.to_vec();
+    args.extend(["--set".to_owned(), set.to_owned()]);
+    args
+}
 
 /// `mpirun --oversubscribe -np RANKS limoe ARGS` in `cwd`.
 fn mpirun(ranks: usize, args: &[String], cwd: &Path) -> Output {
@@ -51,18 +59,35 @@ fn two_ranks_train_the_dense_model_one_process_trains() {
 
 /// Routing groups of 8 examples (tiny.yaml's): each rank's 16 pairs of each of two
 /// micro-batches are 2 whole groups, so two ranks accumulating two micro-batches route and
-/// contrast as one process taking the batch in one pass.
+/// contrast as one process taking the batch in one pass. Four ranks in two groups, each
+/// group sharing the 4 experts (2 per rank, `train.expert_parallel: 2`) and each rank taking
+/// a quarter of every batch (2 whole groups), train as that process too: expert gradients
+/// are summed over the two ranks holding the same experts, dense ones over all four.
 #[test]
-fn two_ranks_train_limoe_as_one_process_and_only_rank_zero_writes() {
+fn several_ranks_train_limoe_as_one_process_and_only_rank_zero_writes() {
     let args = run_args("limoe");
     let one = tempfile::tempdir().unwrap();
     assert_ok(&limoe(&args, one.path()), "limoe run on one process");
-    let dir = tempfile::tempdir().unwrap();
-    let mut accumulated = args.clone();
-    accumulated.extend(["--set".to_owned(), "train.accumulation=2".to_owned()]);
-    let out = mpirun(2, &accumulated, dir.path());
-    assert_ok(&out, "mpirun -np 2 limoe run");
     let expected = read_log::<MetricsRow>(&train_output(one.path())).unwrap();
+
+    let shared = tempfile::tempdir().unwrap();
+    let out = mpirun(4, &with(&args, "train.expert_parallel=2"), shared.path());
+    assert_ok(
+        &out,
+        "mpirun -np 4 limoe run, experts shared by pairs of ranks",
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("experts shared by groups of 2 ranks"),
+        "{stderr}"
+    );
+    let train = train_output(shared.path());
+    assert_same_losses(&read_log::<MetricsRow>(&train).unwrap(), &expected);
+    assert_same_weights(&train, &train_output(one.path()), STEPS);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = mpirun(2, &with(&args, "train.accumulation=2"), dir.path());
+    assert_ok(&out, "mpirun -np 2 limoe run");
     let stdout = text(&out.stdout);
     // One stage table, printed by rank 0.
     assert_eq!(stdout.matches("train ").count(), 1, "{stdout}");
@@ -88,8 +113,7 @@ fn two_ranks_train_limoe_as_one_process_and_only_rank_zero_writes() {
 
 #[test]
 fn ranks_that_plan_differently_stop_before_training() {
-    let mut other = run_args("dense");
-    other.extend(["--set".to_owned(), "train.lr=0.01".to_owned()]);
+    let other = with(&run_args("dense"), "train.lr=0.01");
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new("mpirun")
         .args(["--oversubscribe", "-np", "1", env!("CARGO_BIN_EXE_limoe")])
@@ -125,19 +149,19 @@ fn rank_pid(rank: usize, cwd: &Path) -> Option<u32> {
 }
 
 /// `kill -9` of one rank mid-training ends the job within seconds, naming the rank, and the
-/// next launch resumes from the last checkpoint.
+/// next launch resumes from the last checkpoint: here on one process, from the checkpoint of
+/// two ranks that shared the experts (it stores them whole).
 #[test]
 fn a_killed_rank_ends_the_job_and_the_next_launch_resumes() {
-    let mut args = run_args("dense");
-    args.extend([
-        "--set".to_owned(),
-        "train={steps: 30, batch_size: 64, checkpoint_every: 5, eval_every: 30}".to_owned(),
-    ]);
+    let args = with(
+        &run_args("limoe"),
+        "train={steps: 30, batch_size: 64, checkpoint_every: 5, eval_every: 30}",
+    );
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path().canonicalize().unwrap();
     let mut job = Command::new("mpirun")
         .args(["--oversubscribe", "-np", "2", env!("CARGO_BIN_EXE_limoe")])
-        .args(&args)
+        .args(with(&args, "train.expert_parallel=2"))
         .current_dir(&cwd)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")

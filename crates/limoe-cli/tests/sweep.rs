@@ -463,6 +463,7 @@ fn errors_name_the_trial_and_say_what_to_do() {
 
 /// A command stage that records which rank of how many ran it (rank 0 alone runs it),
 /// once, as a local trial of two ranks.
+#[cfg(feature = "mpi")]
 const TWO_RANK_SWEEP: &str = r#"name: ranked
 stages:
   - id: ranks

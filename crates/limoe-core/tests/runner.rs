@@ -301,6 +301,46 @@ fn changing_config_or_a_dependency_changes_the_key() {
     );
 }
 
+/// A stage that reads the whole `train` section and writes nothing.
+struct ReadsTrain;
+
+impl limoe_core::Stage for ReadsTrain {
+    fn kind(&self) -> &'static str {
+        "reads-train"
+    }
+    fn about(&self) -> &'static str {
+        "test stage"
+    }
+    fn reads(&self) -> &'static [&'static str] {
+        &["train"]
+    }
+    fn run(&self, _ctx: &limoe_core::StageContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn how_experts_are_placed_is_no_part_of_the_key() {
+    let mut p = Project::new();
+    p.registry.register(ReadsTrain);
+    let spec = |train: &str| {
+        let path = p.path("exp.yaml");
+        std::fs::write(
+            &path,
+            format!("name: exp\ntrain: {{{train}}}\nstages:\n  - id: t\n    uses: reads-train\n"),
+        )
+        .unwrap();
+        path
+    };
+    let first = p.run(&spec("steps: 50"), &[]);
+    assert_eq!(ran(&first), ["t"]);
+    let placed = p.run(&spec("steps: 50, expert_parallel: 2"), &[]);
+    assert!(ran(&placed).is_empty(), "expert_parallel changed the key");
+    assert_eq!(first.stages[0].1, placed.stages[0].1);
+    let other = p.run(&spec("steps: 60, expert_parallel: 2"), &[]);
+    assert_eq!(ran(&other), ["t"], "the rest of train is still part of it");
+}
+
 #[test]
 fn a_damaged_output_is_not_taken_as_cached() {
     let p = Project::new();

@@ -15,7 +15,8 @@ use crate::attention::Attention;
 use crate::inputs::TextMask;
 use crate::layers::{LayerNorm, Mlp};
 use crate::moe::{
-    AuxTerms, Groups, Moe, MoeConfig, RouteMode, RoutedTokens, RoutingStats, TokenCounts,
+    AuxTerms, ExpertGroup, Groups, Moe, MoeConfig, RouteMode, RoutedTokens, RoutingStats,
+    TokenCounts,
 };
 
 /// The token sequences flowing through the encoder; either may be absent.
@@ -58,18 +59,20 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Builds `spec.depth` blocks; the blocks listed in `moe_blocks` get experts `moe`.
+    /// Builds `spec.depth` blocks; the blocks listed in `moe_blocks` get experts `moe`, all
+    /// of them or, with an expert `group`, this rank's share.
     pub fn new(
         vb: &VarBuilder,
         spec: &ModelSpec,
         moe: &MoeConfig,
         moe_blocks: &[usize],
+        group: Option<&ExpertGroup>,
     ) -> Result<Encoder> {
         let blocks = (0..spec.depth)
             .map(|i| {
                 let vb = vb.pp(format!("block{i}"));
                 let ffn = if moe_blocks.contains(&i) {
-                    Ffn::Moe(Box::new(Moe::new(vb.pp("moe"), moe)?))
+                    Ffn::Moe(Box::new(Moe::new(vb.pp("moe"), moe, group)?))
                 } else {
                     Ffn::Dense(Mlp::new(&vb.pp("mlp"), spec.width, spec.mlp_dim)?)
                 };

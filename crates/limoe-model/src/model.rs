@@ -10,7 +10,7 @@ use crate::embed::{PatchEmbed, TokenEmbed};
 use crate::encoder::{BlockRouting, Encoder, Streams};
 use crate::heads::Head;
 use crate::inputs::{Images, Texts};
-use crate::moe::{AuxWeights, MoeConfig, RouteMode, aux_weights};
+use crate::moe::{AuxWeights, ExpertGroup, MoeConfig, RouteMode, aux_weights};
 use crate::params::Params;
 
 enum Towers {
@@ -66,11 +66,28 @@ impl Model {
     /// Builds the model a spec's `model` section describes, creating its parameters in
     /// `params` on `device`. The section is checked by the spec's own rules first.
     pub fn new(spec: &ModelSpec, params: &Params, device: &Device) -> Result<Model> {
+        Model::with_experts_of(spec, params, device, None)
+    }
+
+    /// [`Model::new`] holding, with an expert `group` (expert parallelism), only this rank's
+    /// share of every MoE block's experts: the rows of the weights one process would start
+    /// from. Its forward passes exchange tokens with the group's other ranks, which must run
+    /// the same passes.
+    pub fn with_experts_of(
+        spec: &ModelSpec,
+        params: &Params,
+        device: &Device,
+        group: Option<&ExpertGroup>,
+    ) -> Result<Model> {
         spec.validate().map_err(candle_core::Error::msg)?;
-        let vb = params.builder(DType::F32, device);
+        let vb = match group {
+            Some(group) => params.sharing_experts(group.part(), group.parts()),
+            None => params.clone(),
+        }
+        .builder(DType::F32, device);
         let moe = MoeConfig::of(spec);
         let moe_blocks = spec.active_moe_blocks();
-        let encoder = |vb: &VarBuilder| Encoder::new(vb, spec, &moe, &moe_blocks);
+        let encoder = |vb: &VarBuilder| Encoder::new(vb, spec, &moe, &moe_blocks, group);
         let towers = match spec.arch {
             Arch::Limoe | Arch::Dense => Towers::Shared(encoder(&vb.pp("encoder"))?),
             Arch::TwoTower => Towers::Separate {

@@ -2,7 +2,9 @@
 //!
 //! candle's own `VarMap` draws initial values from an unseeded generator, so two runs of the
 //! same spec would start from different weights. [`Params`] is a `VarBuilder` backend that
-//! derives every parameter's values from the run seed and the parameter's name alone.
+//! derives every parameter's values from the run seed and the parameter's name alone. Under
+//! expert parallelism a rank holds a share of each expert tensor: its values are that share's
+//! rows of the whole tensor's, so that every placement starts from the same weights.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +14,7 @@ use candle_nn::VarBuilder;
 use candle_nn::init::{Init, NormalOrUniform};
 use candle_nn::var_builder::SimpleBackend;
 
+use crate::moe::experts::is_expert_param;
 use crate::random::{Stream, hash_name};
 
 /// The named trainable variables of a model.
@@ -19,6 +22,10 @@ use crate::random::{Stream, hash_name};
 pub struct Params {
     seed: u64,
     vars: Arc<Mutex<BTreeMap<String, Var>>>,
+    /// `(part, parts)`: the expert tensors created through this handle are the `part`-th of
+    /// `parts` equal shares (along their first dimension) of the whole ones; `parts` 0 or 1
+    /// means whole.
+    expert_share: (usize, usize),
 }
 
 impl Params {
@@ -27,6 +34,16 @@ impl Params {
         Params {
             seed,
             vars: Arc::default(),
+            expert_share: (0, 1),
+        }
+    }
+
+    /// The same set, creating the `part`-th of `parts` shares of each expert tensor
+    /// ([`crate::moe::experts::is_expert_param`]) instead of the whole.
+    pub(crate) fn sharing_experts(&self, part: usize, parts: usize) -> Params {
+        Params {
+            expert_share: (part, parts),
+            ..self.clone()
         }
     }
 
@@ -54,7 +71,23 @@ impl Params {
         self.vars.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The initial values of `name` with `shape`: for an expert share, its rows of the whole
+    /// tensor's values.
     fn init(&self, shape: &Shape, name: &str, init: Init) -> Vec<f32> {
+        let (part, parts) = self.expert_share;
+        match shape.dims().split_first() {
+            Some((&rows, rest)) if parts > 1 && is_expert_param(name) => {
+                let whole: Vec<usize> =
+                    std::iter::once(rows * parts).chain(rest.to_vec()).collect();
+                let values = self.init_whole(&Shape::from(whole), name, init);
+                let n = shape.elem_count();
+                values[part * n..(part + 1) * n].to_vec()
+            }
+            _ => self.init_whole(shape, name, init),
+        }
+    }
+
+    fn init_whole(&self, shape: &Shape, name: &str, init: Init) -> Vec<f32> {
         let n = shape.elem_count();
         let mut stream = Stream::new(self.seed ^ hash_name(name));
         match init {

@@ -72,6 +72,7 @@ fn layer(config: &MoeConfig) -> Result<(Moe, VarMap)> {
     let moe = Moe::new(
         VarBuilder::from_varmap(&map, DType::F64, &Device::Cpu),
         config,
+        None,
     )?;
     Ok((moe, map))
 }

@@ -5,6 +5,8 @@ use std::fmt;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
+use limoe_model::moe::ExpertGroup;
+use limoe_model::moe::experts::is_expert_param;
 use limoe_ops::optim::SumSquares;
 
 /// What was not finite.
@@ -54,7 +56,9 @@ pub struct GradNorm {
 
 /// Checks `loss` and every gradient of `params` for NaN/inf (a [`NonFinite`] error naming
 /// `step` and the first offending parameter), and returns the global norm with the factor that
-/// clips it to `max_norm`. Parameters without a gradient are skipped.
+/// clips it to `max_norm`. Parameters without a gradient are skipped. Under expert
+/// parallelism the expert shares of the `group`'s ranks count together (a collective over
+/// it, made before any error so that every rank of the group stops alike).
 ///
 /// One sum of squares per gradient (a single f64-accumulated pass on the CPU), one transfer
 /// to the host for all of them.
@@ -64,6 +68,7 @@ pub fn check_and_clip(
     params: &[(String, Var)],
     grads: &GradStore,
     max_norm: Option<f64>,
+    group: Option<&ExpertGroup>,
 ) -> anyhow::Result<GradNorm> {
     if !loss.is_finite() {
         return Err(NonFinite {
@@ -85,6 +90,12 @@ pub fn check_and_clip(
     } else {
         Tensor::stack(&sums, 0)?.to_vec1::<f64>()?
     };
+    let (shared, own): (Vec<_>, Vec<_>) =
+        (names.iter().zip(&sums)).partition(|(name, _)| group.is_some() && is_expert_param(name));
+    let mut shared = [shared.iter().map(|(_, sum)| **sum).sum::<f64>()];
+    if let Some(group) = group {
+        group.comm().all_reduce_sum_f64(&mut shared);
+    }
     if let Some(i) = sums.iter().position(|s| !s.is_finite()) {
         return Err(NonFinite {
             step,
@@ -92,7 +103,16 @@ pub fn check_and_clip(
         }
         .into());
     }
-    let norm = sums.iter().sum::<f64>().sqrt();
+    if !shared[0].is_finite() {
+        return Err(NonFinite {
+            step,
+            source: NonFiniteSource::Gradient(
+                "an expert share on another rank of the expert group".to_owned(),
+            ),
+        }
+        .into());
+    }
+    let norm = (own.iter().map(|(_, sum)| **sum).sum::<f64>() + shared[0]).sqrt();
     let scale = match max_norm {
         Some(max) if norm > max => max / norm,
         _ => 1.0,

@@ -44,18 +44,25 @@ pub fn gather_rows(comm: &dyn Communicator, local: &Tensor) -> Result<Tensor> {
     Tensor::cat(&parts, 0)
 }
 
-/// Sums each parameter's gradient over the ranks. A parameter without a gradient on some
+/// Sums the gradient of each of `params` over the ranks (the result holds theirs alone). A
+/// parameter without a gradient on some
 /// rank counts zero there; one without a gradient on every rank stays absent, as in one
 /// process. The parameters named in `after_gather` act only on the gathered whole batch
 /// (the logit scale): every rank computes their whole gradient, so it is averaged instead.
 pub fn all_reduce_grads(
     comm: &dyn Communicator,
     params: &[(String, Var)],
-    grads: GradStore,
+    grads: &GradStore,
     after_gather: &[&str],
 ) -> Result<GradStore> {
     if comm.size() == 1 {
-        return Ok(grads);
+        let mut own = GradStore::default();
+        for (_, param) in params {
+            if let Some(grad) = grads.get(param.as_tensor()) {
+                own.insert(param.as_tensor(), grad.clone());
+            }
+        }
+        return Ok(own);
     }
     let mut present: Vec<f32> = (params.iter())
         .map(|(_, p)| f32::from(u8::from(grads.get(p.as_tensor()).is_some())))

@@ -3,7 +3,8 @@
 //! The [`stages::TrainStage`] streams an ingest output through the model ([`trainer`]) with
 //! AdamW ([`optim`]), the learning-rate [`schedule`], gradient clipping ([`clip`]), run
 //! [`logs`] and [`checkpoint`]s it resumes from exactly, on one process or as
-//! one rank of several ([`data_parallel`]). One evaluation [`suite`] (metrics in
+//! one rank of several ([`data_parallel`], with the experts shared by a group of ranks in
+//! [`expert_parallel`]). One evaluation [`suite`] (metrics in
 //! [`eval`], over the [`labelled`] sets of the training data and the held-out benchmarks, as
 //! log rows by [`evaluate`] and as [`clip_benchmark`] files) serves both the periodic
 //! evaluation and the [`stages::EvalStage`]. [`budget`] says what a spec costs before anything is allocated.
@@ -16,6 +17,7 @@ pub mod data_parallel;
 pub mod embed;
 pub mod eval;
 pub mod evaluate;
+pub mod expert_parallel;
 mod inputs;
 pub mod labelled;
 pub mod logs;

@@ -5,6 +5,7 @@ use anyhow::bail;
 use candle_core::{Device, Var};
 use limoe_core::spec::Spec;
 use limoe_data::batch::Preprocess;
+use limoe_model::moe::ExpertGroup;
 use limoe_model::{Model, Params};
 
 use crate::budget::{available_bytes, describe, spec_cost};
@@ -39,10 +40,15 @@ pub fn check_fits(spec: &Spec) -> anyhow::Result<()> {
 
 /// Checks that training fits the device, then builds the model with seeded weights.
 pub fn build(spec: &Spec) -> anyhow::Result<Built> {
+    build_placed(spec, None)
+}
+
+/// [`build`] holding, with an expert `group`, this rank's share of the experts.
+pub fn build_placed(spec: &Spec, group: Option<&ExpertGroup>) -> anyhow::Result<Built> {
     check_fits(spec)?;
     let device = limoe_model::device::open(spec.train.device)?;
     let params = Params::new(spec.seed);
-    let model = Model::new(&spec.model, &params, &device)?;
+    let model = Model::with_experts_of(&spec.model, &params, &device, group)?;
     Ok(Built {
         model,
         vars: params.vars(),

@@ -20,7 +20,7 @@ use limoe_data::batch::{Batcher, Prefetcher, Preprocess};
 use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::split::Split;
 use limoe_dist::Communicator;
-use limoe_model::moe::RouteMode;
+use limoe_model::moe::{ExpertGroup, RouteMode};
 use limoe_model::{LOG_LOGIT_SCALE, Negatives};
 use limoe_ops::pool::on_pool;
 use serde::{Deserialize, Serialize};
@@ -28,10 +28,11 @@ use serde::{Deserialize, Serialize};
 use crate::budget::plan_record;
 use crate::checkpoint::{self, Retention};
 use crate::clip::check_and_clip;
-use crate::data_parallel::{all_reduce_grads, check_routing_groups, gather_rows};
+use crate::data_parallel::{check_routing_groups, gather_rows};
+use crate::expert_parallel::Placement;
 use crate::inputs::{routed_counts, upload};
 use crate::logs::RunLogs;
-use crate::model_build::{Built, build};
+use crate::model_build::{Built, build_placed};
 use crate::optim::{AdamW, AdamWConfig, GradAccumulator, clamp_logit_scale};
 use crate::routing_log::{RoutingTally, aux_sums};
 use crate::schedule::LrSchedule;
@@ -78,7 +79,9 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
         );
         check_routing_groups(&spec.model, micro_batch / comm.size())?;
     }
-    let built = build(spec)?;
+    let placement = Placement::new(comm, train.expert_parallel)?;
+    let group = placement.group();
+    let built = build_placed(spec, group)?;
     let mut optimizer = AdamW::new(
         &built.vars,
         AdamWConfig {
@@ -89,7 +92,7 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
     if root {
         write_record(ctx.out_dir, PLAN_FILE, &plan_record(spec))?;
     }
-    let mut run = Run::resume(ctx.out_dir, root, &built.vars, &mut optimizer)?;
+    let mut run = Run::resume(ctx.out_dir, root, &built.vars, &mut optimizer, group)?;
     let steps = train.steps as u64;
     if run.step >= steps {
         return Ok(());
@@ -107,12 +110,13 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
         let mut passes =
             forward_backward(spec, comm, &built, &mut batches, &mut accumulator, step)?;
         let stop = passes.sums.average_over(comm, interrupt::requested());
-        let grads = all_reduce_grads(comm, &built.vars, accumulator.take()?, &[LOG_LOGIT_SCALE])?;
-        let norm =
-            match check_and_clip(step, passes.sums.loss, &built.vars, &grads, train.grad_clip) {
-                Ok(norm) => norm,
-                Err(error) => return Err(run.stop_nonfinite(&error)),
-            };
+        let grads =
+            placement.reduce_grads(comm, &built.vars, &accumulator.take()?, &[LOG_LOGIT_SCALE])?;
+        let loss = passes.sums.loss;
+        let norm = match check_and_clip(step, loss, &built.vars, &grads, train.grad_clip, group) {
+            Ok(norm) => norm,
+            Err(error) => return Err(run.stop_nonfinite(&error)),
+        };
         on_pool(|| optimizer.step(&grads, lr, norm.scale))?;
         clamp_logit_scale(&built.vars, spec.model.logit_scale.max)?;
         let pairs_per_second = train.batch_size as f64 / started.elapsed().as_secs_f64();
@@ -123,12 +127,13 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
             passes.sums.loss
         ));
         let last = step == steps;
-        if root && (step.is_multiple_of(train.eval_every as u64) || last) {
+        // With shared experts every rank takes part in the evaluation's forward passes.
+        if (root || group.is_some()) && (step.is_multiple_of(train.eval_every as u64) || last) {
             run.periodic_eval(spec, &built, data_dir)?;
         }
         let stop = stop.filter(|_| !last);
         if step.is_multiple_of(train.checkpoint_every as u64) || last || stop.is_some() {
-            run.checkpoint(spec, &built.vars, &optimizer)?;
+            run.checkpoint(spec, &built.vars, &optimizer, group)?;
         }
         if let Some(signal) = stop {
             bar.finish_and_clear();
@@ -294,13 +299,14 @@ fn restore(
     out_dir: &Path,
     vars: &[(String, Var)],
     optimizer: &mut AdamW,
+    group: Option<&ExpertGroup>,
 ) -> anyhow::Result<Option<(u64, ResumeState)>> {
     let saved = checkpoint::list(&out_dir.join(CHECKPOINTS))?;
     for candidate in saved.iter().rev() {
         let restored = serde_json::from_value::<ResumeState>(candidate.state.extra.clone())
             .with_context(|| format!("{} has no loader position", candidate.path.display()))
             .and_then(|resume| {
-                checkpoint::load(&candidate.path, vars, optimizer)?;
+                checkpoint::load(&candidate.path, vars, optimizer, group)?;
                 Ok(resume)
             });
         match restored {
@@ -340,14 +346,16 @@ struct Run {
 
 impl Run {
     /// Continues after the newest checkpoint in `out_dir`, loading its weights and optimiser
-    /// state, or starts at step 0. Only the `root` rank writes: logs, checkpoints, records.
+    /// state (this rank's expert shares under an expert `group`), or starts at step 0. Only
+    /// the `root` rank writes: logs, checkpoints, records.
     fn resume(
         out_dir: &Path,
         root: bool,
         vars: &[(String, Var)],
         optimizer: &mut AdamW,
+        group: Option<&ExpertGroup>,
     ) -> anyhow::Result<Run> {
-        let (step, position, earlier_seconds) = match restore(out_dir, vars, optimizer)? {
+        let (step, position, earlier_seconds) = match restore(out_dir, vars, optimizer, group)? {
             Some((step, resume)) => {
                 tracing::info!("train: resuming after step {step}");
                 (step, Some(resume.position), resume.wall_seconds)
@@ -427,13 +435,15 @@ impl Run {
     }
 
     /// Flushes the logs, saves a checkpoint of the last step and prunes older ones (rank 0;
-    /// the others hold the same weights).
+    /// the others hold the same weights, or with an expert `group` send their shares).
     fn checkpoint(
         &mut self,
         spec: &Spec,
         vars: &[(String, Var)],
         optimizer: &AdamW,
+        group: Option<&ExpertGroup>,
     ) -> anyhow::Result<()> {
+        let whole = checkpoint::whole_state(vars, optimizer, group)?;
         let Some(logs) = &mut self.logs else {
             return Ok(());
         };
@@ -453,7 +463,8 @@ impl Run {
             metrics.insert(metric_columns::LOSS.to_owned(), self.loss);
         }
         let checkpoints = self.checkpoints();
-        checkpoint::save(&checkpoints, self.step, vars, optimizer, &metrics, &extra)?;
+        let updates = optimizer.step_count();
+        checkpoint::save(&checkpoints, self.step, &whole, updates, &metrics, &extra)?;
         checkpoint::retain(
             &checkpoints,
             &Retention {

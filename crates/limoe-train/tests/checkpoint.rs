@@ -70,20 +70,15 @@ fn assert_same(a: &[(String, Var)], oa: &AdamW, b: &[(String, Var)], ob: &AdamW)
 
 fn save(root: &Path, at: u64, params: &[(String, Var)], opt: &AdamW, loss: f64) {
     let metrics = BTreeMap::from([("loss".to_string(), loss)]);
-    checkpoint::save(root, at, params, opt, &metrics, &json!({"loader": at})).unwrap();
+    let state = checkpoint::whole_state(params, opt, None).unwrap();
+    let extra = json!({"loader": at});
+    checkpoint::save(root, at, &state, opt.step_count(), &metrics, &extra).unwrap();
 }
 
 /// The checkpoint of step 1 of `params` with a fresh optimiser, no metrics and no extra.
 fn save_bare(root: &Path, params: &[(String, Var)]) -> std::path::PathBuf {
-    checkpoint::save(
-        root,
-        1,
-        params,
-        &optimizer(params),
-        &BTreeMap::new(),
-        &json!(null),
-    )
-    .unwrap()
+    let state = checkpoint::whole_state(params, &optimizer(params), None).unwrap();
+    checkpoint::save(root, 1, &state, 0, &BTreeMap::new(), &json!(null)).unwrap()
 }
 
 #[test]
@@ -99,7 +94,8 @@ fn round_trip_is_bitwise_and_restores_state() {
     }
     let extra = json!({"loader": {"epoch": 1, "row": 17}, "rng": [1, 2, 3], "spec": "ab12"});
     let metrics = BTreeMap::from([("loss".to_string(), 0.25)]);
-    let dir = checkpoint::save(root.path(), 3, &src, &opt, &metrics, &extra).unwrap();
+    let state = checkpoint::whole_state(&src, &opt, None).unwrap();
+    let dir = checkpoint::save(root.path(), 3, &state, opt.step_count(), &metrics, &extra).unwrap();
     assert_eq!(dir, root.path().join("step-00000003"));
     for file in [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE] {
         assert!(dir.join(file).is_file(), "{file}");
@@ -107,7 +103,7 @@ fn round_trip_is_bitwise_and_restores_state() {
 
     let dst = params(5.0);
     let mut restored = optimizer(&dst);
-    let state = checkpoint::load(&dir, &dst, &mut restored).unwrap();
+    let state = checkpoint::load(&dir, &dst, &mut restored, None).unwrap();
     assert_eq!((state.step, state.optimizer_step), (3, 3));
     assert_eq!((state.metrics, state.extra), (metrics, extra));
     assert_same(&src, &opt, &dst, &restored);
@@ -130,7 +126,7 @@ fn resumed_optimizer_takes_identical_steps() {
     let resumed = params(9.0);
     let mut resumed_opt = optimizer(&resumed);
     let latest = checkpoint::latest(root.path()).unwrap().unwrap();
-    checkpoint::load(&latest.path, &resumed, &mut resumed_opt).unwrap();
+    checkpoint::load(&latest.path, &resumed, &mut resumed_opt, None).unwrap();
     for s in 3..=5 {
         step(&straight, &mut straight_opt, s);
         step(&resumed, &mut resumed_opt, s);
@@ -241,7 +237,7 @@ fn retention_keeps_last_n_and_the_best() {
 fn load_error(dir: &Path, target: &[(String, Var)]) -> String {
     let before: Vec<Vec<u32>> = target.iter().map(|(_, v)| bits(v)).collect();
     let mut opt = optimizer(target);
-    let err = checkpoint::load(dir, target, &mut opt).unwrap_err();
+    let err = checkpoint::load(dir, target, &mut opt, None).unwrap_err();
     let after: Vec<Vec<u32>> = target.iter().map(|(_, v)| bits(v)).collect();
     assert_eq!(before, after);
     assert_eq!(opt.step_count(), 0);

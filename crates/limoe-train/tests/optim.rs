@@ -152,15 +152,15 @@ fn two_params() -> (Vec<(String, Var)>, GradStore) {
 #[test]
 fn clipping_scales_to_the_exact_norm() {
     let (params, grads) = two_params();
-    let clip = check_and_clip(7, 0.5, &params, &grads, Some(6.5)).unwrap();
+    let clip = check_and_clip(7, 0.5, &params, &grads, Some(6.5), None).unwrap();
     assert_eq!(clip.norm, 13.0);
     assert_eq!(clip.scale, 0.5);
     assert_eq!(clip.norm * clip.scale, 6.5);
-    let clip = check_and_clip(7, 0.5, &params, &grads, Some(20.0)).unwrap();
+    let clip = check_and_clip(7, 0.5, &params, &grads, Some(20.0), None).unwrap();
     assert_eq!((clip.norm, clip.scale), (13.0, 1.0));
-    let clip = check_and_clip(7, 0.5, &params, &grads, None).unwrap();
+    let clip = check_and_clip(7, 0.5, &params, &grads, None, None).unwrap();
     assert_eq!((clip.norm, clip.scale), (13.0, 1.0));
-    let clip = check_and_clip(7, 0.5, &params, &GradStore::default(), Some(1.0)).unwrap();
+    let clip = check_and_clip(7, 0.5, &params, &GradStore::default(), Some(1.0), None).unwrap();
     assert_eq!((clip.norm, clip.scale), (0.0, 1.0));
 }
 
@@ -176,7 +176,7 @@ fn non_finite_gradient_and_loss_are_named() {
     grads.insert(a.as_tensor(), tensor(&[1.0]));
     grads.insert(b.as_tensor(), tensor(&[2.0, f32::NAN]));
     grads.insert(c.as_tensor(), tensor(&[f32::INFINITY]));
-    let err = check_and_clip(42, 1.0, &params, &grads, Some(1.0)).unwrap_err();
+    let err = check_and_clip(42, 1.0, &params, &grads, Some(1.0), None).unwrap_err();
     let guard = err.downcast_ref::<NonFinite>().unwrap();
     assert_eq!(guard.step, 42);
     assert_eq!(
@@ -186,7 +186,7 @@ fn non_finite_gradient_and_loss_are_named() {
     let message = err.to_string();
     assert!(message.contains("step 42") && message.contains("encoder.block1.moe.router"));
 
-    let err = check_and_clip(3, f64::INFINITY, &params, &grads, None).unwrap_err();
+    let err = check_and_clip(3, f64::INFINITY, &params, &grads, None, None).unwrap_err();
     let guard = err.downcast_ref::<NonFinite>().unwrap();
     assert_eq!(guard.source, NonFiniteSource::Loss(f64::INFINITY));
     assert!(err.to_string().contains("step 3"));

@@ -23,7 +23,7 @@ pub use manifest::{COMPLETE, FileEntry, InputRef, MANIFEST, Manifest, Verified};
 use crate::files::{sha256_hex, write_atomic};
 use crate::load::LoadedSpec;
 use crate::pipeline::execution_order;
-use crate::spec::{Spec, StageSpec, did_you_mean};
+use crate::spec::{PLACEMENT_KEYS, Spec, StageSpec, did_you_mean};
 use crate::stage::{Artifact, Progress, Registry, Stage, StageContext};
 
 /// Whether a planned stage would run.
@@ -263,12 +263,13 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|&path| {
                 let pointer = format!("/{}", path.replace('.', "/"));
-                let value = spec_json.pointer(&pointer).cloned().with_context(|| {
+                let mut value = spec_json.pointer(&pointer).cloned().with_context(|| {
                     format!(
                         "stage kind `{}` reads `{path}`, which no spec has",
                         stage.uses
                     )
                 })?;
+                drop_placement_keys(path, &mut value);
                 Ok((path.to_owned(), value))
             })
             .collect::<anyhow::Result<serde_json::Map<_, _>>>()?;
@@ -628,4 +629,22 @@ pub fn cache_key(config: &serde_json::Value, inputs: &[(&str, &str)]) -> String 
 
 fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Removes from `value`, the spec's value at `path`, the [`PLACEMENT_KEYS`] inside it: how
+/// work is placed on devices changes no result, so a run placed otherwise reuses (and
+/// resumes) the same stages.
+fn drop_placement_keys(path: &str, value: &mut serde_json::Value) {
+    for key in PLACEMENT_KEYS {
+        let Some(inner) = key.strip_prefix(path).and_then(|k| k.strip_prefix('.')) else {
+            continue;
+        };
+        let (parent, last) = match inner.rsplit_once('.') {
+            Some((parent, last)) => (format!("/{}", parent.replace('.', "/")), last),
+            None => (String::new(), inner),
+        };
+        if let Some(serde_json::Value::Object(map)) = value.pointer_mut(&parent) {
+            map.remove(last);
+        }
+    }
 }

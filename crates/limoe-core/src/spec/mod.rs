@@ -41,7 +41,7 @@ pub use path::{KeyPath, Segment};
 pub use presets::fill_defaults;
 pub use stages::{StageSpec, default_pipeline};
 pub use sweep::{Distribution, OverrideSet, RandomSweep, SweepSpec};
-pub use train::{BestBy, Device, Goal, Monitor, Schedule, TrainSpec};
+pub use train::{BestBy, Device, Goal, Monitor, PLACEMENT_KEYS, Schedule, TrainSpec};
 
 /// A whole experiment.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -107,6 +107,7 @@ impl Spec {
         self.data.check(&root.key("data"), c);
         self.model.check(&root.key("model"), c);
         self.train.check(&root.key("train"), c);
+        train::check_expert_parallel(self, c);
         self.eval.check(&root.key("eval"), c);
         eval::check_dataset_names(self, c);
         self.analysis.check(&root.key("analysis"), c);

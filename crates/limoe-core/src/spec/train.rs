@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Spec;
 use super::check::Checker;
 use super::diagnostic::did_you_mean;
 use super::eval::{Retrieval, ZeroShot};
@@ -10,6 +11,14 @@ use crate::logs::eval_metrics::{
     ALL_DATASETS, RETRIEVAL_DIRECTIONS, RETRIEVAL_MEASURES, ZERO_SHOT, metric_key, retrieval_metric,
 };
 use crate::logs::metrics;
+
+/// Keys that say how training is placed on devices, not what it computes: they are left out
+/// of every cache key, as the number of ranks is.
+pub const PLACEMENT_KEYS: &[&str] = &["train.expert_parallel"];
+
+fn is_one(value: &usize) -> bool {
+    *value == 1
+}
 
 /// Learning-rate schedule after the linear warmup.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -119,6 +128,12 @@ pub struct TrainSpec {
     pub batch_size: usize,
     /// Micro-batches accumulated per step; must divide `batch_size`.
     pub accumulation: usize,
+    /// Ranks that share one copy of the experts (expert parallelism): each of a group of
+    /// this many ranks holds `moe.experts / expert_parallel` experts of every MoE block.
+    /// Where work is placed, not what is computed: no part of any cache key
+    /// ([`PLACEMENT_KEYS`]), so a run resumes under another value.
+    #[serde(skip_serializing_if = "is_one")]
+    pub expert_parallel: usize,
     /// Peak learning rate.
     pub lr: f64,
     /// Final learning rate of the decay.
@@ -155,6 +170,7 @@ impl Default for TrainSpec {
             steps: 300,
             batch_size: 64,
             accumulation: 1,
+            expert_parallel: 1,
             lr: 1e-3,
             min_lr: 1e-5,
             warmup_steps: 30,
@@ -173,6 +189,32 @@ impl Default for TrainSpec {
     }
 }
 
+/// `train.expert_parallel` splits every MoE block's experts evenly over a group of ranks: the
+/// model must have MoE blocks, and their expert count must be a multiple of it.
+pub(super) fn check_expert_parallel(spec: &Spec, c: &mut Checker) {
+    let parts = spec.train.expert_parallel;
+    if parts <= 1 {
+        return;
+    }
+    let at = KeyPath::root().key("train").key("expert_parallel");
+    if spec.model.active_moe_blocks().is_empty() {
+        c.error(
+            &at,
+            format!("expert_parallel {parts} shards experts, and this model.arch has none"),
+            Some("remove train.expert_parallel, or use model.arch: limoe".into()),
+        );
+    } else if !spec.model.moe.experts.is_multiple_of(parts) {
+        c.error(
+            &at,
+            format!(
+                "expert_parallel {parts} does not divide model.moe.experts {}",
+                spec.model.moe.experts
+            ),
+            Some("pick a divisor of model.moe.experts".into()),
+        );
+    }
+}
+
 impl TrainSpec {
     pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
         c.at_least_one(
@@ -181,6 +223,7 @@ impl TrainSpec {
                 ("steps", self.steps),
                 ("batch_size", self.batch_size),
                 ("accumulation", self.accumulation),
+                ("expert_parallel", self.expert_parallel),
                 ("log_every", self.log_every),
                 ("eval_every", self.eval_every),
                 ("checkpoint_every", self.checkpoint_every),

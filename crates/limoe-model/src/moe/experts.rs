@@ -5,6 +5,15 @@ use candle_nn::{Init, VarBuilder};
 
 use limoe_ops::{grouped_linear, grouped_linear_gelu};
 
+/// The name scope of a MoE layer's expert tensors (`<layer>.experts.w1`, ...).
+pub const SCOPE: &str = "experts";
+
+/// Whether the parameter `name` is an expert tensor, batched over experts along its first
+/// dimension: what expert parallelism shards and checkpoints store whole.
+pub fn is_expert_param(name: &str) -> bool {
+    name.split('.').any(|part| part == SCOPE)
+}
+
 /// E two-layer GELU MLPs `width -> mlp_dim -> width`, stored batched over experts.
 #[derive(Debug, Clone)]
 pub struct Experts {

@@ -17,6 +17,8 @@
 //!   its token; empty rows read token 0 and are never combined); the experts run as one
 //!   batched matmul pair; combine: one `index_select` of every (choice, token) row times its
 //!   raw clean gate p(e|x) (not renormalised; 0 when dropped), summed over K.
+//! - Expert parallelism ([`parallel`]): a layer may hold only its rank's share of the
+//!   experts; the buffer then goes to the experts' ranks and back by all-to-all.
 //! - Differentiable: y wrt x (through dispatch and the router), expert weights, and the router
 //!   weight through the combine gates and the auxiliary losses. The choice of experts, the
 //!   BPR order and the capacity drops carry no gradient.
@@ -26,6 +28,7 @@ pub mod config;
 pub mod experts;
 pub mod groups;
 mod noise;
+pub mod parallel;
 pub mod routing;
 pub mod stats;
 
@@ -36,6 +39,7 @@ pub use aux::{AuxTerms, AuxValues, AuxWeights, LossTerms, PerModality, aux_weigh
 pub use config::{MoeConfig, RouteMode, RoutedTokens, TokenCounts};
 pub use experts::Experts;
 pub use groups::Groups;
+pub use parallel::ExpertGroup;
 pub use routing::{RouteSpec, Routing, capacity, route};
 pub use stats::{ModalityStats, RoutingStats};
 
@@ -47,7 +51,10 @@ pub struct Moe {
     cfg: MoeConfig,
     /// [width, E]
     router: Tensor,
+    /// All E experts, or this rank's share of them under expert parallelism.
     experts: Experts,
+    /// The ranks holding the other experts, under expert parallelism.
+    group: Option<ExpertGroup>,
 }
 
 /// The result of [`Moe::forward`].
@@ -64,24 +71,35 @@ pub struct MoeOutput {
 }
 
 impl Moe {
-    /// Creates the layer's parameters under `vb` (`router`, `experts.{w1,b1,w2,b2}`).
-    pub fn new(vb: VarBuilder, cfg: &MoeConfig) -> Result<Moe> {
+    /// Creates the layer's parameters under `vb` (`router`, `experts.{w1,b1,w2,b2}`): every
+    /// expert, or with a `group` (expert parallelism) this rank's share of them.
+    pub fn new(vb: VarBuilder, cfg: &MoeConfig, group: Option<&ExpertGroup>) -> Result<Moe> {
         cfg.validate()?;
-        let experts = cfg.routing.experts;
-        let bound = (6.0 / (cfg.width + experts) as f64).sqrt();
+        let count = cfg.routing.experts;
+        if let Some(group) = group
+            && !count.is_multiple_of(group.parts())
+        {
+            bail!(
+                "moe: {count} experts do not split over {} ranks",
+                group.parts()
+            );
+        }
+        let bound = (6.0 / (cfg.width + count) as f64).sqrt();
         let router = vb.get_with_hints(
-            (cfg.width, experts),
+            (cfg.width, count),
             "router",
             Init::Uniform {
                 lo: -bound,
                 up: bound,
             },
         )?;
-        let experts = Experts::new(&vb.pp("experts"), experts, cfg.width, cfg.mlp_dim)?;
+        let held = group.map_or(count, |g| g.local(count).len());
+        let experts = Experts::new(&vb.pp(experts::SCOPE), held, cfg.width, cfg.mlp_dim)?;
         Ok(Moe {
             cfg: cfg.clone(),
             router,
             experts,
+            group: group.cloned(),
         })
     }
 
@@ -193,12 +211,19 @@ impl Moe {
         let (t, width) = x.dims2()?;
         // Empty rows read some token: their outputs are never combined, so they get no gradient.
         let buffer = x.index_select(&routing.fill, 0)?;
-        // On the CPU the experts skip their empty slots (a buffer fills from its first row).
-        let filled = match (x.device().is_cpu(), routing.groups) {
-            (true, 1) => Some(filled_slots(&routing.experts, self.cfg.routing.experts)?),
-            _ => None,
+        let experts = self.cfg.routing.experts;
+        let out = match &self.group {
+            Some(group) => group.run(&self.experts, &buffer, experts)?,
+            // On the CPU the experts skip their empty slots (a buffer fills from its first
+            // row).
+            None => {
+                let filled = match (x.device().is_cpu(), routing.groups) {
+                    (true, 1) => Some(filled_slots(&routing.experts, experts)?),
+                    _ => None,
+                };
+                self.experts.forward(&buffer, filled.as_deref())?
+            }
         };
-        let out = self.experts.forward(&buffer, filled.as_deref())?;
         // Raw clean gate of each choice, zeroed where the choice was dropped: [K * T, 1].
         let weights = probs
             .gather(&routing.chosen, 1)?

@@ -8,6 +8,8 @@
 //! Tensors are saved from and loaded to the CPU as f32, whatever device they live on.
 //! `state.json` records the SHA-256 of both tensor files, checked before anything is loaded,
 //! so a file changed on disk (a flipped bit, a truncated copy) is an error naming it.
+//! Under expert parallelism a rank holds a share of each expert tensor; checkpoints store the
+//! whole tensors, by global expert index, so that they load at any placement and world size.
 
 mod retain;
 
@@ -19,6 +21,8 @@ use anyhow::{Context, bail};
 use candle_core::{DType, Device, Tensor, Var};
 use limoe_core::files::{hash_file, write_atomic};
 use serde::{Deserialize, Serialize};
+
+use limoe_model::moe::ExpertGroup;
 
 use crate::optim::AdamW;
 
@@ -68,13 +72,37 @@ pub fn dir_name(step: u64) -> String {
     format!("{PREFIX}{step:08}")
 }
 
-/// Writes the checkpoint of `step` under `root` and returns its directory. Replaces an
+/// The whole tensors of `params` and of `optimizer`'s moments: their own, or with an expert
+/// `group` gathered from its ranks (a collective: every rank of the group calls it).
+pub fn whole_state(
+    params: &[(String, Var)],
+    optimizer: &AdamW,
+    group: Option<&ExpertGroup>,
+) -> anyhow::Result<[Vec<(String, Tensor)>; 2]> {
+    let whole = |tensors: Vec<(String, &Var)>| -> anyhow::Result<Vec<(String, Tensor)>> {
+        tensors
+            .into_iter()
+            .map(|(name, var)| {
+                let tensor = match group {
+                    Some(group) => group.whole(&name, var.as_tensor())?,
+                    None => var.as_tensor().clone(),
+                };
+                Ok((name, tensor))
+            })
+            .collect()
+    };
+    let named = params.iter().map(|(n, v)| (n.clone(), v)).collect();
+    Ok([whole(named)?, whole(optimizer.state_vars())?])
+}
+
+/// Writes the checkpoint of `step` under `root` from the [`whole_state`] of the parameters
+/// and the optimiser (`optimizer_step` updates), and returns its directory. Replaces an
 /// existing checkpoint of the same step; metrics must be finite.
 pub fn save(
     root: &Path,
     step: u64,
-    params: &[(String, Var)],
-    optimizer: &AdamW,
+    [params, moments]: &[Vec<(String, Tensor)>; 2],
+    optimizer_step: u64,
     metrics: &BTreeMap<String, f64>,
     extra: &serde_json::Value,
 ) -> anyhow::Result<PathBuf> {
@@ -87,12 +115,8 @@ pub fn save(
             .with_context(|| format!("cannot remove the stale {}", tmp.display()))?;
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let named = params.iter().map(|(n, v)| (n.clone(), v));
-    save_tensors(&tmp.join(MODEL_FILE), named)?;
-    save_tensors(
-        &tmp.join(OPTIMIZER_FILE),
-        optimizer.state_vars().into_iter(),
-    )?;
+    save_tensors(&tmp.join(MODEL_FILE), params)?;
+    save_tensors(&tmp.join(OPTIMIZER_FILE), moments)?;
     let mut files = BTreeMap::new();
     for file in [MODEL_FILE, OPTIMIZER_FILE] {
         let path = tmp.join(file);
@@ -102,7 +126,7 @@ pub fn save(
     }
     let state = CheckpointState {
         step,
-        optimizer_step: optimizer.step_count(),
+        optimizer_step,
         metrics: metrics.clone(),
         extra: extra.clone(),
         files,
@@ -166,19 +190,21 @@ fn read_complete(path: &Path) -> Option<Checkpoint> {
 }
 
 /// Restores the parameters and the optimiser (moments bitwise, step count) from the
-/// checkpoint directory `dir` and returns its state. Every tensor name and shape is checked
-/// before anything is set: a missing, extra, mis-shaped or non-f32 tensor is an error naming
-/// it and the file, and leaves parameters and optimiser untouched.
+/// checkpoint directory `dir` and returns its state; with an expert `group`, this rank's
+/// shares of the stored whole expert tensors. Every tensor name and shape is checked before
+/// anything is set: a missing, extra, mis-shaped or non-f32 tensor is an error naming it and
+/// the file, and leaves parameters and optimiser untouched.
 pub fn load(
     dir: &Path,
     params: &[(String, Var)],
     optimizer: &mut AdamW,
+    group: Option<&ExpertGroup>,
 ) -> anyhow::Result<CheckpointState> {
     let state = read_verified(dir)?;
     let model: Vec<(String, &Var)> = params.iter().map(|(n, v)| (n.clone(), v)).collect();
-    let model = read_matching(&dir.join(MODEL_FILE), &model)?;
+    let model = read_matching(&dir.join(MODEL_FILE), &model, group)?;
     let moments = optimizer.state_vars();
-    let opt = read_matching(&dir.join(OPTIMIZER_FILE), &moments)?;
+    let opt = read_matching(&dir.join(OPTIMIZER_FILE), &moments, group)?;
     for (var, tensor) in model.iter().chain(&opt) {
         var.set(&tensor.to_device(var.device())?)?;
     }
@@ -191,7 +217,7 @@ pub fn load(
 pub fn load_params(dir: &Path, params: &[(String, Var)]) -> anyhow::Result<()> {
     read_verified(dir)?;
     let model: Vec<(String, &Var)> = params.iter().map(|(n, v)| (n.clone(), v)).collect();
-    for (var, tensor) in read_matching(&dir.join(MODEL_FILE), &model)? {
+    for (var, tensor) in read_matching(&dir.join(MODEL_FILE), &model, None)? {
         var.set(&tensor.to_device(var.device())?)?;
     }
     Ok(())
@@ -221,17 +247,11 @@ fn read_verified(dir: &Path) -> anyhow::Result<CheckpointState> {
 }
 
 /// Writes `tensors` to `path` as f32 on the CPU and syncs the file.
-fn save_tensors<'a>(
-    path: &Path,
-    tensors: impl Iterator<Item = (String, &'a Var)>,
-) -> anyhow::Result<()> {
+fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> anyhow::Result<()> {
     let mut map = HashMap::new();
-    for (name, var) in tensors {
-        let tensor = var
-            .as_tensor()
-            .to_device(&Device::Cpu)?
-            .to_dtype(DType::F32)?;
-        map.insert(name, tensor);
+    for (name, tensor) in tensors {
+        let tensor = tensor.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+        map.insert(name.clone(), tensor);
     }
     candle_core::safetensors::save(&map, path)
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -247,31 +267,42 @@ fn first_nonfinite(tensor: &Tensor) -> anyhow::Result<Option<(usize, f32)>> {
 }
 
 /// The tensors of `path` paired with the variables they restore, after checking that the
-/// file has exactly the expected names, each f32 with the variable's shape and finite values.
+/// file has exactly the expected names, each f32 with the variable's whole shape and finite
+/// values; with an expert `group`, each variable's share of its tensor.
 fn read_matching<'a>(
     path: &Path,
     expected: &[(String, &'a Var)],
+    group: Option<&ExpertGroup>,
 ) -> anyhow::Result<Vec<(&'a Var, Tensor)>> {
     let mut loaded = candle_core::safetensors::load(path, &Device::Cpu)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mut problems = Vec::new();
     let mut pairs = Vec::with_capacity(expected.len());
     for (name, var) in expected {
+        let whole = match group {
+            Some(group) => group.whole_dims(name, var.dims()),
+            None => var.dims().to_vec(),
+        };
         match loaded.remove(name) {
             None => problems.push(format!("tensor `{name}` is missing")),
             Some(t) if t.dtype() != DType::F32 => {
                 problems.push(format!("tensor `{name}` is {:?}, expected f32", t.dtype()));
             }
-            Some(t) if t.shape() != var.shape() => problems.push(format!(
-                "tensor `{name}` has shape {:?}, the model expects {:?}",
+            Some(t) if t.dims() != whole => problems.push(format!(
+                "tensor `{name}` has shape {:?}, the model expects {whole:?}",
                 t.dims(),
-                var.dims()
             )),
             Some(t) => match first_nonfinite(&t)? {
                 Some((index, value)) => problems.push(format!(
                     "tensor `{name}` holds the non-finite value {value} at flat index {index}"
                 )),
-                None => pairs.push((*var, t)),
+                None => pairs.push((
+                    *var,
+                    match group {
+                        Some(group) => group.share(name, &t)?,
+                        None => t,
+                    },
+                )),
             },
         }
     }

@@ -1,0 +1,92 @@
+//! Expert parallelism in training (`train.expert_parallel: P`): the world's ranks form
+//! groups of P consecutive ranks, each group holding one copy of the experts spread over its
+//! ranks, and data parallelism runs across all ranks as before.
+//!
+//! The gradient of an expert share on a rank already sums over the tokens of its whole group
+//! (the all-to-all's backward brings them back), so it is summed over the ranks that hold
+//! the same share, one per group (the "replicas"); dense gradients are summed over every
+//! rank. Together that is the gradient one process computes.
+
+use std::sync::Arc;
+
+use anyhow::bail;
+use candle_core::Var;
+use candle_core::backprop::GradStore;
+use limoe_dist::Communicator;
+use limoe_model::moe::ExpertGroup;
+use limoe_model::moe::experts::is_expert_param;
+
+use crate::data_parallel::all_reduce_grads;
+
+/// How a rank's parameters are placed: every expert here, or a share of them.
+pub struct Placement {
+    /// The ranks sharing this rank's copy of the experts, when they are shared.
+    group: Option<ExpertGroup>,
+    /// The ranks holding the same share as this one, one per group.
+    replicas: Option<Box<dyn Communicator>>,
+}
+
+impl Placement {
+    /// Groups `comm`'s ranks by `parts` (a collective: every rank calls it); `parts` 1 keeps
+    /// every expert on every rank.
+    pub fn new(comm: &dyn Communicator, parts: usize) -> anyhow::Result<Placement> {
+        if parts <= 1 {
+            return Ok(Placement {
+                group: None,
+                replicas: None,
+            });
+        }
+        let ranks = comm.size();
+        if !ranks.is_multiple_of(parts) {
+            bail!(
+                "train.expert_parallel {parts} needs a multiple of {parts} ranks, and {ranks} \
+                 were launched; launch {} ranks (`mpirun -np {}`), or set \
+                 train.expert_parallel to a divisor of {ranks}",
+                parts * ranks.div_ceil(parts),
+                parts * ranks.div_ceil(parts)
+            );
+        }
+        let rank = comm.rank();
+        let group = comm.split((rank / parts) as u32);
+        let replicas = comm.split((rank % parts) as u32);
+        tracing::info!(
+            "train: experts shared by groups of {parts} ranks; this rank holds share {} of \
+             group {}",
+            rank % parts,
+            rank / parts
+        );
+        Ok(Placement {
+            group: Some(ExpertGroup::new(Arc::from(group))),
+            replicas: Some(replicas),
+        })
+    }
+
+    /// The expert group, when experts are shared.
+    pub fn group(&self) -> Option<&ExpertGroup> {
+        self.group.as_ref()
+    }
+
+    /// Sums every gradient over the ranks that hold the same parameter (see the module
+    /// documentation); `after_gather` as in [`all_reduce_grads`].
+    pub fn reduce_grads(
+        &self,
+        world: &dyn Communicator,
+        params: &[(String, Var)],
+        grads: &GradStore,
+        after_gather: &[&str],
+    ) -> candle_core::Result<GradStore> {
+        let Some(replicas) = &self.replicas else {
+            return all_reduce_grads(world, params, grads, after_gather);
+        };
+        let (experts, dense): (Vec<_>, Vec<_>) =
+            (params.iter().cloned()).partition(|(name, _)| is_expert_param(name));
+        let mut reduced = all_reduce_grads(world, &dense, grads, after_gather)?;
+        let summed = all_reduce_grads(replicas.as_ref(), &experts, grads, &[])?;
+        for (_, var) in &experts {
+            if let Some(grad) = summed.get(var.as_tensor()) {
+                reduced.insert(var.as_tensor(), grad.clone());
+            }
+        }
+        Ok(reduced)
+    }
+}
