@@ -3,10 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{Context, bail};
 use limoe_core::runner::{Outcome, Plan, PlannedStage, Runner, Status};
+use limoe_core::spec::Spec;
 use limoe_core::sweep::{load_trial, trial_dir};
 use limoe_core::{LoadedSpec, Progress, Registry};
 use limoe_dist::Communicator;
+use limoe_train::budget::{self, Placement};
+use limoe_train::data_parallel::check_routing_groups;
 
 use crate::load::{INVALID_SPEC, load};
 
@@ -63,7 +67,7 @@ pub fn run(
         plan = plan.recording_in(dir);
     }
     if opts.dry_run {
-        print_plan(&loaded, &plan);
+        print_plan(&loaded, &plan, Placement::SOLO);
         return Ok(ExitCode::SUCCESS);
     }
     let report = runner.execute(&loaded, &plan)?;
@@ -115,24 +119,86 @@ pub fn validate(
     })
 }
 
-/// `limoe plan`.
+/// `limoe plan`, for training on `world` ranks with `expert_parallel` of them sharing the
+/// experts (`train.expert_parallel` when `None`).
 pub fn plan(
     registry: &Registry,
     runs_dir: &Path,
     spec: &Path,
     sets: &[String],
+    world: usize,
+    expert_parallel: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
     let loaded = match load(registry, spec, sets) {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
+    let placement = placement(&loaded.spec, world, expert_parallel)?;
     let runner = Runner::new(registry, runs_dir, Progress::new(false));
     let plan = runner.plan(&loaded, &[])?;
-    print_plan(&loaded, &plan);
+    print_plan(&loaded, &plan, placement);
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_plan(loaded: &LoadedSpec, plan: &Plan) {
+/// The placement `limoe plan --world N --expert-parallel P` asks for, refused where training
+/// could not run on it.
+fn placement(
+    spec: &Spec,
+    world: usize,
+    expert_parallel: Option<usize>,
+) -> anyhow::Result<Placement> {
+    let (parts, named) = match expert_parallel {
+        Some(parts) => (parts, format!("--expert-parallel {parts}")),
+        None => {
+            let parts = spec.train.expert_parallel;
+            (
+                parts,
+                format!("train.expert_parallel {parts} (the default of --expert-parallel)"),
+            )
+        }
+    };
+    let model = &spec.model;
+    let experts = model.moe.experts;
+    if parts > 1 && model.active_moe_blocks().is_empty() {
+        bail!(
+            "{named} shards experts, and a {:?} model has none; leave --expert-parallel at 1",
+            model.arch
+        );
+    }
+    if !experts.is_multiple_of(parts) {
+        bail!(
+            "{named} does not divide the {experts} experts of every MoE block \
+             (model.moe.experts); pass a divisor of {experts}"
+        );
+    }
+    if !world.is_multiple_of(parts) {
+        bail!(
+            "{named} does not divide --world {world}: the ranks form groups of that many, \
+             each holding the experts once; pass --expert-parallel a divisor of {world}, or a \
+             --world that is a multiple of {parts}"
+        );
+    }
+    let micro_batch = budget::micro_batch(spec);
+    if !micro_batch.is_multiple_of(world) {
+        bail!(
+            "--world {world} does not divide the micro-batch of {micro_batch} pairs \
+             (train.batch_size {} / train.accumulation {}); pass a divisor of {micro_batch}",
+            spec.train.batch_size,
+            spec.train.accumulation
+        );
+    }
+    if world > 1 {
+        let per_rank = micro_batch / world;
+        check_routing_groups(model, per_rank)
+            .with_context(|| format!("--world {world} leaves {per_rank} pairs per rank"))?;
+    }
+    Ok(Placement {
+        world,
+        expert_parallel: parts,
+    })
+}
+
+fn print_plan(loaded: &LoadedSpec, plan: &Plan, placement: Placement) {
     println!(
         "experiment `{}` -> {}",
         loaded.spec.name,
@@ -184,9 +250,9 @@ fn print_plan(loaded: &LoadedSpec, plan: &Plan) {
         m.moe.bpr
     );
     let spec = &loaded.spec;
-    let cost = limoe_train::budget::spec_cost(spec);
-    let available = limoe_train::budget::available_bytes(spec.train.device);
-    for line in limoe_train::budget::describe(spec, &cost, available) {
+    let cost = budget::spec_cost(spec, placement);
+    let available = budget::available_bytes(spec.train.device);
+    for line in budget::describe(spec, &cost, available) {
         println!("{line}");
     }
 }

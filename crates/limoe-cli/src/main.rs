@@ -9,6 +9,7 @@ mod report;
 mod sweep;
 mod verify;
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -98,6 +99,13 @@ enum Command {
     Plan {
         #[command(flatten)]
         spec: SpecArgs,
+        /// Plan training on N ranks: memory per device and communication per step.
+        #[arg(long, default_value_t = NonZeroUsize::MIN, value_name = "N")]
+        world: NonZeroUsize,
+        /// Ranks that share one copy of the experts, each holding experts / P of every MoE
+        /// block [default: the spec's train.expert_parallel].
+        #[arg(long, value_name = "P")]
+        expert_parallel: Option<NonZeroUsize>,
     },
     /// Draw the report of a finished run into `<reports>/<experiment>/index.html`.
     Report {
@@ -198,7 +206,18 @@ fn main() -> ExitCode {
             },
         ),
         Command::Validate { specs, sets } => commands::validate(&registry, &specs, &sets),
-        Command::Plan { spec } => commands::plan(&registry, &cli.runs_dir, &spec.spec, &spec.sets),
+        Command::Plan {
+            spec,
+            world,
+            expert_parallel,
+        } => commands::plan(
+            &registry,
+            &cli.runs_dir,
+            &spec.spec,
+            &spec.sets,
+            world.get(),
+            expert_parallel.map(NonZeroUsize::get),
+        ),
         Command::Report { run } => report::report(&registry, &cli.runs_dir, &cli.reports_dir, &run),
         Command::Verify { run } => verify::verify(&cli.runs_dir, &run),
         Command::Stages => commands::stages(&registry),

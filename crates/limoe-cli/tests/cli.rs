@@ -367,6 +367,68 @@ fn a_model_that_cannot_fit_stops_before_any_stage_runs() {
     );
 }
 
+#[test]
+fn plan_on_many_ranks_gives_memory_per_device_and_communication() {
+    let l16 = root().join("experiments/l16.yaml");
+    let l16 = l16.to_str().unwrap();
+    let plan = |args: &[&str]| {
+        let mut all = vec!["plan", l16];
+        all.extend(args);
+        limoe(&all, &root())
+    };
+    let out = plan(&["--world", "64", "--expert-parallel", "32"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    for line in [
+        "placement: 64 ranks, 16 of each micro-batch's 1024 pairs per rank, 1 of the 32 experts",
+        "training memory per device: ",
+        "GB per device (GB = 1e9 bytes): fits an 80 GB GPU, fits a 141 GB GPU",
+        "communication per step, bytes each rank sends: ",
+        "  all-reduce of dense gradients over 64 ranks: ",
+        "  all-reduce of expert gradients over the 2 rank(s) holding the same experts: ",
+        "  all-to-all of MoE dispatch buffers in groups of 32 rank(s): ",
+        "  all-gather of the embeddings the contrastive loss contrasts: ",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in\n{stdout}");
+    }
+    // One process holds all 32 experts and the whole micro-batch: no 80 GB GPU fits it.
+    let solo = text(&plan(&[]).stdout);
+    assert!(solo.contains("does NOT fit an 80 GB GPU"), "{solo}");
+
+    let dense = [
+        "--set",
+        "model.arch=dense",
+        "--world",
+        "2",
+        "--expert-parallel",
+        "2",
+    ];
+    for (args, message) in [
+        (
+            &["--world", "64", "--expert-parallel", "3"][..],
+            "--expert-parallel 3 does not divide the 32 experts",
+        ),
+        (
+            &["--world", "6", "--expert-parallel", "4"],
+            "--expert-parallel 4 does not divide --world 6",
+        ),
+        (
+            &["--world", "3"],
+            "--world 3 does not divide the micro-batch",
+        ),
+        (
+            &dense,
+            "--expert-parallel 2 shards experts, and a Dense model has none",
+        ),
+    ] {
+        let out = plan(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 /// The cache key of each stage of `limoe plan experiments/tiny.yaml` with `sets`.
 fn tiny_keys(sets: &[&str]) -> std::collections::BTreeMap<String, String> {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ use limoe_data::batch::Preprocess;
 use limoe_model::moe::ExpertGroup;
 use limoe_model::{Model, Params};
 
-use crate::budget::{available_bytes, describe, spec_cost};
+use crate::budget::{Placement, available_bytes, describe, spec_cost};
 use crate::inputs::preprocess;
 
 /// A model and its parameters, built for a spec on its device.
@@ -24,9 +24,10 @@ pub struct Built {
 }
 
 /// Fails, with the plan's numbers, when training the spec's model needs more memory than
-/// the device has available.
+/// the device has available. Counted for one process, which holds the most: the stage's
+/// preflight sees the spec but not the launch's world size (crates/limoe-core/src/stage.rs).
 pub fn check_fits(spec: &Spec) -> anyhow::Result<()> {
-    let cost = spec_cost(spec);
+    let cost = spec_cost(spec, Placement::SOLO);
     if let Some(free) = available_bytes(spec.train.device)
         && cost.training_bytes() > free
     {
