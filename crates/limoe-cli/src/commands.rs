@@ -3,14 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use limoe_core::runner::{Outcome, Plan, PlannedStage, Runner, Status};
 use limoe_core::spec::Spec;
 use limoe_core::sweep::{load_trial, trial_dir};
 use limoe_core::{LoadedSpec, Progress, Registry};
 use limoe_dist::Communicator;
 use limoe_train::budget::{self, Placement};
-use limoe_train::data_parallel::check_routing_groups;
+use limoe_train::placement;
 
 use crate::load::{INVALID_SPEC, load};
 
@@ -147,55 +146,24 @@ fn placement(
     world: usize,
     expert_parallel: Option<usize>,
 ) -> anyhow::Result<Placement> {
-    let (parts, named) = match expert_parallel {
+    let (parts, sharing) = match expert_parallel {
         Some(parts) => (parts, format!("--expert-parallel {parts}")),
         None => {
             let parts = spec.train.expert_parallel;
-            (
-                parts,
-                format!("train.expert_parallel {parts} (the default of --expert-parallel)"),
-            )
+            let named = format!("train.expert_parallel {parts} (the default of --expert-parallel)");
+            (parts, named)
         }
     };
-    let model = &spec.model;
-    let experts = model.moe.experts;
-    if parts > 1 && model.active_moe_blocks().is_empty() {
-        bail!(
-            "{named} shards experts, and a {:?} model has none; leave --expert-parallel at 1",
-            model.arch
-        );
-    }
-    if !experts.is_multiple_of(parts) {
-        bail!(
-            "{named} does not divide the {experts} experts of every MoE block \
-             (model.moe.experts); pass a divisor of {experts}"
-        );
-    }
-    if !world.is_multiple_of(parts) {
-        bail!(
-            "{named} does not divide --world {world}: the ranks form groups of that many, \
-             each holding the experts once; pass --expert-parallel a divisor of {world}, or a \
-             --world that is a multiple of {parts}"
-        );
-    }
-    let micro_batch = budget::micro_batch(spec);
-    if !micro_batch.is_multiple_of(world) {
-        bail!(
-            "--world {world} does not divide the micro-batch of {micro_batch} pairs \
-             (train.batch_size {} / train.accumulation {}); pass a divisor of {micro_batch}",
-            spec.train.batch_size,
-            spec.train.accumulation
-        );
-    }
-    if world > 1 {
-        let per_rank = micro_batch / world;
-        check_routing_groups(model, per_rank)
-            .with_context(|| format!("--world {world} leaves {per_rank} pairs per rank"))?;
-    }
-    Ok(Placement {
+    let placement = Placement {
         world,
         expert_parallel: parts,
-    })
+    };
+    let named = placement::Named {
+        world: format!("--world {world} ranks"),
+        expert_parallel: sharing,
+    };
+    placement::check(spec, placement, &named)?;
+    Ok(placement)
 }
 
 fn print_plan(loaded: &LoadedSpec, plan: &Plan, placement: Placement) {

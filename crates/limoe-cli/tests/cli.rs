@@ -414,7 +414,7 @@ fn plan_on_many_ranks_gives_memory_per_device_and_communication() {
         ),
         (
             &["--world", "3"],
-            "--world 3 does not divide the micro-batch",
+            "--world 3 ranks do not split the micro-batch",
         ),
         (
             &dense,

@@ -135,6 +135,19 @@ fn ranks_that_plan_differently_stop_before_training() {
     assert_eq!(written, 0, "no stage may run");
 }
 
+#[test]
+fn ranks_that_cannot_share_the_experts_evenly_stop_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = with(&run_args("limoe"), "train.expert_parallel=2");
+    let out = mpirun(3, &args, dir.path());
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("train.expert_parallel 2 does not divide the 3 ranks launched"),
+        "{stderr}"
+    );
+}
+
 /// The pid of the rank `rank` of a job whose ranks run in `cwd`.
 fn rank_pid(rank: usize, cwd: &Path) -> Option<u32> {
     let marker = format!("OMPI_COMM_WORLD_RANK={rank}");

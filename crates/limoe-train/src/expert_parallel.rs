@@ -18,33 +18,28 @@ use limoe_model::moe::experts::is_expert_param;
 
 use crate::data_parallel::all_reduce_grads;
 
-/// How a rank's parameters are placed: every expert here, or a share of them.
-pub struct Placement {
+/// The ranks a rank shares its experts with, and those holding the same share: none when
+/// every rank holds every expert.
+pub struct RankGroups {
     /// The ranks sharing this rank's copy of the experts, when they are shared.
     group: Option<ExpertGroup>,
     /// The ranks holding the same share as this one, one per group.
     replicas: Option<Box<dyn Communicator>>,
 }
 
-impl Placement {
-    /// Groups `comm`'s ranks by `parts` (a collective: every rank calls it); `parts` 1 keeps
-    /// every expert on every rank.
-    pub fn new(comm: &dyn Communicator, parts: usize) -> anyhow::Result<Placement> {
+impl RankGroups {
+    /// Groups `comm`'s ranks by `parts` (a collective: every rank calls it), a number of
+    /// ranks that [`crate::placement::check`] accepted; `parts` 1 keeps every expert on every
+    /// rank.
+    pub fn new(comm: &dyn Communicator, parts: usize) -> anyhow::Result<RankGroups> {
         if parts <= 1 {
-            return Ok(Placement {
+            return Ok(RankGroups {
                 group: None,
                 replicas: None,
             });
         }
-        let ranks = comm.size();
-        if !ranks.is_multiple_of(parts) {
-            bail!(
-                "train.expert_parallel {parts} needs a multiple of {parts} ranks, and {ranks} \
-                 were launched; launch {} ranks (`mpirun -np {}`), or set \
-                 train.expert_parallel to a divisor of {ranks}",
-                parts * ranks.div_ceil(parts),
-                parts * ranks.div_ceil(parts)
-            );
+        if !comm.size().is_multiple_of(parts) {
+            bail!("{} ranks do not form groups of {parts}", comm.size());
         }
         let rank = comm.rank();
         let group = comm.split((rank / parts) as u32);
@@ -55,7 +50,7 @@ impl Placement {
             rank % parts,
             rank / parts
         );
-        Ok(Placement {
+        Ok(RankGroups {
             group: Some(ExpertGroup::new(Arc::from(group))),
             replicas: Some(replicas),
         })

@@ -23,6 +23,7 @@ pub mod labelled;
 pub mod logs;
 pub mod model_build;
 pub mod optim;
+pub mod placement;
 mod probe_pool;
 mod routing_log;
 pub mod schedule;

@@ -21,19 +21,21 @@ use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::split::Split;
 use limoe_dist::Communicator;
 use limoe_model::moe::{ExpertGroup, RouteMode};
+use limoe_model::plan::Placement;
 use limoe_model::{LOG_LOGIT_SCALE, Negatives};
 use limoe_ops::pool::on_pool;
 use serde::{Deserialize, Serialize};
 
-use crate::budget::plan_record;
+use crate::budget::{micro_batch, plan_record};
 use crate::checkpoint::{self, Retention};
 use crate::clip::check_and_clip;
-use crate::data_parallel::{check_routing_groups, gather_rows};
-use crate::expert_parallel::Placement;
+use crate::data_parallel::gather_rows;
+use crate::expert_parallel::RankGroups;
 use crate::inputs::{routed_counts, upload};
 use crate::logs::RunLogs;
 use crate::model_build::{Built, build_placed};
 use crate::optim::{AdamW, AdamWConfig, GradAccumulator, clamp_logit_scale};
+use crate::placement;
 use crate::routing_log::{RoutingTally, aux_sums};
 use crate::schedule::LrSchedule;
 use crate::suite::Suite;
@@ -61,26 +63,24 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
     let comm = ctx.comm;
     let root = comm.rank() == 0;
     let data_dir = &ctx.input(INGEST)?.dir;
-    let micro_batch = train.batch_size / train.accumulation;
-    if !micro_batch.is_multiple_of(comm.size()) {
-        bail!(
-            "a micro-batch of {micro_batch} pairs (train.batch_size {} / train.accumulation {}) \
-             does not split evenly over {} ranks; launch a number of ranks that divides it",
-            train.batch_size,
-            train.accumulation,
-            comm.size()
-        );
-    }
+    let placement = Placement {
+        world: comm.size(),
+        expert_parallel: train.expert_parallel,
+    };
+    let named = placement::Named {
+        world: format!("the {} ranks launched", comm.size()),
+        expert_parallel: format!("train.expert_parallel {}", train.expert_parallel),
+    };
+    placement::check(spec, placement, &named)?;
     if comm.size() > 1 {
         tracing::info!(
             "train: data-parallel over {} ranks, {} pairs each per micro-batch",
             comm.size(),
-            micro_batch / comm.size()
+            micro_batch(spec) / comm.size()
         );
-        check_routing_groups(&spec.model, micro_batch / comm.size())?;
     }
-    let placement = Placement::new(comm, train.expert_parallel)?;
-    let group = placement.group();
+    let ranks = RankGroups::new(comm, train.expert_parallel)?;
+    let group = ranks.group();
     let built = build_placed(spec, group)?;
     let mut optimizer = AdamW::new(
         &built.vars,
@@ -111,7 +111,7 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
             forward_backward(spec, comm, &built, &mut batches, &mut accumulator, step)?;
         let stop = passes.sums.average_over(comm, interrupt::requested());
         let grads =
-            placement.reduce_grads(comm, &built.vars, &accumulator.take()?, &[LOG_LOGIT_SCALE])?;
+            ranks.reduce_grads(comm, &built.vars, &accumulator.take()?, &[LOG_LOGIT_SCALE])?;
         let loss = passes.sums.loss;
         let norm = match check_and_clip(step, loss, &built.vars, &grads, train.grad_clip, group) {
             Ok(norm) => norm,
@@ -168,8 +168,7 @@ fn open_batches(
             Mode::Resampled,
         )?,
     };
-    let micro_batch = spec.train.batch_size / spec.train.accumulation;
-    Batcher::new(loader, preprocess.clone(), micro_batch, true)?.prefetch(PREFETCH)
+    Batcher::new(loader, preprocess.clone(), micro_batch(spec), true)?.prefetch(PREFETCH)
 }
 
 /// The forward and backward passes of one step's micro-batches, their gradients added to
