@@ -1,5 +1,6 @@
 //! `limoe`: run, validate and plan LIMoE experiment specs.
 
+mod checkpoint;
 mod commands;
 mod data;
 mod load;
@@ -118,6 +119,11 @@ enum Command {
         /// The run: a directory such as `runs/tiny`, or an experiment name under --runs-dir.
         run: PathBuf,
     },
+    /// Work with a run's checkpoints.
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
     /// List the registered stage kinds.
     Stages,
     /// Measure throughput of the named targets (every target when none is named).
@@ -140,6 +146,27 @@ enum Command {
         /// Only these source kinds (repeatable), e.g. `--only emoji`.
         #[arg(long, value_name = "SOURCE")]
         only: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckpointCommand {
+    /// Write one checkpoint's parameters as a single safetensors file, for evaluation or use
+    /// on one device: no optimiser state, every expert under its global index whatever the
+    /// placement it trained on, the step and the run's spec in the file's metadata.
+    Consolidate {
+        /// The run (`runs/tiny`, or an experiment name under --runs-dir), a train stage's
+        /// output, or one checkpoint directory (`.../checkpoints/step-00000300`).
+        run: PathBuf,
+        /// The file to write (replaced whole, or left as it was).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// The checkpoint of this step (default: the newest).
+        #[arg(long, value_name = "STEP", conflicts_with = "best")]
+        step: Option<u64>,
+        /// The best checkpoint by the run's `train.best` metric.
+        #[arg(long)]
+        best: bool,
     },
 }
 
@@ -220,6 +247,22 @@ fn main() -> ExitCode {
         ),
         Command::Report { run } => report::report(&registry, &cli.runs_dir, &cli.reports_dir, &run),
         Command::Verify { run } => verify::verify(&cli.runs_dir, &run),
+        Command::Checkpoint {
+            command:
+                CheckpointCommand::Consolidate {
+                    run,
+                    output,
+                    step,
+                    best,
+                },
+        } => {
+            let pick = match (step, best) {
+                (Some(step), _) => checkpoint::Pick::Step(step),
+                (None, true) => checkpoint::Pick::Best,
+                (None, false) => checkpoint::Pick::Newest,
+            };
+            checkpoint::consolidate(&registry, &cli.runs_dir, &run, &pick, &output)
+        }
         Command::Stages => commands::stages(&registry),
         Command::Bench { targets, export } => {
             limoe_bench::bench(&registry, &targets, export.as_deref())

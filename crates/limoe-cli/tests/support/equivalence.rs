@@ -63,13 +63,18 @@ pub fn train_output(cwd: &Path) -> PathBuf {
     finished_output(&cwd.join("runs/tiny"), "train-")
 }
 
-/// Final weights by name, as f32 values, read with the safetensors crate.
+/// The weights of a train output's checkpoint of `step` by name, as f32 values.
 pub fn weights(train: &Path, step: u64) -> Vec<(String, Vec<f32>)> {
     let file = train
         .join("checkpoints")
         .join(dir_name(step))
         .join("model.safetensors");
-    let bytes = std::fs::read(&file).unwrap();
+    weights_in(&file)
+}
+
+/// The tensors of a safetensors file by name, as f32 values, read with the safetensors crate.
+pub fn weights_in(file: &Path) -> Vec<(String, Vec<f32>)> {
+    let bytes = std::fs::read(file).unwrap();
     let tensors = SafeTensors::deserialize(&bytes).unwrap();
     let mut weights: Vec<_> = tensors
         .tensors()

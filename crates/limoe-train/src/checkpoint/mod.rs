@@ -11,6 +11,7 @@
 //! Under expert parallelism a rank holds a share of each expert tensor; checkpoints store the
 //! whole tensors, by global expert index, so that they load at any placement and world size.
 
+mod consolidate;
 mod retain;
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,7 @@ use limoe_model::moe::ExpertGroup;
 
 use crate::optim::AdamW;
 
+pub use consolidate::{SOURCE_KEY, STEP_KEY, consolidate};
 pub use retain::{BestBy, Goal, Retention, best, retain};
 
 /// File of the parameters inside a checkpoint directory.
