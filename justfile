@@ -53,6 +53,7 @@ test: lint
 
 # Benchmarks: every target of `limoe bench` (loader throughput; training step of the tiny, t128
 # and S/16 shapes, LIMoE against dense; the same step in the PyTorch reference under bench/ when
-# python3 can import torch).
+# python3 can import torch; the tiny step on 2 ranks against one process, built with the MPI
+# backend where Open MPI's compiler wrapper, hence its development files, is installed).
 bench *TARGETS:
-    cargo run --release -q -p limoe-cli -- bench {{ TARGETS }}
+    cargo run --release -q -p limoe-cli $(command -v mpicc >/dev/null && echo --features mpi) -- bench {{ TARGETS }}

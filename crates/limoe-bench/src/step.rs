@@ -68,7 +68,16 @@ pub(crate) fn load(
     let mut sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     sets.push(format!("model.arch={arch}"));
     sets.push("model.moe.group_size=null".to_owned());
-    let loaded = load_spec(spec.as_ref(), &sets, registry)
+    load_with(registry, spec, &sets)
+}
+
+/// Loads `spec` with the overrides `sets`, checked as `limoe run` checks it.
+pub(crate) fn load_with(
+    registry: &Registry,
+    spec: &str,
+    sets: &[String],
+) -> anyhow::Result<limoe_core::spec::Spec> {
+    let loaded = load_spec(spec.as_ref(), sets, registry)
         .map_err(|errors| anyhow::anyhow!("{errors}"))
         .with_context(|| format!("loading {spec} (run `limoe bench` from the repository root)"))?;
     Ok(loaded.spec)

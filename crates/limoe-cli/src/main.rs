@@ -174,9 +174,13 @@ fn main() -> ExitCode {
     quiet_broken_pipes();
     process_env::configure();
     let cli = Cli::parse();
-    // Only `run` trains, so only it joins a launcher's job of several ranks.
+    // Only `run` trains, so only it (and the ranks of the scaling benchmark) joins a
+    // launcher's job of several ranks.
     let world = match &cli.command {
         Command::Run { .. } => World::init(),
+        Command::Bench { targets, .. } if targets.contains(&limoe_bench::Target::ScalingRank) => {
+            World::init()
+        }
         _ => Ok(World::solo()),
     };
     let world = match world {
@@ -265,7 +269,7 @@ fn main() -> ExitCode {
         }
         Command::Stages => commands::stages(&registry),
         Command::Bench { targets, export } => {
-            limoe_bench::bench(&registry, &targets, export.as_deref())
+            limoe_bench::bench(&registry, &targets, export.as_deref(), world.comm())
         }
         Command::Data { spec, sets, only } => data::data(&registry, spec.as_deref(), &sets, &only),
     };

@@ -148,6 +148,30 @@ fn ranks_that_cannot_share_the_experts_evenly_stop_before_training() {
     );
 }
 
+/// `limoe bench scaling` times the step on one process and on 2 ranks (with and without the
+/// experts shared) and prints a rate for each.
+#[test]
+fn the_scaling_benchmark_times_one_process_and_two_ranks() {
+    let out = limoe(&["bench", "scaling"], &support::root());
+    assert_ok(&out, "limoe bench scaling");
+    let stdout = text(&out.stdout);
+    for placement in [
+        "1 rank x ",
+        "2 ranks x 1 thread(s) ",
+        "2 ranks x 1 thread(s), experts / 2",
+    ] {
+        let row = (stdout.lines())
+            .find(|line| line.trim_start().starts_with(placement))
+            .unwrap_or_else(|| panic!("no row `{placement}`: {stdout}"));
+        // The columns after the placement: pairs, step ms, pairs/s, ratio, share.
+        let rate: f64 = (row.split_whitespace().rev())
+            .nth(2)
+            .and_then(|rate| rate.parse().ok())
+            .unwrap_or_else(|| panic!("no pairs/s in `{row}`"));
+        assert!(rate > 0.0, "{row}");
+    }
+}
+
 /// The pid of the rank `rank` of a job whose ranks run in `cwd`.
 fn rank_pid(rank: usize, cwd: &Path) -> Option<u32> {
     let marker = format!("OMPI_COMM_WORLD_RANK={rank}");
