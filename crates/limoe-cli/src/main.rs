@@ -10,6 +10,7 @@ mod report;
 mod sweep;
 mod verify;
 
+use std::io::IsTerminal;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -305,10 +306,14 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => tracing::Level::DEBUG,
         (false, _) => tracing::Level::TRACE,
     };
+    // Colours only for a person at a terminal: logs redirected to a file (a sweep trial's
+    // log.txt, CI) stay plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(false)
         .without_time()
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
 }

@@ -81,6 +81,12 @@ fn run_dry_run_plan_and_cached_rerun() {
 
     let first = limoe(&["run", spec], dir.path());
     assert!(first.status.success(), "{}", text(&first.stderr));
+    let log = text(&first.stderr);
+    assert!(log.contains("hello: running `command`"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a log that is no terminal: {log:?}"
+    );
     assert!(
         text(&first.stdout).contains("hello        done"),
         "{}",
