@@ -176,3 +176,69 @@ impl CustomOp1 for AllToAll {
         grad.contiguous()?.apply_op1_no_bwd(self).map(Some)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rank's place in a group, for the layout rules that need no collective (the
+    /// collectives are tested on a real job in tests/expert_parallel.rs).
+    struct Place {
+        rank: usize,
+        size: usize,
+    }
+
+    impl Communicator for Place {
+        fn rank(&self) -> usize {
+            self.rank
+        }
+        fn size(&self) -> usize {
+            self.size
+        }
+        fn all_reduce_sum(&self, _: &mut [f32]) {
+            unreachable!("no collective in these tests")
+        }
+        fn all_reduce_sum_f64(&self, _: &mut [f64]) {
+            unreachable!("no collective in these tests")
+        }
+        fn all_gather(&self, _: &[f32]) -> Vec<f32> {
+            unreachable!("no collective in these tests")
+        }
+        fn all_gather_bytes(&self, _: &[u8]) -> Vec<u8> {
+            unreachable!("no collective in these tests")
+        }
+        fn all_to_all(&self, _: &[f32]) -> Vec<f32> {
+            unreachable!("no collective in these tests")
+        }
+        fn broadcast_bytes(&self, _: &mut Vec<u8>, _: usize) {
+            unreachable!("no collective in these tests")
+        }
+        fn barrier(&self) {
+            unreachable!("no collective in these tests")
+        }
+        fn split(&self, _: u32) -> Box<dyn Communicator> {
+            unreachable!("no collective in these tests")
+        }
+        fn abort(&self, code: i32) -> ! {
+            std::process::exit(code)
+        }
+    }
+
+    #[test]
+    fn a_rank_holds_its_rows_of_every_expert_tensor_and_the_rest_whole() {
+        let group = ExpertGroup::new(Arc::new(Place { rank: 1, size: 2 }));
+        assert_eq!(group.local(8), 4..8);
+        let expert = "encoder.block1.moe.experts.w1";
+        let moment = "m.encoder.block1.moe.experts.b2";
+        let router = "encoder.block1.moe.router";
+        assert_eq!(group.whole_dims(expert, &[2, 3, 5]), [4, 3, 5]);
+        assert_eq!(group.whole_dims(moment, &[2, 5]), [4, 5]);
+        assert_eq!(group.whole_dims(router, &[3, 4]), [3, 4]);
+        let whole = Tensor::arange(0f32, 8.0, &Device::Cpu)
+            .and_then(|t| t.reshape((4, 2)))
+            .unwrap();
+        let share = group.share(expert, &whole).unwrap();
+        assert_eq!(share.to_vec2::<f32>().unwrap(), [[4.0, 5.0], [6.0, 7.0]]);
+        assert_eq!(group.share(router, &whole).unwrap().dims(), [4, 2]);
+    }
+}
