@@ -51,6 +51,18 @@ test: lint
     cargo test --workspace --features limoe-cli/mpi
     cargo run -q -p limoe-cli --features mpi -- validate experiments/*.yaml
 
+# Compile the CUDA build on a machine without a GPU: every crate, tests included, type-checked
+# with --features cuda, and every kernel of candle's compiled by nvcc (candle-kernels' build
+# script runs under `cargo check` too). scripts/cuda-toolkit.sh provides nvcc and the CUDA
+# headers, installed from PyPI when missing. It checks rather than builds because linking would
+# also need cuBLAS, cuRAND, NVRTC and the driver's libcuda. With no GPU to ask, CUDA_COMPUTE_CAP
+# picks the target: 80, the lowest at which candle compiles its bf16 kernels. Its own target
+# dir keeps the CPU build's artifacts.
+# A manual check, kept out of `test` and CI (.ci/run): about 15 minutes on 2 cores the first time.
+check-cuda:
+    CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-80}" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/limoe-target}-cuda" \
+        ./scripts/cuda-toolkit.sh cargo check --workspace --all-targets --features limoe-cli/cuda
+
 # Benchmarks: every target of `limoe bench` (loader throughput; training step of the tiny, t128
 # and S/16 shapes, LIMoE against dense; the same step in the PyTorch reference under bench/ when
 # python3 can import torch; the tiny step on 2 ranks against one process, built with the MPI
