@@ -4,6 +4,7 @@
 //! ranks of this machine against one process. They print tables and
 //! never fail for being slow; the `limoe` binary is their entry point.
 
+mod context;
 mod loader;
 mod model;
 mod scaling;
@@ -66,6 +67,7 @@ pub fn bench(
             return Ok(ExitCode::SUCCESS);
         }
     }
+    println!("{}", context::context()?);
     let mut loader_rates = None;
     for target in Target::ALL {
         if targets.is_empty() || targets.contains(&target) {

@@ -160,7 +160,7 @@ fn measure(registry: &Registry, case: &Case, arch: &str) -> anyhow::Result<Measu
 }
 
 /// FLOP/s of a square f32 matmul on `device`: the median of 5 after a warm-up.
-fn matmul_rate(device: &Device) -> anyhow::Result<f64> {
+pub(crate) fn matmul_rate(device: &Device) -> anyhow::Result<f64> {
     let a = Tensor::ones((MATMUL_SIDE, MATMUL_SIDE), DType::F32, device)?;
     let mut times = Vec::new();
     for _ in 0..6 {
