@@ -10,27 +10,16 @@ use std::time::{Duration, Instant};
 
 use limoe_core::sweep::{SweepRecord, TrialState};
 use support::cluster::Cluster;
+use support::sweeps::{LONG_TRAIN, SHORT_TRAIN, tiny_sweep};
 use support::text;
 
 /// How long a sweep of tiny trials may take on the cluster before the test gives up.
 const DEADLINE: Duration = Duration::from_secs(300);
 
-/// The tiny model on 96 synthetic pairs for 3 steps, four trials of one core each, so that
+/// The tiny sweep's executor and sweep sections here: four trials of one core each, so that
 /// the node runs two at a time.
-const ARRAY_SWEEP: &str = "name: slurmsweep
-data:
-  sources: [{synthetic: {pairs: 96}}]
-  row_group_rows: 32
-model: {size: tiny, text_length: 16, moe: {experts: 4, top_k: 1}}
-train: {steps: 3, batch_size: 8, warmup_steps: 1, eval_every: 3, checkpoint_every: 3}
-eval: {batch_size: 16, few_shot: {shots: [1]}, zero_shot: {datasets: [synthetic]}}
-executor:
+const ARRAY: &str = "executor:
   slurm: {cpus: 1, mem: 1G, time: '00:10:00'}
-stages:
-  - {id: ingest, uses: ingest}
-  - {id: train, uses: train, needs: [ingest]}
-  - {id: eval, uses: eval, needs: [train, ingest]}
-  - {id: analyze, uses: analyze, needs: [train, eval]}
 sweep:
   grid: {train.lr: [0.001, 0.0003]}
   seeds: [0, 1]
@@ -49,6 +38,16 @@ fn limoe(cluster: &Cluster, args: &[&str], cwd: &Path) -> Command {
     command
 }
 
+/// `limoe sweep SPEC --executor slurm --wait -q` in `cwd`, talking to `cluster`.
+fn waiting_sweep(cluster: &Cluster, spec: &Path, cwd: &Path) -> Command {
+    let spec = spec.to_str().unwrap();
+    limoe(
+        cluster,
+        &["sweep", spec, "--executor", "slurm", "--wait", "-q"],
+        cwd,
+    )
+}
+
 fn both(out: &Output) -> String {
     format!("{}{}", text(&out.stdout), text(&out.stderr))
 }
@@ -59,7 +58,7 @@ fn an_array_sweep_runs_on_the_cluster_and_status_follows_it() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let spec = write_spec(dir.path(), ARRAY_SWEEP);
+    let spec = write_spec(dir.path(), &tiny_sweep("slurmsweep", SHORT_TRAIN, ARRAY));
     let spec = spec.to_str().unwrap();
     let out = limoe(
         &cluster,
@@ -143,7 +142,7 @@ fn a_trial_of_two_tasks_runs_as_one_two_rank_run() {
         return;
     };
     // A command stage after training tells which task of how many ran it (rank 0 alone).
-    let spec = ARRAY_SWEEP
+    let spec = tiny_sweep("slurmsweep", SHORT_TRAIN, ARRAY)
         .replace("slurm: {cpus: 1,", "slurm: {ntasks_per_node: 2, cpus: 1,")
         .replace(
             "  - {id: analyze, uses: analyze, needs: [train, eval]}\n",
@@ -157,20 +156,7 @@ fn a_trial_of_two_tasks_runs_as_one_two_rank_run() {
     let dir = tempfile::tempdir().unwrap();
     let spec = write_spec(dir.path(), &spec);
     let started = Instant::now();
-    let out = limoe(
-        &cluster,
-        &[
-            "sweep",
-            spec.to_str().unwrap(),
-            "--executor",
-            "slurm",
-            "--wait",
-            "-q",
-        ],
-        dir.path(),
-    )
-    .output()
-    .unwrap();
+    let out = waiting_sweep(&cluster, &spec, dir.path()).output().unwrap();
     let seconds = started.elapsed().as_secs_f64();
     let record = SweepRecord::read(&dir.path().join("runs/slurmsweep")).unwrap();
     let trial = &record.trials[0];
@@ -204,24 +190,12 @@ fn ctrl_c_on_a_waiting_sweep_cancels_its_jobs() {
         return;
     };
     // Two cores per trial: the second waits in the queue while the first trains.
-    let spec = ARRAY_SWEEP
-        .replace(
-            "train: {steps: 3, batch_size: 8, warmup_steps: 1, eval_every: 3, checkpoint_every: 3}",
-            "train: {steps: 500, batch_size: 8, warmup_steps: 1, eval_every: 500, checkpoint_every: 2}",
-        )
+    let spec = tiny_sweep("slurmsweep", LONG_TRAIN, ARRAY)
         .replace("slurm: {cpus: 1,", "slurm: {cpus: 2,")
         .replace("  seeds: [0, 1]\n", "");
     let dir = tempfile::tempdir().unwrap();
     let spec = write_spec(dir.path(), &spec);
-    let args = [
-        "sweep",
-        spec.to_str().unwrap(),
-        "--executor",
-        "slurm",
-        "--wait",
-        "-q",
-    ];
-    let sweep = limoe(&cluster, &args, dir.path())
+    let sweep = waiting_sweep(&cluster, &spec, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

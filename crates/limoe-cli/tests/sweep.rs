@@ -1,10 +1,14 @@
 //! `limoe sweep` and `limoe run --trial` end to end, on tiny specs.
 
+#[path = "support/sweeps.rs"]
+mod sweeps;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use limoe_core::runner::RunReport;
 use limoe_core::sweep::{SweepRecord, TrialState};
+use sweeps::{LONG_TRAIN, SHORT_TRAIN, tiny_sweep};
 
 fn limoe_with(args: &[&str], cwd: &Path, path_env: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_limoe"));
@@ -53,28 +57,18 @@ fn outputs(experiment: &Path, id: &str) -> Vec<PathBuf> {
     dirs
 }
 
+/// The learning rate of the tiny sweep, over two values.
+const LR_GRID: &str = "sweep:\n  grid:\n    train.lr: [0.001, 0.0003]\n";
+
 /// The tiny model on 96 synthetic pairs for 3 steps, its learning rate swept over two values.
-const TINY_SWEEP: &str = "name: tinysweep
-data:
-  sources: [{synthetic: {pairs: 96}}]
-  row_group_rows: 32
-model: {size: tiny, text_length: 16, moe: {experts: 4, top_k: 1}}
-train: {steps: 3, batch_size: 8, warmup_steps: 1, eval_every: 3, checkpoint_every: 3}
-eval: {batch_size: 16, few_shot: {shots: [1]}, zero_shot: {datasets: [synthetic]}}
-stages:
-  - {id: ingest, uses: ingest}
-  - {id: train, uses: train, needs: [ingest]}
-  - {id: eval, uses: eval, needs: [train, ingest]}
-  - {id: analyze, uses: analyze, needs: [train, eval]}
-sweep:
-  grid:
-    train.lr: [0.001, 0.0003]
-";
+fn tiny_lr_sweep() -> String {
+    tiny_sweep("tinysweep", SHORT_TRAIN, LR_GRID)
+}
 
 #[test]
 fn shared_ingest_runs_once_and_a_rerun_is_all_cached() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = write(dir.path(), "tinysweep.yaml", TINY_SWEEP);
+    let spec = write(dir.path(), "tinysweep.yaml", &tiny_lr_sweep());
     let spec = spec.to_str().unwrap();
     let out = limoe(&["sweep", spec, "--jobs", "2", "-q"], dir.path());
     assert!(out.status.success(), "{}", both(&out));
@@ -520,10 +514,7 @@ fn a_local_trial_of_two_ranks_runs_under_mpirun() {
 #[test]
 fn a_signal_to_the_sweep_stops_its_trials_at_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let long = TINY_SWEEP.replace(
-        "train: {steps: 3, batch_size: 8, warmup_steps: 1, eval_every: 3, checkpoint_every: 3}",
-        "train: {steps: 500, batch_size: 8, warmup_steps: 1, eval_every: 500, checkpoint_every: 2}",
-    );
+    let long = tiny_sweep("tinysweep", LONG_TRAIN, LR_GRID);
     let spec = write(dir.path(), "tinysweep.yaml", &long);
     let mut sweep = Command::new(env!("CARGO_BIN_EXE_limoe"))
         .args(["sweep", spec.to_str().unwrap(), "--jobs", "2", "-q"])

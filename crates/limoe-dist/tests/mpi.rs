@@ -4,46 +4,23 @@
 
 #![cfg(feature = "mpi")]
 
-use std::process::Command;
+#[path = "support/ranks.rs"]
+mod ranks;
 
 use limoe_dist::World;
 
-/// Set in the ranks that the parent test starts.
-const CHILD: &str = "LIMOE_DIST_MPI_CHILD";
 const RANKS: usize = 3;
 
 #[test]
 fn collectives_agree_across_three_ranks() {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let output = Command::new("mpirun")
-        .args(["--oversubscribe", "-np", &RANKS.to_string()])
-        .arg(exe)
-        .args(["--exact", "rank_checks_its_collectives", "--test-threads=1"])
-        .args(["--nocapture", "--include-ignored"])
-        .env(CHILD, "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .output()
-        .expect("mpirun (Open MPI's openmpi-bin) must be installed for the `mpi` feature");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "mpirun failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for rank in 0..RANKS {
-        assert!(
-            stdout.contains(&format!("rank {rank} of {RANKS}: ok")),
-            "{stdout}"
-        );
-    }
+    ranks::run_ranks(RANKS, "rank_checks_its_collectives");
 }
 
 /// One rank's side; ignored unless the parent test started it.
 #[test]
 #[ignore = "runs as a rank of `collectives_agree_across_three_ranks`"]
 fn rank_checks_its_collectives() {
-    if std::env::var(CHILD).is_err() {
+    if !ranks::is_rank_of("rank_checks_its_collectives") {
         return;
     }
     let world = World::init().expect("joining the MPI job");
@@ -86,5 +63,5 @@ fn rank_checks_its_collectives() {
     assert_eq!(members, [if rank % 2 == 0 { 2.0 } else { 1.0 }]);
 
     comm.barrier();
-    println!("rank {rank} of {size}: ok");
+    ranks::report_ok(rank);
 }

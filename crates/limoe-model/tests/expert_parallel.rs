@@ -5,9 +5,10 @@
 
 #![cfg(feature = "mpi")]
 
+#[path = "../../limoe-dist/tests/support/ranks.rs"]
+mod ranks;
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor, Var};
@@ -20,57 +21,26 @@ use limoe_model::random::Stream;
 use limoe_model::{Images, Model, Params, Texts};
 use support::{BATCH, batch, config, examples};
 
-/// Set in the ranks that the parent test starts.
-const CHILD: &str = "LIMOE_MODEL_EXPERT_PARALLEL_CHILD";
 const RANKS: usize = 2;
 
 #[test]
 fn two_ranks_sharing_experts_compute_what_one_process_does() {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let output = Command::new("mpirun")
-        .args(["--oversubscribe", "-np", &RANKS.to_string()])
-        .arg(exe)
-        .args([
-            "--exact",
-            "rank_checks_expert_parallelism",
-            "--test-threads=1",
-        ])
-        .args(["--nocapture", "--include-ignored"])
-        .env(CHILD, "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .output()
-        .expect("mpirun (Open MPI's openmpi-bin) must be installed for the `mpi` feature");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "mpirun failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for rank in 0..RANKS {
-        assert!(stdout.contains(&format!("rank {rank}: ok")), "{stdout}");
-    }
+    ranks::run_ranks(RANKS, "rank_checks_expert_parallelism");
 }
 
 /// One rank's side; ignored unless the parent test started it.
 #[test]
 #[ignore = "runs as a rank of `two_ranks_sharing_experts_compute_what_one_process_does`"]
 fn rank_checks_expert_parallelism() {
-    if std::env::var(CHILD).is_err() {
+    if !ranks::is_rank_of("rank_checks_expert_parallelism") {
         return;
     }
-    // A failed check must end the job, not leave the other rank waiting in a collective.
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        report(info);
-        std::process::abort();
-    }));
     let world = World::init().expect("joining the MPI job");
     let comm: Arc<dyn Communicator> = Arc::from(world.comm().split(0));
     assert_eq!(comm.size(), RANKS);
     all_to_all_gradient_matches_finite_differences(&comm);
     shared_experts_match_whole_experts(&comm);
-    println!("rank {}: ok", comm.rank());
+    ranks::report_ok(comm.rank());
 }
 
 /// The sum over every rank of `weights * exchange(x)^2 / 2`: a loss that depends on every

@@ -4,43 +4,19 @@
 
 #![cfg(feature = "mpi")]
 
-use std::process::Command;
+#[path = "../../limoe-dist/tests/support/ranks.rs"]
+mod ranks;
 
 use candle_core::{Device, Tensor, Var};
 use limoe_dist::{Communicator, World};
 use limoe_model::random::Stream;
 use limoe_train::data_parallel::gather_rows;
 
-/// Set in the ranks that the parent test starts.
-const CHILD: &str = "LIMOE_TRAIN_GATHER_CHILD";
 const RANKS: usize = 2;
 
 #[test]
 fn the_gathered_loss_differentiates_across_two_ranks() {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let output = Command::new("mpirun")
-        .args(["--oversubscribe", "-np", &RANKS.to_string()])
-        .arg(exe)
-        .args([
-            "--exact",
-            "rank_checks_the_gather_gradient",
-            "--test-threads=1",
-        ])
-        .args(["--nocapture", "--include-ignored"])
-        .env(CHILD, "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .output()
-        .expect("mpirun (Open MPI's openmpi-bin) must be installed for the `mpi` feature");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "mpirun failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for rank in 0..RANKS {
-        assert!(stdout.contains(&format!("rank {rank}: ok")), "{stdout}");
-    }
+    ranks::run_ranks(RANKS, "rank_checks_the_gather_gradient");
 }
 
 /// The log-sum-exp of the Gram matrix of every rank's rows: one loss of the whole batch,
@@ -58,15 +34,9 @@ fn whole_batch_loss(comm: &dyn Communicator, local: &Tensor) -> Tensor {
 #[test]
 #[ignore = "runs as a rank of `the_gathered_loss_differentiates_across_two_ranks`"]
 fn rank_checks_the_gather_gradient() {
-    if std::env::var(CHILD).is_err() {
+    if !ranks::is_rank_of("rank_checks_the_gather_gradient") {
         return;
     }
-    // A failed check must end the job, not leave the other rank waiting in a collective.
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        report(info);
-        std::process::abort();
-    }));
     let world = World::init().expect("joining the MPI job");
     let comm = world.comm();
     assert_eq!(comm.size(), RANKS);
@@ -105,5 +75,5 @@ fn rank_checks_the_gather_gradient() {
             }
         }
     }
-    println!("rank {rank}: ok");
+    ranks::report_ok(rank);
 }

@@ -4,6 +4,8 @@
 pub mod cluster;
 #[allow(dead_code, reason = "the tests of training alike use a part each")]
 pub mod equivalence;
+#[allow(dead_code, reason = "only the sweep tests run the tiny sweep")]
+pub mod sweeps;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
