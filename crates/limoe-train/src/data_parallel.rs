@@ -45,9 +45,8 @@ pub fn gather_rows(comm: &dyn Communicator, local: &Tensor) -> Result<Tensor> {
 }
 
 /// Sums the gradient of each of `params` over the ranks (the result holds theirs alone). A
-/// parameter without a gradient on some
-/// rank counts zero there; one without a gradient on every rank stays absent, as in one
-/// process. The parameters named in `after_gather` act only on the gathered whole batch
+/// parameter without a gradient on some rank counts zero there; one without a gradient on
+/// every rank stays absent, as in one process. The parameters named in `after_gather` act only on the gathered whole batch
 /// (the logit scale): every rank computes their whole gradient, so it is averaged instead.
 pub fn all_reduce_grads(
     comm: &dyn Communicator,

@@ -25,6 +25,8 @@ pub struct RankGroups {
     group: Option<ExpertGroup>,
     /// The ranks holding the same share as this one, one per group.
     replicas: Option<Box<dyn Communicator>>,
+    /// Whether this rank shares its experts with rank 0 (which writes the checkpoints).
+    with_root: bool,
 }
 
 impl RankGroups {
@@ -36,6 +38,7 @@ impl RankGroups {
             return Ok(RankGroups {
                 group: None,
                 replicas: None,
+                with_root: comm.rank() == 0,
             });
         }
         if !comm.size().is_multiple_of(parts) {
@@ -53,12 +56,20 @@ impl RankGroups {
         Ok(RankGroups {
             group: Some(ExpertGroup::new(Arc::from(group))),
             replicas: Some(replicas),
+            with_root: rank / parts == 0,
         })
     }
 
     /// The expert group, when experts are shared.
     pub fn group(&self) -> Option<&ExpertGroup> {
         self.group.as_ref()
+    }
+
+    /// Whether this rank takes part in writing a checkpoint: rank 0, and under expert
+    /// parallelism the ranks of its group, which send it their shares. The other groups hold
+    /// copies of the same shares, so they need not gather whole experts they would not write.
+    pub fn writes_checkpoints(&self) -> bool {
+        self.with_root
     }
 
     /// Sums every gradient over the ranks that hold the same parameter (see the module

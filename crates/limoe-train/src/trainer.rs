@@ -132,7 +132,8 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
             run.periodic_eval(spec, &built, data_dir)?;
         }
         let stop = stop.filter(|_| !last);
-        if step.is_multiple_of(train.checkpoint_every as u64) || last || stop.is_some() {
+        let due = step.is_multiple_of(train.checkpoint_every as u64) || last || stop.is_some();
+        if due && ranks.writes_checkpoints() {
             run.checkpoint(spec, &built.vars, &optimizer, group)?;
         }
         if let Some(signal) = stop {
@@ -433,8 +434,8 @@ impl Run {
         Ok(())
     }
 
-    /// Flushes the logs, saves a checkpoint of the last step and prunes older ones (rank 0;
-    /// the others hold the same weights, or with an expert `group` send their shares).
+    /// Flushes the logs, saves a checkpoint of the last step and prunes older ones: rank 0,
+    /// the other ranks of its expert `group` sending their shares (the rest never call it).
     fn checkpoint(
         &mut self,
         spec: &Spec,
