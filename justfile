@@ -9,21 +9,30 @@ help:
 # The binary sets its own training environment (allocator tuning, candle's threads), so every
 # recipe, a plain `limoe run` and sweep trials train alike.
 
+# The release binary the recipes below run. Its first build is long and `cargo run -q` would
+# hide it, so that one says what it is doing and shows cargo's progress.
+[private]
+release:
+    @if [ ! -x "${CARGO_TARGET_DIR:-target}/release/limoe" ]; then \
+        echo "just: compiling limoe in release mode for the first time: about 30 minutes on 2 cores, seconds after that" >&2; \
+        cargo build --release -p limoe-cli; \
+    fi
+
 # Run an experiment spec end to end (extra args go to `limoe run`, e.g. --set train.steps=10).
-run SPEC="experiments/tiny.yaml" *ARGS:
+run SPEC="experiments/tiny.yaml" *ARGS: release
     cargo run --release -q -p limoe-cli -- run {{ SPEC }} {{ ARGS }}
 
 # Expand a spec's sweep into trials and run them (extra args go to `limoe sweep`, e.g. --jobs 2,
 # --executor slurm, --wait, --status, --dry-run, --set train.steps=10).
-sweep SPEC *ARGS:
+sweep SPEC *ARGS: release
     cargo run --release -q -p limoe-cli -- sweep {{ SPEC }} {{ ARGS }}
 
 # Draw the report of a run or sweep (e.g. `runs/tiny`, or just `tiny`) into reports/<experiment>/.
-report RUN:
+report RUN: release
     cargo run --release -q -p limoe-cli -- report {{ RUN }}
 
 # Fetch the raw packages of real data sets into data/raw/ (a spec's sources; all when no spec).
-data *ARGS:
+data *ARGS: release
     cargo run --release -q -p limoe-cli -- data {{ ARGS }}
 
 # Check specs without running anything (every error at once, with file:line:column).

@@ -26,6 +26,7 @@ pub mod assignments;
 mod columns;
 pub mod compare;
 mod error;
+pub mod live;
 pub mod plot;
 mod read;
 pub mod report;

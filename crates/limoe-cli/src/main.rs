@@ -8,6 +8,7 @@ mod process_env;
 mod registry;
 mod report;
 mod sweep;
+mod tensorboard;
 mod verify;
 
 use std::io::IsTerminal;
@@ -112,6 +113,13 @@ enum Command {
     /// Draw the report of a finished run into `<reports>/<experiment>/index.html`.
     Report {
         /// The run: a directory such as `runs/tiny`, or an experiment name under --runs-dir.
+        run: PathBuf,
+    },
+    /// Print the `tensorboard` command that shows a run's training live (every trial of a
+    /// sweep under its id); the trainer writes the events to `<train output>/tensorboard/`.
+    Tensorboard {
+        /// The run or sweep: a directory such as `runs/tiny`, or an experiment name under
+        /// --runs-dir.
         run: PathBuf,
     },
     /// Re-hash every file the manifests of a run's stage outputs list, naming what changed
@@ -251,6 +259,12 @@ fn main() -> ExitCode {
             expert_parallel.map(NonZeroUsize::get),
         ),
         Command::Report { run } => report::report(&registry, &cli.runs_dir, &cli.reports_dir, &run),
+        Command::Tensorboard { run } => {
+            tensorboard::command_line(&cli.runs_dir, &run).map(|line| {
+                println!("{line}");
+                ExitCode::SUCCESS
+            })
+        }
         Command::Verify { run } => verify::verify(&cli.runs_dir, &run),
         Command::Checkpoint {
             command:

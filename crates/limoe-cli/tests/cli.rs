@@ -333,7 +333,14 @@ fn stages_lists_the_command_kind_and_every_subcommand_has_help() {
         ]
     );
     for sub in [
-        "run", "validate", "plan", "stages", "report", "sweep", "verify",
+        "run",
+        "validate",
+        "plan",
+        "stages",
+        "report",
+        "sweep",
+        "verify",
+        "tensorboard",
     ] {
         let help = limoe(&[sub, "--help"], &root());
         assert!(help.status.success());
@@ -512,6 +519,21 @@ fn each_stage_key_covers_exactly_what_it_reads() {
         changed(&["data.splits.test=0.1"]),
         ["analyze", "eval", "ingest", "train"]
     );
+    let tiny_seed = "0";
+    assert!(
+        changed(&[&format!("data.seed={tiny_seed}")]).is_empty(),
+        "data.seed equal to seed draws the same data and keeps every key"
+    );
+    assert_eq!(
+        changed(&["seed=1"]),
+        ["analyze", "benchmarks", "eval", "ingest", "train"],
+        "without data.seed, seed draws the data too"
+    );
+    assert_eq!(
+        changed(&[&format!("data.seed={tiny_seed}"), "seed=1"]),
+        ["analyze", "eval", "train"],
+        "with data.seed set, a model seed reuses the shards and benchmarks"
+    );
 }
 
 /// Runs limoe with stdout (or stderr) a pipe whose reader is already gone, as after
@@ -553,4 +575,67 @@ fn a_closed_pipe_ends_limoe_quietly() {
         assert!(quiet, "{args:?}: {status}\n{other}");
         assert!(!other.contains("panicked"), "{args:?}: {other}");
     }
+}
+
+/// The first release build, which `just run` would otherwise do silently under `cargo run
+/// -q`, says what it is doing and how long it takes, and shows cargo's progress (a fake
+/// `cargo` on PATH records how it was called); once the binary exists, it is not repeated.
+#[test]
+fn the_quick_start_says_it_is_compiling_on_a_cold_build() {
+    if Command::new("just").arg("--version").output().is_err() {
+        eprintln!("skipped: `just` is not installed (./scripts/bootstrap.sh installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let calls = dir.path().join("calls.txt");
+    let fake = bin.join("cargo");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let target = dir.path().join("target");
+    let just = |target: &Path| {
+        Command::new("just")
+            .args([
+                "--justfile",
+                root().join("justfile").to_str().unwrap(),
+                "release",
+            ])
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("CARGO_TARGET_DIR", target)
+            .output()
+            .unwrap()
+    };
+    let cold = just(&target);
+    assert!(cold.status.success(), "{}", text(&cold.stderr));
+    let said = text(&cold.stderr);
+    assert!(
+        said.contains("compiling limoe in release mode for the first time: about"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        "build --release -p limoe-cli\n"
+    );
+
+    std::fs::create_dir_all(target.join("release")).unwrap();
+    std::fs::copy(&fake, target.join("release/limoe")).unwrap();
+    let warm = just(&target);
+    assert!(
+        warm.status.success() && !text(&warm.stderr).contains("compiling"),
+        "{}",
+        text(&warm.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap().lines().count(),
+        1,
+        "built again"
+    );
 }

@@ -125,6 +125,30 @@ fn shared_ingest_runs_once_and_a_rerun_is_all_cached() {
     }
     assert!(report.join("plots/comparison.png").is_file());
 
+    // `limoe tensorboard` names each trial's events by its id, at both the in-progress and
+    // the final place of its train output; the final one holds them.
+    let shown = limoe(&["tensorboard", "tinysweep"], dir.path());
+    assert!(shown.status.success(), "{}", both(&shown));
+    let line = text(&shown.stdout);
+    let logdir_spec = (line.trim().strip_prefix("tensorboard --logdir_spec '"))
+        .and_then(|rest| rest.strip_suffix('\''))
+        .unwrap_or_else(|| panic!("not a --logdir_spec line: {line}"));
+    let entries: Vec<(&str, PathBuf)> = (logdir_spec.split(','))
+        .map(|entry| entry.split_once(':').expect("name:path"))
+        .map(|(name, path)| (name, PathBuf::from(path)))
+        .collect();
+    for trial in &record.trials {
+        let train = trial.stage_dir("train").unwrap();
+        let live = PathBuf::from(format!("{}.partial", train.display())).join("tensorboard");
+        assert!(entries.contains(&(trial.id.as_str(), live)), "{line}");
+        assert!(
+            entries.contains(&(trial.id.as_str(), train.join("tensorboard"))),
+            "{line}"
+        );
+        limoe_tensorboard::read_dir(&train.join("tensorboard")).unwrap();
+    }
+    assert_eq!(entries.len(), 4, "{line}");
+
     let log = experiment.join("trials/lr=0.001/log.txt");
     let written = std::fs::metadata(&log).unwrap().modified().unwrap();
     let again = limoe(&["sweep", spec, "--jobs", "2", "-q"], dir.path());

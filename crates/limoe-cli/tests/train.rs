@@ -1,5 +1,6 @@
 //! The train stage through the `limoe` binary: exact resume after a real kill, the
-//! non-finite guard, and atomic checkpoints at the stage level.
+//! non-finite guard, atomic checkpoints at the stage level, and the TensorBoard events that
+//! show it while it trains.
 
 mod support;
 
@@ -9,7 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use limoe_core::logs::{EvalRow, MetricsRow, RoutingRow};
-use limoe_train::logs::read_log;
+use limoe_tensorboard::proto::{Event, Kind, What};
+use limoe_train::logs::{read_log, tensorboard_dir};
 use support::{limoe, root, text};
 
 /// `limoe run` on the tiny experiment shrunk to a few seconds: 96 synthetic pairs, only the
@@ -128,11 +130,37 @@ fn eval_print(r: &EvalRow) -> String {
     s
 }
 
+/// Every summary value of `events` but the throughput (which depends on time): its step
+/// and tag, a tab, and its numbers (a picture: its size and bytes' length).
+fn summaries_print(events: &[Event]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for event in events {
+        let Some(What::Summary(summary)) = &event.what else {
+            continue;
+        };
+        for value in &summary.value {
+            let numbers = match &value.kind {
+                Some(Kind::SimpleValue(v)) => format!("{v:?}"),
+                Some(Kind::Histo(h)) => format!("{:?}", h.bucket),
+                Some(Kind::Image(i)) => {
+                    format!("{}x{} {}", i.width, i.height, i.encoded_image_string.len())
+                }
+                None => "none".to_owned(),
+            };
+            if value.tag != "train/pairs_per_second" {
+                lines.push(format!("step={} {}\t{numbers}", event.step, value.tag));
+            }
+        }
+    }
+    lines
+}
+
 /// What a finished (or copied) train output holds that must not depend on interruptions.
 #[derive(PartialEq)]
 struct Outcome {
     metrics: Vec<String>,
     routing: Vec<String>,
+    events: Vec<String>,
     eval: Vec<String>,
     model: Vec<u8>,
     optimizer: Vec<u8>,
@@ -156,6 +184,7 @@ impl Outcome {
                 .iter()
                 .map(routing_print)
                 .collect(),
+            events: summaries_print(&limoe_tensorboard::read_dir(&tensorboard_dir(out)).unwrap()),
             eval: read_log::<EvalRow>(out)
                 .unwrap()
                 .iter()
@@ -172,6 +201,7 @@ impl Outcome {
             ("metrics", &self.metrics, &expected.metrics),
             ("routing", &self.routing, &expected.routing),
             ("eval", &self.eval, &expected.eval),
+            ("tensorboard", &self.events, &expected.events),
         ] {
             if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
                 panic!(
@@ -508,4 +538,80 @@ fn a_signal_stops_training_at_a_checkpointed_step() {
         out.status,
         text(&out.stderr)
     );
+}
+
+/// The tag of a line of [`summaries_print`].
+fn tag(line: &str) -> &str {
+    line.split_once(' ').unwrap().1.split('\t').next().unwrap()
+}
+
+/// While a run trains, its TensorBoard events grow at every log step and parse (a torn last
+/// record left out), as TensorBoard reads them; the finished output holds every training
+/// metric at every step, the periodic evaluation, the routing histograms per block and
+/// modality, and the specialisation picture.
+#[test]
+fn tensorboard_events_grow_while_training_and_hold_every_series() {
+    const STEPS: usize = 120;
+    let dir = tempfile::tempdir().unwrap();
+    let args = run_args(&format!(
+        "steps: {STEPS}, batch_size: 8, warmup_steps: 1, eval_every: 60, \
+         checkpoint_every: {STEPS}, log_every: 5"
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_limoe"))
+        .args(&args)
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("limoe starts");
+    let losses = |events: &[Event]| {
+        let lines = summaries_print(events);
+        lines.iter().filter(|l| l.contains(" train/loss\t")).count()
+    };
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        let live = train_dir(dir.path(), true).map(|p| tensorboard_dir(&p));
+        if let Some(events) = live.and_then(|d| limoe_tensorboard::read_dir(&d).ok()) {
+            let count = losses(&events);
+            if count > 0 && seen.last() != Some(&count) {
+                seen.push(count);
+            }
+        }
+        assert!(Instant::now() < deadline, "the run took over 300 s");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "the run failed: {status}");
+    assert!(
+        seen.len() >= 2 && seen.windows(2).all(|w| w[0] < w[1]),
+        "the events did not grow while training ran: losses seen {seen:?}"
+    );
+
+    let done = train_dir(dir.path(), false).expect("the train output");
+    let lines = summaries_print(&limoe_tensorboard::read_dir(&tensorboard_dir(&done)).unwrap());
+    let tags: std::collections::BTreeSet<&str> = lines.iter().map(|l| tag(l)).collect();
+    for name in [
+        "train/loss",
+        "train/lr",
+        "train/grad_norm",
+        "train/logit_scale",
+    ] {
+        let count = lines.iter().filter(|l| tag(l) == name).count();
+        assert_eq!(count, STEPS, "{name} at every step: {count}");
+    }
+    for prefix in [
+        "eval/",
+        "routing/train/block 1/image",
+        "routing/train/block 3/text",
+        "routing/val/block 1/text",
+        "specialisation/val",
+    ] {
+        assert!(
+            tags.iter().any(|t| t.starts_with(prefix)),
+            "no {prefix} series among {tags:?}"
+        );
+    }
 }

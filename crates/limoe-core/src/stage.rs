@@ -26,6 +26,13 @@ pub trait Stage: Send + Sync {
         &[]
     }
 
+    /// True when the `seed` among [`Stage::reads`] draws data (shards, benchmark scenes),
+    /// not a model: the key then holds [`Spec::data_seed`], so that under a set `data.seed`
+    /// the stage is shared by runs that differ in their model's seed.
+    fn seed_draws_data(&self) -> bool {
+        false
+    }
+
     /// The kinds of upstream stage whose output this stage reads under `spec` (eval reads a
     /// `benchmarks` output only when the spec has benchmarks): a spec is invalid unless the
     /// stage's `needs` names exactly one stage of each.

@@ -66,6 +66,11 @@ impl Stage for BenchmarksStage {
         ]
     }
 
+    /// The synthetic benchmarks' seed is the data's.
+    fn seed_draws_data(&self) -> bool {
+        true
+    }
+
     /// The shard format, each benchmark's class names and templates as read from their
     /// files, and the content of its source (see `IngestStage`'s).
     fn fingerprint(&self, _with: &Node, spec: &Spec) -> anyhow::Result<serde_json::Value> {
@@ -137,7 +142,7 @@ fn write_benchmark(ctx: &StageContext, name: &str, benchmark: &Benchmark) -> any
         Ok(())
     };
     let dir = ctx.out_dir.join(name);
-    let seed = benchmark_seed(ctx.spec.seed, name);
+    let seed = benchmark_seed(ctx.spec.data_seed(), name);
     let what = format!("benchmark {name}");
     let index = write_dataset(
         ctx,

@@ -39,6 +39,11 @@ impl Stage for IngestStage {
         ]
     }
 
+    /// The synthetic scenes' seed is the data's.
+    fn seed_draws_data(&self) -> bool {
+        true
+    }
+
     /// The shard format, and the content of the sources whose rows the spec does not
     /// determine (by source index), so that a rewritten foreign file or a newer package
     /// reruns ingest.
@@ -63,7 +68,7 @@ impl Stage for IngestStage {
         let index = write_dataset(
             ctx,
             &data.sources,
-            ctx.spec.seed,
+            ctx.spec.data_seed(),
             data.splits,
             ctx.out_dir,
             "ingest",

@@ -32,7 +32,7 @@ use crate::clip::check_and_clip;
 use crate::data_parallel::gather_rows;
 use crate::expert_parallel::RankGroups;
 use crate::inputs::{routed_counts, upload};
-use crate::logs::RunLogs;
+use crate::logs::{LiveLog, RunLogs};
 use crate::model_build::{Built, build_placed};
 use crate::optim::{AdamW, AdamWConfig, GradAccumulator, clamp_logit_scale};
 use crate::placement;
@@ -120,7 +120,7 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
         on_pool(|| optimizer.step(&grads, lr, norm.scale))?;
         clamp_logit_scale(&built.vars, spec.model.logit_scale.max)?;
         let pairs_per_second = train.batch_size as f64 / started.elapsed().as_secs_f64();
-        run.record_step(step, &passes, lr, norm.norm, pairs_per_second);
+        run.record_step(step, &passes, lr, norm.norm, pairs_per_second)?;
         bar.set_position(step);
         bar.set_message(format!(
             "loss {:.4} lr {lr:.2e} {pairs_per_second:.0} pairs/s",
@@ -339,6 +339,8 @@ struct Run {
     started: Instant,
     /// The run's logs, kept by rank 0 alone.
     logs: Option<RunLogs>,
+    /// The same as TensorBoard events, flushed at every log step (rank 0 alone).
+    live: Option<LiveLog>,
     /// The latest periodic evaluation's metrics, `<dataset>/<metric>`: what picks the best
     /// checkpoint besides the training loss.
     latest_eval: BTreeMap<String, f64>,
@@ -362,10 +364,16 @@ impl Run {
             }
             None => (0, None, 0.0),
         };
-        let logs = match (root, step) {
-            (false, _) => None,
-            (true, 0) => Some(RunLogs::create(out_dir)?),
-            (true, step) => Some(RunLogs::resume(out_dir, step as i64)?),
+        let (logs, live) = match (root, step) {
+            (false, _) => (None, None),
+            (true, 0) => (
+                Some(RunLogs::create(out_dir)?),
+                Some(LiveLog::create(out_dir)?),
+            ),
+            (true, step) => (
+                Some(RunLogs::resume(out_dir, step as i64)?),
+                Some(LiveLog::resume(out_dir, step as i64)?),
+            ),
         };
         Ok(Run {
             out_dir: out_dir.to_owned(),
@@ -375,6 +383,7 @@ impl Run {
             earlier_seconds,
             started: Instant::now(),
             logs,
+            live,
             latest_eval: BTreeMap::new(),
         })
     }
@@ -388,21 +397,35 @@ impl Run {
         self.earlier_seconds + self.started.elapsed().as_secs_f64()
     }
 
-    /// Logs a finished step's metrics (and its routing, when it was tallied).
-    fn record_step(&mut self, step: u64, passes: &Passes, lr: f64, norm: f64, pairs: f64) {
+    /// Logs a finished step's metrics (and its routing, when it was tallied: a log step,
+    /// which also hands the events to TensorBoard).
+    fn record_step(
+        &mut self,
+        step: u64,
+        passes: &Passes,
+        lr: f64,
+        norm: f64,
+        pairs: f64,
+    ) -> anyhow::Result<()> {
         let row = passes
             .sums
             .row(step as i64, self.wall_seconds(), lr, norm, pairs);
+        let routing = (passes.tally.as_ref()).map(|t| t.rows(step as i64, TRAINING_STEPS_SPLIT));
+        if let Some(live) = &mut self.live {
+            live.metrics(&row)?;
+            if let Some(routing) = &routing {
+                live.routing(routing)?;
+                live.flush()?;
+            }
+        }
         if let Some(logs) = &mut self.logs {
             logs.metrics.push(row);
-            if let Some(tally) = &passes.tally {
-                logs.routing
-                    .extend(tally.rows(step as i64, TRAINING_STEPS_SPLIT));
-            }
+            logs.routing.extend(routing.into_iter().flatten());
         }
         self.step = step;
         self.loss = passes.sums.loss;
         self.position = Some(passes.position.clone());
+        Ok(())
     }
 
     /// The evaluation suite on part of the validation split, with the spec's
@@ -427,6 +450,14 @@ impl Run {
             .filter(|r| r.value.is_finite())
             .map(|r| (r.key(), r.value))
             .collect();
+        if let Some(live) = &mut self.live {
+            live.eval(&result.rows)?;
+            live.routing(&result.routing)?;
+            if !result.routing.is_empty() {
+                live.specialisation(self.step as i64, &result.routing, Split::Val.name())?;
+            }
+            live.flush()?;
+        }
         if let Some(logs) = &mut self.logs {
             logs.eval.extend(result.rows);
             logs.routing.extend(result.routing);
@@ -444,10 +475,9 @@ impl Run {
         group: Option<&ExpertGroup>,
     ) -> anyhow::Result<()> {
         let whole = checkpoint::whole_state(vars, optimizer, group)?;
-        let Some(logs) = &mut self.logs else {
+        if !self.flush_logs()? {
             return Ok(());
-        };
-        logs.flush()?;
+        }
         let Some(position) = &self.position else {
             bail!(
                 "no batch was read before the checkpoint of step {}",
@@ -475,16 +505,25 @@ impl Run {
         Ok(())
     }
 
+    /// Flushes the Parquet logs and the events; false on the ranks that keep none.
+    fn flush_logs(&mut self) -> anyhow::Result<bool> {
+        if let Some(live) = &mut self.live {
+            live.flush()?;
+        }
+        match &mut self.logs {
+            Some(logs) => logs.flush().map(|_| true),
+            None => Ok(false),
+        }
+    }
+
     /// Stops on a non-finite loss or gradient: the logs so far are kept, and the reason is
     /// written next to them.
     fn stop_nonfinite(&mut self, error: &anyhow::Error) -> anyhow::Error {
-        let saved = match &mut self.logs {
-            Some(logs) => logs.flush().and_then(|_| {
-                std::fs::write(self.out_dir.join("nonfinite.txt"), format!("{error:#}\n"))
-                    .map_err(anyhow::Error::from)
-            }),
-            None => Ok(()),
-        };
+        let saved = self.flush_logs().and_then(|kept| match kept {
+            true => std::fs::write(self.out_dir.join("nonfinite.txt"), format!("{error:#}\n"))
+                .map_err(anyhow::Error::from),
+            false => Ok(()),
+        });
         if let Err(e) = saved {
             return e.context(format!("{error:#}"));
         }
@@ -503,10 +542,9 @@ impl Run {
 
     /// Flushes the logs and records the loader's counters (rank 0).
     fn finish(mut self) -> anyhow::Result<()> {
-        let Some(logs) = &mut self.logs else {
+        if !self.flush_logs()? {
             return Ok(());
-        };
-        logs.flush()?;
+        }
         let Some(position) = &self.position else {
             return Ok(());
         };

@@ -262,6 +262,9 @@ impl<'a> Runner<'a> {
             .reads()
             .iter()
             .map(|&path| {
+                if path == "seed" && kind.seed_draws_data() {
+                    return Ok((path.to_owned(), spec.data_seed().into()));
+                }
                 let pointer = format!("/{}", path.replace('.', "/"));
                 let mut value = spec_json.pointer(&pointer).cloned().with_context(|| {
                     format!(
@@ -428,7 +431,7 @@ impl<'a> Runner<'a> {
         if cached == [1] {
             return Ok(Outcome::Cached);
         }
-        let partial = partial_dir(planned)?;
+        let partial = partial_of(&planned.dir);
         let failure_file = partial.join("failure.json");
 
         tracing::info!("{}: running `{}`", planned.id, planned.kind);
@@ -562,10 +565,12 @@ const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// The world of one process, for the stages only rank 0 runs.
 static SOLO: Solo = Solo;
 
-/// Where a stage writes before its output is published.
-fn partial_dir(planned: &PlannedStage) -> anyhow::Result<PathBuf> {
-    let parent = (planned.dir.parent()).context("output directory has no parent")?;
-    Ok(parent.join(format!("{}-{}.partial", planned.id, planned.key)))
+/// Where the stage whose output is `dir` writes while it runs (`<dir>.partial`, beside it):
+/// what shows a stage in progress, such as a training run's live events.
+pub fn partial_of(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
 }
 
 /// Takes the stage's lock and prepares its partial directory (emptied unless the kind
@@ -575,7 +580,7 @@ fn claim(planned: &PlannedStage, resumable: bool) -> anyhow::Result<Option<File>
     if !forced && Manifest::read_complete(&planned.dir, &planned.key).is_some() {
         return Ok(None);
     }
-    let partial = partial_dir(planned)?;
+    let partial = partial_of(&planned.dir);
     let parent = (partial.parent()).context("output directory has no parent")?;
     std::fs::create_dir_all(parent)
         .with_context(|| format!("cannot create {}", parent.display()))?;

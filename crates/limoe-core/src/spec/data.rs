@@ -24,6 +24,11 @@ pub struct DataSpec {
     pub splits: Splits,
     /// Pairs held in the loader's shuffle buffer.
     pub shuffle_buffer: usize,
+    /// Seed of the data the ingest and benchmarks stages draw (synthetic scenes), apart from
+    /// the model's `seed`: with it set, a `seeds:` sweep trains its models on identical
+    /// shards. Unset, the data follow `seed` (and the cache keys are those of before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl Default for DataSpec {
@@ -35,6 +40,7 @@ impl Default for DataSpec {
             shard_mib: 256,
             splits: Splits::default(),
             shuffle_buffer: 4096,
+            seed: None,
         }
     }
 }

@@ -88,6 +88,11 @@ pub fn is_safe_name(name: &str) -> bool {
 }
 
 impl Spec {
+    /// The seed that draws the data: `data.seed`, or the model's `seed` when it is unset.
+    pub fn data_seed(&self) -> u64 {
+        self.data.seed.unwrap_or(self.seed)
+    }
+
     /// Types every section of `tree` (overrides applied), filling what it leaves out (see
     /// [`fill_defaults`]) and stepping over errors so that the value checks still run on
     /// the rest. `file_stem` is the default name.
