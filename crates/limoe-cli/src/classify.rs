@@ -43,14 +43,17 @@ pub(crate) fn classify(
     if args.classes.trim().is_empty() {
         bail!("--classes names no class: give the class names, separated by commas");
     }
-    let names: Vec<String> = args.classes.split(',').map(|c| c.trim().to_owned()).collect();
+    let names: Vec<String> = args
+        .classes
+        .split(',')
+        .map(|c| c.trim().to_owned())
+        .collect();
     // Every input is read before the model is built, so that a wrong name fails at once.
-    let images: Vec<NamedImage> = (args.images.iter().map(|p| NamedImage::read(p)))
-        .collect::<anyhow::Result<_>>()?;
+    let images: Vec<NamedImage> =
+        (args.images.iter().map(|p| NamedImage::read(p))).collect::<anyhow::Result<_>>()?;
     let own_templates = args.templates.as_deref().map(read_templates).transpose()?;
     let trained = args.model.open(registry, runs_dir)?;
-    let templates =
-        own_templates.unwrap_or_else(|| trained.spec.eval.zero_shot.templates.clone());
+    let templates = own_templates.unwrap_or_else(|| trained.spec.eval.zero_shot.templates.clone());
     let batch = trained.spec.eval.batch_size;
     let classifier = Classifier::new(&trained.built, names, &templates, batch)?;
     let mut results = Vec::with_capacity(images.len());

@@ -63,7 +63,8 @@ pub(crate) fn embed(
         (None, None) => bail!("name what to embed: --images DIR|PARQUET or --texts FILE"),
     };
     let trained = args.model.open(registry, runs_dir)?;
-    let batch = (args.batch_size.map(NonZeroUsize::get)).unwrap_or(trained.spec.eval.batch_size)
+    let batch = (args.batch_size.map(NonZeroUsize::get))
+        .unwrap_or(trained.spec.eval.batch_size)
         .max(1);
     let total = match &inputs {
         Inputs::Files(files) => files.len(),
@@ -80,7 +81,9 @@ pub(crate) fn embed(
     let count = total.div_ceil(batch);
     let done = (0..count).filter(|&i| parts.done(i)).count();
     if done > 0 {
-        tracing::info!("{done} of {count} parts were written by an earlier run; embedding the rest");
+        tracing::info!(
+            "{done} of {count} parts were written by an earlier run; embedding the rest"
+        );
     }
     let bar = Progress::new(!quiet).bar(total as u64, "embed");
     match inputs {
@@ -117,8 +120,13 @@ pub(crate) fn embed(
                 if !parts.done(index) {
                     let texts: Vec<String> = chunk.iter().map(|(_, t)| t.clone()).collect();
                     let built = &trained.built;
-                    let embeddings =
-                        embed_texts(&built.model, &built.device, &built.preprocess, &texts, batch)?;
+                    let embeddings = embed_texts(
+                        &built.model,
+                        &built.device,
+                        &built.preprocess,
+                        &texts,
+                        batch,
+                    )?;
                     let rows = Rows {
                         keys: chunk.iter().map(|(k, _)| k.clone()).collect(),
                         texts: Some(texts),
@@ -155,18 +163,29 @@ fn image_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(at) = pending.pop() {
-        for entry in std::fs::read_dir(&at).with_context(|| format!("cannot list {}", at.display()))? {
-            let path = entry.with_context(|| format!("cannot list {}", at.display()))?.path();
+        for entry in
+            std::fs::read_dir(&at).with_context(|| format!("cannot list {}", at.display()))?
+        {
+            let path = entry
+                .with_context(|| format!("cannot list {}", at.display()))?
+                .path();
             if path.is_dir() {
                 pending.push(path);
             } else if is_image_name(&path) {
-                let key = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().into_owned();
+                let key = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
                 files.push((key, path));
             }
         }
     }
     if files.is_empty() {
-        bail!("{} holds no PNG or JPEG files (.png, .jpg, .jpeg)", dir.display());
+        bail!(
+            "{} holds no PNG or JPEG files (.png, .jpg, .jpeg)",
+            dir.display()
+        );
     }
     files.sort();
     Ok(files)
@@ -174,7 +193,10 @@ fn image_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 
 /// Whether `path` is named like a PNG or JPEG file.
 fn is_image_name(path: &Path) -> bool {
-    let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
     matches!(extension.as_deref(), Some("png" | "jpg" | "jpeg"))
 }
 
@@ -188,7 +210,10 @@ fn text_lines(file: &Path) -> anyhow::Result<Vec<(String, String)>> {
         .map(|(i, line)| ((i + 1).to_string(), line.to_owned()))
         .collect();
     if lines.is_empty() {
-        bail!("{} has no text to embed (it is empty or blank)", file.display());
+        bail!(
+            "{} has no text to embed (it is empty or blank)",
+            file.display()
+        );
     }
     Ok(lines)
 }

@@ -46,7 +46,7 @@ pub fn patch_routing_size(side: u32) -> (u32, u32) {
 /// Draws `routing` as a PNG at `path`. Errors when the patches and the image disagree.
 pub fn plot_patch_routing(routing: &PatchRouting, path: &Path) -> Result<()> {
     let (side, grid) = (routing.side as usize, routing.grid as usize);
-    if grid == 0 || side % grid != 0 || routing.experts.len() != grid * grid {
+    if grid == 0 || !side.is_multiple_of(grid) || routing.experts.len() != grid * grid {
         return Err(AnalysisError::Draw {
             path: path.to_owned(),
             message: format!(

@@ -6,8 +6,8 @@
 use anyhow::bail;
 
 use crate::embed::embed_texts;
-use crate::eval::{Matrix, cosine_scores};
 use crate::eval::zero_shot::{class_weights, prompts};
+use crate::eval::{Matrix, cosine_scores};
 use crate::model_build::Built;
 
 /// Class weights of named classes, and the scale their similarities are multiplied by.
@@ -46,7 +46,11 @@ impl Classifier {
         }
         for (i, name) in names.iter().enumerate() {
             if let Some(first) = names[..i].iter().position(|n| n == name) {
-                bail!("class `{name}` is named twice (classes {} and {})", first + 1, i + 1);
+                bail!(
+                    "class `{name}` is named twice (classes {} and {})",
+                    first + 1,
+                    i + 1
+                );
             }
         }
         let prompts = prompts(&names, templates)?;

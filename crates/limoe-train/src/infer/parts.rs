@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use limoe_core::files::write_atomic;
 use parquet::arrow::ArrowWriter;
@@ -92,11 +92,15 @@ impl Parts {
         for index in 0..count {
             let path = self.part(index);
             let read = || -> anyhow::Result<Vec<RecordBatch>> {
-                let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path)?)?.build()?;
+                let reader =
+                    ParquetRecordBatchReaderBuilder::try_new(File::open(&path)?)?.build()?;
                 Ok(reader.collect::<Result<Vec<_>, _>>()?)
             };
             batches.extend(read().with_context(|| {
-                format!("cannot read the part {}; remove it and rerun", path.display())
+                format!(
+                    "cannot read the part {}; remove it and rerun",
+                    path.display()
+                )
             })?);
         }
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
@@ -111,7 +115,7 @@ impl Parts {
     fn batch(&self, rows: &Rows) -> anyhow::Result<RecordBatch> {
         let item = Arc::new(Field::new("item", DataType::Float32, false));
         let values = Arc::new(Float32Array::from(rows.embeddings.clone()));
-        let embeddings = FixedSizeListArray::try_new(item.clone(), self.dim as i32, values, None)?;
+        let embeddings = FixedSizeListArray::try_new(item, self.dim as i32, values, None)?;
         let mut fields = vec![Field::new(KEY, DataType::Utf8, false)];
         let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(rows.keys.clone()))];
         if let Some(texts) = &rows.texts {
@@ -120,7 +124,10 @@ impl Parts {
         }
         fields.push(Field::new(EMBEDDING, embeddings.data_type().clone(), false));
         columns.push(Arc::new(embeddings));
-        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
     }
 }
 

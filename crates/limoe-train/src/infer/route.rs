@@ -72,14 +72,7 @@ pub fn route_caption(built: &Built, caption: &str) -> anyhow::Result<RoutedCapti
         .collect();
     let mask: Vec<bool> = mask.iter().map(|&m| m != 0).collect();
     let length = ids.len();
-    let texts = Texts::new(
-        ids,
-        &mask,
-        1,
-        length,
-        tokenizer.vocab_size(),
-        &built.device,
-    )?;
+    let texts = Texts::new(ids, &mask, 1, length, tokenizer.vocab_size(), &built.device)?;
     let encoded = on_pool(|| built.model.encode(None, Some(&texts), RouteMode::Eval))?;
     Ok(RoutedCaption {
         tokens,
