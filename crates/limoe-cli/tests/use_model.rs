@@ -88,31 +88,53 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Each row's (key, embedding) of an `embed` output, and its text column when it has one.
-fn embeddings(file: &Path) -> (Vec<(String, Vec<f32>)>, Option<Vec<String>>) {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(file).unwrap())
+/// The record batches of a Parquet file.
+fn batches(file: &Path) -> Vec<RecordBatch> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(file).unwrap());
+    reader
         .unwrap()
         .build()
-        .unwrap();
-    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
-    let (mut rows, mut texts) = (Vec::new(), None::<Vec<String>>);
-    for batch in &batches {
-        let keys = batch.column_by_name("key").unwrap();
-        let keys = keys.as_any().downcast_ref::<StringArray>().unwrap();
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The utf8 column `name` of a Parquet file, if it has one.
+fn strings(file: &Path, name: &str) -> Option<Vec<String>> {
+    let mut values = None::<Vec<String>>;
+    for batch in batches(file) {
+        let column = batch.column_by_name(name)?;
+        let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+        let more = (0..column.len()).map(|i| column.value(i).to_owned());
+        values.get_or_insert_with(Vec::new).extend(more);
+    }
+    values
+}
+
+/// Each row's (key, embedding) of an `embed` output.
+fn embeddings(file: &Path) -> Vec<(String, Vec<f32>)> {
+    let mut vectors = Vec::new();
+    for batch in batches(file) {
         let list = batch.column_by_name("embedding").unwrap();
         let list = list.as_any().downcast_ref::<FixedSizeListArray>().unwrap();
         for i in 0..batch.num_rows() {
             let values = list.value(i);
             let values = values.as_any().downcast_ref::<Float32Array>().unwrap();
-            rows.push((keys.value(i).to_owned(), values.values().to_vec()));
-        }
-        if let Some(column) = batch.column_by_name("text") {
-            let column = column.as_any().downcast_ref::<StringArray>().unwrap();
-            let more = (0..column.len()).map(|i| column.value(i).to_owned());
-            texts.get_or_insert_with(Vec::new).extend(more);
+            vectors.push(values.values().to_vec());
         }
     }
-    (rows, texts)
+    strings(file, "key")
+        .unwrap()
+        .into_iter()
+        .zip(vectors)
+        .collect()
+}
+
+/// `limoe embed tiny FLAG INPUT -o OUTPUT`, which must succeed; the rows it wrote.
+fn embed_ok(flag: &str, input: &Path, output: &Path) -> Vec<(String, Vec<f32>)> {
+    let (input, out) = (input.to_str().unwrap(), output.to_str().unwrap());
+    ok(&["embed", "tiny", flag, input, "-o", out]);
+    embeddings(output)
 }
 
 /// Asserts every embedding has unit length.
@@ -270,9 +292,9 @@ fn embed_writes_unit_embeddings_with_their_keys_and_resumes_a_broken_run() {
     assert!(!parts.exists(), "the parts are removed once joined");
     let fresh = dir.join("fresh.parquet");
     assert_ok(&embed(&fresh), "a fresh run");
-    let (rows, texts) = embeddings(&fresh);
-    assert_eq!(embeddings(&broken), (rows.clone(), None));
-    assert!(texts.is_none());
+    let rows = embeddings(&fresh);
+    assert_eq!(embeddings(&broken), rows);
+    assert_eq!(strings(&fresh, "text"), None, "images have no text column");
     let keys: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(
         keys,
@@ -299,51 +321,17 @@ fn embed_writes_unit_embeddings_with_their_keys_and_resumes_a_broken_run() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "parquet"))
         .expect("a shard in the ingest output");
-    let from_shard = dir.join("shard.parquet");
-    ok(&[
-        "embed",
-        "tiny",
-        "--images",
-        shard.to_str().unwrap(),
-        "-o",
-        from_shard.to_str().unwrap(),
-    ]);
-    let shard_keys: Vec<String> = {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&shard).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        reader
-            .flat_map(|b| {
-                let b = b.unwrap();
-                let keys = b.column_by_name("key").unwrap();
-                let keys = keys.as_any().downcast_ref::<StringArray>().unwrap();
-                (0..keys.len())
-                    .map(|i| keys.value(i).to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
-    let (rows, _) = embeddings(&from_shard);
-    assert_eq!(
-        rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
-        shard_keys
-    );
+    let rows = embed_ok("--images", &shard, &dir.join("shard.parquet"));
+    let keys: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    assert_eq!(Some(keys), strings(&shard, "key"));
     assert_unit(&rows);
 
     // Texts: keyed by line number, blank lines passed over.
     let lines = dir.join("captions.txt");
     std::fs::write(&lines, "a red circle\nA blue square\n\n  \na green cross\n").unwrap();
     let out_texts = dir.join("texts.parquet");
-    ok(&[
-        "embed",
-        "tiny",
-        "--texts",
-        lines.to_str().unwrap(),
-        "-o",
-        out_texts.to_str().unwrap(),
-    ]);
-    let (rows, texts) = embeddings(&out_texts);
+    let rows = embed_ok("--texts", &lines, &out_texts);
+    let texts = strings(&out_texts, "text");
     let keys: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(keys, ["1", "2", "5"]);
     let expected = ["a red circle", "A blue square", "a green cross"].map(String::from);
@@ -427,26 +415,18 @@ fn bad_input_is_refused_naming_it() {
     let missing = dir.join("missing.jpg");
     let missing = missing.to_str().unwrap();
 
-    refused(
-        &["classify", "tiny", "--classes", "a,b", png, broken],
-        "broken.png",
-    );
-    refused(
-        &["classify", "tiny", "--classes", "a,b", missing],
-        "missing.jpg",
-    );
-    refused(
-        &["classify", "tiny", "--classes", " ", png],
-        "--classes names no class",
-    );
-    refused(
-        &["classify", "tiny", "--classes", "cat,,dog", png],
-        "class 2 of 3 is an empty name",
-    );
-    refused(
-        &["classify", "tiny", "--classes", "cat,dog,cat", png],
-        "class `cat` is named twice",
-    );
+    let classify = [
+        ("a,b", vec![png, broken], "broken.png"),
+        ("a,b", vec![missing], "missing.jpg"),
+        (" ", vec![png], "--classes names no class"),
+        ("cat,,dog", vec![png], "class 2 of 3 is an empty name"),
+        ("cat,dog,cat", vec![png], "class `cat` is named twice"),
+    ];
+    for (classes, images, message) in classify {
+        let mut args = vec!["classify", "tiny", "--classes", classes];
+        args.extend(images);
+        refused(&args, message);
+    }
     refused(&["route", "tiny", broken, "-o", "pictures"], "broken.png");
     let other = scratch("bad/other");
     let twin = scene(&other, "fine.jpg", (20, 20), [1, 2, 3]);
@@ -465,39 +445,26 @@ fn bad_input_is_refused_naming_it() {
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "\n \n").unwrap();
     let empty = empty.to_str().unwrap();
-    refused(
-        &["embed", "tiny", "--texts", empty, "-o", "x.parquet"],
-        "empty.txt has no text",
-    );
-    refused(
-        &["embed", "tiny", "--images", missing, "-o", "x.parquet"],
-        "missing.jpg does not exist",
-    );
     let no_images = scratch("bad/no-images");
-    refused(
-        &[
-            "embed",
-            "tiny",
-            "--images",
-            no_images.to_str().unwrap(),
-            "-o",
-            "x.parquet",
-        ],
-        "holds no PNG or JPEG files",
-    );
     let not_parquet = dir.join("table.parquet");
     std::fs::write(&not_parquet, "key,image\n").unwrap();
-    refused(
-        &[
-            "embed",
-            "tiny",
+    let embed = [
+        ("--texts", empty, "empty.txt has no text"),
+        ("--images", missing, "missing.jpg does not exist"),
+        (
+            "--images",
+            no_images.to_str().unwrap(),
+            "holds no PNG or JPEG files",
+        ),
+        (
             "--images",
             not_parquet.to_str().unwrap(),
-            "-o",
-            "x.parquet",
-        ],
-        "table.parquet is not a Parquet file",
-    );
+            "table.parquet is not a Parquet file",
+        ),
+    ];
+    for (flag, input, message) in embed {
+        refused(&["embed", "tiny", flag, input, "-o", "x.parquet"], message);
+    }
 
     // A train output without checkpoints, and a checkpoint moved away from its run.
     let bare = scratch("bad/train-output");
