@@ -51,6 +51,12 @@ pub(crate) fn route(
         images.push((stem, NamedImage::read(path)?));
     }
     let trained = args.model.open(registry, runs_dir)?;
+    if trained.spec.model.active_moe_blocks().is_empty() {
+        bail!(
+            "the model of {} is a baseline without MoE blocks: no token chooses an expert",
+            trained.spec.name
+        );
+    }
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     for (stem, image) in &images {
