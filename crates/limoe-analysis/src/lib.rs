@@ -17,7 +17,8 @@
 //! - [`plot::plot_losses`]: loss terms vs step (total and parts; unweighted auxiliaries);
 //! - [`plot::plot_temperature`]: temperature (1 / logit scale) and learning rate vs step;
 //! - [`plot::plot_eval`]: zero-shot, retrieval R@1 and few-shot metrics vs step;
-//! - [`plot::plot_comparison`]: per metric, a bar per setting (mean over seeds, ± std).
+//! - [`plot::plot_comparison`]: per metric, a bar per setting (mean over seeds, ± std);
+//! - [`plot::plot_patch_routing`]: one image's patches tinted by their experts.
 //!
 //! [`report`] gathers them into one HTML page per run (and one comparison page per sweep);
 //! [`AnalyzeStage`] is the pipeline's `analyze` stage.

@@ -1,14 +1,18 @@
 //! `limoe`: run, validate and plan LIMoE experiment specs.
 
 mod checkpoint;
+mod classify;
 mod commands;
 mod data;
+mod embed;
 mod load;
 mod process_env;
 mod registry;
 mod report;
+mod route;
 mod sweep;
 mod tensorboard;
+mod trained;
 mod verify;
 
 use std::io::IsTerminal;
@@ -156,6 +160,12 @@ enum Command {
         #[arg(long, value_name = "SOURCE")]
         only: Vec<String>,
     },
+    /// Classify PNG or JPEG files zero-shot against class names, with a trained model.
+    Classify(classify::ClassifyArgs),
+    /// Write the unit embeddings of images or texts to Parquet, resuming a killed run.
+    Embed(embed::EmbedArgs),
+    /// Draw the expert each patch of an image goes to, per MoE block.
+    Route(route::RouteArgs),
 }
 
 #[derive(Subcommand)]
@@ -164,18 +174,11 @@ enum CheckpointCommand {
     /// on one device: no optimiser state, every expert under its global index whatever the
     /// placement it trained on, the step and the run's spec in the file's metadata.
     Consolidate {
-        /// The run (`runs/tiny`, or an experiment name under --runs-dir), a train stage's
-        /// output, or one checkpoint directory (`.../checkpoints/step-00000300`).
-        run: PathBuf,
+        #[command(flatten)]
+        model: checkpoint::ModelArgs,
         /// The file to write (replaced whole, or left as it was).
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
-        /// The checkpoint of this step (default: the newest).
-        #[arg(long, value_name = "STEP", conflicts_with = "best")]
-        step: Option<u64>,
-        /// The best checkpoint by the run's `train.best` metric.
-        #[arg(long)]
-        best: bool,
     },
 }
 
@@ -267,26 +270,16 @@ fn main() -> ExitCode {
         }
         Command::Verify { run } => verify::verify(&cli.runs_dir, &run),
         Command::Checkpoint {
-            command:
-                CheckpointCommand::Consolidate {
-                    run,
-                    output,
-                    step,
-                    best,
-                },
-        } => {
-            let pick = match (step, best) {
-                (Some(step), _) => checkpoint::Pick::Step(step),
-                (None, true) => checkpoint::Pick::Best,
-                (None, false) => checkpoint::Pick::Newest,
-            };
-            checkpoint::consolidate(&registry, &cli.runs_dir, &run, &pick, &output)
-        }
+            command: CheckpointCommand::Consolidate { model, output },
+        } => checkpoint::consolidate(&registry, &cli.runs_dir, &model, &output),
         Command::Stages => commands::stages(&registry),
         Command::Bench { targets, export } => {
             limoe_bench::bench(&registry, &targets, export.as_deref(), world.comm())
         }
         Command::Data { spec, sets, only } => data::data(&registry, spec.as_deref(), &sets, &only),
+        Command::Classify(args) => classify::classify(&registry, &cli.runs_dir, &args),
+        Command::Embed(args) => embed::embed(&registry, &cli.runs_dir, &args, cli.quiet),
+        Command::Route(args) => route::route(&registry, &cli.runs_dir, &args),
     };
     match result {
         Ok(code) => code,

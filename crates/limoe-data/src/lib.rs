@@ -3,7 +3,7 @@
 //! key-hash [`split`]s, the [`synthetic`] scene generator, [`fetch`]ing of real data sets and
 //! their importers ([`sources`]), the `ingest` stage, the streaming [`loader::Loader`]
 //! (seeded order, shuffle buffer, exact resume) and the [`batch`]er (decode, patchify,
-//! tokenize).
+//! tokenize); for using a trained model, [`named_images`] and single [`shard_file`]s.
 
 pub mod batch;
 pub mod benchmarks;
@@ -11,9 +11,11 @@ pub mod decode;
 pub mod fetch;
 mod ingest;
 pub mod loader;
+pub mod named_images;
 pub mod patches;
 pub mod schema;
 mod shard_check;
+pub mod shard_file;
 pub mod shards;
 pub mod sources;
 pub mod split;

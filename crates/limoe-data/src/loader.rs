@@ -395,7 +395,7 @@ fn fingerprint(shards: &[ShardInfo]) -> String {
 }
 
 /// The rows of a canonical batch as pairs; a missing or mistyped column is an error.
-fn pairs_of(batch: &RecordBatch) -> anyhow::Result<Vec<Pair>> {
+pub(crate) fn pairs_of(batch: &RecordBatch) -> anyhow::Result<Vec<Pair>> {
     fn col<'a, T: 'static>(
         batch: &'a RecordBatch,
         name: &str,

@@ -101,6 +101,19 @@ impl Tokenizer {
         kept + 2
     }
 
+    /// The text of token `id` (`<start_of_text>`, `<end_of_text>`, or its bytes, the end of a
+    /// word as a trailing space), or `<id>` for an id outside the vocabulary.
+    pub fn token_text(&self, id: u32) -> String {
+        let token = u16::try_from(id)
+            .ok()
+            .filter(|&id| usize::from(id) < self.vocab_size)
+            .and_then(|id| Token::from_u16(id, &self.inner));
+        match token {
+            Some(token) => self.inner.decode([token]),
+            None => format!("<{id}>"),
+        }
+    }
+
     /// `text` encoded as [`Tokenizer::encode_into`] does: (ids, mask).
     pub fn encode(&self, text: &str) -> (Vec<u32>, Vec<u8>) {
         let mut ids = vec![0; self.max_len];
@@ -127,6 +140,23 @@ mod tests {
         assert_eq!((t.start(), t.end()), (49406, 49407));
         // Lowercased like CLIP.
         assert_eq!(t.encode("A Photo of a CAT.").0, ids);
+    }
+
+    #[test]
+    fn token_texts_spell_the_caption() {
+        let t = Tokenizer::new(CLIP_VOCAB_SIZE, 10).unwrap();
+        let (ids, mask) = t.encode("a photo of a cat.");
+        let texts: Vec<String> = (ids.iter().zip(&mask))
+            .filter(|(_, m)| **m != 0)
+            .map(|(&id, _)| t.token_text(id))
+            .collect();
+        assert_eq!(
+            texts.concat(),
+            "<start_of_text>a photo of a cat . <end_of_text>"
+        );
+        assert_eq!(t.token_text(CLIP_VOCAB_SIZE as u32), "<49408>");
+        let small = Tokenizer::new(MIN_VOCAB_SIZE, 10).unwrap();
+        assert_eq!(small.token_text(600), "<600>");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! [`expert_parallel`]). One evaluation [`suite`] (metrics in
 //! [`eval`], over the [`labelled`] sets of the training data and the held-out benchmarks, as
 //! log rows by [`evaluate`] and as [`clip_benchmark`] files) serves both the periodic
-//! evaluation and the [`stages::EvalStage`]. [`budget`] says what a spec costs before anything is allocated.
+//! evaluation and the [`stages::EvalStage`]. [`budget`] says what a spec costs before anything
+//! is allocated; [`infer`] uses a trained model on a person's own images and captions.
 
 pub mod budget;
 pub mod checkpoint;
@@ -18,6 +19,7 @@ pub mod embed;
 pub mod eval;
 pub mod evaluate;
 pub mod expert_parallel;
+pub mod infer;
 mod inputs;
 pub mod labelled;
 pub mod logs;

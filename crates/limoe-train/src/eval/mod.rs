@@ -19,6 +19,7 @@ pub mod ridge;
 pub mod zero_shot;
 
 pub use matrix::Matrix;
+pub(crate) use matrix::cosine_scores;
 
 /// The pessimistic 1-based rank of `scores[target]`: 1 + the number of other entries `>=` it.
 fn pessimistic_rank(scores: &[f64], target: usize) -> usize {
