@@ -19,13 +19,15 @@
 //! - [`plot::plot_eval`]: zero-shot, retrieval R@1 and few-shot metrics vs step;
 //! - [`plot::plot_comparison`]: per metric, a bar per setting (mean over seeds, ± std).
 //!
-//! [`report`] gathers them into one HTML page per run (and one comparison page per sweep);
+//! [`report`] gathers them into one HTML page per run (and one comparison page per sweep),
+//! metrics named in words by [`names`];
 //! [`AnalyzeStage`] is the pipeline's `analyze` stage.
 
 pub mod assignments;
 mod columns;
 pub mod compare;
 mod error;
+pub mod names;
 pub mod plot;
 mod read;
 pub mod report;

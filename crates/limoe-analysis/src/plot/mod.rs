@@ -224,6 +224,16 @@ fn index_label(labels: &[String]) -> impl Fn(&f64) -> String + '_ {
     }
 }
 
+/// The width in pixels of `text` drawn in the bundled font at `size` pixels (a generous
+/// estimate if the font cannot measure it).
+fn text_width(text: &str, size: u32) -> u32 {
+    let _ = register_bundled_font();
+    font(size)
+        .font
+        .box_size(text)
+        .map_or(text.chars().count() as u32 * size, |(w, _)| w)
+}
+
 /// The sorted distinct values of `values`.
 fn distinct<T: Ord + Clone>(values: impl Iterator<Item = T>) -> Vec<T> {
     let mut all: Vec<T> = values.collect();

@@ -57,6 +57,19 @@ pub(crate) fn table(header: &[String], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A Markdown table with a header row; cells are plain text.
+pub(crate) fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+    out
+}
+
 /// A number for a table: 4 significant decimals, or "–" when missing.
 pub(crate) fn number(value: Option<f64>) -> String {
     match value {
