@@ -43,8 +43,16 @@ const RUN: [(&str, &str, &str); 13] = [
     (TRAINING, "final_contrastive", "final contrastive loss"),
     (TRAINING, "temperature", "temperature (1 / logit scale)"),
     (TRAINING, "train_seconds", "training seconds"),
-    (ROUTING, "image_specialists", "image-specialist experts (all blocks)"),
-    (ROUTING, "text_specialists", "text-specialist experts (all blocks)"),
+    (
+        ROUTING,
+        "image_specialists",
+        "image-specialist experts (all blocks)",
+    ),
+    (
+        ROUTING,
+        "text_specialists",
+        "text-specialist experts (all blocks)",
+    ),
     (ROUTING, "dead_experts", "dead experts (all blocks)"),
     (
         ROUTING,
@@ -156,11 +164,22 @@ mod tests {
     #[test]
     fn eval_scores_are_named_in_words_under_their_dataset() {
         let name = metric_name("all/retrieval_i2t_r1");
-        assert_eq!((name.group.as_str(), name.label.as_str()), ("all pairs", "image→text R@1"));
+        assert_eq!(
+            (name.group.as_str(), name.label.as_str()),
+            ("all pairs", "image→text R@1")
+        );
         let name = metric_name("synthetic/zero_shot_top1");
-        assert_eq!((name.group.as_str(), name.label.as_str()), ("synthetic", "zero-shot top-1"));
-        assert_eq!(metric_name("unseen/few_shot_5").label, "5-shot linear probe");
-        assert!(metric_name("all/retrieval_i2t_r1").order < metric_name("all/retrieval_t2i_r1").order);
+        assert_eq!(
+            (name.group.as_str(), name.label.as_str()),
+            ("synthetic", "zero-shot top-1")
+        );
+        assert_eq!(
+            metric_name("unseen/few_shot_5").label,
+            "5-shot linear probe"
+        );
+        assert!(
+            metric_name("all/retrieval_i2t_r1").order < metric_name("all/retrieval_t2i_r1").order
+        );
     }
 
     #[test]
@@ -168,7 +187,10 @@ mod tests {
         assert_eq!(metric_name("final_loss").group, TRAINING);
         assert_eq!(metric_name("dropped_text").group, ROUTING);
         let unknown = metric_name("x/whatever");
-        assert_eq!((unknown.group.as_str(), unknown.label.as_str()), ("x", "whatever"));
+        assert_eq!(
+            (unknown.group.as_str(), unknown.label.as_str()),
+            ("x", "whatever")
+        );
         assert!(group_order("synthetic") < group_order("all pairs"));
         assert!(group_order("all pairs") < group_order(ROUTING));
     }

@@ -298,7 +298,7 @@ fn stages_lists_the_command_kind_and_every_subcommand_has_help() {
         ]
     );
     for sub in [
-        "run", "validate", "plan", "stages", "report", "sweep", "verify",
+        "run", "validate", "plan", "stages", "report", "sweep", "verify", "runs", "compare",
     ] {
         let help = limoe(&[sub, "--help"], &root());
         assert!(help.status.success());

@@ -20,7 +20,11 @@ fn runs_lists_experiments_and_compare_puts_their_metrics_side_by_side() {
     let dir = tempfile::tempdir().unwrap();
     let out = limoe(&["runs"], dir.path());
     assert!(!out.status.success(), "no runs directory yet");
-    assert!(text(&out.stderr).contains("limoe run SPEC"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("limoe run SPEC"),
+        "{}",
+        text(&out.stderr)
+    );
     for name in ["alpha", "beta"] {
         tiny_run(dir.path(), name);
     }
@@ -30,13 +34,20 @@ fn runs_lists_experiments_and_compare_puts_their_metrics_side_by_side() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listing = text(&out.stdout);
     let lines: Vec<&str> = listing.lines().collect();
-    assert_eq!(lines.len(), 3, "a header and a line per experiment:\n{listing}");
+    assert_eq!(
+        lines.len(),
+        3,
+        "a header and a line per experiment:\n{listing}"
+    );
     assert!(lines[0].contains("zero-shot top-1") && lines[0].contains("image→text R@1"));
     for (line, name) in lines[1..].iter().zip(["alpha", "beta"]) {
         assert!(line.starts_with(name), "{listing}");
         assert!(line.contains(" done "), "{listing}");
         assert!(line.contains("(synthetic)"), "the key score: {listing}");
-        assert!(line.contains("ingest (") && line.contains("analyze ("), "{listing}");
+        assert!(
+            line.contains("ingest (") && line.contains("analyze ("),
+            "{listing}"
+        );
         assert!(line.contains("Z "), "a UTC time: {listing}");
     }
 
@@ -48,12 +59,27 @@ fn runs_lists_experiments_and_compare_puts_their_metrics_side_by_side() {
         header.starts_with("synthetic") && header.contains("alpha") && header.contains("runs/beta"),
         "{table}"
     );
-    for words in ["zero-shot top-1", "image→text R@1", "training steps", "routing"] {
+    for words in [
+        "zero-shot top-1",
+        "image→text R@1",
+        "training steps",
+        "routing",
+    ] {
         assert!(table.contains(words), "{words}: {table}");
     }
-    assert!(!table.contains("retrieval_i2t_r1"), "metric keys are written out: {table}");
-    let steps = table.lines().find(|l| l.starts_with("training steps")).unwrap();
-    assert_eq!(steps.split_whitespace().filter(|w| *w == "3").count(), 2, "{steps}");
+    assert!(
+        !table.contains("retrieval_i2t_r1"),
+        "metric keys are written out: {table}"
+    );
+    let steps = table
+        .lines()
+        .find(|l| l.starts_with("training steps"))
+        .unwrap();
+    assert_eq!(
+        steps.split_whitespace().filter(|w| *w == "3").count(),
+        2,
+        "{steps}"
+    );
 
     let out = limoe(&["compare", "alpha", "beta", "--json"], dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -75,5 +101,8 @@ fn runs_lists_experiments_and_compare_puts_their_metrics_side_by_side() {
     let out = limoe(&["compare", "alpha", "nothing"], dir.path());
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("runs/nothing") && err.contains("limoe run SPEC"), "{err}");
+    assert!(
+        err.contains("runs/nothing") && err.contains("limoe run SPEC"),
+        "{err}"
+    );
 }

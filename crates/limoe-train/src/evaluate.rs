@@ -112,7 +112,12 @@ pub fn retrieval_rows(
             rows.push(row(step, ALL_DATASETS, &metric, value));
         }
     }
-    rows.push(row(step, ALL_DATASETS, RETRIEVAL_PAIRS, result.pairs as f64));
+    rows.push(row(
+        step,
+        ALL_DATASETS,
+        RETRIEVAL_PAIRS,
+        result.pairs as f64,
+    ));
     // CLIP_benchmark's "image retrieval" is text -> image, its "text retrieval" image -> text.
     let (i2t, t2i) = (&result.image_to_text, &result.text_to_image);
     let mut metrics = BTreeMap::new();

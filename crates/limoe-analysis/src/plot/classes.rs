@@ -98,7 +98,8 @@ pub fn plot_class_routing(
         title: title.into(),
         heatmaps,
     };
-    let needed = TITLE_PIXELS + grid(panels).0 as u32 * (rows.len() as u32 * ROW_PIXELS + PANEL_PIXELS);
+    let needed =
+        TITLE_PIXELS + grid(panels).0 as u32 * (rows.len() as u32 * ROW_PIXELS + PANEL_PIXELS);
     let canvas = Canvas {
         size: (canvas.size.0, canvas.size.1.max(needed)),
         ..canvas

@@ -11,7 +11,11 @@ const LABEL_SIZE: u32 = 10;
 /// Pixels left of the y axis for its labels: the longest label as the bundled font draws it,
 /// plus the tick marks and the rotated axis description.
 pub(super) fn y_label_area(rows: &[String]) -> u32 {
-    let longest = rows.iter().map(|r| text_width(r, LABEL_SIZE)).max().unwrap_or(0);
+    let longest = rows
+        .iter()
+        .map(|r| text_width(r, LABEL_SIZE))
+        .max()
+        .unwrap_or(0);
     longest + 34
 }
 

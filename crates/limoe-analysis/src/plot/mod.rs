@@ -31,7 +31,7 @@ use crate::{AnalysisError, Result};
 use heatmap::{Heatmap, HeatmapFigure};
 use lines::{LineFigure, LinePanel, Series, render_lines};
 
-pub use classes::plot_class_routing;
+pub use classes::{MAX_CLASSES, plot_class_routing};
 pub use compare::plot_comparison;
 pub use eval::{EVAL_PANELS, plot_eval};
 pub use losses::{LOSS_TERMS, plot_losses};

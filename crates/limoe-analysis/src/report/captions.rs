@@ -16,7 +16,7 @@ use crate::names::metric_name;
 
 /// A block's top expert taking at least this share of a modality's tokens has collapsed
 /// that modality onto itself.
-pub(crate) const COLLAPSED: f64 = 0.9;
+const COLLAPSED: f64 = 0.9;
 
 /// The specialisation plot: per block, the specialists and where text and image go.
 pub(crate) fn specialisation(summary: &RunSummary) -> String {
@@ -75,18 +75,20 @@ pub(crate) fn utilisation(summary: &RunSummary, dead_threshold: f64) -> String {
         })
         .collect();
     let split = summary.routing_split.as_deref().unwrap_or("?");
-    match dead.is_empty() {
-        _ if summary.blocks.is_empty() => {}
-        true => {
-            let _ = write!(out, " In the final routing ({split} split) no expert is dead.");
-        }
-        false => {
-            let _ = write!(
-                out,
-                " In the final routing ({split} split) dead experts: {}.",
-                dead.join(", ")
-            );
-        }
+    if summary.blocks.is_empty() {
+        return out;
+    }
+    if dead.is_empty() {
+        let _ = write!(
+            out,
+            " In the final routing ({split} split) no expert is dead."
+        );
+    } else {
+        let _ = write!(
+            out,
+            " In the final routing ({split} split) dead experts: {}.",
+            dead.join(", ")
+        );
     }
     out
 }
@@ -186,8 +188,8 @@ pub(crate) fn eval(eval: &DataFrame) -> String {
         else {
             continue;
         };
-        let shown = metric == ZERO_SHOT_TOP1
-            || (dataset == ALL_DATASETS && metric == "retrieval_i2t_r1");
+        let shown =
+            metric == ZERO_SHOT_TOP1 || (dataset == ALL_DATASETS && metric == "retrieval_i2t_r1");
         if !shown {
             continue;
         }

@@ -42,7 +42,9 @@ pub(crate) fn scores(summary: &RunSummary) -> Vec<Score> {
             })
         })
         .collect();
-    let pairs = eval.get(&metric_key(ALL_DATASETS, RETRIEVAL_PAIRS)).copied();
+    let pairs = eval
+        .get(&metric_key(ALL_DATASETS, RETRIEVAL_PAIRS))
+        .copied();
     for direction in RETRIEVAL_DIRECTIONS {
         for (measure, k) in RECALLS {
             let key = metric_key(ALL_DATASETS, &retrieval_metric(direction, measure));

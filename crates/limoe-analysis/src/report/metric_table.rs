@@ -90,7 +90,8 @@ impl MetricTable {
         let mut out = String::new();
         for group in &self.groups {
             let (header, rows) = self.cells(group);
-            let escaped = |cells: Vec<String>| cells.iter().map(|c| escape(c)).collect();
+            let escaped =
+                |cells: Vec<String>| -> Vec<String> { cells.iter().map(|c| escape(c)).collect() };
             let rows: Vec<Vec<String>> = rows.into_iter().map(escaped).collect();
             out.push_str(&table(&escaped(header), &rows));
         }

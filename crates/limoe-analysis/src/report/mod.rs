@@ -82,7 +82,11 @@ pub fn write_run_report(
 
 /// The key numbers of the run `dirs` (what its report shows), without drawing anything;
 /// experts under `dead_threshold` of a modality's tokens count as dead.
-pub fn read_run_summary(name: &str, dirs: &RunDirs, dead_threshold: f64) -> anyhow::Result<RunSummary> {
+pub fn read_run_summary(
+    name: &str,
+    dirs: &RunDirs,
+    dead_threshold: f64,
+) -> anyhow::Result<RunSummary> {
     summarise(name, &Logs::read(dirs)?, dirs, dead_threshold)
 }
 

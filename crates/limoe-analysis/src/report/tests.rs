@@ -236,7 +236,11 @@ fn the_metric_tables_name_each_metric_in_words_grouped_by_dataset_then_routing_a
     let table = metric_table(&scored_summary());
     let groups: Vec<&str> = table.groups.iter().map(|g| g.group.as_str()).collect();
     assert_eq!(groups, ["synthetic", "all pairs", "routing"]);
-    let all_pairs: Vec<&str> = table.groups[1].rows.iter().map(|r| r.metric.as_str()).collect();
+    let all_pairs: Vec<&str> = table.groups[1]
+        .rows
+        .iter()
+        .map(|r| r.metric.as_str())
+        .collect();
     assert_eq!(
         all_pairs,
         [
@@ -247,12 +251,26 @@ fn the_metric_tables_name_each_metric_in_words_grouped_by_dataset_then_routing_a
         ]
     );
     let html = table.html();
-    assert!(html.contains("<tr><th>synthetic</th><th>value</th></tr>"), "{html}");
+    assert!(
+        html.contains("<tr><th>synthetic</th><th>value</th></tr>"),
+        "{html}"
+    );
     assert!(!html.contains("retrieval_"), "no raw keys: {html}");
     let text = table.text();
-    assert!(text.starts_with("synthetic                   value\n"), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["synthetic", "value"]
+    );
+    assert!(
+        lines[1].starts_with("zero-shot top-1  ") && lines[1].ends_with(" 0.5000"),
+        "{text}"
+    );
     let json: serde_json::Value = serde_json::from_str(&table.json().unwrap()).unwrap();
-    assert_eq!(json["groups"][0]["rows"][0]["key"], "synthetic/chance_top1");
+    assert_eq!(
+        json["groups"][0]["rows"][0]["key"],
+        "synthetic/zero_shot_top1"
+    );
 }
 
 #[test]
@@ -288,7 +306,13 @@ fn captions_say_what_this_run_shows_from_its_numbers() {
     )
     .unwrap();
     let caption = captions::losses(&metrics);
-    assert!(caption.contains("went from 3 at step 1 to 2 at step 3"), "{caption}");
+    assert!(
+        caption.contains("went from 3 at step 1 to 2 at step 3"),
+        "{caption}"
+    );
     let caption = captions::temperature(&metrics);
-    assert!(caption.contains("went from 0.1000 at step 1 to 0.0500 at step 3"), "{caption}");
+    assert!(
+        caption.contains("went from 0.1000 at step 1 to 0.0500 at step 3"),
+        "{caption}"
+    );
 }

@@ -67,7 +67,11 @@ pub fn check_page(page: &Path) {
         return;
     };
     let shot = page.with_file_name("screenshot.png");
-    headless(chromium, &[format!("--screenshot={}", shot.display())], page);
+    headless(
+        chromium,
+        &[format!("--screenshot={}", shot.display())],
+        page,
+    );
     let colours = distinct_colours(&shot);
     assert!(colours > 16, "blank screenshot: {colours} colours");
     std::fs::remove_file(&shot).unwrap();
@@ -80,7 +84,9 @@ pub fn check_page(page: &Path) {
     std::fs::remove_file(&checked).unwrap();
     let start = dom.find("<pre id=\"overflow\">").expect("the check ran") + 18;
     let end = start + dom[start..].find("</pre>").unwrap();
-    let found = dom[start..end].replace("&quot;", "\"").replace("&amp;", "&");
+    let found = dom[start..end]
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&");
     let found: serde_json::Value = serde_json::from_str(&found).unwrap();
     assert_eq!(
         found["over"].as_array().map(Vec::len),
