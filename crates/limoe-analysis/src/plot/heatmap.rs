@@ -19,11 +19,6 @@ pub(super) fn y_label_area(rows: &[String]) -> u32 {
     longest + 34
 }
 
-/// Every position `0..n` of a category axis, so that each category is labelled.
-fn every_position(n: usize) -> Vec<f64> {
-    (0..n).map(|i| i as f64).collect()
-}
-
 /// A share in `0..=1` as a colour from white (0) to dark blue (1).
 fn heat_colour(share: f64) -> RGBColor {
     let t = share.clamp(0.0, 1.0);
@@ -54,15 +49,15 @@ impl Heatmap {
             .margin(6)
             .x_label_area_size(34)
             .y_label_area_size(y_label_area(&self.rows))
-            .build_cartesian_2d(
-                (-0.5..w - 0.5).with_key_points(every_position(self.columns.len())),
-                (-0.5..h - 0.5).with_key_points(every_position(self.rows.len())),
-            )
+            .build_cartesian_2d(-0.5..w - 0.5, -0.5..h - 0.5)
             .map_err(drawing)?;
         let (x_label, y_label) = (index_label(&self.columns), index_label(&self.rows));
         chart
             .configure_mesh()
             .disable_mesh()
+            // As many labels as categories: the axis puts one at every whole position.
+            .x_labels(self.columns.len())
+            .y_labels(self.rows.len())
             .x_label_formatter(&x_label)
             .y_label_formatter(&y_label)
             .x_desc(&self.x_desc)

@@ -371,7 +371,7 @@ fn svg_texts<'a>(svg: &'a str, label: &str) -> Vec<&'a str> {
     svg.split("<text")
         .filter(|t| {
             t.split_once('>')
-                .is_some_and(|(_, rest)| rest.starts_with(&format!("{label}<")))
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(&format!("{label}\n")))
         })
         .collect()
 }
