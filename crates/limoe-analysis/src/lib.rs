@@ -20,7 +20,8 @@
 //! - [`plot::plot_comparison`]: per metric, a bar per setting (mean over seeds, ± std);
 //! - [`plot::plot_patch_routing`]: one image's patches tinted by their experts.
 //!
-//! [`report`] gathers them into one HTML page per run (and one comparison page per sweep);
+//! [`report`] gathers them into one HTML page per run (and one comparison page per sweep),
+//! metrics named in words by [`names`];
 //! [`AnalyzeStage`] is the pipeline's `analyze` stage.
 
 pub mod assignments;
@@ -28,6 +29,7 @@ mod columns;
 pub mod compare;
 mod error;
 pub mod live;
+pub mod names;
 pub mod plot;
 mod read;
 pub mod report;

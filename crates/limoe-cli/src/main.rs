@@ -3,6 +3,7 @@
 mod checkpoint;
 mod classify;
 mod commands;
+mod compare;
 mod data;
 mod embed;
 mod load;
@@ -10,6 +11,7 @@ mod process_env;
 mod registry;
 mod report;
 mod route;
+mod runs;
 mod sweep;
 mod tensorboard;
 mod trained;
@@ -125,6 +127,20 @@ enum Command {
         /// The run or sweep: a directory such as `runs/tiny`, or an experiment name under
         /// --runs-dir.
         run: PathBuf,
+    },
+    /// List the experiments under --runs-dir: stages, status, when each last ran, key scores.
+    Runs,
+    /// Print the metrics of several runs side by side (plain text by default).
+    Compare {
+        /// The runs: directories such as `runs/tiny`, or experiment names under --runs-dir.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// As JSON.
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// As Markdown tables.
+        #[arg(long)]
+        markdown: bool,
     },
     /// Re-hash every file the manifests of a run's stage outputs list, naming what changed
     /// on disk since the stages wrote it.
@@ -268,6 +284,17 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
+        Command::Runs => runs::runs(&cli.runs_dir),
+        Command::Compare {
+            runs,
+            json,
+            markdown,
+        } => compare::compare(
+            &registry,
+            &cli.runs_dir,
+            &runs,
+            compare::Format::of_flags(json, markdown),
+        ),
         Command::Verify { run } => verify::verify(&cli.runs_dir, &run),
         Command::Checkpoint {
             command: CheckpointCommand::Consolidate { model, output },

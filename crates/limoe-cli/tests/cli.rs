@@ -269,49 +269,14 @@ fn default_experiment_trains_and_evaluates_end_to_end() {
 }
 
 /// The report in `dir` shows `plots` pictures, every one it refers to is a valid PNG or SVG,
-/// and headless Chromium (when installed) renders the page.
+/// and headless Chromium (when installed) renders the page without anything overflowing it.
 fn check_report(dir: &Path, plots: usize) {
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
     assert_eq!(html.matches("<img src=").count(), plots, "{html}");
     let files = limoe_analysis::report::verify_pictures(dir).unwrap();
     assert!(files >= plots, "{files} picture files for {plots} plots");
     assert!(dir.join("summary.md").is_file());
-    render_with_chromium(&dir.join("index.html"));
-}
-
-/// Renders `page` with headless Chromium when one is installed and checks that it painted a
-/// screenshot; says so and returns when there is none.
-fn render_with_chromium(page: &Path) {
-    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-    else {
-        eprintln!("no Chromium installed: the page was checked without rendering it");
-        return;
-    };
-    let shot = page.with_file_name("screenshot.png");
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--window-size=1200,4000",
-        ])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        std::fs::metadata(&shot).unwrap().len() > 10_000,
-        "blank screenshot"
-    );
-    std::fs::remove_file(shot).unwrap();
+    support::chromium::check_page(&dir.join("index.html"));
 }
 
 #[test]
@@ -341,6 +306,8 @@ fn stages_lists_the_command_kind_and_every_subcommand_has_help() {
         "sweep",
         "verify",
         "tensorboard",
+        "runs",
+        "compare",
     ] {
         let help = limoe(&[sub, "--help"], &root());
         assert!(help.status.success());

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use candle_core::Device;
 use limoe_core::logs::EvalRow;
 use limoe_core::logs::eval_metrics::{
-    ALL_DATASETS, RETRIEVAL_DIRECTIONS, RETRIEVAL_MEASURES, ZERO_SHOT, few_shot_metric,
-    retrieval_metric,
+    ALL_DATASETS, RETRIEVAL_DIRECTIONS, RETRIEVAL_MEASURES, RETRIEVAL_PAIRS, ZERO_SHOT,
+    few_shot_metric, retrieval_metric,
 };
 use limoe_core::spec::ProbeFeatures;
 use limoe_data::batch::Preprocess;
@@ -88,7 +88,7 @@ pub fn zero_shot_rows(
 }
 
 /// Image-text retrieval over the pairs of `emb`: R@1/5/10 and median rank, both directions,
-/// as rows of the `all` dataset and as the CLIP_benchmark task of `dataset`; `None` with
+/// and the number of pairs ranked (for the chance levels), as rows of the `all` dataset and as the CLIP_benchmark task of `dataset`; `None` with
 /// fewer than 2 pairs.
 pub fn retrieval_rows(
     emb: &SplitEmbeddings,
@@ -112,6 +112,12 @@ pub fn retrieval_rows(
             rows.push(row(step, ALL_DATASETS, &metric, value));
         }
     }
+    rows.push(row(
+        step,
+        ALL_DATASETS,
+        RETRIEVAL_PAIRS,
+        result.pairs as f64,
+    ));
     // CLIP_benchmark's "image retrieval" is text -> image, its "text retrieval" image -> text.
     let (i2t, t2i) = (&result.image_to_text, &result.text_to_image);
     let mut metrics = BTreeMap::new();

@@ -3,7 +3,21 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{Figure, drawing, font, grid_areas, index_label};
+use super::{Figure, drawing, font, grid_areas, index_label, text_width};
+
+/// Pixel size of the category labels.
+const LABEL_SIZE: u32 = 10;
+
+/// Pixels left of the y axis for its labels: the longest label as the bundled font draws it,
+/// plus the tick marks and the rotated axis description.
+pub(super) fn y_label_area(rows: &[String]) -> u32 {
+    let longest = rows
+        .iter()
+        .map(|r| text_width(r, LABEL_SIZE))
+        .max()
+        .unwrap_or(0);
+    longest + 34
+}
 
 /// A share in `0..=1` as a colour from white (0) to dark blue (1).
 fn heat_colour(share: f64) -> RGBColor {
@@ -34,20 +48,21 @@ impl Heatmap {
             .caption(&self.caption, font(13))
             .margin(6)
             .x_label_area_size(34)
-            .y_label_area_size(64)
+            .y_label_area_size(y_label_area(&self.rows))
             .build_cartesian_2d(-0.5..w - 0.5, -0.5..h - 0.5)
             .map_err(drawing)?;
         let (x_label, y_label) = (index_label(&self.columns), index_label(&self.rows));
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(self.columns.len().min(10))
-            .y_labels(self.rows.len().min(16))
+            // As many labels as categories: the axis puts one at every whole position.
+            .x_labels(self.columns.len())
+            .y_labels(self.rows.len())
             .x_label_formatter(&x_label)
             .y_label_formatter(&y_label)
             .x_desc(&self.x_desc)
             .y_desc(&self.y_desc)
-            .label_style(font(10))
+            .label_style(font(LABEL_SIZE))
             .axis_desc_style(font(11))
             .draw()
             .map_err(drawing)?;

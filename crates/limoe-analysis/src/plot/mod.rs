@@ -32,7 +32,7 @@ use crate::{AnalysisError, Result};
 use heatmap::{Heatmap, HeatmapFigure};
 use lines::{LineFigure, LinePanel, Series, render_lines};
 
-pub use classes::plot_class_routing;
+pub use classes::{MAX_CLASSES, plot_class_routing};
 pub use compare::plot_comparison;
 pub use eval::{EVAL_PANELS, plot_eval};
 pub use losses::{LOSS_TERMS, plot_losses};
@@ -224,6 +224,16 @@ fn index_label(labels: &[String]) -> impl Fn(&f64) -> String + '_ {
         }
         labels.get(i as usize).cloned().unwrap_or_default()
     }
+}
+
+/// The width in pixels of `text` drawn in the bundled font at `size` pixels (a generous
+/// estimate if the font cannot measure it).
+fn text_width(text: &str, size: u32) -> u32 {
+    let _ = register_bundled_font();
+    font(size)
+        .font
+        .box_size(text)
+        .map_or(text.chars().count() as u32 * size, |(w, _)| w)
 }
 
 /// The sorted distinct values of `values`.

@@ -344,3 +344,88 @@ fn comparison_draws_a_panel_per_metric_with_bars_per_setting() {
     let err = error_of(|p, c| plot_comparison(&runs.head(Some(0)), p, c));
     assert_eq!(err, "nothing to plot: the comparison frame has no rows");
 }
+
+/// An assignments log of `classes` classes in MoE blocks 1 and 3 with two experts: class `l`
+/// has `l + 1` image tokens per block, all on expert `l % 2`.
+fn many_classes(classes: i32) -> DataFrame {
+    let rows: Vec<(i32, i32)> = (1..=3)
+        .step_by(2)
+        .flat_map(|block| (0..classes).flat_map(move |l| (0..=l).map(move |_| (block, l))))
+        .collect();
+    let n = rows.len();
+    df!(
+        "step" => vec![1i64; n],
+        "key" => vec!["k"; n],
+        "label" => rows.iter().map(|r| Some(r.1)).collect::<Vec<_>>(),
+        "modality" => vec!["image"; n],
+        "block" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "position" => vec![0i32; n],
+        "choice" => vec![0i32; n],
+        "expert" => rows.iter().map(|r| r.1 % 2).collect::<Vec<_>>(),
+    )
+    .unwrap()
+}
+
+/// The `<text>` elements (attributes and content) of an SVG whose content is `label`.
+fn svg_texts<'a>(svg: &'a str, label: &str) -> Vec<&'a str> {
+    svg.split("<text")
+        .filter(|t| {
+            t.split_once('>')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(&format!("{label}\n")))
+        })
+        .collect()
+}
+
+#[test]
+fn class_routing_labels_every_class_inside_the_picture() {
+    let names: Vec<String> = (0..24)
+        .map(|l| format!("orange triangle number {l}"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("x.svg");
+    plot_class_routing(&many_classes(24), 2, Some(&names), &svg, SVG).unwrap();
+    let text = fs::read_to_string(&svg).unwrap();
+    for name in &names {
+        let texts = svg_texts(&text, name);
+        assert_eq!(texts.len(), 2, "{name} labelled once per block");
+        for t in texts {
+            let x: f64 = t
+                .split("x=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let width = f64::from(super::text_width(name, 10));
+            assert!(t.contains("text-anchor=\"end\""), "{t}");
+            assert!(
+                x - width >= 0.0,
+                "{name} starts left of its panel: x {x}, width {width}"
+            );
+        }
+    }
+    assert!(super::heatmap::y_label_area(&names) > super::text_width(&names[0], 10));
+}
+
+#[test]
+fn class_routing_pools_the_least_frequent_classes_beyond_the_limit_and_grows_to_fit() {
+    let classes = MAX_CLASSES as i32 + 10;
+    let assignments = many_classes(classes);
+    let dir = tempfile::tempdir().unwrap();
+    let (png, svg) = (dir.path().join("x.png"), dir.path().join("x.svg"));
+    plot_class_routing(&assignments, 2, None, &png, PNG).unwrap();
+    let (w, h) = png_size(&png);
+    assert_eq!(w, 640);
+    assert!(
+        h >= MAX_CLASSES as u32 * 14,
+        "tall enough for every row: {h}"
+    );
+    plot_class_routing(&assignments, 2, None, &svg, SVG).unwrap();
+    let text = fs::read_to_string(&svg).unwrap();
+    // Classes 0..=10 have the fewest tokens: pooled.
+    assert_eq!(svg_texts(&text, "other (11 classes)").len(), 2);
+    assert!(svg_texts(&text, "10").is_empty(), "class 10 is pooled");
+    assert_eq!(svg_texts(&text, &(classes - 1).to_string()).len(), 2);
+}

@@ -29,7 +29,8 @@ pub(crate) fn page(title: &str, body: &str) -> String {
 
 const STYLE: &str =
     "body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; }
-table { border-collapse: collapse; margin: 1em 0; }
+table { border-collapse: collapse; margin: 1em 0; display: block; max-width: 100%; overflow-x: auto; }
+#headline { background: #f5f8fc; border: 1px solid #d5e0ee; padding: 0 1em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 figure { margin: 2em 0; }
@@ -54,6 +55,19 @@ pub(crate) fn table(header: &[String], rows: &[Vec<String>]) -> String {
         out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
+    out
+}
+
+/// A Markdown table with a header row; cells are plain text.
+pub(crate) fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
     out
 }
 

@@ -1,9 +1,13 @@
-//! One run's report: every plot in the spec's formats, `index.html` showing them with
-//! captions, the summary table, the plan and the resolved spec, and `summary.md` /
-//! `summary.json` with the key numbers for scripts.
+//! One run's report: `index.html` opening with the headline block (scores against chance,
+//! specialists per block, dropped tokens), then the metrics grouped and named in words, every
+//! plot in the spec's formats with captions drawn from the run's numbers, the plan and the
+//! resolved spec; and `summary.md` / `summary.json` with the key numbers for scripts.
 
+mod captions;
 mod classes;
+mod headline;
 mod html;
+mod metric_table;
 mod plots;
 mod publish;
 mod summary;
@@ -19,6 +23,7 @@ use limoe_core::logs::{ASSIGNMENTS, EVAL, METRICS, ROUTING};
 use limoe_core::records::{CLASSES_FILE, PLAN_FILE, SUMMARY_FILE, read_record, write_record};
 use limoe_core::spec::AnalysisSpec;
 
+pub use metric_table::{MetricGroup, MetricRow, MetricTable};
 pub use publish::publish;
 pub use summary::{BlockSummary, RunSummary};
 pub use sweep::{TrialReport, write_sweep_report};
@@ -26,7 +31,8 @@ pub use verify::verify_pictures;
 
 use crate::read_log;
 use crate::run_dirs::RunDirs;
-use html::{escape, number, page, table};
+use headline::{headline_html, headline_markdown};
+use html::{escape, markdown_table, number, page, table};
 use plots::{Figures, Logs, expert_count, names_by_label};
 
 /// The report's page.
@@ -55,20 +61,8 @@ pub fn write_run_report(
     std::fs::create_dir_all(&plots_dir)
         .with_context(|| format!("cannot create {}", plots_dir.display()))?;
     let logs = Logs::read(dirs)?;
-    let mut summary = RunSummary {
-        name: name.to_owned(),
-        ..RunSummary::default()
-    };
-    summary.add_metrics(&logs.metrics)?;
-    let (routing, split) = logs.final_routing();
-    summary.add_routing(routing, split, analysis.dead_expert_threshold)?;
-    summary.add_train_dropped(&logs.routing)?;
-    if let Some(eval) = &dirs.eval {
-        summary.eval = read_record(eval, SUMMARY_FILE)?.unwrap_or_default();
-    }
-    summary.plan = read_record(&dirs.train, PLAN_FILE)?;
-
-    let figures = Figures::draw(&logs, analysis, &plots_dir);
+    let summary = summarise(name, &logs, dirs, analysis.dead_expert_threshold)?;
+    let figures = Figures::draw(&logs, &summary, analysis, &plots_dir);
     let classes = match (&logs.assignments, expert_count(&logs.routing)) {
         (Some(assignments), Some(experts)) => classes::top_classes_table(
             assignments,
@@ -83,6 +77,38 @@ pub fn write_run_report(
     write_atomic(&out.join(INDEX), page(name, &body).as_bytes())?;
     write_atomic(&out.join(SUMMARY_MD), summary_markdown(&summary).as_bytes())?;
     write_record(out, SUMMARY_JSON, &summary)?;
+    Ok(summary)
+}
+
+/// The key numbers of the run `dirs` (what its report shows), without drawing anything;
+/// experts under `dead_threshold` of a modality's tokens count as dead.
+pub fn read_run_summary(
+    name: &str,
+    dirs: &RunDirs,
+    dead_threshold: f64,
+) -> anyhow::Result<RunSummary> {
+    summarise(name, &Logs::read(dirs)?, dirs, dead_threshold)
+}
+
+/// The key numbers of a run from its logs, eval summary and plan.
+fn summarise(
+    name: &str,
+    logs: &Logs,
+    dirs: &RunDirs,
+    dead_threshold: f64,
+) -> anyhow::Result<RunSummary> {
+    let mut summary = RunSummary {
+        name: name.to_owned(),
+        ..RunSummary::default()
+    };
+    summary.add_metrics(&logs.metrics)?;
+    let (routing, split) = logs.final_routing();
+    summary.add_routing(routing, split, dead_threshold)?;
+    summary.add_train_dropped(&logs.routing)?;
+    if let Some(eval) = &dirs.eval {
+        summary.eval = read_record(eval, SUMMARY_FILE)?.unwrap_or_default();
+    }
+    summary.plan = read_record(&dirs.train, PLAN_FILE)?;
     Ok(summary)
 }
 
@@ -124,12 +150,9 @@ fn run_page_body(
             .collect();
         let _ = writeln!(body, "<p>{}</p>", links.join(" · "));
     }
-    body.push_str("<h2>Summary</h2>\n");
-    let rows: Vec<Vec<String>> = summary_rows(summary)
-        .into_iter()
-        .map(|(k, v)| vec![escape(&k), v])
-        .collect();
-    body.push_str(&table(&["number".into(), "value".into()], &rows));
+    body.push_str(&headline_html(summary));
+    body.push_str("<h2>Metrics</h2>\n");
+    body.push_str(&metric_table(summary).html());
     if !summary.blocks.is_empty() {
         let _ = writeln!(
             body,
@@ -156,28 +179,9 @@ fn run_page_body(
     body
 }
 
-/// (name, formatted value) of the run-level numbers, in a fixed order.
-fn summary_rows(summary: &RunSummary) -> Vec<(String, String)> {
-    let mut rows = vec![
-        ("steps".to_owned(), number(summary.steps.map(|s| s as f64))),
-        ("final loss".to_owned(), number(summary.final_loss)),
-        (
-            "final contrastive loss".to_owned(),
-            number(summary.final_contrastive),
-        ),
-        (
-            "temperature (1 / logit scale)".to_owned(),
-            number(summary.temperature),
-        ),
-        ("training seconds".to_owned(), number(summary.train_seconds)),
-    ];
-    rows.extend(
-        summary
-            .eval
-            .iter()
-            .map(|(k, v)| (format!("eval {k}"), number(Some(*v)))),
-    );
-    rows
+/// The run's metrics in one column, grouped and named in words.
+fn metric_table(summary: &RunSummary) -> MetricTable {
+    MetricTable::new(&[("value".to_owned(), summary.metrics())])
 }
 
 /// The per-block routing table's header and rows.
@@ -187,8 +191,8 @@ fn block_table(summary: &RunSummary) -> (Vec<String>, Vec<Vec<String>>) {
         "experts",
         "image specialists",
         "text specialists",
-        "top expert's share of text",
-        "top expert's share of image",
+        "busiest text expert: its share of text",
+        "busiest image expert: its share of image",
         "dead (image / text)",
         "dropped image (train / eval capacity)",
         "dropped text (train / eval capacity)",
@@ -209,8 +213,8 @@ fn block_table(summary: &RunSummary) -> (Vec<String>, Vec<Vec<String>>) {
                 b.experts.to_string(),
                 b.image_specialists.to_string(),
                 b.text_specialists.to_string(),
-                number(b.text_top_share),
-                number(b.image_top_share),
+                top(b.text_top_expert, b.text_top_share),
+                top(b.image_top_expert, b.image_top_share),
                 format!("{} / {}", dead("image"), dead("text")),
                 dropped("image"),
                 dropped("text"),
@@ -220,24 +224,28 @@ fn block_table(summary: &RunSummary) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-/// The key numbers as a Markdown document.
-fn summary_markdown(summary: &RunSummary) -> String {
-    let mut out = format!("# {}\n\n| number | value |\n|---|---|\n", summary.name);
-    for (k, v) in summary_rows(summary) {
-        let _ = writeln!(out, "| {k} | {v} |");
+/// "3: 0.9400", an expert and its share.
+fn top(expert: Option<i64>, share: Option<f64>) -> String {
+    match expert {
+        Some(e) => format!("{e}: {}", number(share)),
+        None => number(share),
     }
+}
+
+/// The key numbers as a Markdown document: the headline, the metrics, the routing per block.
+fn summary_markdown(summary: &RunSummary) -> String {
+    let mut out = format!("# {}\n\n", summary.name);
+    out.push_str(&headline_markdown(summary));
+    out.push_str("## Metrics\n\n");
+    out.push_str(&metric_table(summary).markdown());
     if !summary.blocks.is_empty() {
         let (header, rows) = block_table(summary);
         let _ = writeln!(
             out,
-            "\nRouting per MoE block ({} split, last step):\n\n| {} |\n|{}",
+            "Routing per MoE block ({} split, last step):\n",
             summary.routing_split.as_deref().unwrap_or("?"),
-            header.join(" | "),
-            "---|".repeat(header.len())
         );
-        for row in rows {
-            let _ = writeln!(out, "| {} |", row.join(" | "));
-        }
+        out.push_str(&markdown_table(&header, &rows));
     }
     out
 }

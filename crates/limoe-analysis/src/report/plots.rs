@@ -1,5 +1,5 @@
 //! The report's pictures: which plots a run gets, drawn in every format of the spec, with
-//! the caption saying what to look for.
+//! the caption saying what is plotted and what this run's numbers show ([`super::captions`]).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -9,8 +9,8 @@ use limoe_core::records::ClassName;
 use limoe_core::spec::AnalysisSpec;
 use polars::prelude::DataFrame;
 
-use super::PLOTS;
 use super::html::escape;
+use super::{PLOTS, RunSummary, captions};
 use crate::columns::floats;
 use crate::plot::{
     Canvas, plot_class_routing, plot_eval, plot_losses, plot_routing_curves, plot_specialisation,
@@ -55,27 +55,27 @@ struct Entry {
     stem: &'static str,
     /// Heading.
     title: &'static str,
-    /// What to look for.
-    caption: &'static str,
+    /// What is plotted and what this run shows.
+    caption: String,
     /// Draws it to a path on a canvas.
     draw: Draw,
 }
 
 /// The drawn plots (with the files of each) and those skipped (with the reason).
 pub(crate) struct Figures {
-    drawn: Vec<(&'static str, &'static str, Vec<String>)>,
+    drawn: Vec<(&'static str, String, Vec<String>)>,
     skipped: Vec<(&'static str, String)>,
 }
 
 impl Figures {
     /// Draws every plot of the run into `dir` in each of the spec's formats.
-    pub fn draw(logs: &Logs, analysis: &AnalysisSpec, dir: &Path) -> Figures {
+    pub fn draw(logs: &Logs, summary: &RunSummary, analysis: &AnalysisSpec, dir: &Path) -> Figures {
         let canvases = Canvas::from_spec(analysis);
         let mut figures = Figures {
             drawn: Vec::new(),
             skipped: Vec::new(),
         };
-        for entry in entries(logs, analysis.dead_expert_threshold) {
+        for entry in entries(logs, summary, analysis.dead_expert_threshold) {
             let mut files = Vec::new();
             let mut failure = None;
             for canvas in &canvases {
@@ -163,7 +163,7 @@ pub(super) fn names_by_label(classes: &[ClassName]) -> Option<Vec<String>> {
 }
 
 /// The plots of a run, in page order.
-fn entries(logs: &Logs, dead_threshold: f64) -> Vec<Entry> {
+fn entries(logs: &Logs, summary: &RunSummary, dead_threshold: f64) -> Vec<Entry> {
     let (routing, split) = logs.final_routing();
     let shares = image_shares(routing, split);
     let train_routing = logs.routing.clone();
@@ -178,10 +178,7 @@ fn entries(logs: &Logs, dead_threshold: f64) -> Vec<Entry> {
         Entry {
             stem: "specialisation",
             title: "Modality specialisation of the experts",
-            caption: "Experts of each MoE block sorted by the share of image tokens they \
-                      process (final checkpoint): image and text specialists at the ends, mixed \
-                      experts between. Without the entropy losses text tends to collapse into one \
-                      expert.",
+            caption: captions::specialisation(summary),
             draw: Box::new(move |path, canvas| match &shares {
                 Ok(shares) => plot_specialisation(shares, path, canvas),
                 Err(e) => Err(unavailable(path, e)),
@@ -190,9 +187,7 @@ fn entries(logs: &Logs, dead_threshold: f64) -> Vec<Entry> {
         Entry {
             stem: "utilisation",
             title: "Expert utilisation over training",
-            caption: "Each expert's share of a modality's tokens per step (training batches): \
-                      look for experts that fade to white (dead, flagged) or one expert taking \
-                      a whole modality.",
+            caption: captions::utilisation(summary, dead_threshold),
             draw: Box::new(move |path, canvas| {
                 plot_utilisation(&train_routing, "train", dead_threshold, path, canvas)
             }),
@@ -200,9 +195,7 @@ fn entries(logs: &Logs, dead_threshold: f64) -> Vec<Entry> {
         Entry {
             stem: "routing",
             title: "Router entropy and dropped tokens over training",
-            caption: "Local entropy should fall (confident per-token routing) while global \
-                      entropy stays high (balanced use of experts); dropped tokens show where \
-                      capacity is too small.",
+            caption: captions::routing_curves(summary),
             draw: Box::new(move |path, canvas| {
                 plot_routing_curves(&curves_routing, "train", path, canvas)
             }),
@@ -210,9 +203,7 @@ fn entries(logs: &Logs, dead_threshold: f64) -> Vec<Entry> {
         Entry {
             stem: "classes",
             title: "Per-class routing of image tokens",
-            caption: "Which experts each class's image tokens go to (rows sum to 1, final \
-                      checkpoint, test split): semantic specialisation shows as classes \
-                      concentrated on different experts.",
+            caption: captions::classes(),
             draw: Box::new(move |path, canvas| match (&assignments, experts) {
                 (Some(assignments), Some(experts)) => {
                     plot_class_routing(assignments, experts, class_names.as_deref(), path, canvas)
@@ -225,16 +216,13 @@ fn entries(logs: &Logs, dead_threshold: f64) -> Vec<Entry> {
         Entry {
             stem: "losses",
             title: "Loss terms over training",
-            caption: "The contrastive loss should fall steadily; the auxiliary terms \
-                      (unweighted, log scale) show which routing pressures are active.",
+            caption: captions::losses(&logs.metrics),
             draw: Box::new(move |path, canvas| plot_losses(&metrics, path, canvas)),
         },
         Entry {
             stem: "temperature",
             title: "Temperature and learning rate",
-            caption: "The learned softmax temperature (1 / logit scale) should fall from its \
-                      initial value as the embeddings separate; the learning rate shows warm-up \
-                      and decay.",
+            caption: captions::temperature(&logs.metrics),
             draw: Box::new(move |path, canvas| {
                 plot_temperature(&temperature_metrics, path, canvas)
             }),
@@ -242,8 +230,7 @@ fn entries(logs: &Logs, dead_threshold: f64) -> Vec<Entry> {
         Entry {
             stem: "eval",
             title: "Zero-shot and retrieval during training",
-            caption: "Periodic evaluation on validation pairs: accuracy and recall should rise \
-                      and level off; a late fall suggests overfitting.",
+            caption: captions::eval(&logs.eval),
             draw: Box::new(move |path, canvas| plot_eval(&eval, path, canvas)),
         },
     ]

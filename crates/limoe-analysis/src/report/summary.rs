@@ -28,6 +28,12 @@ pub struct BlockSummary {
     pub text_top_share: Option<f64>,
     /// The largest share of the block's image tokens that one expert receives.
     pub image_top_share: Option<f64>,
+    /// The expert receiving [`text_top_share`](Self::text_top_share) of the text tokens.
+    #[serde(default)]
+    pub text_top_expert: Option<i64>,
+    /// The expert receiving [`image_top_share`](Self::image_top_share) of the image tokens.
+    #[serde(default)]
+    pub image_top_expert: Option<i64>,
     /// Experts receiving less than the dead threshold of a modality's tokens, per modality.
     pub dead: BTreeMap<String, i64>,
     /// Share of each modality's routed tokens dropped by capacity, in the split the routing
@@ -129,11 +135,7 @@ impl RunSummary {
             .map(|i| {
                 let block = blocks[i].unwrap_or_default();
                 let dropped_rate = dropped.of_block(block);
-                let top_of = |m: &str| {
-                    top.iter()
-                        .find(|t| t.block == block && t.modality == m)
-                        .map(|t| t.top_share)
-                };
+                let top_of = |m: &str| top.iter().find(|t| t.block == block && t.modality == m);
                 let dead = ["image", "text"]
                     .into_iter()
                     .map(|m| {
@@ -151,8 +153,10 @@ impl RunSummary {
                     experts: experts[i].unwrap_or_default(),
                     image_specialists: image[i].unwrap_or_default(),
                     text_specialists: text[i].unwrap_or_default(),
-                    text_top_share: top_of("text"),
-                    image_top_share: top_of("image"),
+                    text_top_share: top_of("text").map(|t| t.top_share),
+                    image_top_share: top_of("image").map(|t| t.top_share),
+                    text_top_expert: top_of("text").map(|t| t.expert),
+                    image_top_expert: top_of("image").map(|t| t.expert),
                     dead,
                     dropped_rate,
                     train_dropped_rate: BTreeMap::new(),
@@ -173,12 +177,13 @@ impl RunSummary {
         Ok(())
     }
 
-    /// The flat numbers sweeps compare: eval scores under their names, plus
+    /// The flat numbers the report's tables, sweeps and `limoe compare` show (named in
+    /// [`crate::names`]): eval scores under their names, plus
     /// `image_specialists` and `text_specialists` (summed over blocks), `text_top_share`,
     /// `dropped_image` and `dropped_text` (means over blocks, at the eval capacity),
     /// `train_dropped_image` and `train_dropped_text` (the same at the train capacity, in the
-    /// last training step), `dead_experts` (summed),
-    /// `final_loss` and `train_seconds`.
+    /// last training step), `dead_experts` (summed), `steps`, `final_loss`,
+    /// `final_contrastive`, `temperature` and `train_seconds`.
     pub fn metrics(&self) -> BTreeMap<String, f64> {
         let mut out: BTreeMap<String, f64> = self.eval.clone();
         let sum = |f: &dyn Fn(&BlockSummary) -> f64| self.blocks.iter().map(f).sum::<f64>();
@@ -217,7 +222,10 @@ impl RunSummary {
             }
         }
         for (name, v) in [
+            ("steps", self.steps.map(|s| s as f64)),
             ("final_loss", self.final_loss),
+            ("final_contrastive", self.final_contrastive),
+            ("temperature", self.temperature),
             ("train_seconds", self.train_seconds),
         ] {
             if let Some(v) = v {
@@ -231,10 +239,11 @@ impl RunSummary {
 /// A number of a block, when it has one.
 type BlockNumber = dyn Fn(&BlockSummary) -> Option<f64>;
 
-/// One block's and modality's expert shares at the last step.
+/// One block's and modality's busiest expert at the last step.
 struct TopShare {
     block: i64,
     modality: String,
+    expert: i64,
     top_share: f64,
 }
 
@@ -245,6 +254,7 @@ fn top_shares(routing: &DataFrame, split: &str) -> Result<Vec<TopShare>> {
     let last = steps.iter().flatten().max().copied();
     let blocks = ints(&shares, routing_log::BLOCK)?;
     let modalities = strings(&shares, routing_log::MODALITY)?;
+    let experts = ints(&shares, routing_log::EXPERT)?;
     let values = floats(&shares, "share")?;
     let mut out: Vec<TopShare> = Vec::new();
     for i in 0..shares.height() {
@@ -256,15 +266,17 @@ fn top_shares(routing: &DataFrame, split: &str) -> Result<Vec<TopShare>> {
                 what: "a routing row without block or modality",
             });
         };
-        let share = values[i].unwrap_or(0.0);
+        let (share, expert) = (values[i].unwrap_or(0.0), experts[i].unwrap_or_default());
         match out
             .iter_mut()
             .find(|t| t.block == block && t.modality == modality)
         {
-            Some(t) => t.top_share = t.top_share.max(share),
+            Some(t) if share > t.top_share => (t.expert, t.top_share) = (expert, share),
+            Some(_) => {}
             None => out.push(TopShare {
                 block,
                 modality,
+                expert,
                 top_share: share,
             }),
         }

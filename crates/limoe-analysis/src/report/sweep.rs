@@ -12,11 +12,12 @@ use limoe_core::spec::AnalysisSpec;
 use polars::prelude::{DataFrame, df};
 use serde::Serialize;
 
-use super::html::{escape, number, page, table};
+use super::html::{escape, markdown_table, number, page, table};
 use super::{INDEX, PLOTS, RunSummary, SUMMARY_JSON, SUMMARY_MD};
 use crate::AnalysisError;
 use crate::columns::{floats, ints, strings};
 use crate::compare::compare_table;
+use crate::names::metric_name;
 use crate::plot::{Canvas, plot_comparison};
 
 /// One trial as the sweep report shows it.
@@ -37,21 +38,19 @@ pub struct TrialReport {
     pub summary: Option<RunSummary>,
 }
 
-/// The numbers compared across settings, with what they are called in the report.
-const COMPARED: [(&str, &str); 10] = [
-    ("zero_shot_top1", "zero-shot top-1"),
-    ("retrieval_i2t_r1", "image→text R@1"),
-    ("retrieval_t2i_r1", "text→image R@1"),
-    ("image_specialists", "image-specialist experts"),
-    ("text_specialists", "text-specialist experts"),
-    ("text_top_share", "top expert's share of text"),
-    ("dropped_image", "dropped image tokens (eval capacity)"),
-    ("dropped_text", "dropped text tokens (eval capacity)"),
-    (
-        "train_dropped_image",
-        "dropped image tokens (train capacity)",
-    ),
-    ("train_dropped_text", "dropped text tokens (train capacity)"),
+/// The numbers compared across settings (eval scores by metric, whatever their dataset),
+/// named as everywhere else ([`metric_name`]).
+const COMPARED: [&str; 10] = [
+    "zero_shot_top1",
+    "retrieval_i2t_r1",
+    "retrieval_t2i_r1",
+    "image_specialists",
+    "text_specialists",
+    "text_top_share",
+    "dropped_image",
+    "dropped_text",
+    "train_dropped_image",
+    "train_dropped_text",
 ];
 
 /// Writes the sweep's `index.html` (comparison table and bar charts over seeds, every trial
@@ -96,8 +95,8 @@ pub fn write_sweep_report(
         let _ = writeln!(
             body,
             "<figure>\n<img src=\"{PLOTS}/{shown}\" alt=\"settings compared\">\n<figcaption>\
-             Each bar is a setting's mean over seeds, the error bar ± one standard deviation: \
-             look for settings whose bars differ by more than their error bars.</figcaption>\n\
+             Each bar is a setting's mean over its finished seeds (n under the bar), the error \
+             bar ± one sample standard deviation.</figcaption>\n\
              </figure>"
         );
     }
@@ -156,7 +155,8 @@ fn find(metrics: &BTreeMap<String, f64>, metric: &str) -> Option<f64> {
 /// The finished trials' compared numbers as a tidy frame: setting, seed, metric, value.
 fn tidy_frame(trials: &[TrialReport]) -> anyhow::Result<DataFrame> {
     let (mut settings, mut seeds, mut metrics, mut values) = (vec![], vec![], vec![], vec![]);
-    for (metric, label) in COMPARED {
+    for metric in COMPARED {
+        let label = metric_name(metric).label;
         for trial in trials {
             let Some(summary) = &trial.summary else {
                 continue;
@@ -164,7 +164,7 @@ fn tidy_frame(trials: &[TrialReport]) -> anyhow::Result<DataFrame> {
             if let Some(value) = find(&summary.metrics(), metric) {
                 settings.push(trial.setting.clone());
                 seeds.push(trial.seed.map(|s| s as i64));
-                metrics.push(label.to_owned());
+                metrics.push(label.clone());
                 values.push(value);
             }
         }
@@ -194,15 +194,10 @@ impl SettingsTable {
     }
 
     fn markdown(&self) -> String {
-        let mut out = format!(
-            "| {} |\n|{}\n",
-            self.header.join(" | "),
-            "---|".repeat(self.header.len())
-        );
-        for (s, cells) in self.settings.iter().zip(&self.cells) {
-            let _ = writeln!(out, "| {s} | {} |", cells.join(" | "));
-        }
-        out
+        let rows: Vec<Vec<String>> = (self.settings.iter().zip(&self.cells))
+            .map(|(s, cells)| std::iter::once(s.clone()).chain(cells.clone()).collect())
+            .collect();
+        markdown_table(&self.header, &rows)
     }
 }
 
@@ -236,10 +231,11 @@ fn settings_table(tidy: &DataFrame) -> anyhow::Result<SettingsTable> {
         .map(|setting| {
             COMPARED
                 .iter()
-                .map(|(_, label)| {
+                .map(|metric| {
+                    let label = metric_name(metric).label;
                     records
                         .iter()
-                        .find(|r| &r.setting == setting && r.metric == *label)
+                        .find(|r| &r.setting == setting && r.metric == label)
                         .map_or("–".to_owned(), |r| match r.std {
                             Some(std) => {
                                 format!("{} ± {} (n={})", number(r.mean), number(Some(std)), r.n)
@@ -251,7 +247,7 @@ fn settings_table(tidy: &DataFrame) -> anyhow::Result<SettingsTable> {
         })
         .collect();
     let mut header = vec!["setting".to_owned()];
-    header.extend(COMPARED.iter().map(|(_, label)| (*label).to_owned()));
+    header.extend(COMPARED.iter().map(|m| metric_name(m).label));
     Ok(SettingsTable {
         header,
         settings: order,
@@ -275,11 +271,11 @@ fn trial_table(trials: &[TrialReport]) -> (Vec<String>, Vec<Vec<String>>) {
                 .map(RunSummary::metrics)
                 .unwrap_or_default();
             let mut row = vec![link, escape(&t.state)];
-            row.extend(COMPARED.iter().map(|(m, _)| number(find(&metrics, m))));
+            row.extend(COMPARED.iter().map(|m| number(find(&metrics, m))));
             row
         })
         .collect();
     let mut header = vec!["trial".to_owned(), "state".to_owned()];
-    header.extend(COMPARED.iter().map(|(_, label)| escape(label)));
+    header.extend(COMPARED.iter().map(|m| escape(&metric_name(m).label)));
     (header, rows)
 }

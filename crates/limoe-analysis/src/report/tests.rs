@@ -165,3 +165,154 @@ fn run_numbers_come_from_the_last_metrics_row() {
         .unwrap_err();
     assert!(err.to_string().contains("`loss`"), "{err}");
 }
+
+/// A run whose eval scored zero-shot top-1 0.5 on `synthetic` (4 classes, chance 0.25) and
+/// retrieval over 20 pairs, with the hand-built routing log's block.
+fn scored_summary() -> RunSummary {
+    let mut summary = RunSummary {
+        name: "scored".into(),
+        eval: [
+            ("synthetic/zero_shot_top1", 0.5),
+            ("synthetic/chance_top1", 0.25),
+            ("all/retrieval_i2t_r1", 0.3),
+            ("all/retrieval_i2t_r5", 0.6),
+            ("all/retrieval_t2i_r1", 0.2),
+            ("all/retrieval_pairs", 20.0),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into(),
+        ..RunSummary::default()
+    };
+    summary.add_routing(&routing(), "test", 0.01).unwrap();
+    summary
+}
+
+#[test]
+fn the_headline_comes_first_with_scores_against_chance_and_specialists_per_block() {
+    let logs = Logs {
+        metrics: DataFrame::empty(),
+        routing: DataFrame::empty(),
+        eval: DataFrame::empty(),
+        test_routing: None,
+        assignments: None,
+        classes: Vec::new(),
+    };
+    let figures = Figures::draw(
+        &logs,
+        &scored_summary(),
+        &AnalysisSpec::default(),
+        tempfile::tempdir().unwrap().path(),
+    );
+    let body = run_page_body(&scored_summary(), &figures, "", "", &[]);
+    let headline = body.find("<h2>At a glance</h2>").expect("a headline");
+    assert!(
+        body.find("<h2>").unwrap() == headline,
+        "the headline is the first section"
+    );
+    let rows: Vec<&str> = body[headline..body.find("</section>").unwrap()]
+        .lines()
+        .filter(|l| l.starts_with("<tr><td>"))
+        .collect();
+    assert_eq!(
+        rows[..4],
+        [
+            "<tr><td>zero-shot top-1, synthetic</td><td>0.5000</td><td>0.2500</td><td>2.0×</td></tr>",
+            // Chance of R@K over 20 pairs is K / 20.
+            "<tr><td>image→text R@1</td><td>0.3000</td><td>0.0500</td><td>6.0×</td></tr>",
+            "<tr><td>image→text R@5</td><td>0.6000</td><td>0.2500</td><td>2.4×</td></tr>",
+            "<tr><td>text→image R@1</td><td>0.2000</td><td>0.0500</td><td>4.0×</td></tr>",
+        ]
+    );
+    // Block 1: expert 2 is an image specialist, expert 1 a text one, expert 0 mixed.
+    assert_eq!(
+        rows[4],
+        "<tr><td>1</td><td>3</td><td>1</td><td>1</td><td>1</td><td>0.1667</td><td>0.0278</td></tr>"
+    );
+    assert!(body.contains("at least 90% of the tokens it processes are image tokens"));
+}
+
+#[test]
+fn the_metric_tables_name_each_metric_in_words_grouped_by_dataset_then_routing_and_training() {
+    let table = metric_table(&scored_summary());
+    let groups: Vec<&str> = table.groups.iter().map(|g| g.group.as_str()).collect();
+    assert_eq!(groups, ["synthetic", "all pairs", "routing"]);
+    let all_pairs: Vec<&str> = table.groups[1]
+        .rows
+        .iter()
+        .map(|r| r.metric.as_str())
+        .collect();
+    assert_eq!(
+        all_pairs,
+        [
+            "pairs ranked (candidates per query)",
+            "image→text R@1",
+            "image→text R@5",
+            "text→image R@1"
+        ]
+    );
+    let html = table.html();
+    assert!(
+        html.contains("<tr><th>synthetic</th><th>value</th></tr>"),
+        "{html}"
+    );
+    assert!(!html.contains("retrieval_"), "no raw keys: {html}");
+    let text = table.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["synthetic", "value"]
+    );
+    assert!(
+        lines[1].starts_with("zero-shot top-1  ") && lines[1].ends_with(" 0.5000"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&table.json().unwrap()).unwrap();
+    assert_eq!(
+        json["groups"][0]["rows"][0]["key"],
+        "synthetic/zero_shot_top1"
+    );
+}
+
+#[test]
+fn captions_say_what_this_run_shows_from_its_numbers() {
+    let mut summary = scored_summary();
+    let caption = captions::specialisation(&summary);
+    assert!(
+        caption.contains("Block 1: 1 image and 1 text specialists, 1 mixed of 3 experts"),
+        "{caption}"
+    );
+    // Expert 1 takes 60 of 70 text tokens: busiest, not collapsed.
+    assert!(
+        caption.contains("the busiest text expert (1) takes 0.86 of text tokens"),
+        "{caption}"
+    );
+    summary.blocks[0].text_top_share = Some(0.94);
+    summary.blocks[0].text_top_expert = Some(3);
+    let caption = captions::specialisation(&summary);
+    assert!(
+        caption.contains("text collapsed onto expert 3 in block 1 (0.94 of text tokens)"),
+        "{caption}"
+    );
+    assert!(!caption.contains("entropy"), "no general claim: {caption}");
+    let caption = captions::utilisation(&summary, 0.01);
+    assert!(
+        caption.contains("dead experts: 1 of 3 for image in block 1, 1 of 3 for text in block 1"),
+        "{caption}"
+    );
+    let metrics = polars::prelude::df!(
+        "step" => [1i64, 2, 3],
+        "loss" => [3.0, 2.5, 2.0],
+        "logit_scale" => [10.0, 12.0, 20.0],
+    )
+    .unwrap();
+    let caption = captions::losses(&metrics);
+    assert!(
+        caption.contains("went from 3 at step 1 to 2 at step 3"),
+        "{caption}"
+    );
+    let caption = captions::temperature(&metrics);
+    assert!(
+        caption.contains("went from 0.1000 at step 1 to 0.0500 at step 3"),
+        "{caption}"
+    );
+}

@@ -1,5 +1,7 @@
 //! Helpers the tests that run the `limoe` binary share.
 
+#[allow(dead_code, reason = "only the report tests render pages")]
+pub mod chromium;
 #[allow(dead_code, reason = "only the Slurm tests start a cluster")]
 pub mod cluster;
 #[allow(dead_code, reason = "the tests of training alike use a part each")]

@@ -27,6 +27,10 @@ pub const RETRIEVAL_DIRECTIONS: [&str; 2] = ["i2t", "t2i"];
 /// What retrieval measures in each direction: recall at 1, 5 and 10, the median rank.
 pub const RETRIEVAL_MEASURES: [&str; 4] = ["r1", "r5", "r10", "median_rank"];
 
+/// How many pairs retrieval ranked: each query has this many candidates, so guessing finds
+/// the match within the top K with probability K / pairs (the chance level of R@K).
+pub const RETRIEVAL_PAIRS: &str = "retrieval_pairs";
+
 /// `retrieval_<direction>_<measure>`, e.g. `retrieval_i2t_r1`.
 pub fn retrieval_metric(direction: &str, measure: &str) -> String {
     format!("retrieval_{direction}_{measure}")

@@ -8,7 +8,8 @@ use super::diagnostic::did_you_mean;
 use super::eval::{Retrieval, ZeroShot};
 use super::path::KeyPath;
 use crate::logs::eval_metrics::{
-    ALL_DATASETS, RETRIEVAL_DIRECTIONS, RETRIEVAL_MEASURES, ZERO_SHOT, metric_key, retrieval_metric,
+    ALL_DATASETS, RETRIEVAL_DIRECTIONS, RETRIEVAL_MEASURES, RETRIEVAL_PAIRS, ZERO_SHOT, metric_key,
+    retrieval_metric,
 };
 use crate::logs::metrics;
 
@@ -101,6 +102,7 @@ impl Monitor {
         let retrieval = RETRIEVAL_DIRECTIONS
             .into_iter()
             .flat_map(|direction| RETRIEVAL_MEASURES.map(|m| retrieval_metric(direction, m)))
+            .chain([RETRIEVAL_PAIRS.to_owned()])
             .map(|metric| metric_key(ALL_DATASETS, &metric))
             .filter(|_| self.retrieval.enabled);
         zero_shot.chain(retrieval).collect()
