@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use limoe_core::kinds::TRAIN;
 use limoe_core::runner::partial_of;
+use limoe_core::shell::quote;
 use limoe_core::sweep::SweepRecord;
 use limoe_train::logs::tensorboard_dir;
 
@@ -21,7 +22,7 @@ pub fn command_line(runs_dir: &Path, run: &Path) -> anyhow::Result<String> {
     if !SweepRecord::path(&dir).is_file() {
         return Ok(format!(
             "tensorboard --logdir {}",
-            quoted(&dir.display().to_string())
+            quote(&dir.display().to_string())
         ));
     }
     let sweep = SweepRecord::read(&dir)?;
@@ -42,7 +43,7 @@ pub fn command_line(runs_dir: &Path, run: &Path) -> anyhow::Result<String> {
     }
     Ok(format!(
         "tensorboard --logdir_spec {}",
-        quoted(&entries.join(","))
+        quote(&entries.join(","))
     ))
 }
 
@@ -69,11 +70,6 @@ fn run_name(id: &str) -> String {
     id.replace([',', ':'], " ")
 }
 
-/// `text` quoted for a POSIX shell.
-fn quoted(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,16 +83,10 @@ mod tests {
     #[test]
     fn a_plain_run_is_its_directory_quoted_for_the_shell() {
         let runs = tempfile::tempdir().unwrap();
-        let dir = runs.path().join("it's");
-        std::fs::create_dir(&dir).unwrap();
+        std::fs::create_dir(runs.path().join("it's")).unwrap();
         let line = command_line(runs.path(), Path::new("it's")).unwrap();
-        assert_eq!(
-            line,
-            format!(
-                "tensorboard --logdir '{}'",
-                dir.display().to_string().replace('\'', r"'\''")
-            )
-        );
+        let expected = format!(r"tensorboard --logdir '{}/it'\''s'", runs.path().display());
+        assert_eq!(line, expected);
     }
 
     #[test]

@@ -34,6 +34,17 @@ fn run_args(train: &str) -> Vec<String> {
     .to_vec()
 }
 
+/// Starts `limoe` with `args` in `cwd`, its output discarded, for a test to watch or kill.
+fn spawn_quiet(args: &[String], cwd: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_limoe"))
+        .args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("limoe starts")
+}
+
 /// Runs `args` in `cwd` and fails the test with the output when the run fails.
 fn run_ok(args: &[String], cwd: &Path) -> Output {
     let out = limoe(args, cwd);
@@ -263,13 +274,7 @@ fn killed_training_resumes_to_identical_logs_and_weights() {
     assert_every_step_once(&expected, RESUME_STEPS);
 
     let killed = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_limoe"))
-        .args(&args)
-        .current_dir(killed.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("limoe starts");
+    let mut child = spawn_quiet(&args, killed.path());
     let deadline = Instant::now() + Duration::from_secs(300);
     let seen = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -557,13 +562,7 @@ fn tensorboard_events_grow_while_training_and_hold_every_series() {
         "steps: {STEPS}, batch_size: 8, warmup_steps: 1, eval_every: 60, \
          checkpoint_every: {STEPS}, log_every: 5"
     ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_limoe"))
-        .args(&args)
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("limoe starts");
+    let mut child = spawn_quiet(&args, dir.path());
     let losses = |events: &[Event]| {
         let lines = summaries_print(events);
         lines.iter().filter(|l| l.contains(" train/loss\t")).count()

@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod random;
 pub mod records;
 pub mod runner;
+pub mod shell;
 pub mod spec;
 mod stage;
 pub mod sweep;

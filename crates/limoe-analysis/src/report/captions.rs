@@ -131,8 +131,11 @@ fn first_and_last(metrics: &DataFrame, column: &str) -> Option<((f64, f64), (f64
     Some((*points.first()?, *points.last()?))
 }
 
-/// "went from A at step S to B at step T".
+/// "went from A at step S to B at step T", or "was A at step S" for a single point.
 fn change(((s0, v0), (s1, v1)): ((f64, f64), (f64, f64))) -> String {
+    if s0 == s1 {
+        return format!("was {} at step {s0}", number(Some(v0)));
+    }
     format!(
         "went from {} at step {s0} to {} at step {s1}",
         number(Some(v0)),
@@ -219,4 +222,21 @@ pub(crate) fn eval(eval: &DataFrame) -> String {
         let _ = write!(out, " {}.", changes.join("; "));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::change;
+
+    #[test]
+    fn a_single_point_is_no_change() {
+        assert_eq!(
+            change(((250.0, 0.26), (250.0, 0.26))),
+            "was 0.2600 at step 250"
+        );
+        assert_eq!(
+            change(((1.0, 4.0), (250.0, 1.0))),
+            "went from 4 at step 1 to 1 at step 250"
+        );
+    }
 }

@@ -82,10 +82,13 @@ pub fn check_page(page: &Path) {
     std::fs::write(&checked, with_script).unwrap();
     let dom = headless(chromium, &["--dump-dom".to_owned()], &checked);
     std::fs::remove_file(&checked).unwrap();
-    let start = dom.find("<pre id=\"overflow\">").expect("the check ran") + 18;
+    let marker = "<pre id=\"overflow\">";
+    let start = dom.find(marker).expect("the check ran") + marker.len();
     let end = start + dom[start..].find("</pre>").unwrap();
     let found = dom[start..end]
         .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
         .replace("&amp;", "&");
     let found: serde_json::Value = serde_json::from_str(&found).unwrap();
     assert_eq!(

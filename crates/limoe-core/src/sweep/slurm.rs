@@ -15,6 +15,7 @@ use super::record::{SweepRecord, TRIAL_LOG, TRIALS_DIR, TrialState};
 use super::slurm_wait::wait_for_tasks;
 use crate::files::write_atomic;
 use crate::interrupt;
+use crate::shell::quote;
 
 /// File name of the array script inside the experiment directory.
 const SCRIPT: &str = "sweep.sbatch";
@@ -199,21 +200,5 @@ impl Executor for Slurm {
             wait_for_tasks(sweep, record, events)?;
         }
         Ok(())
-    }
-}
-
-/// `text` quoted for bash: inside single quotes, each `'` as `'\''`.
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quote;
-
-    #[test]
-    fn quotes_for_bash() {
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's $x"), r"'it'\''s $x'");
     }
 }
