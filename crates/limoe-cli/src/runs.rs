@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 use limoe_analysis::RunDirs;
 use limoe_analysis::names::metric_name;
+use limoe_analysis::report::plain_table;
 use limoe_core::records::{EvalSummary, SUMMARY_FILE, read_record};
 use limoe_core::runner::{LAST_RUN, Outcome, RunReport};
 use limoe_core::sweep::{SweepRecord, TrialState, key_metric};
@@ -52,7 +53,7 @@ pub fn runs(runs_dir: &Path) -> anyhow::Result<ExitCode> {
         zero_shot: metric_name("zero_shot_top1").label,
         retrieval: metric_name(RETRIEVAL).label,
     };
-    let rows: Vec<[&str; 6]> = std::iter::once(&header)
+    let rows: Vec<Vec<String>> = std::iter::once(&header)
         .chain(&listed)
         .map(|l| {
             [
@@ -63,20 +64,11 @@ pub fn runs(runs_dir: &Path) -> anyhow::Result<ExitCode> {
                 &l.retrieval,
                 &l.stages,
             ]
-            .map(String::as_str)
+            .map(String::clone)
+            .to_vec()
         })
         .collect();
-    let widths: Vec<usize> = (0..6)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, &w)| format!("{cell:<w$}"))
-            .collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
+    print!("{}", plain_table(&rows, false));
     Ok(ExitCode::SUCCESS)
 }
 

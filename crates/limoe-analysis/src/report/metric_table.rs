@@ -3,11 +3,11 @@
 //! per run), as HTML, Markdown, plain text or JSON.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use super::html::{escape, markdown_table, number, table};
+use super::plain::plain_table;
 use crate::names::{group_order, metric_name};
 
 /// Metrics of runs side by side.
@@ -119,22 +119,8 @@ impl MetricTable {
         let mut out = String::new();
         for group in &self.groups {
             let (header, rows) = self.cells(group);
-            let all: Vec<&Vec<String>> = std::iter::once(&header).chain(&rows).collect();
-            let widths: Vec<usize> = (0..header.len())
-                .map(|c| all.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-                .collect();
-            for row in all {
-                let cells: Vec<String> = row
-                    .iter()
-                    .zip(&widths)
-                    .enumerate()
-                    .map(|(c, (cell, &w))| match c {
-                        0 => format!("{cell:<w$}"),
-                        _ => format!("{cell:>w$}"),
-                    })
-                    .collect();
-                let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-            }
+            let all: Vec<Vec<String>> = std::iter::once(header).chain(rows).collect();
+            out.push_str(&plain_table(&all, true));
             out.push('\n');
         }
         out

@@ -8,6 +8,7 @@ mod classes;
 mod headline;
 mod html;
 mod metric_table;
+mod plain;
 mod plots;
 mod publish;
 mod summary;
@@ -24,6 +25,7 @@ use limoe_core::records::{CLASSES_FILE, PLAN_FILE, SUMMARY_FILE, read_record, wr
 use limoe_core::spec::AnalysisSpec;
 
 pub use metric_table::{MetricGroup, MetricRow, MetricTable};
+pub use plain::plain_table;
 pub use publish::publish;
 pub use summary::{BlockSummary, RunSummary};
 pub use sweep::{TrialReport, write_sweep_report};
