@@ -20,11 +20,15 @@
 //! - [`plot::plot_comparison`]: per metric, a bar per setting (mean over seeds, ± std);
 //! - [`plot::plot_patch_routing`]: one image's patches tinted by their experts.
 //!
+//! [`claims`] judges the LIMoE paper's claims on a sweep's settings (a verdict with its
+//! effect and spread over seeds).
+//!
 //! [`report`] gathers them into one HTML page per run (and one comparison page per sweep),
 //! metrics named in words by [`names`];
 //! [`AnalyzeStage`] is the pipeline's `analyze` stage.
 
 pub mod assignments;
+pub mod claims;
 mod columns;
 pub mod compare;
 mod error;

@@ -186,3 +186,29 @@ pub fn modality_stats(routing: &DataFrame, split: &str) -> Result<DataFrame> {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+/// The largest share of `modality`'s kept tokens one expert takes, averaged over the MoE
+/// blocks, at every step of `split`: `(step, share)` in step order (1 = every block's tokens
+/// on one expert). A step where a block routed none of the modality's tokens leaves it out.
+pub fn top_share_by_step(
+    routing: &DataFrame,
+    split: &str,
+    modality: Modality,
+) -> Result<Vec<(i64, f64)>> {
+    let frame = expert_shares(routing, split)?
+        .lazy()
+        .filter(col(MODALITY).eq(lit(modality.name())))
+        .group_by([col(STEP), col(BLOCK)])
+        .agg([col("share").max().alias("top")])
+        .group_by([col(STEP)])
+        .agg([col("top").mean()])
+        .sort([STEP], SortMultipleOptions::default());
+    let frame = run(frame, "top expert shares")?;
+    let steps = crate::columns::ints(&frame, STEP)?;
+    let tops = crate::columns::floats(&frame, "top")?;
+    Ok(steps
+        .into_iter()
+        .zip(tops)
+        .filter_map(|(step, top)| Some((step?, top?)))
+        .collect())
+}

@@ -298,7 +298,7 @@ fn config_json(config: &ModelSpec, case: &Case) -> Value {
             "noise": moe.noise,
             "global_experts": {"image": global_experts.image, "text": global_experts.text},
         },
-        "aux": {"image": weights(&aux.image), "text": weights(&aux.text)},
+        "aux": {"image": weights(&aux.modality.image), "text": weights(&aux.modality.text)},
         "pooling": {"image": pooling(config.pooling.image), "text": pooling(config.pooling.text)},
         "tolerance": {"loss": LOSS_TOLERANCE, "grad": GRAD_TOLERANCE},
         "timing": {"warmup": case.warmup, "steps": case.steps},

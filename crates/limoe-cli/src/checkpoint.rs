@@ -45,6 +45,15 @@ enum Pick {
 }
 
 impl ModelArgs {
+    /// The newest checkpoint of `run`.
+    pub(crate) fn newest(run: std::path::PathBuf) -> ModelArgs {
+        ModelArgs {
+            run,
+            step: None,
+            best: false,
+        }
+    }
+
     /// The checkpoint these options name.
     pub(crate) fn chosen(&self, registry: &Registry, runs_dir: &Path) -> anyhow::Result<Chosen> {
         let pick = match (self.step, self.best) {

@@ -1,6 +1,7 @@
 //! `limoe`: run, validate and plan LIMoE experiment specs.
 
 mod checkpoint;
+mod claim_pictures;
 mod classify;
 mod commands;
 mod compare;

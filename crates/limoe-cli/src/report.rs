@@ -5,12 +5,18 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use limoe_analysis::RunDirs;
-use limoe_analysis::report::{INDEX, TrialReport, publish, write_run_report, write_sweep_report};
-use limoe_core::Registry;
+use limoe_analysis::claims::{Recipe, Settings};
+use limoe_analysis::report::{
+    ClaimInputs, INDEX, TrialReport, publish, write_run_report, write_sweep_report,
+};
+use limoe_analysis::routing::top_share_by_step;
+use limoe_core::logs::{Modality, ROUTING};
 use limoe_core::runner::{Plan, RunReport};
-use limoe_core::spec::AnalysisSpec;
+use limoe_core::spec::Spec;
 use limoe_core::sweep::{SweepRecord, TRIALS_DIR, TrialState};
+use limoe_core::{Registry, load_spec};
 
+use crate::claim_pictures::patch_routing_pictures;
 use crate::load::{find_run, load};
 
 /// Copies the report the plan's `analyze` stage wrote to `<reports>/<experiment>/` (a
@@ -60,7 +66,7 @@ pub fn report(
             Ok(loaded) => loaded,
             Err(code) => return Ok(code),
         };
-        let index = sweep_report(&record, &loaded.spec.analysis, reports_dir)?;
+        let index = sweep_report(registry, &record, &loaded.spec, reports_dir)?;
         println!("{}", index.display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -81,11 +87,14 @@ pub fn report(
 /// The sweep's comparison report at `<reports>/<experiment>/` and each finished trial's
 /// report at `trials/<id>/` below it (drawn from the trial's logs, linking back).
 pub fn sweep_report(
+    registry: &Registry,
     record: &SweepRecord,
-    analysis: &AnalysisSpec,
+    spec: &Spec,
     reports_dir: &Path,
 ) -> anyhow::Result<PathBuf> {
+    let analysis = &spec.analysis;
     let experiment = &record.experiment;
+    let mut finished_dirs = Vec::new();
     let mut trials = Vec::with_capacity(record.trials.len());
     for trial in &record.trials {
         let outputs: Vec<PathBuf> = trial.stages.iter().map(|s| s.dir.clone()).collect();
@@ -101,12 +110,24 @@ pub fn sweep_report(
                 let summary = write_run_report(&name, &dirs, analysis, &links, staging.path())
                     .with_context(|| format!("the report of trial {}", trial.id))?;
                 publish(staging.path(), &to)?;
+                finished_dirs.push((trial.id.clone(), dirs));
                 Some(summary)
             }
             _ => None,
         };
+        let trial_dirs = finished_dirs.last().filter(|(id, _)| id == &trial.id);
+        let (recipe, text_top_share_curve) = match trial_dirs {
+            Some((_, dirs)) => {
+                let (recipe, curve) = trial_routing(registry, dirs)
+                    .with_context(|| format!("the routing of trial {}", trial.id))?;
+                (Some(recipe), curve)
+            }
+            None => (None, Vec::new()),
+        };
         let (setting, seed) = split_seed(&trial.id);
         trials.push(TrialReport {
+            recipe,
+            text_top_share_curve,
             href: summary
                 .is_some()
                 .then(|| format!("{TRIALS_DIR}/{}/{INDEX}", trial.id)),
@@ -119,10 +140,33 @@ pub fn sweep_report(
     }
     strip_common_axis(&mut trials);
     let staging = staging_dir(reports_dir)?;
-    write_sweep_report(experiment, &trials, analysis, staging.path())?;
+    let mut claims = ClaimInputs {
+        held_out: spec.eval.benchmarks.keys().cloned().collect(),
+        ..ClaimInputs::default()
+    };
+    let first_limoe = Settings::new(&trials, &claims.held_out)
+        .limoe_trials()
+        .find_map(|t| finished_dirs.iter().find(|(id, _)| *id == t.id));
+    if let Some((id, dirs)) = first_limoe {
+        claims.patch_routing =
+            patch_routing_pictures(registry, record, id, dirs, staging.path())
+                .with_context(|| format!("the per-patch routing pictures of trial {id}"))?;
+    }
+    write_sweep_report(experiment, &trials, &claims, analysis, staging.path())?;
     let to = reports_dir.join(experiment);
     publish(staging.path(), &to)?;
     Ok(to.join(INDEX))
+}
+
+/// What a finished trial trained (from its resolved spec) and its top text share at every
+/// validation step.
+fn trial_routing(registry: &Registry, dirs: &RunDirs) -> anyhow::Result<(Recipe, Vec<(i64, f64)>)> {
+    let loaded = load_spec(&dirs.spec_file, &[], registry)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))
+        .with_context(|| format!("cannot read the spec {}", dirs.spec_file.display()))?;
+    let routing = limoe_analysis::read_log(&dirs.train, &ROUTING)?;
+    let curve = top_share_by_step(&routing, "val", Modality::Text)?;
+    Ok((Recipe::of(&loaded.spec.model), curve))
 }
 
 /// A trial id's setting (the id without its `seed=` part; `all` when nothing else) and seed.

@@ -68,6 +68,7 @@ pub fn sweep(registry: &Registry, opts: &SweepOptions) -> anyhow::Result<ExitCod
     let runs_dir = std::path::absolute(opts.runs_dir)?;
     if opts.status {
         return status(
+            registry,
             &sweep,
             &runs_dir.join(&sweep.base.spec.name),
             opts.reports_dir,
@@ -109,12 +110,17 @@ pub fn sweep(registry: &Registry, opts: &SweepOptions) -> anyhow::Result<ExitCod
     let Some(record) = run_sweep(&runner, &context, &plan, executor, &mut print_event)? else {
         return Ok(ExitCode::FAILURE);
     };
-    Ok(conclude(&record, &sweep, opts.reports_dir))
+    Ok(conclude(registry, &record, &sweep, opts.reports_dir))
 }
 
 /// `limoe sweep SPEC --status`: the record of the sweep in `experiment_dir` brought up to
 /// date (from Slurm and the trials' records), its table and its report.
-fn status(sweep: &Sweep, experiment_dir: &Path, reports_dir: &Path) -> anyhow::Result<ExitCode> {
+fn status(
+    registry: &Registry,
+    sweep: &Sweep,
+    experiment_dir: &Path,
+    reports_dir: &Path,
+) -> anyhow::Result<ExitCode> {
     let (record, refresh) = update_status(experiment_dir)?;
     if refresh.without_slurm {
         eprintln!(
@@ -122,13 +128,18 @@ fn status(sweep: &Sweep, experiment_dir: &Path, reports_dir: &Path) -> anyhow::R
              records alone (run --status on the cluster to see queued and running tasks)"
         );
     }
-    Ok(conclude(&record, sweep, reports_dir))
+    Ok(conclude(registry, &record, sweep, reports_dir))
 }
 
 /// The trials' table and the sweep's report; success when no trial failed.
-fn conclude(record: &SweepRecord, sweep: &Sweep, reports_dir: &Path) -> ExitCode {
+fn conclude(
+    registry: &Registry,
+    record: &SweepRecord,
+    sweep: &Sweep,
+    reports_dir: &Path,
+) -> ExitCode {
     print_table(record);
-    after_trials(record, sweep, reports_dir);
+    after_trials(registry, record, sweep, reports_dir);
     if record.succeeded() {
         ExitCode::SUCCESS
     } else {
@@ -148,11 +159,11 @@ fn local_text(at_once: usize, ranks: usize, threads: usize) -> String {
 
 /// Called once every trial has ended (or been submitted): the comparison report of the
 /// finished trials (a report failure is reported but does not fail the sweep).
-fn after_trials(record: &SweepRecord, sweep: &Sweep, reports_dir: &Path) {
+fn after_trials(registry: &Registry, record: &SweepRecord, sweep: &Sweep, reports_dir: &Path) {
     let Some(first) = sweep.trials.first() else {
         return;
     };
-    match crate::report::sweep_report(record, &first.loaded.spec.analysis, reports_dir) {
+    match crate::report::sweep_report(registry, record, &first.loaded.spec, reports_dir) {
         Ok(index) => println!("report: {}", index.display()),
         Err(e) => eprintln!("warning: the sweep's report could not be written: {e:#}"),
     }

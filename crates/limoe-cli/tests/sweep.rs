@@ -578,3 +578,43 @@ fn a_signal_to_the_sweep_stops_its_trials_at_a_checkpoint() {
         .count();
     assert!(stopped >= 1, "no trial stopped at a checkpoint: {record:?}");
 }
+
+/// `experiments/limoe-claims.yaml` plans every setting of the paper's claims over 3 seeds,
+/// the joint V-MoE balancing among them, without its data fetched.
+#[test]
+fn the_claims_sweep_lists_every_setting_and_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/limoe-claims.yaml");
+    let dry = limoe(&["sweep", spec.to_str().unwrap(), "--dry-run"], dir.path());
+    assert!(dry.status.success(), "{}", both(&dry));
+    let stdout = text(&dry.stdout);
+    let settings = [
+        "none",
+        "vmoe-joint",
+        "vmoe-per-modality",
+        "local",
+        "global",
+        "limoe",
+        "limoe-nobpr",
+        "limoe-c0.5",
+        "limoe-c0.5-nobpr",
+        "limoe-c1.5",
+        "limoe-c1.5-nobpr",
+        "dense",
+        "two_tower",
+    ];
+    for setting in settings {
+        for seed in 0..3 {
+            let id = format!("  setting={setting},seed={seed}  ");
+            assert!(stdout.contains(&id), "{id} missing:\n{stdout}");
+        }
+    }
+    assert!(
+        stdout.contains(&format!("{} trial(s)", settings.len() * 3)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""scope":{"importance":"joint","load":"joint"}"#),
+        "{stdout}"
+    );
+}

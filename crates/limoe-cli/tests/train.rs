@@ -108,6 +108,8 @@ fn metrics_print(r: &MetricsRow) -> String {
         ("importance_text", r.importance_text),
         ("load_image", r.load_image),
         ("load_text", r.load_text),
+        ("importance_joint", r.importance_joint),
+        ("load_joint", r.load_joint),
         ("z_loss_image", r.z_loss_image),
         ("z_loss_text", r.z_loss_text),
         ("grad_norm", r.grad_norm),

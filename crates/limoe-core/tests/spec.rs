@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use limoe_core::command::CommandStage;
 use limoe_core::kinds::{ANALYZE, BENCHMARKS, EVAL, INGEST, TRAIN};
-use limoe_core::spec::{Arch, Limit, Size, Source, SpecErrors, Synthetic};
+use limoe_core::spec::{Arch, Limit, Scope, Size, Source, SpecErrors, Synthetic};
 use limoe_core::{LoadedSpec, Registry, Stage, StageContext, load_spec};
 
 /// A stage kind of the default pipeline, which these tests load but never run.
@@ -669,4 +669,27 @@ fn only_small_regular_files_are_read_as_specs() {
         );
         assert!(errors.contains("hint: "), "{errors}");
     }
+}
+
+/// `model.aux.scope` takes `joint` or `per_modality` per balancing loss, is left out of the
+/// written spec at its default (so keys written before it hold), and a misspelt scope is
+/// an error at its line.
+#[test]
+fn balancing_scope_is_read_and_written_only_when_set() {
+    let joint = load_text("model:\n  aux:\n    scope: {load: joint}\n", &[]).unwrap();
+    assert_eq!(joint.spec.model.aux.scope.load, Scope::Joint);
+    assert_eq!(joint.spec.model.aux.scope.importance, Scope::PerModality);
+    let yaml = serde_json::to_string(&joint.spec).unwrap();
+    assert!(
+        yaml.contains(r#""scope":{"importance":"per_modality","load":"joint"}"#),
+        "{yaml}"
+    );
+    let default = serde_json::to_string(&load_text("", &[]).unwrap().spec).unwrap();
+    assert!(!default.contains("scope"), "{default}");
+    let errors = error_lines("model:\n  aux:\n    scope: {importance: jont}\n", &[]);
+    assert!(errors[0].starts_with("error: spec.yaml:3:"), "{errors:?}");
+    assert!(
+        errors.join("\n").contains("model.aux.scope.importance"),
+        "{errors:?}"
+    );
 }

@@ -3,10 +3,10 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use limoe_core::spec::{self, Capacity, MoeSpec};
+use limoe_core::spec::{self, AuxSpec, Capacity, MoeSpec, Scope};
 use limoe_model::moe::{
-    AuxWeights, Groups, LossTerms, Moe, MoeConfig, MoeOutput, PerModality, RouteMode, RouteSpec,
-    RoutedTokens, Routing, TokenCounts, capacity, route,
+    Aux, AuxValues, AuxWeights, Groups, LossTerms, Moe, MoeConfig, MoeOutput, PerModality,
+    RouteMode, RouteSpec, RoutedTokens, Routing, TokenCounts, aux_weights, capacity, route,
 };
 
 fn cfg(experts: usize, top_k: usize, capacity: f64, bpr: bool) -> MoeConfig {
@@ -322,7 +322,7 @@ fn eval_is_deterministic_and_noise_is_keyed() -> Result<()> {
     Ok(())
 }
 
-fn host_terms(out: &MoeOutput) -> Result<PerModality<LossTerms<f64>>> {
+fn host_terms(out: &MoeOutput) -> Result<AuxValues> {
     out.aux.to_host()
 }
 
@@ -344,16 +344,26 @@ fn auxiliary_losses_are_averaged_over_routing_groups() -> Result<()> {
         alone.push(host_terms(&moe.forward(&x, &one, RouteMode::Eval)?)?);
     }
     for m in 0..2 {
-        let parts = [alone[0].both()[m], alone[1].both()[m]];
-        for (i, (name, value)) in together.both()[m].entries().into_iter().enumerate() {
+        let parts = [alone[0].modality.both()[m], alone[1].modality.both()[m]];
+        for (i, (name, value)) in together.modality.both()[m]
+            .entries()
+            .into_iter()
+            .enumerate()
+        {
             let mean = (parts[0].entries()[i].1 + parts[1].entries()[i].1) / 2.0;
             assert!((value - mean).abs() < 1e-12, "{name}: {value} vs {mean}");
         }
     }
+    // The joint balance too: each group's own tokens of both modalities, then the mean.
+    let joint = (alone[0].joint.importance + alone[1].joint.importance) / 2.0;
+    assert!((together.joint.importance - joint).abs() < 1e-12);
     // The whole batch as one group is another loss: the terms are not linear in the gates.
     let one = RoutedTokens::consecutive(counts, None)?;
     let whole = host_terms(&moe.forward(&x, &one, RouteMode::Eval)?)?;
-    assert_ne!(whole.image.importance, together.image.importance);
+    assert_ne!(
+        whole.modality.image.importance,
+        together.modality.image.importance
+    );
     Ok(())
 }
 
@@ -377,7 +387,7 @@ fn uniform_router_losses() -> Result<()> {
         },
     )?;
     let ln_e = (e as f64).ln();
-    for terms in host_terms(&out)?.both() {
+    for terms in host_terms(&out)?.modality.both() {
         assert!((terms.local_entropy - ln_e).abs() < 1e-12);
         assert!(terms.global_entropy.abs() < 1e-12, "S <= E: no global loss");
         assert!(terms.importance.abs() < 1e-12);
@@ -414,16 +424,16 @@ fn one_hot_router_losses() -> Result<()> {
     let x = Tensor::ones((8, 4), DType::F64, &Device::Cpu)?;
     let out = run(&moe, &x, RouteMode::Eval)?;
     let terms = host_terms(&out)?;
-    assert!(terms.image.local_entropy.abs() < 1e-9);
+    assert!(terms.modality.image.local_entropy.abs() < 1e-9);
     // All tokens on one expert: H(mean p) = 0, so the loss is ln S.
-    assert!((terms.image.global_entropy - 3f64.ln()).abs() < 1e-9);
+    assert!((terms.modality.image.global_entropy - 3f64.ln()).abs() < 1e-9);
     assert!(
-        terms.text.global_entropy.abs() < 1e-9,
+        terms.modality.text.global_entropy.abs() < 1e-9,
         "S = 1 asks for nothing"
     );
     // Importance [n, 0, 0]: mean n/3, variance 2n^2/9: CV^2 = 2.
-    assert!((terms.image.importance - 2.0).abs() < 1e-9);
-    assert_eq!(terms.image.load, 0.0, "no load loss in evaluation");
+    assert!((terms.modality.image.importance - 2.0).abs() < 1e-9);
+    assert_eq!(terms.modality.image.load, 0.0, "no load loss in evaluation");
     // C = ceil(8/3) = 3: three image tokens kept on expert 1, the rest dropped.
     let stats = out.stats.to_host()?;
     assert_eq!(
@@ -451,26 +461,72 @@ fn empty_modality_contributes_zero() -> Result<()> {
         },
     )?;
     let terms = host_terms(&out)?;
-    for (_, v) in terms.text.entries() {
+    for (_, v) in terms.modality.text.entries() {
         assert_eq!(*v, 0.0);
     }
-    for (name, v) in terms.image.entries() {
+    for (name, v) in terms.modality.image.entries() {
         assert!(v.is_finite(), "{name} = {v}");
     }
     let mut weights = AuxWeights {
-        image: LossTerms::default(),
-        text: LossTerms {
-            local_entropy: 1.0,
-            global_entropy: 1.0,
-            importance: 1.0,
-            load: 1.0,
-            z_loss: 1.0,
+        modality: PerModality {
+            image: LossTerms::default(),
+            text: LossTerms {
+                local_entropy: 1.0,
+                global_entropy: 1.0,
+                importance: 1.0,
+                load: 1.0,
+                z_loss: 1.0,
+            },
         },
+        ..Aux::default()
     };
     assert_eq!(out.aux.weighted(&weights)?.to_scalar::<f64>()?, 0.0);
-    weights.image.local_entropy = 0.5;
+    weights.modality.image.local_entropy = 0.5;
     let total = out.aux.weighted(&weights)?.to_scalar::<f64>()?;
-    assert!((total - 0.5 * terms.image.local_entropy).abs() < 1e-12);
+    assert!((total - 0.5 * terms.modality.image.local_entropy).abs() < 1e-12);
+    Ok(())
+}
+
+/// The paper's argument against modality-agnostic balancing: image tokens spread over
+/// experts 1-3 and every text token on expert 0 balance all four experts jointly (importance
+/// 0), while text alone has collapsed (importance 3). Only `scope: per_modality` sees it.
+#[test]
+fn joint_balance_holds_while_text_collapses() -> Result<()> {
+    let (moe, map) = layer(&cfg(4, 1, 1.0, false))?;
+    // Row r of x is the unit vector of its expert; the router scales it to a one-hot gate.
+    let eye: Vec<f64> = (0..16)
+        .map(|i| if i % 5 == 0 { 1e3 } else { 0.0 })
+        .collect();
+    var(&map, "router").set(&Tensor::from_vec(eye, (4, 4), &Device::Cpu)?)?;
+    let expert_of_row = (0..12).map(|r| 1 + r % 3).chain([0; 4]);
+    let mut x = vec![0.0; 16 * 4];
+    for (row, expert) in expert_of_row.enumerate() {
+        x[row * 4 + expert] = 1.0;
+    }
+    let x = Tensor::from_vec(x, (16, 4), &Device::Cpu)?;
+    let out = forward(
+        &moe,
+        &x,
+        TokenCounts { image: 12, text: 4 },
+        RouteMode::Eval,
+    )?;
+    let terms = host_terms(&out)?;
+    assert!(terms.joint.importance.abs() < 1e-9, "{:?}", terms.joint);
+    // Text [1, 0, 0, 0]: mean 1/4, variance 3/16, CV^2 = 3; image [0, 1/3, 1/3, 1/3]: 1/3.
+    assert!((terms.modality.text.importance - 3.0).abs() < 1e-9);
+    assert!((terms.modality.image.importance - 1.0 / 3.0).abs() < 1e-9);
+    let loss = |scope: Scope| -> Result<f64> {
+        let mut aux = AuxSpec {
+            local_entropy: spec::PerModality::both(0.0),
+            global_entropy: spec::PerModality::both(0.0),
+            importance: 1.0,
+            ..AuxSpec::default()
+        };
+        aux.scope.importance = scope;
+        out.aux.weighted(&aux_weights(&aux))?.to_scalar::<f64>()
+    };
+    assert!(loss(Scope::Joint)?.abs() < 1e-9);
+    assert!((loss(Scope::PerModality)? - (3.0 + 1.0 / 3.0)).abs() < 1e-9);
     Ok(())
 }
 
@@ -522,14 +578,16 @@ fn finite_difference_gradients() -> Result<()> {
     let y_loss = || forward()?.y.mul(&probe)?.sum_all();
     let aux_loss = || {
         let out = forward()?;
-        let image = &out.aux.image;
-        let text = &out.aux.text;
+        let image = &out.aux.modality.image;
+        let text = &out.aux.modality.text;
         (&image.local_entropy + &image.global_entropy)?
             .add(&text.local_entropy.affine(0.5, 0.0)?)?
             .add(&text.global_entropy)?
             .add(&image.importance)?
             .add(&text.load)?
-            .add(&image.z_loss)
+            .add(&image.z_loss)?
+            .add(&out.aux.joint.importance.affine(0.3, 0.0)?)?
+            .add(&out.aux.joint.load.affine(0.7, 0.0)?)
     };
     let router = var(&map, "router");
     check_gradient(&router, &y_loss)?;
@@ -557,16 +615,21 @@ fn every_parameter_gets_a_gradient() -> Result<()> {
             first_example: 0,
         },
     )?;
-    let weights = AuxWeights {
-        image: LossTerms {
-            local_entropy: 0.01,
-            global_entropy: 0.01,
-            importance: 0.01,
-            load: 0.01,
-            z_loss: 0.001,
+    let mut weights = AuxWeights {
+        modality: PerModality {
+            image: LossTerms {
+                local_entropy: 0.01,
+                global_entropy: 0.01,
+                importance: 0.01,
+                load: 0.01,
+                z_loss: 0.001,
+            },
+            text: LossTerms::default(),
         },
-        text: LossTerms::default(),
+        ..Aux::default()
     };
+    weights.joint.importance = 0.01;
+    weights.joint.load = 0.01;
     let loss = (out.y.sqr()?.sum_all()? + out.aux.weighted(&weights)?)?;
     let grads = loss.backward()?;
     for (name, v) in map.data().lock().unwrap().iter() {

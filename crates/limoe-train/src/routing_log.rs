@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use limoe_core::logs::{AssignmentRow, Modality, RoutingRow};
 use limoe_model::encoder::BlockRouting;
-use limoe_model::moe::ModalityStats;
+use limoe_model::moe::{AuxValues, ModalityStats};
 
 /// Per (block, modality): routed assignments per expert, dropped ones, gate sums and
 /// entropy sums weighted by the batches' token counts.
@@ -147,16 +147,13 @@ impl TokenOrigins {
     }
 }
 
-/// Unweighted auxiliary terms summed over blocks, `[image, text]` per term, in the order
-/// local entropy, global entropy, importance, load, z-loss.
-pub fn aux_sums(routing: &[BlockRouting]) -> anyhow::Result<[[f64; 2]; 5]> {
-    let mut sums = [[0.0; 2]; 5];
+/// Unweighted auxiliary terms summed over blocks.
+pub fn aux_sums(routing: &[BlockRouting]) -> anyhow::Result<AuxValues> {
+    let mut sums = AuxValues::default();
     for block in routing {
-        let values = block.aux.to_host()?;
-        for (m, terms) in [&values.image, &values.text].into_iter().enumerate() {
-            for (i, (_, value)) in terms.entries().into_iter().enumerate() {
-                sums[i][m] += *value;
-            }
+        let mut values = block.aux.to_host()?;
+        for (sum, value) in sums.values_mut().into_iter().zip(values.values_mut()) {
+            *sum += *value;
         }
     }
     Ok(sums)

@@ -20,7 +20,7 @@ use limoe_data::batch::{Batcher, Prefetcher, Preprocess};
 use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::split::Split;
 use limoe_dist::Communicator;
-use limoe_model::moe::{ExpertGroup, RouteMode};
+use limoe_model::moe::{Aux, AuxValues, ExpertGroup, PerModality, RouteMode};
 use limoe_model::plan::Placement;
 use limoe_model::{LOG_LOGIT_SCALE, Negatives};
 use limoe_ops::pool::on_pool;
@@ -571,7 +571,7 @@ struct Sums {
     loss: f64,
     contrastive: f64,
     aux: f64,
-    terms: [[f64; 2]; 5],
+    terms: AuxValues,
     logit_scale: f64,
 }
 
@@ -584,13 +584,9 @@ impl Sums {
         self.contrastive += scalar(&output.contrastive)?;
         self.aux += scalar(&output.aux)?;
         self.logit_scale = scalar(&output.logit_scale)? * micro_batches;
-        for (sum, term) in self
-            .terms
-            .iter_mut()
-            .zip(aux_sums(&output.encoded.routing)?)
-        {
-            sum[0] += term[0] / micro_batches;
-            sum[1] += term[1] / micro_batches;
+        let mut terms = aux_sums(&output.encoded.routing)?;
+        for (sum, term) in self.terms.values_mut().into_iter().zip(terms.values_mut()) {
+            *sum += *term / micro_batches;
         }
         Ok(())
     }
@@ -608,11 +604,11 @@ impl Sums {
             return signal;
         }
         let mut values = vec![self.aux, f64::from(u8::from(signal.is_some()))];
-        values.extend(self.terms.iter().flatten());
+        values.extend(self.terms.values_mut().map(|term| *term));
         comm.all_reduce_sum_f64(&mut values);
         let mean = |sum: f64| sum / comm.size() as f64;
         self.aux = mean(values[0]);
-        for (term, sum) in self.terms.iter_mut().flatten().zip(&values[2..]) {
+        for (term, sum) in self.terms.values_mut().into_iter().zip(&values[2..]) {
             *term = mean(*sum);
         }
         self.loss = self.contrastive + self.aux;
@@ -624,7 +620,10 @@ impl Sums {
     }
 
     fn row(&self, step: i64, wall_seconds: f64, lr: f64, grad_norm: f64, pairs: f64) -> MetricsRow {
-        let [local, global, importance, load, z] = self.terms;
+        let Aux {
+            modality: PerModality { image, text },
+            joint,
+        } = &self.terms;
         MetricsRow {
             step,
             wall_seconds,
@@ -632,16 +631,18 @@ impl Sums {
             loss: self.loss,
             contrastive: self.contrastive,
             aux: self.aux,
-            local_entropy_image: local[0],
-            local_entropy_text: local[1],
-            global_entropy_image: global[0],
-            global_entropy_text: global[1],
-            importance_image: importance[0],
-            importance_text: importance[1],
-            load_image: load[0],
-            load_text: load[1],
-            z_loss_image: z[0],
-            z_loss_text: z[1],
+            local_entropy_image: image.local_entropy,
+            local_entropy_text: text.local_entropy,
+            global_entropy_image: image.global_entropy,
+            global_entropy_text: text.global_entropy,
+            importance_image: image.importance,
+            importance_text: text.importance,
+            load_image: image.load,
+            load_text: text.load,
+            importance_joint: joint.importance,
+            load_joint: joint.load,
+            z_loss_image: image.z_loss,
+            z_loss_text: text.z_loss,
             grad_norm,
             logit_scale: self.logit_scale,
             pairs_per_second: pairs,

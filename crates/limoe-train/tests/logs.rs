@@ -31,6 +31,8 @@ fn metrics(step: i64) -> MetricsRow {
         importance_text: 0.6,
         load_image: 0.7,
         load_text: 0.8,
+        importance_joint: 0.85,
+        load_joint: 0.87,
         z_loss_image: 0.9,
         z_loss_text: 1.0,
         grad_norm: 1.1 * x,

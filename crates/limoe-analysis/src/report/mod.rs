@@ -4,6 +4,7 @@
 //! resolved spec; and `summary.md` / `summary.json` with the key numbers for scripts.
 
 mod captions;
+mod claims_section;
 mod classes;
 mod headline;
 mod html;
@@ -24,10 +25,12 @@ use limoe_core::logs::{ASSIGNMENTS, EVAL, METRICS, ROUTING};
 use limoe_core::records::{CLASSES_FILE, PLAN_FILE, SUMMARY_FILE, read_record, write_record};
 use limoe_core::spec::AnalysisSpec;
 
+pub use claims_section::ClaimInputs;
 pub use metric_table::{MetricGroup, MetricRow, MetricTable};
 pub use plain::plain_table;
 pub use publish::publish;
 pub use summary::{BlockSummary, RunSummary};
+pub(crate) use sweep::find_metric;
 pub use sweep::{TrialReport, write_sweep_report};
 pub use verify::verify_pictures;
 

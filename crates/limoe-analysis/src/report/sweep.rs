@@ -12,9 +12,11 @@ use limoe_core::spec::AnalysisSpec;
 use polars::prelude::{DataFrame, df};
 use serde::Serialize;
 
+use super::claims_section::{ClaimInputs, claims_section};
 use super::html::{escape, markdown_table, number, page, table};
 use super::{INDEX, PLOTS, RunSummary, SUMMARY_JSON, SUMMARY_MD};
 use crate::AnalysisError;
+use crate::claims::{Claim, Recipe};
 use crate::columns::{floats, ints, strings};
 use crate::compare::compare_table;
 use crate::names::metric_name;
@@ -36,12 +38,16 @@ pub struct TrialReport {
     pub href: Option<String>,
     /// Its key numbers, when it finished.
     pub summary: Option<RunSummary>,
+    /// What it trained, as the claims read it.
+    pub recipe: Option<Recipe>,
+    /// The largest share of text tokens one expert takes at each validation step (mean over
+    /// MoE blocks), `(step, share)`.
+    pub text_top_share_curve: Vec<(i64, f64)>,
 }
 
-/// The numbers compared across settings (eval scores by metric, whatever their dataset),
-/// named as everywhere else ([`metric_name`]).
-const COMPARED: [&str; 10] = [
-    "zero_shot_top1",
+/// The numbers compared across settings, named as everywhere else ([`metric_name`]):
+/// zero-shot top-1 of each dataset, then these (eval scores whatever their dataset).
+const COMPARED: [&str; 9] = [
     "retrieval_i2t_r1",
     "retrieval_t2i_r1",
     "image_specialists",
@@ -58,14 +64,16 @@ const COMPARED: [&str; 10] = [
 pub fn write_sweep_report(
     name: &str,
     trials: &[TrialReport],
+    claims: &ClaimInputs,
     analysis: &AnalysisSpec,
     out: &Path,
 ) -> anyhow::Result<()> {
     let plots = out.join(PLOTS);
     std::fs::create_dir_all(&plots)
         .with_context(|| format!("cannot create {}", plots.display()))?;
-    let tidy = tidy_frame(trials)?;
-    let settings = settings_table(&tidy)?;
+    let compared = compared(trials);
+    let tidy = tidy_frame(trials, &compared)?;
+    let settings = settings_table(&tidy, &compared)?;
     let mut body = format!("<h1>Sweep {}</h1>\n", escape(name));
     let _ = writeln!(
         body,
@@ -73,13 +81,17 @@ pub fn write_sweep_report(
          its finished seeds (n); a single seed has no spread.</p>",
         trials.len()
     );
+    let claims = claims_section(trials, claims, analysis, out)?;
+    if let Some(claims) = &claims {
+        body.push_str(&claims.html);
+    }
     body.push_str("<h2>Settings compared</h2>\n");
     let header: Vec<String> = settings.header.iter().map(|h| escape(h)).collect();
     body.push_str(&table(&header, &settings.html_rows()));
     let mut drawn = Vec::new();
     for canvas in Canvas::from_spec(analysis) {
         // Three panels a row, each tall enough for its rotated setting labels.
-        let rows = COMPARED.len().div_ceil(3) as u32;
+        let rows = compared.len().div_ceil(3) as u32;
         let canvas = Canvas {
             size: (canvas.size.0.max(1200), canvas.size.1.max(rows * 380)),
             ..canvas
@@ -101,7 +113,7 @@ pub fn write_sweep_report(
         );
     }
     body.push_str("<h2>Trials</h2>\n");
-    let (header, rows) = trial_table(trials);
+    let (header, rows) = trial_table(trials, &compared);
     body.push_str(&table(&header, &rows));
     write_atomic(
         &out.join(INDEX),
@@ -109,6 +121,10 @@ pub fn write_sweep_report(
     )?;
     let mut markdown =
         format!("# Sweep {name}\n\nMean ± sample standard deviation over seeds (n).\n\n");
+    if let Some(claims) = &claims {
+        markdown.push_str(&claims.markdown);
+        markdown.push('\n');
+    }
     markdown.push_str(&settings.markdown());
     write_atomic(&out.join(SUMMARY_MD), markdown.as_bytes())?;
     write_record(
@@ -116,6 +132,7 @@ pub fn write_sweep_report(
         SUMMARY_JSON,
         &SweepSummary {
             name,
+            claims: claims.as_ref().map(|c| c.claims.as_slice()),
             trials,
             settings: &settings.records,
         },
@@ -126,6 +143,9 @@ pub fn write_sweep_report(
 #[derive(Serialize)]
 struct SweepSummary<'a> {
     name: &'a str,
+    /// The paper's claims and their verdicts, when the sweep tests any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claims: Option<&'a [Claim]>,
     trials: &'a [TrialReport],
     settings: &'a [SettingMetric],
 }
@@ -141,9 +161,34 @@ struct SettingMetric {
     n: i64,
 }
 
+/// The zero-shot metric compared for every dataset a trial classified.
+const ZERO_SHOT_TOP1: &str = "zero_shot_top1";
+
+/// The metrics compared, `(key, label)`: zero-shot top-1 per dataset, then [`COMPARED`].
+fn compared(trials: &[TrialReport]) -> Vec<(String, String)> {
+    let mut datasets = std::collections::BTreeSet::new();
+    for summary in trials.iter().filter_map(|t| t.summary.as_ref()) {
+        for key in summary.eval.keys() {
+            if let Some((dataset, ZERO_SHOT_TOP1)) = key.rsplit_once('/') {
+                datasets.insert(dataset.to_owned());
+            }
+        }
+    }
+    let label = metric_name(ZERO_SHOT_TOP1).label;
+    let zero_shot =
+        (datasets.into_iter()).map(|d| (format!("{d}/{ZERO_SHOT_TOP1}"), format!("{label} ({d})")));
+    zero_shot
+        .chain(
+            COMPARED
+                .iter()
+                .map(|m| (m.to_string(), metric_name(m).label)),
+        )
+        .collect()
+}
+
 /// The value of `metric` in a trial's numbers: the exact key, else the first
 /// `<dataset>/<metric>` key (eval scores are keyed by dataset).
-fn find(metrics: &BTreeMap<String, f64>, metric: &str) -> Option<f64> {
+pub(crate) fn find_metric(metrics: &BTreeMap<String, f64>, metric: &str) -> Option<f64> {
     metrics.get(metric).copied().or_else(|| {
         metrics
             .iter()
@@ -153,15 +198,14 @@ fn find(metrics: &BTreeMap<String, f64>, metric: &str) -> Option<f64> {
 }
 
 /// The finished trials' compared numbers as a tidy frame: setting, seed, metric, value.
-fn tidy_frame(trials: &[TrialReport]) -> anyhow::Result<DataFrame> {
+fn tidy_frame(trials: &[TrialReport], compared: &[(String, String)]) -> anyhow::Result<DataFrame> {
     let (mut settings, mut seeds, mut metrics, mut values) = (vec![], vec![], vec![], vec![]);
-    for metric in COMPARED {
-        let label = metric_name(metric).label;
+    for (metric, label) in compared {
         for trial in trials {
             let Some(summary) = &trial.summary else {
                 continue;
             };
-            if let Some(value) = find(&summary.metrics(), metric) {
+            if let Some(value) = find_metric(&summary.metrics(), metric) {
                 settings.push(trial.setting.clone());
                 seeds.push(trial.seed.map(|s| s as i64));
                 metrics.push(label.clone());
@@ -203,7 +247,10 @@ impl SettingsTable {
 
 /// Mean, spread and count per setting and metric ([`compare_table`]), settings in
 /// first-appearance order.
-fn settings_table(tidy: &DataFrame) -> anyhow::Result<SettingsTable> {
+fn settings_table(
+    tidy: &DataFrame,
+    compared: &[(String, String)],
+) -> anyhow::Result<SettingsTable> {
     let stats = compare_table(tidy)?;
     let (settings, metrics) = (strings(&stats, "setting")?, strings(&stats, "metric")?);
     let (means, stds, ns) = (
@@ -229,13 +276,12 @@ fn settings_table(tidy: &DataFrame) -> anyhow::Result<SettingsTable> {
     let cells = order
         .iter()
         .map(|setting| {
-            COMPARED
+            compared
                 .iter()
-                .map(|metric| {
-                    let label = metric_name(metric).label;
+                .map(|(_, label)| {
                     records
                         .iter()
-                        .find(|r| &r.setting == setting && r.metric == label)
+                        .find(|r| &r.setting == setting && &r.metric == label)
                         .map_or("–".to_owned(), |r| match r.std {
                             Some(std) => {
                                 format!("{} ± {} (n={})", number(r.mean), number(Some(std)), r.n)
@@ -247,7 +293,7 @@ fn settings_table(tidy: &DataFrame) -> anyhow::Result<SettingsTable> {
         })
         .collect();
     let mut header = vec!["setting".to_owned()];
-    header.extend(COMPARED.iter().map(|m| metric_name(m).label));
+    header.extend(compared.iter().map(|(_, label)| label.clone()));
     Ok(SettingsTable {
         header,
         settings: order,
@@ -257,7 +303,10 @@ fn settings_table(tidy: &DataFrame) -> anyhow::Result<SettingsTable> {
 }
 
 /// Every trial with its state, link and numbers.
-fn trial_table(trials: &[TrialReport]) -> (Vec<String>, Vec<Vec<String>>) {
+fn trial_table(
+    trials: &[TrialReport],
+    compared: &[(String, String)],
+) -> (Vec<String>, Vec<Vec<String>>) {
     let rows = trials
         .iter()
         .map(|t| {
@@ -271,11 +320,15 @@ fn trial_table(trials: &[TrialReport]) -> (Vec<String>, Vec<Vec<String>>) {
                 .map(RunSummary::metrics)
                 .unwrap_or_default();
             let mut row = vec![link, escape(&t.state)];
-            row.extend(COMPARED.iter().map(|m| number(find(&metrics, m))));
+            row.extend(
+                compared
+                    .iter()
+                    .map(|(m, _)| number(find_metric(&metrics, m))),
+            );
             row
         })
         .collect();
     let mut header = vec!["trial".to_owned(), "state".to_owned()];
-    header.extend(COMPARED.iter().map(|m| escape(&metric_name(m).label)));
+    header.extend(compared.iter().map(|(_, label)| escape(label)));
     (header, rows)
 }

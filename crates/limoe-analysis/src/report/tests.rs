@@ -56,6 +56,8 @@ fn trial(id: &str, setting: &str, seed: u64, top1: Option<f64>) -> TrialReport {
             eval: [("synthetic/zero_shot_top1".to_owned(), v)].into(),
             ..RunSummary::default()
         }),
+        recipe: None,
+        text_top_share_curve: Vec::new(),
     }
 }
 
@@ -69,7 +71,14 @@ fn the_sweep_report_lists_every_trial_and_compares_settings_over_seeds() {
         trial("aux=limoe,seed=1", "aux=limoe", 1, None),
     ];
     let analysis = AnalysisSpec::default();
-    write_sweep_report("ablation", &trials, &analysis, dir.path()).unwrap();
+    write_sweep_report(
+        "ablation",
+        &trials,
+        &ClaimInputs::default(),
+        &analysis,
+        dir.path(),
+    )
+    .unwrap();
     let html = std::fs::read_to_string(dir.path().join(INDEX)).unwrap();
     for t in &trials {
         assert!(html.contains(&t.id), "{} missing from the page", t.id);

@@ -31,6 +31,10 @@ log_row! {
             "unweighted importance loss of text tokens, summed over MoE blocks",
         LOAD_IMAGE load_image: f64 = "unweighted load loss of image tokens, summed over MoE blocks",
         LOAD_TEXT load_text: f64 = "unweighted load loss of text tokens, summed over MoE blocks",
+        IMPORTANCE_JOINT importance_joint: f64 =
+            "unweighted importance loss of all tokens together, summed over MoE blocks",
+        LOAD_JOINT load_joint: f64 =
+            "unweighted load loss of all tokens together, summed over MoE blocks",
         Z_LOSS_IMAGE z_loss_image: f64 =
             "unweighted router z-loss of image tokens, summed over MoE blocks",
         Z_LOSS_TEXT z_loss_text: f64 =
@@ -130,8 +134,14 @@ mod tests {
                 "global_entropy"
             ]
         );
-        assert_eq!(names(&METRICS).len(), 19);
-        assert_eq!(names(&METRICS)[18], metrics::PAIRS_PER_SECOND);
+        // The joint importance and load columns came after the first files; older runs'
+        // parts lack them.
+        assert_eq!(names(&METRICS).len(), 21);
+        assert_eq!(
+            names(&METRICS)[14..16],
+            [metrics::IMPORTANCE_JOINT, metrics::LOAD_JOINT]
+        );
+        assert_eq!(names(&METRICS)[20], metrics::PAIRS_PER_SECOND);
         assert_eq!(ROUTING.columns[3].ty, ColumnType::Utf8);
         let label = ASSIGNMENTS.column(assignments::LABEL).unwrap();
         assert_eq!((label.ty, label.nullable), (ColumnType::Int32, true));

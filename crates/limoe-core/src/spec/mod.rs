@@ -1,6 +1,7 @@
 //! The experiment spec: YAML -> a tree with positions -> typed, validated sections.
 
 mod analysis;
+mod aux;
 mod batches;
 mod benchmark;
 mod check;
@@ -21,6 +22,7 @@ mod train;
 use serde::{Deserialize, Serialize};
 
 pub use analysis::{AnalysisSpec, ImageFormat};
+pub use aux::{AuxSpec, BalanceScopes, Scope};
 pub use benchmark::{Benchmark, NameList};
 pub use check::Checker;
 pub use data::{
@@ -32,8 +34,8 @@ pub use diagnostic::{Diagnostic, SpecErrors, did_you_mean};
 pub use eval::{EvalSpec, FewShot, ProbeFeatures, Retrieval, ZeroShot};
 pub use executor::{ExecutorSpec, LocalSpec, SlurmSpec};
 pub use model::{
-    Arch, AuxSpec, CHANNELS, CLIP_VOCAB_SIZE, Capacity, LogitScale, MIN_VOCAB_SIZE, ModelSpec,
-    MoeSpec, PerModality, Pooling, Size,
+    Arch, CHANNELS, CLIP_VOCAB_SIZE, Capacity, LogitScale, MIN_VOCAB_SIZE, ModelSpec, MoeSpec,
+    PerModality, Pooling, Size,
 };
 pub use node::{Entry, Node, Origin, Value};
 pub use overrides::apply_overrides;

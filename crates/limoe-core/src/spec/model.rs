@@ -1,7 +1,8 @@
-//! The `model` section: backbone shape, MoE routing, auxiliary losses, heads.
+//! The `model` section: backbone shape, MoE routing, heads (the auxiliary losses: `aux.rs`).
 
 use serde::{Deserialize, Serialize};
 
+use super::aux::AuxSpec;
 use super::check::Checker;
 use super::node::{Node, Origin};
 use super::path::KeyPath;
@@ -292,38 +293,6 @@ impl Default for Capacity {
         Capacity {
             train: 1.0,
             eval: None,
-        }
-    }
-}
-
-/// Weights of the auxiliary losses (0 switches a loss off).
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuxSpec {
-    /// Local entropy (mean per-token router entropy), per modality.
-    pub local_entropy: PerModality<f64>,
-    /// Thresholded global entropy, per modality.
-    pub global_entropy: PerModality<f64>,
-    /// S_m of the global entropy threshold log(S_m): at least this many experts per modality.
-    pub global_experts: PerModality<f64>,
-    /// V-MoE importance loss (CV^2 of summed gates).
-    pub importance: f64,
-    /// V-MoE load loss (CV^2 of the noisy load estimate).
-    pub load: f64,
-    /// Router z-loss.
-    pub z_loss: f64,
-}
-
-impl Default for AuxSpec {
-    /// The LIMoE recipe: local and global entropy on both modalities.
-    fn default() -> AuxSpec {
-        AuxSpec {
-            local_entropy: PerModality::both(0.01),
-            global_entropy: PerModality::both(0.01),
-            global_experts: PerModality::both(2.0),
-            importance: 0.0,
-            load: 0.0,
-            z_loss: 0.0,
         }
     }
 }

@@ -1,13 +1,15 @@
-//! Auxiliary router losses per modality: local and global entropy (LIMoE), V-MoE importance
-//! and load losses, router z-loss.
+//! Auxiliary router losses: local and global entropy (LIMoE), V-MoE importance and load
+//! losses, router z-loss.
 //!
 //! Every term is computed over one modality's tokens of each routing group and averaged over
 //! the groups (as V-MoE computes its losses per group), and each can carry its own weight per
-//! modality. A group then contributes the same whatever else is in the batch, so that ranks
-//! holding whole groups sum to one process's losses.
+//! modality. The importance and load losses are also computed over all of a group's tokens
+//! together (`model.aux.scope: joint`, V-MoE's own reading). A group then contributes the same
+//! whatever else is in the batch, so that ranks holding whole groups sum to one process's
+//! losses.
 
 use candle_core::{D, DType, Result, Tensor};
-use limoe_core::spec::AuxSpec;
+use limoe_core::spec::{AuxSpec, Scope};
 
 use super::groups::RowGroups;
 
@@ -40,6 +42,22 @@ impl<T> LossTerms<T> {
     }
 }
 
+/// The V-MoE balancing losses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Balance<T> {
+    /// Importance loss.
+    pub importance: T,
+    /// Load loss.
+    pub load: T,
+}
+
+impl<T> Balance<T> {
+    /// `(name, value)` of both terms.
+    pub fn entries(&self) -> [(&'static str, &T); 2] {
+        [("importance", &self.importance), ("load", &self.load)]
+    }
+}
+
 /// A value for each modality.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PerModality<T> {
@@ -56,38 +74,93 @@ impl<T> PerModality<T> {
     }
 }
 
-/// The unweighted auxiliary loss tensors (scalars) of one MoE layer, per modality.
-pub type AuxTerms = PerModality<LossTerms<Tensor>>;
-/// The weight of each auxiliary loss, per modality (0 leaves a term out).
-pub type AuxWeights = PerModality<LossTerms<f64>>;
+/// Every auxiliary term of one MoE layer: each modality's, and the balancing losses over both
+/// modalities' tokens together.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Aux<T> {
+    /// Each modality's terms.
+    pub modality: PerModality<LossTerms<T>>,
+    /// Importance and load over all tokens.
+    pub joint: Balance<T>,
+}
+
+impl<T> Aux<T> {
+    /// Every value: image's terms, text's, in [`LossTerms::entries`] order, then the joint
+    /// importance and load.
+    pub fn values_mut(&mut self) -> [&mut T; 12] {
+        let [image, text] = [&mut self.modality.image, &mut self.modality.text].map(|t| {
+            let LossTerms {
+                local_entropy,
+                global_entropy,
+                importance,
+                load,
+                z_loss,
+            } = t;
+            [local_entropy, global_entropy, importance, load, z_loss]
+        });
+        let [i0, i1, i2, i3, i4] = image;
+        let [t0, t1, t2, t3, t4] = text;
+        let Balance { importance, load } = &mut self.joint;
+        [i0, i1, i2, i3, i4, t0, t1, t2, t3, t4, importance, load]
+    }
+}
+
+/// The unweighted auxiliary loss tensors (scalars) of one MoE layer.
+pub type AuxTerms = Aux<Tensor>;
+/// The weight of each auxiliary loss (0 leaves a term out).
+pub type AuxWeights = Aux<f64>;
 /// Auxiliary loss values copied to the host.
-pub type AuxValues = PerModality<LossTerms<f64>>;
+pub type AuxValues = Aux<f64>;
 
 /// The weights a spec's `model.aux` section gives: the entropy losses have a weight per
-/// modality, the V-MoE losses and the z-loss one for both.
+/// modality, the z-loss one for both, and the V-MoE losses one for both modalities or one
+/// for all tokens together, as `scope` says.
 pub fn aux_weights(aux: &AuxSpec) -> AuxWeights {
+    let scoped = |weight: f64, scope: Scope, wanted: Scope| {
+        if scope == wanted { weight } else { 0.0 }
+    };
+    let balance = |wanted| Balance {
+        importance: scoped(aux.importance, aux.scope.importance, wanted),
+        load: scoped(aux.load, aux.scope.load, wanted),
+    };
+    let per_modality = balance(Scope::PerModality);
     let terms = |local_entropy, global_entropy| LossTerms {
         local_entropy,
         global_entropy,
-        importance: aux.importance,
-        load: aux.load,
+        importance: per_modality.importance,
+        load: per_modality.load,
         z_loss: aux.z_loss,
     };
-    PerModality {
-        image: terms(aux.local_entropy.image, aux.global_entropy.image),
-        text: terms(aux.local_entropy.text, aux.global_entropy.text),
+    Aux {
+        modality: PerModality {
+            image: terms(aux.local_entropy.image, aux.global_entropy.image),
+            text: terms(aux.local_entropy.text, aux.global_entropy.text),
+        },
+        joint: balance(Scope::Joint),
     }
 }
 
 impl AuxTerms {
-    /// `sum_m sum_term weight * term`, a scalar tensor; terms with weight 0 are skipped.
+    /// `sum_term weight * term` over both modalities' terms and the joint ones, a scalar
+    /// tensor; terms with weight 0 are skipped.
     pub fn weighted(&self, weights: &AuxWeights) -> Result<Tensor> {
-        let mut total = self.image.local_entropy.zeros_like()?;
-        for (terms, w) in self.both().into_iter().zip(weights.both()) {
-            for ((_, term), (_, weight)) in terms.entries().into_iter().zip(w.entries()) {
-                if *weight != 0.0 {
-                    total = (total + term.affine(*weight, 0.0)?)?;
-                }
+        let modality = self
+            .modality
+            .both()
+            .into_iter()
+            .zip(weights.modality.both());
+        let pairs = modality
+            .flat_map(|(terms, w)| terms.entries().into_iter().zip(w.entries()))
+            .chain(
+                self.joint
+                    .entries()
+                    .into_iter()
+                    .zip(weights.joint.entries()),
+            );
+        let mut total = self.joint.importance.zeros_like()?;
+        for ((_, term), (_, weight)) in pairs {
+            if *weight != 0.0 {
+                total = (total + term.affine(*weight, 0.0)?)?;
             }
         }
         Ok(total)
@@ -95,8 +168,8 @@ impl AuxTerms {
 
     /// Copies every term to the host (a device sync).
     pub fn to_host(&self) -> Result<AuxValues> {
+        let v = |x: &Tensor| x.to_dtype(DType::F64)?.to_scalar::<f64>();
         let host = |t: &LossTerms<Tensor>| -> Result<LossTerms<f64>> {
-            let v = |x: &Tensor| x.to_dtype(DType::F64)?.to_scalar::<f64>();
             Ok(LossTerms {
                 local_entropy: v(&t.local_entropy)?,
                 global_entropy: v(&t.global_entropy)?,
@@ -105,14 +178,20 @@ impl AuxTerms {
                 z_loss: v(&t.z_loss)?,
             })
         };
-        Ok(PerModality {
-            image: host(&self.image)?,
-            text: host(&self.text)?,
+        Ok(Aux {
+            modality: PerModality {
+                image: host(&self.modality.image)?,
+                text: host(&self.modality.text)?,
+            },
+            joint: Balance {
+                importance: v(&self.joint.importance)?,
+                load: v(&self.joint.load)?,
+            },
         })
     }
 }
 
-/// The router quantities of one modality's tokens (rows of the batch).
+/// The router quantities of some of the batch's tokens (one modality's, or all).
 pub(crate) struct RouterRows {
     /// [n, E] router logits.
     pub logits: Tensor,
@@ -190,19 +269,7 @@ pub(crate) fn modality_terms(
         .neg()?;
     let global_entropy = mean_of((gate_entropy.neg()? + global_experts.ln())?.relu()?)?;
     let mean_entropy = mean_of(gate_entropy)?;
-    // CV^2 is scale-free: that of the mean gate is that of the summed gates.
-    let importance = mean_of(cv_squared(&mean_gate)?)?;
-    let load = match r.threshold {
-        Some((threshold, std)) => {
-            // P(expert beats the K-th noisy logit with fresh noise) = 1 - Phi(z).
-            let z = threshold
-                .broadcast_sub(&r.logits)?
-                .affine(1.0 / (std * 2f64.sqrt()), 0.0)?;
-            let selection = z.erf()?.affine(-0.5, 0.5)?;
-            mean_of(cv_squared(&group_mean(&selection, groups)?)?)?
-        }
-        None => zero.clone(),
-    };
+    let Balance { importance, load } = balance_of(&r, &mean_gate, zero)?;
     let log_sum_exp = (r.logits.narrow(1, 0, 1)? - r.log_probs.narrow(1, 0, 1)?)?;
     let z_loss = mean_of(group_mean(&log_sum_exp.sqr()?, groups)?)?;
     let terms = LossTerms {
@@ -213,6 +280,30 @@ pub(crate) fn modality_terms(
         z_loss,
     };
     Ok((terms, mean_entropy))
+}
+
+/// The importance and load losses of all rows `r`, whatever their modality.
+pub(crate) fn joint_balance(r: &RouterRows, zero: &Tensor) -> Result<Balance<Tensor>> {
+    balance_of(r, &group_mean(&r.probs, r.groups.as_ref())?, zero)
+}
+
+/// The importance and load losses of rows `r`, whose mean gate per group is `mean_gate`
+/// [G, E]; each is the mean over the groups.
+fn balance_of(r: &RouterRows, mean_gate: &Tensor, zero: &Tensor) -> Result<Balance<Tensor>> {
+    // CV^2 is scale-free: that of the mean gate is that of the summed gates.
+    let importance = cv_squared(mean_gate)?.mean_all()?;
+    let load = match &r.threshold {
+        Some((threshold, std)) => {
+            // P(expert beats the K-th noisy logit with fresh noise) = 1 - Phi(z).
+            let z = threshold
+                .broadcast_sub(&r.logits)?
+                .affine(1.0 / (std * 2f64.sqrt()), 0.0)?;
+            let selection = z.erf()?.affine(-0.5, 0.5)?;
+            cv_squared(&group_mean(&selection, r.groups.as_ref())?)?.mean_all()?
+        }
+        None => zero.clone(),
+    };
+    Ok(Balance { importance, load })
 }
 
 /// Squared coefficient of variation of each row of `v` [G, E]: population variance / mean^2,

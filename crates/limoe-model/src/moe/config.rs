@@ -84,6 +84,8 @@ pub struct RoutedTokens {
     pub noise_keys: Vec<u64>,
     /// Each modality's rows by group, `[image, text]` (`None`: all in one group).
     pub(crate) row_groups: [Option<RowGroups>; 2],
+    /// All rows by group, for the joint balancing losses (`None`: all in one group).
+    pub(crate) joint_groups: Option<RowGroups>,
 }
 
 impl RoutedTokens {
@@ -100,11 +102,13 @@ impl RoutedTokens {
         let row_groups = counts
             .ranges()
             .map(|(start, n)| groups.of_rows(start..start + n));
+        let joint_groups = groups.of_rows(0..counts.total());
         Ok(RoutedTokens {
             counts,
             groups,
             noise_keys,
             row_groups,
+            joint_groups,
         })
     }
 

@@ -35,7 +35,7 @@ pub mod stats;
 use candle_core::{Result, Tensor, bail};
 use candle_nn::{Init, VarBuilder};
 
-pub use aux::{AuxTerms, AuxValues, AuxWeights, LossTerms, PerModality, aux_weights};
+pub use aux::{Aux, AuxTerms, AuxValues, AuxWeights, Balance, LossTerms, PerModality, aux_weights};
 pub use config::{MoeConfig, RouteMode, RoutedTokens, TokenCounts};
 pub use experts::Experts;
 pub use groups::Groups;
@@ -43,7 +43,8 @@ pub use parallel::ExpertGroup;
 pub use routing::{RouteSpec, Routing, capacity, route};
 pub use stats::{ModalityStats, RoutingStats};
 
-use aux::{GroupIndex, RouterRows, modality_terms};
+use aux::{GroupIndex, RouterRows, joint_balance, modality_terms};
+use groups::RowGroups;
 
 /// One MoE layer.
 #[derive(Debug, Clone)]
@@ -165,29 +166,33 @@ impl Moe {
             _ => None,
         };
         let zero = Tensor::zeros((), x.dtype(), x.device())?;
+        // The router quantities of rows start..start + n, grouped as `groups` says.
+        let rows_of = |start: usize, n: usize, groups: &Option<RowGroups>| -> Result<RouterRows> {
+            Ok(RouterRows {
+                logits: logits.narrow(0, start, n)?,
+                log_probs: log_probs.narrow(0, start, n)?,
+                probs: probs.narrow(0, start, n)?,
+                threshold: match &threshold {
+                    Some((th, std)) => Some((th.narrow(0, start, n)?, *std)),
+                    None => None,
+                },
+                groups: match groups {
+                    Some(groups) => Some(GroupIndex::upload(groups, x)?),
+                    None => None,
+                },
+            })
+        };
         let modality = |m: usize| -> Result<(LossTerms<Tensor>, Tensor)> {
             let (start, n) = tokens.ranges()[m];
-            let rows = if n == 0 {
-                None
-            } else {
-                Some(RouterRows {
-                    logits: logits.narrow(0, start, n)?,
-                    log_probs: log_probs.narrow(0, start, n)?,
-                    probs: probs.narrow(0, start, n)?,
-                    threshold: match &threshold {
-                        Some((th, std)) => Some((th.narrow(0, start, n)?, *std)),
-                        None => None,
-                    },
-                    groups: match &routed.row_groups[m] {
-                        Some(groups) => Some(GroupIndex::upload(groups, x)?),
-                        None => None,
-                    },
-                })
+            let rows = match n {
+                0 => None,
+                _ => Some(rows_of(start, n, &routed.row_groups[m])?),
             };
             modality_terms(rows, cfg.global_experts.named()[m].1, &zero)
         };
         let (image, image_mean_entropy) = modality(0)?;
         let (text, text_mean_entropy) = modality(1)?;
+        let joint = joint_balance(&rows_of(0, t, &routed.joint_groups)?, &zero)?;
         let stats = RoutingStats::new(
             routing.experts.clone(),
             probs.clone(),
@@ -199,7 +204,10 @@ impl Moe {
         );
         Ok(MoeOutput {
             y,
-            aux: AuxTerms { image, text },
+            aux: AuxTerms {
+                modality: PerModality { image, text },
+                joint,
+            },
             stats,
             experts: routing.experts,
         })

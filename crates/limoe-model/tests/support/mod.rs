@@ -2,8 +2,8 @@
 
 use candle_core::Device;
 use limoe_core::spec::{
-    Arch, AuxSpec, Capacity, LogitScale, MIN_VOCAB_SIZE, ModelSpec, MoeSpec, PerModality, Pooling,
-    Size,
+    Arch, AuxSpec, BalanceScopes, Capacity, LogitScale, MIN_VOCAB_SIZE, ModelSpec, MoeSpec,
+    PerModality, Pooling, Scope, Size,
 };
 use limoe_model::random::Stream;
 use limoe_model::{Images, Texts};
@@ -52,6 +52,10 @@ pub fn config(arch: Arch, pooling: Pooling) -> ModelSpec {
             importance: 0.01,
             load: 0.01,
             z_loss: 0.001,
+            scope: BalanceScopes {
+                importance: Scope::Joint,
+                load: Scope::PerModality,
+            },
         },
         logit_scale: LogitScale::default(),
     }
