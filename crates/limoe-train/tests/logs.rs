@@ -334,5 +334,5 @@ fn written_files_match_the_core_schemas() {
             .collect();
         assert_eq!(written_schema(out.path(), log), expected, "{}", log.name);
     }
-    assert_eq!(METRICS.columns.len(), 19);
+    assert_eq!(METRICS.columns.len(), 21);
 }
