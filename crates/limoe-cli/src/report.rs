@@ -101,7 +101,7 @@ pub fn sweep_report(
         let finished = matches!(trial.state, TrialState::Done | TrialState::Cached);
         let dirs = RunReport::read(&trial.record_dir)
             .and_then(|ran| RunDirs::from_outputs(ran.spec_file, &outputs));
-        let summary = match dirs {
+        let (summary, recipe, text_top_share_curve) = match dirs {
             Ok(dirs) if finished => {
                 let links = [("sweep".to_owned(), "../../index.html".to_owned())];
                 let to = trial_report_dir(reports_dir, experiment, &trial.id);
@@ -110,19 +110,12 @@ pub fn sweep_report(
                 let summary = write_run_report(&name, &dirs, analysis, &links, staging.path())
                     .with_context(|| format!("the report of trial {}", trial.id))?;
                 publish(staging.path(), &to)?;
-                finished_dirs.push((trial.id.clone(), dirs));
-                Some(summary)
-            }
-            _ => None,
-        };
-        let trial_dirs = finished_dirs.last().filter(|(id, _)| id == &trial.id);
-        let (recipe, text_top_share_curve) = match trial_dirs {
-            Some((_, dirs)) => {
-                let (recipe, curve) = trial_routing(registry, dirs)
+                let (recipe, curve) = trial_routing(registry, &dirs)
                     .with_context(|| format!("the routing of trial {}", trial.id))?;
-                (Some(recipe), curve)
+                finished_dirs.push((trial.id.clone(), dirs));
+                (Some(summary), Some(recipe), curve)
             }
-            None => (None, Vec::new()),
+            _ => (None, None, Vec::new()),
         };
         let (setting, seed) = split_seed(&trial.id);
         trials.push(TrialReport {

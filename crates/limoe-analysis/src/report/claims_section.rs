@@ -9,12 +9,12 @@ use polars::prelude::df;
 
 use super::PLOTS;
 use super::html::{escape, markdown_table, number, table};
+use super::plots::draw_each;
 use super::sweep::TrialReport;
-use crate::AnalysisError;
 use crate::claims::{
     Claim, Settings, VERDICT_RULE, Verdict, ZERO_SHOT, collapse_curves, judge_claims,
 };
-use crate::plot::{Canvas, SeedLine, SeedPanel, plot_comparison, plot_over_seeds};
+use crate::plot::{SeedLine, SeedPanel, plot_comparison, plot_over_seeds};
 
 /// The claims, as HTML and Markdown, for a sweep that tests at least one.
 pub(super) struct ClaimsSection {
@@ -234,30 +234,6 @@ fn figures(
         ));
     }
     Ok(drawn)
-}
-
-/// Draws one picture per format of `analysis`; the file shown (PNG when drawn), or `None`
-/// when there was nothing to draw.
-fn draw_each(
-    analysis: &AnalysisSpec,
-    plots: &Path,
-    stem: &str,
-    draw: impl Fn(&Path, Canvas) -> crate::Result<()>,
-) -> anyhow::Result<Option<String>> {
-    let mut drawn = Vec::new();
-    for canvas in Canvas::from_spec(analysis) {
-        let file = format!("{stem}.{}", canvas.extension());
-        match draw(&plots.join(&file), canvas) {
-            Ok(()) => drawn.push(file),
-            Err(AnalysisError::NoData { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(drawn
-        .iter()
-        .find(|f| f.ends_with(".png"))
-        .or(drawn.first())
-        .cloned())
 }
 
 /// The LIMoE recipe's specialists per block, as bars over seeds.

@@ -97,7 +97,7 @@ impl Figures {
     pub fn html(&self) -> String {
         let mut out = String::new();
         for (title, caption, files) in &self.drawn {
-            let shown = files.iter().find(|f| f.ends_with(".png")).or(files.first());
+            let shown = shown_file(files);
             let _ = writeln!(out, "<figure>\n<h3>{}</h3>", escape(title));
             if let Some(shown) = shown {
                 let _ = writeln!(
@@ -234,4 +234,29 @@ fn entries(logs: &Logs, summary: &RunSummary, dead_threshold: f64) -> Vec<Entry>
             draw: Box::new(move |path, canvas| plot_eval(&eval, path, canvas)),
         },
     ]
+}
+
+/// The file a page shows among one picture's formats: the PNG, else the first.
+pub(super) fn shown_file(files: &[String]) -> Option<&String> {
+    files.iter().find(|f| f.ends_with(".png")).or(files.first())
+}
+
+/// Draws one picture per format of `analysis` as `plots/<stem>.<format>`; the file shown
+/// ([`shown_file`]), or `None` when there was nothing to draw.
+pub(super) fn draw_each(
+    analysis: &AnalysisSpec,
+    plots: &Path,
+    stem: &str,
+    draw: impl Fn(&Path, Canvas) -> crate::Result<()>,
+) -> anyhow::Result<Option<String>> {
+    let mut drawn = Vec::new();
+    for canvas in Canvas::from_spec(analysis) {
+        let file = format!("{stem}.{}", canvas.extension());
+        match draw(&plots.join(&file), canvas) {
+            Ok(()) => drawn.push(file),
+            Err(AnalysisError::NoData { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(shown_file(&drawn).cloned())
 }

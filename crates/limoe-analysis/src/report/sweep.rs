@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use super::claims_section::{ClaimInputs, claims_section};
 use super::html::{escape, markdown_table, number, page, table};
+use super::plots::draw_each;
 use super::{INDEX, PLOTS, RunSummary, SUMMARY_JSON, SUMMARY_MD};
-use crate::AnalysisError;
 use crate::claims::{Claim, Recipe};
 use crate::columns::{floats, ints, strings};
 use crate::compare::compare_table;
@@ -88,22 +88,16 @@ pub fn write_sweep_report(
     body.push_str("<h2>Settings compared</h2>\n");
     let header: Vec<String> = settings.header.iter().map(|h| escape(h)).collect();
     body.push_str(&table(&header, &settings.html_rows()));
-    let mut drawn = Vec::new();
-    for canvas in Canvas::from_spec(analysis) {
-        // Three panels a row, each tall enough for its rotated setting labels.
-        let rows = compared.len().div_ceil(3) as u32;
+    // Three panels a row, each tall enough for its rotated setting labels.
+    let rows = compared.len().div_ceil(3) as u32;
+    let shown = draw_each(analysis, &plots, "comparison", |path, canvas| {
         let canvas = Canvas {
             size: (canvas.size.0.max(1200), canvas.size.1.max(rows * 380)),
             ..canvas
         };
-        let file = format!("comparison.{}", canvas.extension());
-        match plot_comparison(&tidy, &plots.join(&file), canvas) {
-            Ok(()) => drawn.push(file),
-            Err(AnalysisError::NoData { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if let Some(shown) = drawn.iter().find(|f| f.ends_with(".png")).or(drawn.first()) {
+        plot_comparison(&tidy, path, canvas)
+    })?;
+    if let Some(shown) = shown {
         let _ = writeln!(
             body,
             "<figure>\n<img src=\"{PLOTS}/{shown}\" alt=\"settings compared\">\n<figcaption>\
