@@ -163,7 +163,7 @@ fn measure(registry: &Registry, comm: &dyn Communicator, parts: usize) -> anyhow
         };
         let grads = on_pool(|| -> candle_core::Result<_> {
             let output = (built.model).forward_with_negatives(&images, &texts, mode, &negatives)?;
-            (output.contrastive + output.aux.affine(1.0 / comm.size() as f64, 0.0)?)?.backward()
+            (output.objective + output.aux.affine(1.0 / comm.size() as f64, 0.0)?)?.backward()
         })?;
         drop(groups.reduce_grads(&timed, &built.vars, &grads, &[LOG_LOGIT_SCALE])?);
         let seconds = start.elapsed().as_secs_f64();

@@ -253,7 +253,7 @@ fn export(registry: &Registry, case: &Case, dir: &Path) -> anyhow::Result<Export
     candle_core::safetensors::save(&batch_tensors, dir.join("batch.safetensors"))?;
     let ours = json!({
         "loss": loss,
-        "contrastive": scalar(&output.contrastive)?,
+        "contrastive": scalar(&output.objective)?,
         "aux": scalar(&output.aux)?,
     });
     write_json(&dir.join("limoe.json"), &ours)?;

@@ -4,6 +4,7 @@ use limoe_analysis::AnalyzeStage;
 use limoe_core::Registry;
 use limoe_core::command::CommandStage;
 use limoe_data::{BenchmarksStage, IngestStage};
+use limoe_train::finetune::FinetuneStage;
 use limoe_train::stages::{EvalStage, TrainStage};
 
 /// Every stage kind of this build.
@@ -13,6 +14,7 @@ pub fn registry() -> Registry {
     registry.register(IngestStage);
     registry.register(BenchmarksStage);
     registry.register(TrainStage);
+    registry.register(FinetuneStage);
     registry.register(EvalStage);
     registry.register(AnalyzeStage);
     registry

@@ -7,6 +7,8 @@ pub const INGEST: &str = "ingest";
 pub const BENCHMARKS: &str = "benchmarks";
 /// Trains the model on an ingest output.
 pub const TRAIN: &str = "train";
+/// Transfers a train output's image side to a labelled benchmark.
+pub const FINETUNE: &str = "finetune";
 /// Scores a train output's last checkpoint.
 pub const EVAL: &str = "eval";
 /// Draws the report of a run's train and eval outputs.

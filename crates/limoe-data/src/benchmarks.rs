@@ -148,7 +148,7 @@ fn write_benchmark(ctx: &StageContext, name: &str, benchmark: &Benchmark) -> any
         ctx,
         std::slice::from_ref(&benchmark.source),
         seed,
-        Splits::ALL_TEST,
+        benchmark.splits.unwrap_or(Splits::ALL_TEST),
         &dir,
         &what,
         &mut accept,

@@ -138,7 +138,7 @@ impl Encoder {
                             noise_seed: splitmix64_next(noise_seed ^ splitmix64_next(index as u64)),
                             first_example,
                         },
-                        RouteMode::Eval => RouteMode::Eval,
+                        evaluation => evaluation,
                     };
                     let text = text.as_mut().map(|((x, _), mask)| (x, *mask));
                     let image = image.as_mut().map(|(x, _)| x);
@@ -177,7 +177,7 @@ fn routed_tokens(moe: &MoeSpec, streams: &Streams, mode: RouteMode) -> Result<Ro
     let stride = (patches + length) as u64;
     let first = match mode {
         RouteMode::Train { first_example, .. } => first_example,
-        RouteMode::Eval => 0,
+        RouteMode::Eval | RouteMode::Capped { .. } => 0,
     };
     let mut text_per_example = vec![0; examples];
     let mut noise_keys: Vec<u64> = (0..(examples * patches) as u64)

@@ -1,11 +1,12 @@
-//! Per-modality heads: final norm, pooling and projection into the joint space.
+//! Per-modality heads: final norm, pooling and projection into the joint space, and the
+//! classification head of the image classifiers.
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::attention::AttentionPool;
 use crate::inputs::TextMask;
-use crate::layers::{LayerNorm, Linear, linear};
+use crate::layers::{LayerNorm, Linear, linear, zero_linear};
 use limoe_core::spec::Pooling;
 use limoe_ops::l2_normalize;
 
@@ -14,10 +15,43 @@ enum Pool {
     Map(AttentionPool),
 }
 
-/// Norm, pooling and a linear projection (no bias) to the joint embedding, L2-normalised.
-pub struct Head {
+/// The final norm and the pooling of a modality's tokens into one vector (vmoe's
+/// pre-logits): what a contrastive head projects and a classifier's head reads.
+pub struct Pooler {
     norm: LayerNorm,
     pool: Pool,
+}
+
+impl Pooler {
+    /// Norm and pooling of `width` tokens, parameters under `vb` (`norm`, `map`).
+    pub fn new(vb: &VarBuilder, pooling: Pooling, width: usize, heads: usize) -> Result<Pooler> {
+        let pool = match pooling {
+            Pooling::Mean => Pool::Mean,
+            Pooling::Map => Pool::Map(AttentionPool::new(&vb.pp("map"), width, heads)?),
+        };
+        Ok(Pooler {
+            norm: LayerNorm::new(&vb.pp("norm"), width)?,
+            pool,
+        })
+    }
+
+    /// Pools tokens [B, N, W] (with the text mask, if any) to features [B, W].
+    pub fn forward(&self, tokens: &Tensor, mask: Option<&TextMask>) -> Result<Tensor> {
+        let normed = self.norm.forward(tokens)?;
+        match (&self.pool, mask) {
+            (Pool::Mean, None) => normed.mean(1),
+            (Pool::Mean, Some(mask)) => normed
+                .broadcast_mul(&mask.weights)?
+                .sum(1)?
+                .broadcast_div(&mask.weights.sum(1)?),
+            (Pool::Map(pool), mask) => pool.forward(&normed, mask.map(|m| &m.key_bias)),
+        }
+    }
+}
+
+/// Norm, pooling and a linear projection (no bias) to the joint embedding, L2-normalised.
+pub struct Head {
+    pooler: Pooler,
     projection: Linear,
 }
 
@@ -30,13 +64,8 @@ impl Head {
         heads: usize,
         embed_dim: usize,
     ) -> Result<Head> {
-        let pool = match pooling {
-            Pooling::Mean => Pool::Mean,
-            Pooling::Map => Pool::Map(AttentionPool::new(&vb.pp("map"), width, heads)?),
-        };
         Ok(Head {
-            norm: LayerNorm::new(&vb.pp("norm"), width)?,
-            pool,
+            pooler: Pooler::new(vb, pooling, width, heads)?,
             projection: linear(&vb.pp("projection"), width, embed_dim, false)?,
         })
     }
@@ -49,16 +78,45 @@ impl Head {
     /// The pooled features before the projection (vmoe's pre-logits, [B, W]) and the unit
     /// embedding [B, E] projected from them.
     pub fn embed(&self, tokens: &Tensor, mask: Option<&TextMask>) -> Result<(Tensor, Tensor)> {
-        let normed = self.norm.forward(tokens)?;
-        let pooled = match (&self.pool, mask) {
-            (Pool::Mean, None) => normed.mean(1)?,
-            (Pool::Mean, Some(mask)) => normed
-                .broadcast_mul(&mask.weights)?
-                .sum(1)?
-                .broadcast_div(&mask.weights.sum(1)?)?,
-            (Pool::Map(pool), mask) => pool.forward(&normed, mask.map(|m| &m.key_bias))?,
-        };
+        let pooled = self.pooler.forward(tokens, mask)?;
         let embedding = l2_normalize(&self.projection.forward(&pooled)?)?;
         Ok((pooled, embedding))
+    }
+}
+
+/// The classification head: the image [`Pooler`] (named as a contrastive model's image head,
+/// so that its weights transfer) and a linear layer to the class logits, started at zero as
+/// V-MoE's head is, so that a new head begins at the uniform prediction.
+pub struct ClassifierHead {
+    pooler: Pooler,
+    logits: Linear,
+}
+
+impl ClassifierHead {
+    /// The pooler under `pooler_vb`, the logits layer (`weight`, `bias`) under `logits_vb`.
+    pub fn new(
+        pooler_vb: &VarBuilder,
+        logits_vb: &VarBuilder,
+        pooling: Pooling,
+        width: usize,
+        heads: usize,
+        classes: usize,
+    ) -> Result<ClassifierHead> {
+        Ok(ClassifierHead {
+            pooler: Pooler::new(pooler_vb, pooling, width, heads)?,
+            logits: zero_linear(logits_vb, width, classes)?,
+        })
+    }
+
+    /// The pre-logits [B, W] of image tokens [B, N, W], and the class logits [B, classes]
+    /// computed from them (`frozen`: from the pre-logits detached, so that no gradient
+    /// reaches the network below the head).
+    pub fn classify(&self, tokens: &Tensor, frozen: bool) -> Result<(Tensor, Tensor)> {
+        let pooled = self.pooler.forward(tokens, None)?;
+        let features = match frozen {
+            true => pooled.detach(),
+            false => pooled.clone(),
+        };
+        Ok((pooled, self.logits.forward(&features)?))
     }
 }

@@ -59,6 +59,14 @@ impl Linear {
     }
 }
 
+/// A [`Linear`] layer with a bias, weights and bias starting at zero.
+pub fn zero_linear(vb: &VarBuilder, inputs: usize, outputs: usize) -> Result<Linear> {
+    Ok(Linear {
+        weight: vb.get_with_hints((outputs, inputs), "weight", Init::Const(0.0))?,
+        bias: Some(vb.get_with_hints(outputs, "bias", Init::Const(0.0))?),
+    })
+}
+
 /// A [`Linear`] layer, Xavier-uniform initialised.
 pub fn linear(vb: &VarBuilder, inputs: usize, outputs: usize, bias: bool) -> Result<Linear> {
     let bound = (6.0 / (inputs + outputs) as f64).sqrt();

@@ -1,14 +1,16 @@
-//! The whole network: embeddings, encoder(s), heads, and the training loss.
+//! The whole network: embeddings, encoder(s), heads, and the training loss (contrastive, or
+//! a classifier's label loss).
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use limoe_core::spec::{Arch, ModelSpec};
+use limoe_core::spec::{Arch, LabelLoss, ModelSpec};
 
+use crate::classify::label_loss;
 use crate::contrastive::{contrastive_loss, logits};
 use crate::embed::{PatchEmbed, TokenEmbed};
 use crate::encoder::{BlockRouting, Encoder, Streams};
-use crate::heads::Head;
+use crate::heads::{ClassifierHead, Head};
 use crate::inputs::{Images, Texts};
 use crate::moe::{AuxWeights, ExpertGroup, MoeConfig, RouteMode, aux_weights};
 use crate::params::Params;
@@ -18,46 +20,65 @@ enum Towers {
     Separate { image: Encoder, text: Encoder },
 }
 
+/// What sits on top of the encoder: the contrastive models' text side and heads into the
+/// joint space, or a classifier's head.
+enum Heads {
+    Contrastive {
+        token_embed: TokenEmbed,
+        image_head: Head,
+        text_head: Head,
+        log_scale: Tensor,
+    },
+    Classifier {
+        head: ClassifierHead,
+        loss: LabelLoss,
+    },
+}
+
 /// The parameter holding the log of the logit scale (1 / temperature).
 pub const LOG_LOGIT_SCALE: &str = "log_logit_scale";
 
-/// LIMoE, or one of its baselines, as [`ModelSpec::arch`] says.
+/// The parameters of a classifier's logits layer; the rest of a classifier is the image side
+/// of a contrastive model, named alike, which is what transfer loads.
+pub const CLASSIFIER_LOGITS: &str = "classifier";
+
+/// LIMoE, V-MoE, or one of their baselines, as [`ModelSpec::arch`] says.
 pub struct Model {
     spec: ModelSpec,
     aux_weights: AuxWeights,
     patch_embed: PatchEmbed,
-    token_embed: TokenEmbed,
     towers: Towers,
-    image_head: Head,
-    text_head: Head,
-    log_scale: Tensor,
+    heads: Heads,
 }
 
-/// Unit embeddings of a batch, and what the MoE blocks reported.
+/// Unit embeddings (or class logits) of a batch, and what the MoE blocks reported.
 pub struct Encoded {
-    /// Image embeddings [B, E], when images were given.
+    /// Image embeddings [B, E], when images were given to a contrastive model.
     pub image: Option<Tensor>,
-    /// The image features the embeddings are projected from [B, W] (pre-logits), when
-    /// images were given.
+    /// The image features the embeddings or class logits are computed from [B, W]
+    /// (pre-logits), when images were given.
     pub image_pre_logits: Option<Tensor>,
+    /// A classifier's class logits [B, classes], when images were given.
+    pub class_logits: Option<Tensor>,
     /// Text embeddings [B, E], when texts were given.
     pub text: Option<Tensor>,
     /// One report per MoE block (none for the baselines).
     pub routing: Vec<BlockRouting>,
 }
 
-/// A forward pass over image-text pairs, with every loss term.
+/// A forward pass over a training batch, with every loss term.
 pub struct Output {
-    /// Contrastive loss plus the weighted auxiliary losses: what training minimises.
+    /// The objective plus the weighted auxiliary losses: what training minimises.
     pub loss: Tensor,
-    /// The contrastive loss alone.
-    pub contrastive: Tensor,
+    /// The objective alone: the contrastive loss, or a classifier's label loss.
+    pub objective: Tensor,
     /// The weighted sum of every MoE block's auxiliary losses (0 without MoE blocks).
     pub aux: Tensor,
-    /// Image-text logits [B, B] (scaled similarities).
+    /// Image-text logits [B, B] (scaled similarities), or a classifier's class logits
+    /// [B, classes].
     pub logits: Tensor,
-    /// The logit scale in use (1 / temperature, clamped).
-    pub logit_scale: Tensor,
+    /// The logit scale in use (1 / temperature, clamped); none for a classifier.
+    pub logit_scale: Option<Tensor>,
     /// Embeddings and routing reports.
     pub encoded: Encoded,
 }
@@ -89,42 +110,57 @@ impl Model {
         let moe_blocks = spec.active_moe_blocks();
         let encoder = |vb: &VarBuilder| Encoder::new(vb, spec, &moe, &moe_blocks, group);
         let towers = match spec.arch {
-            Arch::Limoe | Arch::Dense => Towers::Shared(encoder(&vb.pp("encoder"))?),
+            Arch::Limoe | Arch::Dense | Arch::Vmoe | Arch::Vit => {
+                Towers::Shared(encoder(&vb.pp("encoder"))?)
+            }
             Arch::TwoTower => Towers::Separate {
                 image: encoder(&vb.pp("image_encoder"))?,
                 text: encoder(&vb.pp("text_encoder"))?,
             },
         };
-        let head = |name: &str, pooling| {
-            Head::new(
-                &vb.pp(name),
-                pooling,
-                spec.width,
-                spec.heads,
-                spec.embed_dim(),
-            )
+        let (width, heads) = (spec.width, spec.heads);
+        let heads = match spec.classifier {
+            Some(classifier) => Heads::Classifier {
+                head: ClassifierHead::new(
+                    &vb.pp("image_head"),
+                    &vb.pp(CLASSIFIER_LOGITS),
+                    spec.pooling.image,
+                    width,
+                    heads,
+                    classifier.classes,
+                )?,
+                loss: classifier.loss,
+            },
+            None => {
+                let head = |name: &str, pooling| {
+                    Head::new(&vb.pp(name), pooling, width, heads, spec.embed_dim())
+                };
+                Heads::Contrastive {
+                    token_embed: TokenEmbed::new(
+                        &vb.pp("token_embed"),
+                        spec.vocab_size,
+                        spec.text_length,
+                        width,
+                    )?,
+                    image_head: head("image_head", spec.pooling.image)?,
+                    text_head: head("text_head", spec.pooling.text)?,
+                    log_scale: vb.get_with_hints(
+                        (),
+                        LOG_LOGIT_SCALE,
+                        Init::Const(spec.logit_scale.init.ln()),
+                    )?,
+                }
+            }
         };
         Ok(Model {
             patch_embed: PatchEmbed::new(
                 &vb.pp("patch_embed"),
                 spec.patches(),
                 spec.patch_dim(),
-                spec.width,
-            )?,
-            token_embed: TokenEmbed::new(
-                &vb.pp("token_embed"),
-                spec.vocab_size,
-                spec.text_length,
-                spec.width,
+                width,
             )?,
             towers,
-            image_head: head("image_head", spec.pooling.image)?,
-            text_head: head("text_head", spec.pooling.text)?,
-            log_scale: vb.get_with_hints(
-                (),
-                LOG_LOGIT_SCALE,
-                Init::Const(spec.logit_scale.init.ln()),
-            )?,
+            heads,
             aux_weights: aux_weights(&spec.aux),
             spec: spec.clone(),
         })
@@ -135,13 +171,26 @@ impl Model {
         &self.spec
     }
 
-    /// Embeds images and/or texts. In a shared encoder the given modalities are routed
-    /// together; `mode` selects noisy training routing or deterministic evaluation.
+    /// Embeds images and/or texts (a classifier: classifies images). In a shared encoder the
+    /// given modalities are routed together; `mode` selects noisy training routing or
+    /// deterministic evaluation.
     pub fn encode(
         &self,
         images: Option<&Images>,
         texts: Option<&Texts>,
         mode: RouteMode,
+    ) -> Result<Encoded> {
+        self.encode_frozen(images, texts, mode, false)
+    }
+
+    /// [`Model::encode`]; `frozen` detaches a classifier's pre-logits, so that its loss
+    /// trains the logits layer alone.
+    fn encode_frozen(
+        &self,
+        images: Option<&Images>,
+        texts: Option<&Texts>,
+        mode: RouteMode,
+        frozen: bool,
     ) -> Result<Encoded> {
         if let Some(images) = images {
             let dims = images.patches.dims();
@@ -154,20 +203,24 @@ impl Model {
                 );
             }
         }
-        if let Some(texts) = texts {
-            let length = texts.tokens.dim(1)?;
-            if length > self.spec.text_length {
-                candle_core::bail!(
-                    "captions have {length} tokens, the model takes at most {}",
-                    self.spec.text_length
-                );
+        let text = match (texts, &self.heads) {
+            (None, _) => None,
+            (Some(_), Heads::Classifier { .. }) => {
+                candle_core::bail!("a classifier (`arch: vmoe` or `vit`) has no text side")
             }
-        }
+            (Some(texts), Heads::Contrastive { token_embed, .. }) => {
+                let length = texts.tokens.dim(1)?;
+                if length > self.spec.text_length {
+                    candle_core::bail!(
+                        "captions have {length} tokens, the model takes at most {}",
+                        self.spec.text_length
+                    );
+                }
+                Some((token_embed.forward(&texts.tokens)?, &texts.mask))
+            }
+        };
         let image = images
             .map(|i| self.patch_embed.forward(&i.patches))
-            .transpose()?;
-        let text = texts
-            .map(|t| Ok::<_, candle_core::Error>((self.token_embed.forward(&t.tokens)?, &t.mask)))
             .transpose()?;
         let (image, text, routing) = match &self.towers {
             Towers::Shared(encoder) => {
@@ -186,23 +239,48 @@ impl Model {
                 (image_out.image, text_out.text, routing)
             }
         };
-        let image = image.map(|i| self.image_head.embed(&i, None)).transpose()?;
-        let (image_pre_logits, image) = image.unzip();
-        Ok(Encoded {
-            image,
-            image_pre_logits,
-            text: text
-                .map(|(t, mask)| self.text_head.forward(&t, Some(mask)))
-                .transpose()?,
-            routing,
-        })
+        match &self.heads {
+            Heads::Classifier { head, .. } => {
+                let classified = image.map(|i| head.classify(&i, frozen)).transpose()?;
+                let (image_pre_logits, class_logits) = classified.unzip();
+                Ok(Encoded {
+                    image: None,
+                    image_pre_logits,
+                    class_logits,
+                    text: None,
+                    routing,
+                })
+            }
+            Heads::Contrastive {
+                image_head,
+                text_head,
+                ..
+            } => {
+                let image = image.map(|i| image_head.embed(&i, None)).transpose()?;
+                let (image_pre_logits, image) = image.unzip();
+                Ok(Encoded {
+                    image,
+                    image_pre_logits,
+                    class_logits: None,
+                    text: text
+                        .map(|(t, mask)| text_head.forward(&t, Some(mask)))
+                        .transpose()?,
+                    routing,
+                })
+            }
+        }
     }
 
     /// The logit scale: exp of the learned log scale. The trainer clamps the parameter at
     /// the configured maximum after each step (as open_clip does), so that a scale at the
     /// bound still gets a gradient that can bring it down.
     pub fn logit_scale(&self) -> Result<Tensor> {
-        self.log_scale.exp()
+        match &self.heads {
+            Heads::Contrastive { log_scale, .. } => log_scale.exp(),
+            Heads::Classifier { .. } => {
+                candle_core::bail!("a classifier has no contrastive logit scale")
+            }
+        }
     }
 
     /// A training (or evaluation) pass over paired images and texts: pair i of the images
@@ -247,17 +325,59 @@ impl Model {
         let (image, text) = (negatives.gather)(image, text)?;
         let logits = logits(&image, &text, &logit_scale)?;
         let contrastive = contrastive_loss(&logits)?;
-        let mut aux = Tensor::zeros((), DType::F32, contrastive.device())?;
+        let aux = self.aux_loss(&encoded, contrastive.device(), false)?;
+        Ok(Output {
+            loss: (&contrastive + &aux)?,
+            objective: contrastive,
+            aux,
+            logits,
+            logit_scale: Some(logit_scale),
+            encoded,
+        })
+    }
+
+    /// A classifier's training pass over labelled images: `classes` [B] holds each image's
+    /// class index. `frozen` trains the logits layer alone (a head-only transfer): no
+    /// gradient reaches the rest, and the auxiliary losses are reported but not trained.
+    pub fn forward_labelled(
+        &self,
+        images: &Images,
+        classes: &Tensor,
+        mode: RouteMode,
+        frozen: bool,
+    ) -> Result<Output> {
+        let Heads::Classifier { loss, .. } = &self.heads else {
+            candle_core::bail!("only a classifier (`arch: vmoe` or `vit`) trains on labels");
+        };
+        let batch = images.patches.dim(0)?;
+        if classes.dims() != [batch] {
+            candle_core::bail!("{batch} images but labels of shape {:?}", classes.dims());
+        }
+        let encoded = self.encode_frozen(Some(images), None, mode, frozen)?;
+        let Some(logits) = encoded.class_logits.clone() else {
+            candle_core::bail!("a classifier returned no class logits for a batch of images");
+        };
+        let objective = label_loss(&logits, classes, *loss)?;
+        let aux = self.aux_loss(&encoded, objective.device(), frozen)?;
+        Ok(Output {
+            loss: (&objective + &aux)?,
+            objective,
+            aux,
+            logits,
+            logit_scale: None,
+            encoded,
+        })
+    }
+
+    /// The weighted sum of every MoE block's auxiliary losses (`detached`: as a value only).
+    fn aux_loss(&self, encoded: &Encoded, device: &Device, detached: bool) -> Result<Tensor> {
+        let mut aux = Tensor::zeros((), DType::F32, device)?;
         for block in &encoded.routing {
             aux = (aux + block.aux.weighted(&self.aux_weights)?)?;
         }
-        Ok(Output {
-            loss: (&contrastive + &aux)?,
-            contrastive,
-            aux,
-            logits,
-            logit_scale,
-            encoded,
+        Ok(match detached {
+            true => aux.detach(),
+            false => aux,
         })
     }
 }

@@ -107,13 +107,85 @@ fn mlp(w: f64, m: f64) -> f64 {
     w * m + m + m * w + w
 }
 
-fn head(spec: &ModelSpec, pooling: Pooling) -> f64 {
+/// The final norm and pooling of a head.
+fn pooler(spec: &ModelSpec, pooling: Pooling) -> f64 {
     let w = spec.width as f64;
     let map = match pooling {
         Pooling::Mean => 0.0,
         Pooling::Map => w + (w * w + w) + (2.0 * w * w + 2.0 * w) + (w * w + w),
     };
-    2.0 * w + map + w * spec.embed_dim() as f64
+    2.0 * w + map
+}
+
+/// Every head's parameters: both projections to the joint space and the logit scale, or a
+/// classifier's logits layer.
+fn head_params(spec: &ModelSpec) -> f64 {
+    let w = spec.width as f64;
+    match spec.classifier {
+        Some(classifier) => {
+            let classes = classifier.classes as f64;
+            pooler(spec, spec.pooling.image) + w * classes + classes
+        }
+        None => {
+            let projection = w * spec.embed_dim() as f64;
+            pooler(spec, spec.pooling.image)
+                + pooler(spec, spec.pooling.text)
+                + 2.0 * projection
+                + 1.0
+        }
+    }
+}
+
+/// Text tokens per example: a classifier reads none.
+fn text_tokens(spec: &ModelSpec) -> f64 {
+    match spec.arch.is_classifier() {
+        true => 0.0,
+        false => spec.text_length as f64,
+    }
+}
+
+/// Matmul FLOPs of one forward pass over `examples`, without the experts' MLPs: the blocks'
+/// attention, the dense blocks' MLPs, the routers, the patch embedding, and the heads' last matmul (image
+/// against text embeddings, or pre-logits against the classes).
+fn forward_flops_without_experts(spec: &ModelSpec, examples: f64) -> f64 {
+    let w = spec.width as f64;
+    let m = spec.mlp_dim as f64;
+    let moe_blocks = spec.active_moe_blocks().len() as f64;
+    let dense_blocks = spec.depth as f64 - moe_blocks;
+    let per_token = |tokens: f64| {
+        let weights = dense_blocks * (4.0 * w * w + 2.0 * w * m)
+            + moe_blocks * (4.0 * w * w + w * spec.moe.experts as f64);
+        2.0 * weights + spec.depth as f64 * 4.0 * tokens * w
+    };
+    let (image_tokens, text_tokens) = (spec.patches() as f64, text_tokens(spec));
+    let tokens = examples
+        * (image_tokens * (per_token(image_tokens) + 2.0 * spec.patch_dim() as f64 * w)
+            + text_tokens * per_token(text_tokens));
+    let last = match spec.classifier {
+        Some(classifier) => 2.0 * examples * w * classifier.classes as f64,
+        None => 2.0 * examples * examples * spec.embed_dim() as f64,
+    };
+    tokens + last
+}
+
+/// Matmul FLOPs of one expert applied to one token: its two layers (width -> mlp -> width).
+pub fn expert_flops_per_token(spec: &ModelSpec) -> f64 {
+    2.0 * 2.0 * spec.width as f64 * spec.mlp_dim as f64
+}
+
+/// Matmul FLOPs of one forward pass over `examples` in which the experts processed
+/// `expert_tokens` (token, choice) assignments over all MoE blocks: what an evaluation at a
+/// capacity that drops tokens spends. Without drops, `expert_tokens` is K tokens per routed
+/// token and block, and the sum is the forward pass [`placed_cost`] counts.
+pub fn forward_flops(spec: &ModelSpec, examples: f64, expert_tokens: f64) -> f64 {
+    forward_flops_without_experts(spec, examples) + expert_tokens * expert_flops_per_token(spec)
+}
+
+/// The (token, choice) assignments the experts process in one forward pass over `examples`
+/// when none is dropped: K per routed token and MoE block.
+pub fn dropless_expert_tokens(spec: &ModelSpec, examples: f64) -> f64 {
+    let tokens = examples * (spec.patches() as f64 + text_tokens(spec));
+    tokens * spec.active_moe_blocks().len() as f64 * spec.moe.top_k as f64
 }
 
 /// The cost of training the model `spec` describes in one process ([`Placement::SOLO`]).
@@ -151,7 +223,7 @@ pub fn placed_cost(
     };
     let patch_dim = spec.patch_dim() as f64;
     let image_tokens = spec.patches() as f64;
-    let text_tokens = spec.text_length as f64;
+    let text_tokens = text_tokens(spec);
     let per_rank = micro_batch / placement.world.max(1);
     let micro_batches = (batch / micro_batch.max(1)) as f64;
     let (world, expert_parallel) = (placement.world as f64, placement.expert_parallel as f64);
@@ -159,10 +231,13 @@ pub fn placed_cost(
 
     let moe_block = attention_block(w) + w * experts + experts * mlp(w, m);
     let encoder = dense_blocks * (attention_block(w) + mlp(w, m)) + moe_blocks * moe_block;
-    let embeddings =
-        patch_dim * w + w + image_tokens * w + spec.vocab_size as f64 * w + text_tokens * w;
-    let heads_params = head(spec, spec.pooling.image) + head(spec, spec.pooling.text);
-    let total_params = towers * encoder + embeddings + heads_params + 1.0;
+    let text_embeddings = match spec.arch.is_classifier() {
+        true => 0.0,
+        false => spec.vocab_size as f64 * w + text_tokens * w,
+    };
+    let embeddings = patch_dim * w + w + image_tokens * w + text_embeddings;
+    let heads_params = head_params(spec);
+    let total_params = towers * encoder + embeddings + heads_params;
     let expert_params = towers * moe_blocks * experts * mlp(w, m);
     let dense_params = total_params - expert_params;
 
@@ -170,20 +245,12 @@ pub fn placed_cost(
     let active_block_moe = attention_block(w) + w * experts + k * mlp(w, m);
     let active_encoder =
         dense_blocks * (attention_block(w) + mlp(w, m)) + moe_blocks * active_block_moe;
-    let active_params = active_encoder + embeddings + heads_params + 1.0;
+    let active_params = active_encoder + embeddings + heads_params;
 
     // Matmul FLOPs per token and block: 2 x the weights it multiplies, plus attention
-    // scores and mixing (2 x 2 x sequence x width).
-    let matmul_per_token = |tokens: f64| {
-        let weights = dense_blocks * (4.0 * w * w + 2.0 * w * m)
-            + moe_blocks * (4.0 * w * w + w * experts + k * 2.0 * w * m);
-        2.0 * weights + depth * 4.0 * tokens * w
-    };
-    let forward = batch
-        * (image_tokens * (matmul_per_token(image_tokens) + 2.0 * patch_dim * w)
-            + text_tokens * matmul_per_token(text_tokens))
-        + 2.0 * batch * batch * spec.embed_dim() as f64;
-    let step_flops = 3.0 * forward;
+    // scores and mixing (2 x 2 x sequence x width); the backward pass costs twice the
+    // forward.
+    let step_flops = 3.0 * forward_flops(spec, batch, dropless_expert_tokens(spec, batch));
 
     let weight_bytes = F32 * (dense_params + expert_params / expert_parallel);
     // Kept per token and block: ~10 width-sized tensors (norms, attention in/out, residuals),
@@ -293,6 +360,7 @@ mod tests {
             },
             aux: AuxSpec::default(),
             logit_scale: LogitScale::default(),
+            classifier: None,
         }
     }
 

@@ -278,7 +278,7 @@ fn a_tiny_model_overfits_a_batch() {
                     },
                 )
                 .unwrap();
-            last = output.contrastive.to_scalar().unwrap();
+            last = output.objective.to_scalar().unwrap();
             optimizer.backward_step(&output.loss).unwrap();
         }
         let output = model.forward(&images, &texts, RouteMode::Eval).unwrap();

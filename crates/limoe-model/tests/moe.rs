@@ -714,3 +714,79 @@ fn routing_matches_a_host_loop_on_random_gates() -> Result<()> {
     }
     Ok(())
 }
+
+/// V-MoE's inference capacity: at capacity 0.5 with BPR every expert keeps its
+/// highest-gate tokens, so each dropped token's top-1 gate is below that of every token its
+/// expert kept; without BPR the drops follow the tokens' order instead.
+#[test]
+fn capped_bpr_drops_exactly_the_lowest_gate_tokens() -> Result<()> {
+    let (experts, tokens) = (4, 64);
+    let (moe, map) = layer(&cfg(experts, 1, 1.0, true))?;
+    let x = tensor((tokens, 4), 21)?;
+    let probs: Vec<Vec<f64>> =
+        candle_nn::ops::softmax(&x.matmul(&var(&map, "router"))?, 1)?.to_vec2()?;
+    let counts = TokenCounts {
+        image: tokens,
+        text: 0,
+    };
+    let slots = capacity(tokens, 1, 0.5, experts);
+    let routed = |bpr: bool| -> Result<Vec<u32>> {
+        let mode = RouteMode::Capped {
+            capacity_factor: 0.5,
+            bpr,
+        };
+        let chosen = forward(&moe, &x, counts, mode)?.experts.to_vec2::<u32>()?;
+        Ok(chosen.into_iter().map(|row| row[0]).collect())
+    };
+    let top1 = |t: usize| {
+        let row = &probs[t];
+        let best = (0..experts)
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .unwrap();
+        (best, row[best])
+    };
+    let with_bpr = routed(true)?;
+    let mut dropped_any = false;
+    for e in 0..experts {
+        let mine: Vec<usize> = (0..tokens).filter(|&t| top1(t).0 == e).collect();
+        let kept: Vec<f64> = (mine.iter())
+            .filter(|&&t| with_bpr[t] == e as u32)
+            .map(|&t| top1(t).1)
+            .collect();
+        let dropped: Vec<f64> = (mine.iter())
+            .filter(|&&t| with_bpr[t] == experts as u32)
+            .map(|&t| top1(t).1)
+            .collect();
+        assert_eq!(kept.len() + dropped.len(), mine.len(), "expert {e}");
+        assert_eq!(
+            kept.len(),
+            mine.len().min(slots),
+            "expert {e} keeps its capacity"
+        );
+        let lowest_kept = kept.iter().copied().fold(f64::INFINITY, f64::min);
+        let highest_dropped = dropped.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        assert!(
+            highest_dropped <= lowest_kept,
+            "expert {e} dropped a gate of {highest_dropped} and kept one of {lowest_kept}"
+        );
+        dropped_any |= !dropped.is_empty();
+    }
+    assert!(
+        dropped_any,
+        "capacity 0.5 dropped nothing: the test proves nothing"
+    );
+    // Without BPR the first tokens of each expert are kept, whatever their gates.
+    let in_order = routed(false)?;
+    for e in 0..experts {
+        let mine: Vec<usize> = (0..tokens).filter(|&t| top1(t).0 == e).collect();
+        for (rank, &t) in mine.iter().enumerate() {
+            let kept = in_order[t] == e as u32;
+            assert_eq!(
+                kept,
+                rank < slots,
+                "expert {e}, its token {rank} without BPR"
+            );
+        }
+    }
+    Ok(())
+}

@@ -13,21 +13,22 @@ use limoe_model::moe::RouteMode;
 use limoe_model::{Model, Texts};
 use limoe_ops::pool::on_pool;
 
-use crate::inputs::{routed_counts, upload};
+use crate::inputs::{routed_counts, upload, upload_images};
 use crate::routing_log::{RoutingTally, TokenOrigins};
 
-/// Unit embeddings of a split's pairs, row-major `[pairs, dim]`, with their metadata.
+/// Unit embeddings of a split's pairs, row-major `[pairs, dim]`, with their metadata; for
+/// a classifier, its class logits in place of the image embeddings, and no captions.
 #[derive(Default)]
 pub struct SplitEmbeddings {
-    /// Embedding size.
+    /// Embedding size (a classifier's: its classes).
     pub dim: usize,
-    /// Image embeddings.
+    /// Image embeddings (a classifier's class logits).
     pub image: Vec<f32>,
     /// Size of the pre-logit features (the model width).
     pub width: usize,
     /// Image pre-logits, `[pairs, width]`: the features the embeddings are projected from.
     pub pre_logits: Vec<f32>,
-    /// Caption embeddings.
+    /// Caption embeddings (none from a classifier).
     pub text: Vec<f32>,
     /// Example keys.
     pub keys: Vec<String>,
@@ -56,7 +57,7 @@ impl SplitEmbeddings {
             image: self.image[..n * self.dim].to_vec(),
             width: self.width,
             pre_logits: self.pre_logits[..n * self.width].to_vec(),
-            text: self.text[..n * self.dim].to_vec(),
+            text: self.text[..(n * self.dim).min(self.text.len())].to_vec(),
             keys: self.keys[..n].to_vec(),
             labels: self.labels[..n].to_vec(),
             label_names: self.label_names[..n].to_vec(),
@@ -80,6 +81,8 @@ pub struct EmbedRequest<'a> {
     pub assignments_step: Option<i64>,
     /// When given, only the pairs with these keys are embedded.
     pub only: Option<&'a HashSet<String>>,
+    /// How the images route: the spec's evaluation routing, or an inference capacity.
+    pub mode: RouteMode,
 }
 
 /// Embeds the split in file order; adds routing statistics to `tally` and assignment rows to
@@ -102,10 +105,11 @@ pub fn embed_split(
     if let Some(keys) = request.only {
         batcher = batcher.only_keys(keys.clone());
     }
-    let vocab = model.spec().vocab_size;
+    let spec = model.spec();
+    let classes = spec.classifier.map(|c| c.classes);
     let mut out = SplitEmbeddings {
-        dim: model.spec().embed_dim(),
-        width: model.spec().width,
+        dim: classes.unwrap_or(spec.embed_dim()),
+        width: spec.width,
         ..SplitEmbeddings::default()
     };
     let limit = request.limit.unwrap_or(usize::MAX);
@@ -114,14 +118,19 @@ pub fn embed_split(
             break;
         };
         let take = batch.len().min(limit - out.len());
-        let (images, texts) = upload(&batch, vocab, device)?;
-        let encoded = on_pool(|| model.encode(Some(&images), Some(&texts), RouteMode::Eval))?;
-        let (Some(image), Some(pre_logits), Some(text)) =
-            (&encoded.image, &encoded.image_pre_logits, &encoded.text)
-        else {
-            anyhow::bail!("the model returned no embedding for a batch of pairs");
+        let images = upload_images(&batch, device)?;
+        let texts = match classes {
+            Some(_) => None,
+            None => Some(upload(&batch, spec.vocab_size, device)?.1),
         };
-        tally.add(&encoded.routing, routed_counts(&batch))?;
+        let encoded = on_pool(|| model.encode(Some(&images), texts.as_ref(), request.mode))?;
+        let (Some(image), Some(pre_logits)) = (
+            encoded.image.as_ref().or(encoded.class_logits.as_ref()),
+            &encoded.image_pre_logits,
+        ) else {
+            anyhow::bail!("the model returned no embedding for a batch of images");
+        };
+        tally.add(&encoded.routing, routed_counts(&batch, texts.is_some()))?;
         if let Some(step) = request.assignments_step {
             let origins = TokenOrigins::new(
                 batch.len(),
@@ -139,11 +148,13 @@ pub fn embed_split(
         let (dim, width) = (out.dim, out.width);
         let image: Vec<f32> = image.flatten_all()?.to_vec1()?;
         let pre_logits: Vec<f32> = pre_logits.flatten_all()?.to_vec1()?;
-        let text: Vec<f32> = text.flatten_all()?.to_vec1()?;
         out.image.extend_from_slice(&image[..take * dim]);
         out.pre_logits
             .extend_from_slice(&pre_logits[..take * width]);
-        out.text.extend_from_slice(&text[..take * dim]);
+        if let Some(text) = &encoded.text {
+            let text: Vec<f32> = text.flatten_all()?.to_vec1()?;
+            out.text.extend_from_slice(&text[..take * dim]);
+        }
         out.keys.extend(batch.keys.into_iter().take(take));
         out.labels.extend(batch.labels.into_iter().take(take));
         out.label_names

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use candle_core::Device;
 use limoe_core::logs::EvalRow;
 use limoe_core::logs::eval_metrics::{
-    ALL_DATASETS, RETRIEVAL_DIRECTIONS, RETRIEVAL_MEASURES, RETRIEVAL_PAIRS, ZERO_SHOT,
-    few_shot_metric, retrieval_metric,
+    ALL_DATASETS, CLASSIFICATION, RETRIEVAL_DIRECTIONS, RETRIEVAL_MEASURES, RETRIEVAL_PAIRS,
+    ZERO_SHOT, few_shot_metric, retrieval_metric,
 };
 use limoe_core::spec::ProbeFeatures;
 use limoe_data::batch::Preprocess;
 use limoe_model::Model;
 
+use crate::classes::ClassIndex;
 use crate::clip_benchmark::{TaskMetrics, ZEROSHOT_CLASSIFICATION, ZEROSHOT_RETRIEVAL};
 use crate::embed::{SplitEmbeddings, embed_texts};
 use crate::eval::Matrix;
@@ -85,6 +86,29 @@ pub fn zero_shot_rows(
         metrics: metrics.map(|(k, v)| (k.to_owned(), v)).into(),
     };
     Ok((rows, task))
+}
+
+/// A classifier's top-1 accuracy over the pairs of `emb` (its class logits) that have one of
+/// `labels`' classes, and chance, as rows of the `all` dataset (none without such pairs).
+pub fn classification_rows(emb: &SplitEmbeddings, labels: &ClassIndex, step: i64) -> Vec<EvalRow> {
+    let (mut hits, mut scored) = (0usize, 0usize);
+    for (i, label) in emb.labels.iter().enumerate() {
+        let Some(class) = labels.class_of(*label) else {
+            continue;
+        };
+        let logits = &emb.image[i * emb.dim..(i + 1) * emb.dim];
+        let best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b]));
+        scored += 1;
+        hits += usize::from(best == Some(class as usize));
+    }
+    if scored == 0 {
+        tracing::warn!("classification: no labelled pairs in the evaluated split");
+        return Vec::new();
+    }
+    let values = [hits as f64 / scored as f64, 1.0 / labels.len() as f64];
+    (CLASSIFICATION.into_iter().zip(values))
+        .map(|(metric, value)| row(step, ALL_DATASETS, metric, value))
+        .collect()
 }
 
 /// Image-text retrieval over the pairs of `emb`: R@1/5/10 and median rank, both directions,

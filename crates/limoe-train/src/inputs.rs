@@ -17,6 +17,17 @@ pub fn preprocess(model: &ModelSpec) -> anyhow::Result<Preprocess> {
     })
 }
 
+/// Uploads a batch's images.
+pub fn upload_images(batch: &Batch, device: &Device) -> anyhow::Result<Images> {
+    Ok(Images::new(
+        batch.patches.clone(),
+        batch.len(),
+        batch.num_patches,
+        batch.patch_dim,
+        device,
+    )?)
+}
+
 /// Uploads a batch as model inputs.
 pub fn upload(
     batch: &Batch,
@@ -24,13 +35,7 @@ pub fn upload(
     device: &Device,
 ) -> anyhow::Result<(Images, Texts)> {
     let n = batch.len();
-    let images = Images::new(
-        batch.patches.clone(),
-        n,
-        batch.num_patches,
-        batch.patch_dim,
-        device,
-    )?;
+    let images = upload_images(batch, device)?;
     let mask: Vec<bool> = batch.mask.iter().map(|&m| m != 0).collect();
     let texts = Texts::new(
         batch.tokens.clone(),
@@ -43,10 +48,12 @@ pub fn upload(
     Ok((images, texts))
 }
 
-/// Image and text tokens a batch routes: `[image, real text]`.
-pub fn routed_counts(batch: &Batch) -> [usize; 2] {
-    [
-        batch.len() * batch.num_patches,
-        batch.mask.iter().filter(|&&m| m != 0).count(),
-    ]
+/// Image and text tokens a batch routes: `[image, real text]` (`with_text` false: the
+/// images alone, as a classifier routes them).
+pub fn routed_counts(batch: &Batch, with_text: bool) -> [usize; 2] {
+    let text = match with_text {
+        true => batch.mask.iter().filter(|&&m| m != 0).count(),
+        false => 0,
+    };
+    [batch.len() * batch.num_patches, text]
 }

@@ -11,7 +11,9 @@
 //! is allocated; [`infer`] uses a trained model on a person's own images and captions.
 
 pub mod budget;
+pub mod capacity;
 pub mod checkpoint;
+pub mod classes;
 pub mod clip;
 pub mod clip_benchmark;
 pub mod data_parallel;
@@ -19,6 +21,7 @@ pub mod embed;
 pub mod eval;
 pub mod evaluate;
 pub mod expert_parallel;
+pub mod finetune;
 pub mod infer;
 mod inputs;
 pub mod labelled;

@@ -9,8 +9,11 @@ use limoe_core::records::{CLASSES_FILE, EvalSummary, SUMMARY_FILE, write_record}
 use limoe_core::spec::{Node, Spec};
 use limoe_core::{Stage, StageContext};
 use limoe_data::split::Split;
+use limoe_model::moe::RouteMode;
 
+use crate::capacity::capacity_rows;
 use crate::checkpoint;
+use crate::classes::ClassIndex;
 use crate::clip_benchmark::{ClipBenchmarkResult, write_results};
 use crate::logs::RunLogs;
 use crate::model_build::{build, check_fits};
@@ -77,7 +80,8 @@ impl Stage for EvalStage {
     }
 
     fn about(&self) -> &'static str {
-        "scores the trained model on the test split: zero-shot, retrieval, few-shot, assignments"
+        "scores the trained model on the test split: zero-shot (a classifier: top-1), retrieval, \
+         few-shot, assignments, inference capacities"
     }
 
     /// The shape and device of the model it loads, the evaluation's settings, and the seed
@@ -102,8 +106,14 @@ impl Stage for EvalStage {
             .with_context(|| format!("no complete checkpoint in {}", checkpoints.display()))?;
         checkpoint::load_params(&last.path, &built.vars)?;
         let step = last.step as i64;
+        let labels = match spec.model.classifier {
+            Some(classifier) => Some(ClassIndex::read(data_dir)?.expecting(classifier.classes)?),
+            None => None,
+        };
 
         let suite = Suite {
+            labels: labels.as_ref(),
+            mode: RouteMode::Eval,
             split: Split::Test,
             pairs: EVAL_PAIRS,
             batch_size: eval.batch_size,
@@ -118,12 +128,15 @@ impl Stage for EvalStage {
             data_name: spec.data.name(),
         };
         let result = suite.run(&built, data_dir, step)?;
-        let summary: EvalSummary = result.rows.iter().map(|r| (r.key(), r.value)).collect();
+        let settings = eval.inference_capacity.settings();
+        let capped = capacity_rows(&suite, &built, data_dir, &settings, step)?;
+        let rows: Vec<_> = result.rows.into_iter().chain(capped).collect();
+        let summary: EvalSummary = rows.iter().map(|r| (r.key(), r.value)).collect();
         for (name, value) in &summary {
             tracing::info!("eval: {name} = {value:.4}");
         }
         let mut logs = RunLogs::create(ctx.out_dir)?;
-        logs.eval.extend(result.rows);
+        logs.eval.extend(rows);
         logs.routing.extend(result.routing);
         logs.assignments.extend(result.assignments);
         logs.flush()?;

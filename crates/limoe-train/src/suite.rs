@@ -1,6 +1,6 @@
 //! The evaluation suite: one split embedded once, then zero-shot classification, retrieval
 //! and (optionally) few-shot probes on it and on the held-out benchmarks, with the routing it
-//! took. Both the periodic evaluation during training and the `eval` stage run it; only
+//! took; a classifier's own top-1 accuracy in place of zero-shot and retrieval. Both the periodic evaluation during training and the `eval` stage run it; only
 //! their settings differ (the periodic one has no benchmarks).
 
 use std::collections::BTreeMap;
@@ -13,9 +13,14 @@ use limoe_data::benchmarks::BenchmarkClasses;
 use limoe_data::shards::Index;
 use limoe_data::split::Split;
 
+use limoe_model::moe::RouteMode;
+
+use crate::classes::ClassIndex;
 use crate::clip_benchmark::TaskMetrics;
 use crate::embed::{EmbedRequest, SplitEmbeddings, embed_split};
-use crate::evaluate::{ProbeSets, ZeroShotSetup, few_shot_rows, retrieval_rows, zero_shot_rows};
+use crate::evaluate::{
+    ProbeSets, ZeroShotSetup, classification_rows, few_shot_rows, retrieval_rows, zero_shot_rows,
+};
 use crate::labelled::Labelled;
 use crate::model_build::Built;
 use crate::probe_pool::draw_pool;
@@ -32,6 +37,11 @@ pub struct Probes<'a> {
 
 /// What one run of the suite measures.
 pub struct Suite<'a> {
+    /// A classifier's classes, for its own top-1 accuracy on the split (`None`: a
+    /// contrastive model, which classifies zero-shot).
+    pub labels: Option<&'a ClassIndex>,
+    /// How every image pass routes: the spec's evaluation routing, or an inference capacity.
+    pub mode: RouteMode,
     /// The split evaluated.
     pub split: Split,
     /// At most this many of its pairs (and of each benchmark's), in file order.
@@ -97,9 +107,14 @@ impl Suite<'_> {
             preprocess: &built.preprocess,
             batch_size: self.batch_size,
         };
+        // A classifier has no text side: it classifies with its own head, never zero-shot.
+        let zero_shot: &[String] = match self.labels {
+            Some(_) => &[],
+            None => &self.zero_shot.datasets,
+        };
         let probed = self.few_shot.iter().flat_map(|p| &p.settings.datasets);
         let mut benchmarks: BTreeMap<&str, Embedded> = BTreeMap::new();
-        for name in self.zero_shot.datasets.iter().chain(probed) {
+        for name in zero_shot.iter().chain(probed) {
             if let Some(dir) = self.benchmarks.get(name)
                 && !benchmarks.contains_key(name.as_str())
             {
@@ -107,7 +122,10 @@ impl Suite<'_> {
             }
         }
         let (mut rows, mut tasks, mut classes) = (Vec::new(), Vec::new(), Vec::new());
-        for dataset in &self.zero_shot.datasets {
+        if let Some(labels) = self.labels {
+            rows.extend(classification_rows(&split, labels, step));
+        }
+        for dataset in zero_shot {
             let (emb, set, templates) = if let Some(embedded) = benchmarks.get(dataset.as_str()) {
                 let set = Labelled::of_benchmark(&embedded.emb, &embedded.classes)?;
                 let own = embedded.classes.templates.as_deref();
@@ -132,6 +150,7 @@ impl Suite<'_> {
             tasks.push(task);
         }
         if self.retrieval.enabled
+            && self.labels.is_none()
             && let Some((more, task)) = retrieval_rows(
                 &split.first(self.retrieval.max_pairs),
                 &self.data_name,
@@ -203,6 +222,7 @@ impl Suite<'_> {
             preprocess: &built.preprocess,
             assignments_step,
             only: None,
+            mode: self.mode,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The training loop: streamed batches, accumulation, clipping, AdamW, periodic evaluation,
-//! logs, atomic checkpoints, and exact resume from the last checkpoint. [`train`] reads top
+//! logs, atomic checkpoints, and exact resume from the last checkpoint; contrastive, or a
+//! classifier's on labels, from the seed or from a pre-trained checkpoint (a transfer). [`train`] reads top
 //! to bottom: resume, then per step the forward and backward passes, the update, the logs,
 //! the periodic evaluation and the checkpoint. SIGINT or SIGTERM stops it after the current
 //! step, with a checkpoint of that step ([`interrupt`]).
@@ -16,22 +17,23 @@ use limoe_core::random::splitmix64_next;
 use limoe_core::records::{PLAN_FILE, write_record};
 use limoe_core::spec::Spec;
 use limoe_core::{StageContext, files, interrupt};
-use limoe_data::batch::{Batcher, Prefetcher, Preprocess};
+use limoe_data::batch::{Batch, Batcher, Prefetcher, Preprocess};
 use limoe_data::loader::{Loader, LoaderOptions, Mode, Position};
 use limoe_data::split::Split;
 use limoe_dist::Communicator;
 use limoe_model::moe::{Aux, AuxValues, ExpertGroup, PerModality, RouteMode};
 use limoe_model::plan::Placement;
-use limoe_model::{LOG_LOGIT_SCALE, Negatives};
+use limoe_model::{CLASSIFIER_LOGITS, LOG_LOGIT_SCALE, Negatives};
 use limoe_ops::pool::on_pool;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{micro_batch, plan_record};
 use crate::checkpoint::{self, Retention};
+use crate::classes::ClassIndex;
 use crate::clip::check_and_clip;
 use crate::data_parallel::gather_rows;
 use crate::expert_parallel::RankGroups;
-use crate::inputs::{routed_counts, upload};
+use crate::inputs::{routed_counts, upload, upload_images};
 use crate::logs::{LiveLog, RunLogs};
 use crate::model_build::{Built, build_placed};
 use crate::optim::{AdamW, AdamWConfig, GradAccumulator, clamp_logit_scale};
@@ -58,11 +60,26 @@ struct ResumeState {
 
 /// Runs (or resumes) training for the train stage of `ctx`.
 pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
+    train_from(ctx, &ctx.input(INGEST)?.dir, &Start::default())
+}
+
+/// Where a run's weights start, and which of them it trains.
+#[derive(Default)]
+pub struct Start<'a> {
+    /// A checkpoint whose weights start every parameter the model shares with it (a
+    /// transfer: the image side of a pre-trained model); the rest start from the seed.
+    pub from: Option<&'a Path>,
+    /// Train the classifier's logits layer alone, the rest frozen (a head-only transfer).
+    pub head_only: bool,
+}
+
+/// Runs (or resumes) training of `ctx.spec`'s model on the dataset at `data_dir`, its
+/// weights starting as `start` says, into `ctx.out_dir`.
+pub fn train_from(ctx: &StageContext, data_dir: &Path, start: &Start) -> anyhow::Result<()> {
     let spec = ctx.spec;
     let train = &spec.train;
     let comm = ctx.comm;
     let root = comm.rank() == 0;
-    let data_dir = &ctx.input(INGEST)?.dir;
     let placement = Placement {
         world: comm.size(),
         expert_parallel: train.expert_parallel,
@@ -82,8 +99,16 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
     let ranks = RankGroups::new(comm, train.expert_parallel)?;
     let group = ranks.group();
     let built = build_placed(spec, group)?;
+    let labels = match spec.model.classifier {
+        Some(classifier) => Some(ClassIndex::read(data_dir)?.expecting(classifier.classes)?),
+        None => None,
+    };
+    if let Some(from) = start.from {
+        checkpoint::load_shared_params(from, &built.vars, group)?;
+    }
+    let trained = trained_vars(&built.vars, start.head_only);
     let mut optimizer = AdamW::new(
-        &built.vars,
+        &trained,
         AdamWConfig {
             weight_decay: train.weight_decay,
             ..AdamWConfig::default()
@@ -97,6 +122,10 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
     if run.step >= steps {
         return Ok(());
     }
+    let objective = Objective {
+        labels: labels.as_ref(),
+        frozen: start.head_only,
+    };
     let mut batches = open_batches(spec, data_dir, &built.preprocess, run.position.as_ref())?;
     let schedule = LrSchedule::from_spec(train);
     let mut accumulator = GradAccumulator::new(train.accumulation)?;
@@ -107,13 +136,18 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
         let step = run.step + 1;
         let started = Instant::now();
         let lr = schedule.lr(step);
-        let mut passes =
-            forward_backward(spec, comm, &built, &mut batches, &mut accumulator, step)?;
+        let trainer = Trainer {
+            spec,
+            comm,
+            built: &built,
+            trained: &trained,
+            objective: &objective,
+        };
+        let mut passes = trainer.forward_backward(&mut batches, &mut accumulator, step)?;
         let stop = passes.sums.average_over(comm, interrupt::requested());
-        let grads =
-            ranks.reduce_grads(comm, &built.vars, &accumulator.take()?, &[LOG_LOGIT_SCALE])?;
+        let grads = ranks.reduce_grads(comm, &trained, &accumulator.take()?, &[LOG_LOGIT_SCALE])?;
         let loss = passes.sums.loss;
-        let norm = match check_and_clip(step, loss, &built.vars, &grads, train.grad_clip, group) {
+        let norm = match check_and_clip(step, loss, &trained, &grads, train.grad_clip, group) {
             Ok(norm) => norm,
             Err(error) => return Err(run.stop_nonfinite(&error)),
         };
@@ -129,7 +163,7 @@ pub fn train(ctx: &StageContext) -> anyhow::Result<()> {
         let last = step == steps;
         // With shared experts every rank takes part in the evaluation's forward passes.
         if (root || group.is_some()) && (step.is_multiple_of(train.eval_every as u64) || last) {
-            run.periodic_eval(spec, &built, data_dir)?;
+            run.periodic_eval(spec, &built, data_dir, labels.as_ref())?;
         }
         let stop = stop.filter(|_| !last);
         let due = step.is_multiple_of(train.checkpoint_every as u64) || last || stop.is_some();
@@ -172,6 +206,33 @@ fn open_batches(
     Batcher::new(loader, preprocess.clone(), micro_batch(spec), true)?.prefetch(PREFETCH)
 }
 
+/// The parameters a run trains: every one, or with `head_only` the classifier's logits
+/// layer alone.
+fn trained_vars(vars: &[(String, Var)], head_only: bool) -> Vec<(String, Var)> {
+    let head = |name: &str| name.starts_with(&format!("{CLASSIFIER_LOGITS}."));
+    (vars.iter())
+        .filter(|(name, _)| !head_only || head(name))
+        .cloned()
+        .collect()
+}
+
+/// What a step's loss is: the contrastive loss, or a classifier's label loss.
+struct Objective<'a> {
+    /// A classifier's classes, which its pairs' labels index; `None` for a contrastive model.
+    labels: Option<&'a ClassIndex>,
+    /// Only the logits layer trains (the pre-logits are detached).
+    frozen: bool,
+}
+
+/// One step's passes: the model, the parameters trained, and the objective.
+struct Trainer<'a> {
+    spec: &'a Spec,
+    comm: &'a dyn Communicator,
+    built: &'a Built,
+    trained: &'a [(String, Var)],
+    objective: &'a Objective<'a>,
+}
+
 /// The forward and backward passes of one step's micro-batches, their gradients added to
 /// the accumulator.
 struct Passes {
@@ -183,112 +244,173 @@ struct Passes {
     position: Position,
 }
 
-/// Each rank computes its share of every micro-batch, and the contrastive loss contrasts the
-/// whole step's batch: every rank's rows of every micro-batch. With several micro-batches, a
-/// first pass caches every micro-batch's embeddings (plain values, as open_clip's
-/// `accum_freq`), and each micro-batch's pass then carries that loss through its own rows;
-/// the caller sums the gradients over the ranks.
-fn forward_backward(
-    spec: &Spec,
-    comm: &dyn Communicator,
-    built: &Built,
-    batches: &mut Prefetcher,
-    accumulator: &mut GradAccumulator,
-    step: u64,
-) -> anyhow::Result<Passes> {
-    let train = &spec.train;
-    let log_routing = step.is_multiple_of(train.log_every as u64) || step == 1;
-    let mut tally = log_routing.then(RoutingTally::default);
-    let mut sums = Sums::default();
-    let mut micro_batches = Vec::with_capacity(train.accumulation);
-    for _ in 0..train.accumulation {
-        let whole = batches
-            .next()
-            .context("the training data ended (resampled mode never should)")??;
-        let batch = match comm.size() {
-            1 => whole,
-            ranks => whole.share(comm.rank(), ranks)?,
-        };
-        let (images, texts) = upload(&batch, built.model.spec().vocab_size, &built.device)?;
-        micro_batches.push((batch, images, texts));
-    }
-    let position = micro_batches
-        .last()
-        .map(|(batch, ..)| batch.position.clone())
-        .context("a step has at least one micro-batch")?;
-    let noise_seed = splitmix64_next(spec.seed ^ splitmix64_next(step));
-    // Examples are numbered over the step's whole batch: micro-batch, then rank.
-    let mode = |micro: usize, rows: usize| RouteMode::Train {
-        noise_seed,
-        first_example: ((micro * comm.size() + comm.rank()) * rows) as u64,
-    };
-    let cached = match train.accumulation {
-        1 => Vec::new(),
-        _ => (micro_batches.iter().enumerate())
-            .map(|(micro, (batch, images, texts))| {
-                on_pool(|| -> candle_core::Result<_> {
-                    let encoded = (built.model).encode(
-                        Some(images),
-                        Some(texts),
-                        mode(micro, batch.len()),
-                    )?;
-                    let (Some(image), Some(text)) = (encoded.image, encoded.text) else {
-                        candle_core::bail!("a contrastive model embeds both modalities");
-                    };
-                    Ok((
-                        gather_rows(comm, &image.detach())?,
-                        gather_rows(comm, &text.detach())?,
-                    ))
-                })
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?,
-    };
-    let ranks = comm.size() as f64;
-    let whole_batch = train.accumulation as f64;
-    for (micro, (batch, images, texts)) in micro_batches.iter().enumerate() {
-        let gather = |image: &Tensor, text: &Tensor| {
-            let fresh = (gather_rows(comm, image)?, gather_rows(comm, text)?);
-            if cached.is_empty() {
-                return Ok(fresh);
-            }
-            let around = |fresh: Tensor, side: fn(&(Tensor, Tensor)) -> &Tensor| {
-                let mut parts: Vec<Tensor> = cached.iter().map(|c| side(c).clone()).collect();
-                parts[micro] = fresh;
-                Tensor::cat(&parts, 0)
-            };
-            Ok((around(fresh.0, |c| &c.0)?, around(fresh.1, |c| &c.1)?))
-        };
-        let negatives = Negatives {
-            gather: &gather,
-            scale_gradient: micro == 0,
-        };
-        let (output, grads) = on_pool(|| -> candle_core::Result<_> {
-            let output = (built.model).forward_with_negatives(
-                images,
-                texts,
-                mode(micro, batch.len()),
-                &negatives,
-            )?;
-            // The accumulator averages over the micro-batches and the ranks' gradients are
-            // summed: the whole batch's contrastive loss, which each pass carries through
-            // its own rows only, counts once in all, and the auxiliary losses are the mean
-            // of every rank's and micro-batch's.
-            let grads = (output.contrastive.affine(whole_batch, 0.0)?
-                + output.aux.affine(1.0 / ranks, 0.0)?)?
-            .backward()?;
-            Ok((output, grads))
-        })?;
-        accumulator.add(&built.vars, &grads)?;
-        sums.add(&output, whole_batch)?;
-        if let Some(tally) = &mut tally {
-            tally.add(&output.encoded.routing, routed_counts(batch))?;
+impl Trainer<'_> {
+    /// Reads the step's micro-batches (each rank its share) and runs their passes.
+    fn forward_backward(
+        &self,
+        batches: &mut Prefetcher,
+        accumulator: &mut GradAccumulator,
+        step: u64,
+    ) -> anyhow::Result<Passes> {
+        let (spec, comm) = (self.spec, self.comm);
+        let train = &spec.train;
+        let log_routing = step.is_multiple_of(train.log_every as u64) || step == 1;
+        let mut micro_batches = Vec::with_capacity(train.accumulation);
+        for _ in 0..train.accumulation {
+            let whole = batches
+                .next()
+                .context("the training data ended (resampled mode never should)")??;
+            micro_batches.push(match comm.size() {
+                1 => whole,
+                ranks => whole.share(comm.rank(), ranks)?,
+            });
         }
+        let position = micro_batches
+            .last()
+            .map(|batch| batch.position.clone())
+            .context("a step has at least one micro-batch")?;
+        let noise_seed = splitmix64_next(spec.seed ^ splitmix64_next(step));
+        // Examples are numbered over the step's whole batch: micro-batch, then rank.
+        let mode = |micro: usize, rows: usize| RouteMode::Train {
+            noise_seed,
+            first_example: ((micro * comm.size() + comm.rank()) * rows) as u64,
+        };
+        let mut passes = Passes {
+            sums: Sums {
+                classifier: self.objective.labels.is_some(),
+                ..Sums::default()
+            },
+            tally: log_routing.then(RoutingTally::default),
+            position,
+        };
+        match self.objective.labels {
+            Some(labels) => {
+                self.labelled(&micro_batches, labels, &mode, accumulator, &mut passes)?
+            }
+            None => self.contrastive(&micro_batches, &mode, accumulator, &mut passes)?,
+        }
+        Ok(passes)
     }
-    Ok(Passes {
-        sums,
-        tally,
-        position,
-    })
+
+    /// A classifier's passes: each micro-batch's label loss, its gradient averaged over the
+    /// micro-batches (the accumulator) and the ranks (scaled here, summed by the caller).
+    fn labelled(
+        &self,
+        micro_batches: &[Batch],
+        labels: &ClassIndex,
+        mode: &(dyn Fn(usize, usize) -> RouteMode + Sync),
+        accumulator: &mut GradAccumulator,
+        passes: &mut Passes,
+    ) -> anyhow::Result<()> {
+        let built = self.built;
+        let ranks = self.comm.size() as f64;
+        let micro_count = micro_batches.len() as f64;
+        for (micro, batch) in micro_batches.iter().enumerate() {
+            let images = upload_images(batch, &built.device)?;
+            let classes = labels.tensor(batch, &built.device)?;
+            let (output, grads) = on_pool(|| -> candle_core::Result<_> {
+                let output = (built.model).forward_labelled(
+                    &images,
+                    &classes,
+                    mode(micro, batch.len()),
+                    self.objective.frozen,
+                )?;
+                let grads = output.loss.affine(1.0 / ranks, 0.0)?.backward()?;
+                Ok((output, grads))
+            })?;
+            accumulator.add(self.trained, &grads)?;
+            passes.sums.add(&output, micro_count)?;
+            if let Some(tally) = &mut passes.tally {
+                tally.add(&output.encoded.routing, routed_counts(batch, false))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Each rank computes its share of every micro-batch, and the contrastive loss contrasts
+    /// the whole step's batch: every rank's rows of every micro-batch. With several
+    /// micro-batches, a first pass caches every micro-batch's embeddings (plain values, as
+    /// open_clip's `accum_freq`), and each micro-batch's pass then carries that loss through
+    /// its own rows; the caller sums the gradients over the ranks.
+    fn contrastive(
+        &self,
+        micro_batches: &[Batch],
+        mode: &(dyn Fn(usize, usize) -> RouteMode + Sync),
+        accumulator: &mut GradAccumulator,
+        passes: &mut Passes,
+    ) -> anyhow::Result<()> {
+        let (spec, comm, built) = (self.spec, self.comm, self.built);
+        let train = &spec.train;
+        let uploaded = (micro_batches.iter())
+            .map(|batch| upload(batch, built.model.spec().vocab_size, &built.device))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let micro_batches: Vec<_> = (micro_batches.iter().zip(&uploaded))
+            .map(|(batch, (images, texts))| (batch, images, texts))
+            .collect();
+        let cached = match train.accumulation {
+            1 => Vec::new(),
+            _ => (micro_batches.iter().enumerate())
+                .map(|(micro, &(batch, images, texts))| {
+                    on_pool(|| -> candle_core::Result<_> {
+                        let encoded = (built.model).encode(
+                            Some(images),
+                            Some(texts),
+                            mode(micro, batch.len()),
+                        )?;
+                        let (Some(image), Some(text)) = (encoded.image, encoded.text) else {
+                            candle_core::bail!("a contrastive model embeds both modalities");
+                        };
+                        Ok((
+                            gather_rows(comm, &image.detach())?,
+                            gather_rows(comm, &text.detach())?,
+                        ))
+                    })
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?,
+        };
+        let ranks = comm.size() as f64;
+        let whole_batch = train.accumulation as f64;
+        for (micro, &(batch, images, texts)) in micro_batches.iter().enumerate() {
+            let gather = |image: &Tensor, text: &Tensor| {
+                let fresh = (gather_rows(comm, image)?, gather_rows(comm, text)?);
+                if cached.is_empty() {
+                    return Ok(fresh);
+                }
+                let around = |fresh: Tensor, side: fn(&(Tensor, Tensor)) -> &Tensor| {
+                    let mut parts: Vec<Tensor> = cached.iter().map(|c| side(c).clone()).collect();
+                    parts[micro] = fresh;
+                    Tensor::cat(&parts, 0)
+                };
+                Ok((around(fresh.0, |c| &c.0)?, around(fresh.1, |c| &c.1)?))
+            };
+            let negatives = Negatives {
+                gather: &gather,
+                scale_gradient: micro == 0,
+            };
+            let (output, grads) = on_pool(|| -> candle_core::Result<_> {
+                let output = (built.model).forward_with_negatives(
+                    images,
+                    texts,
+                    mode(micro, batch.len()),
+                    &negatives,
+                )?;
+                // The accumulator averages over the micro-batches and the ranks' gradients are
+                // summed: the whole batch's contrastive loss, which each pass carries through
+                // its own rows only, counts once in all, and the auxiliary losses are the mean
+                // of every rank's and micro-batch's.
+                let grads = (output.objective.affine(whole_batch, 0.0)?
+                    + output.aux.affine(1.0 / ranks, 0.0)?)?
+                .backward()?;
+                Ok((output, grads))
+            })?;
+            accumulator.add(self.trained, &grads)?;
+            passes.sums.add(&output, whole_batch)?;
+            if let Some(tally) = &mut passes.tally {
+                tally.add(&output.encoded.routing, routed_counts(batch, true))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Loads the newest checkpoint in `out_dir` that verifies, saying which newer ones were
@@ -430,9 +552,17 @@ impl Run {
 
     /// The evaluation suite on part of the validation split, with the spec's
     /// `train.monitor` settings.
-    fn periodic_eval(&mut self, spec: &Spec, built: &Built, data_dir: &Path) -> anyhow::Result<()> {
+    fn periodic_eval(
+        &mut self,
+        spec: &Spec,
+        built: &Built,
+        data_dir: &Path,
+        labels: Option<&ClassIndex>,
+    ) -> anyhow::Result<()> {
         let monitor = &spec.train.monitor;
         let suite = Suite {
+            labels,
+            mode: RouteMode::Eval,
             split: Split::Val,
             pairs: monitor.pairs,
             batch_size: monitor.batch_size,
@@ -568,11 +698,14 @@ impl Run {
 /// Loss terms of one step, averaged over its micro-batches.
 #[derive(Default)]
 struct Sums {
+    /// The objective is a classifier's label loss (each rank's own rows), not the
+    /// contrastive loss (the whole batch's on every rank).
+    classifier: bool,
     loss: f64,
-    contrastive: f64,
+    objective: f64,
     aux: f64,
     terms: AuxValues,
-    logit_scale: f64,
+    logit_scale: Option<f64>,
 }
 
 impl Sums {
@@ -581,9 +714,12 @@ impl Sums {
             Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()? / micro_batches)
         };
         self.loss += scalar(&output.loss)?;
-        self.contrastive += scalar(&output.contrastive)?;
+        self.objective += scalar(&output.objective)?;
         self.aux += scalar(&output.aux)?;
-        self.logit_scale = scalar(&output.logit_scale)? * micro_batches;
+        self.logit_scale = match &output.logit_scale {
+            Some(scale) => Some(scalar(scale)? * micro_batches),
+            None => None,
+        };
         let mut terms = aux_sums(&output.encoded.routing)?;
         for (sum, term) in self.terms.values_mut().into_iter().zip(terms.values_mut()) {
             *sum += *term / micro_batches;
@@ -591,9 +727,10 @@ impl Sums {
         Ok(())
     }
 
-    /// On several ranks, makes the auxiliary terms (each rank's own tokens) their mean over
-    /// the ranks and the loss the whole batch's; the contrastive loss is already the whole
-    /// batch's on every rank. Returns the stop signal when any rank was asked to stop, so
+    /// On several ranks, makes the auxiliary terms (each rank's own tokens) and a
+    /// classifier's label loss (each rank's own rows) their mean over the ranks and the loss
+    /// the whole batch's; the contrastive loss is already the whole batch's on every rank.
+    /// Returns the stop signal when any rank was asked to stop, so
     /// that every rank stops after the same step.
     fn average_over(
         &mut self,
@@ -603,15 +740,22 @@ impl Sums {
         if comm.size() == 1 {
             return signal;
         }
-        let mut values = vec![self.aux, f64::from(u8::from(signal.is_some()))];
+        let mut values = vec![
+            self.aux,
+            f64::from(u8::from(signal.is_some())),
+            self.objective,
+        ];
         values.extend(self.terms.values_mut().map(|term| *term));
         comm.all_reduce_sum_f64(&mut values);
         let mean = |sum: f64| sum / comm.size() as f64;
         self.aux = mean(values[0]);
-        for (term, sum) in self.terms.values_mut().into_iter().zip(&values[2..]) {
+        if self.classifier {
+            self.objective = mean(values[2]);
+        }
+        for (term, sum) in self.terms.values_mut().into_iter().zip(&values[3..]) {
             *term = mean(*sum);
         }
-        self.loss = self.contrastive + self.aux;
+        self.loss = self.objective + self.aux;
         match (signal, values[1] > 0.0) {
             (Some(signal), _) => Some(signal),
             (None, true) => Some("a signal to another rank"),
@@ -629,7 +773,16 @@ impl Sums {
             wall_seconds,
             lr,
             loss: self.loss,
-            contrastive: self.contrastive,
+            contrastive: if self.classifier {
+                f64::NAN
+            } else {
+                self.objective
+            },
+            classification: if self.classifier {
+                self.objective
+            } else {
+                f64::NAN
+            },
             aux: self.aux,
             local_entropy_image: image.local_entropy,
             local_entropy_text: text.local_entropy,
@@ -644,7 +797,7 @@ impl Sums {
             z_loss_image: image.z_loss,
             z_loss_text: text.z_loss,
             grad_norm,
-            logit_scale: self.logit_scale,
+            logit_scale: self.logit_scale.unwrap_or(f64::NAN),
             pairs_per_second: pairs,
         }
     }

@@ -429,5 +429,5 @@ fn retrieval_rows_are_named_as_validation_expects_of_the_periodic_evaluation() {
         },
         ..Monitor::default()
     };
-    assert_eq!(written, monitor.metric_keys());
+    assert_eq!(written, monitor.metric_keys(false));
 }

@@ -22,6 +22,7 @@ fn metrics(step: i64) -> MetricsRow {
         lr: 1e-3 / (1.0 + x),
         loss: 2.0 + x,
         contrastive: 1.5 + x,
+        classification: 0.25,
         aux: 0.5,
         local_entropy_image: 0.1,
         local_entropy_text: 0.2,

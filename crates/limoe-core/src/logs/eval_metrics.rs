@@ -22,6 +22,34 @@ pub const ZERO_SHOT: [&str; 4] = [
     CHANCE_TOP1,
 ];
 
+/// A classifier's top-1 accuracy with its own head, on the `all` dataset.
+pub const TOP1: &str = "top1";
+/// What a classifier's evaluation writes, in this order.
+pub const CLASSIFICATION: [&str; 2] = [TOP1, CHANCE_TOP1];
+
+/// What the inference-capacity evaluation measures at each setting besides the accuracies:
+/// the fraction of (token, choice) assignments dropped, and the matmul GFLOPs of the forward
+/// pass per example (`crates/limoe-model/src/plan.rs`, `forward_flops`).
+pub const CAPACITY_MEASURES: [&str; 2] = ["dropped", "gflops"];
+
+/// `capacity_<factor>_<bpr|no_bpr>_<metric>`: `metric` measured at an inference capacity,
+/// e.g. `capacity_0.5_bpr_top1`.
+pub fn capacity_metric(factor: f64, bpr: bool, metric: &str) -> String {
+    let order = if bpr { "bpr" } else { "no_bpr" };
+    format!("capacity_{factor}_{order}_{metric}")
+}
+
+/// The (factor, BPR, metric) of a [`capacity_metric`] name.
+pub fn parse_capacity_metric(name: &str) -> Option<(f64, bool, &str)> {
+    let rest = name.strip_prefix("capacity_")?;
+    let (factor, rest) = rest.split_once('_')?;
+    let (bpr, metric) = match rest.strip_prefix("no_bpr_") {
+        Some(metric) => (false, metric),
+        None => (true, rest.strip_prefix("bpr_")?),
+    };
+    Some((factor.parse().ok()?, bpr, metric))
+}
+
 /// Retrieval's directions: image to text, text to image.
 pub const RETRIEVAL_DIRECTIONS: [&str; 2] = ["i2t", "t2i"];
 /// What retrieval measures in each direction: recall at 1, 5 and 10, the median rank.

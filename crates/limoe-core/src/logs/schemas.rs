@@ -14,8 +14,10 @@ log_row! {
     pub mod metrics {
         WALL_SECONDS wall_seconds: f64 = "seconds since the run's start, continuing across resumes",
         LR lr: f64 = "learning rate of the step",
-        LOSS loss: f64 = "total loss: contrastive + aux",
-        CONTRASTIVE contrastive: f64 = "contrastive loss",
+        LOSS loss: f64 = "total loss: the objective (contrastive or classification) + aux",
+        CONTRASTIVE contrastive: f64 = "contrastive loss (NaN for a classifier)",
+        CLASSIFICATION classification: f64 =
+            "a classifier's label loss, softmax or sigmoid cross-entropy (NaN for a contrastive model)",
         AUX aux: f64 = "weighted sum of the auxiliary losses",
         LOCAL_ENTROPY_IMAGE local_entropy_image: f64 =
             "unweighted local entropy loss of image tokens, summed over MoE blocks",
@@ -40,7 +42,8 @@ log_row! {
         Z_LOSS_TEXT z_loss_text: f64 =
             "unweighted router z-loss of text tokens, summed over MoE blocks",
         GRAD_NORM grad_norm: f64 = "global gradient norm before clipping",
-        LOGIT_SCALE logit_scale: f64 = "contrastive logit scale (1 / temperature)",
+        LOGIT_SCALE logit_scale: f64 =
+            "contrastive logit scale, 1 / temperature (NaN for a classifier)",
         PAIRS_PER_SECOND pairs_per_second: f64 =
             "image-text pairs trained per second over the interval",
     }
@@ -134,14 +137,15 @@ mod tests {
                 "global_entropy"
             ]
         );
-        // The joint importance and load columns came after the first files; older runs'
-        // parts lack them.
-        assert_eq!(names(&METRICS).len(), 21);
+        // The joint importance and load columns, and the classifiers' label loss, came after
+        // the first files; older runs' parts lack them.
+        assert_eq!(names(&METRICS).len(), 22);
+        assert_eq!(names(&METRICS)[5], metrics::CLASSIFICATION);
         assert_eq!(
-            names(&METRICS)[14..16],
+            names(&METRICS)[15..17],
             [metrics::IMPORTANCE_JOINT, metrics::LOAD_JOINT]
         );
-        assert_eq!(names(&METRICS)[20], metrics::PAIRS_PER_SECOND);
+        assert_eq!(names(&METRICS)[21], metrics::PAIRS_PER_SECOND);
         assert_eq!(ROUTING.columns[3].ty, ColumnType::Utf8);
         let label = ASSIGNMENTS.column(assignments::LABEL).unwrap();
         assert_eq!((label.ty, label.nullable), (ColumnType::Int32, true));

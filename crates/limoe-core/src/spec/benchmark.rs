@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::check::Checker;
-use super::data::{Source, check_source};
+use super::data::{Source, Splits, check_source};
 use super::eval::check_templates;
 use super::is_safe_name;
 use super::path::KeyPath;
@@ -25,6 +25,10 @@ pub struct Benchmark {
     /// Its own prompt templates; by default `eval.zero_shot.templates`.
     #[serde(default)]
     pub templates: Option<NameList>,
+    /// Validation and test fractions, for a benchmark a `finetune` stage trains on (its
+    /// train split is the rest); by default every pair is a test pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splits: Option<Splits>,
 }
 
 /// A list of strings, written inline or as the path of a JSON file in CLIP_benchmark's
@@ -111,6 +115,9 @@ impl Benchmark {
             )
         });
         check_source(&self.source, &at.key("source"), c);
+        if let Some(splits) = &self.splits {
+            splits.check(&at.key("splits"), c);
+        }
         for (field, list) in [
             ("classnames", &self.classnames),
             ("templates", &self.templates),
@@ -179,6 +186,7 @@ mod tests {
             source: Source::Mnist(Default::default()),
             classnames: None,
             templates: Some(NameList::File(path)),
+            splits: None,
         };
         let error = format!("{:#}", benchmark.own_templates("b").unwrap_err());
         assert!(error.contains("eval.benchmarks.b.templates[1]"), "{error}");

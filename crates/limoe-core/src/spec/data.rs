@@ -350,11 +350,16 @@ impl DataSpec {
                 )),
             );
         }
-        let Splits { val, test } = self.splits;
-        c.require(
-            val >= 0.0 && test >= 0.0 && val + test < 1.0,
-            &at.key("splits"),
-            || format!("val ({val}) and test ({test}) must be >= 0 and leave some training data"),
-        );
+        self.splits.check(&at.key("splits"), c);
+    }
+}
+
+impl Splits {
+    /// Checks that both fractions are non-negative and leave some training data.
+    pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
+        let Splits { val, test } = *self;
+        c.require(val >= 0.0 && test >= 0.0 && val + test < 1.0, at, || {
+            format!("val ({val}) and test ({test}) must be >= 0 and leave some training data")
+        });
     }
 }

@@ -28,6 +28,52 @@ pub struct EvalSpec {
     pub batch_size: usize,
     /// Dump per-token expert assignments with labels (for per-class routing plots).
     pub assignments: bool,
+    /// Accuracy, dropped tokens and FLOPs at inference capacities of their own.
+    pub inference_capacity: InferenceCapacity,
+}
+
+/// V-MoE's inference-capacity evaluation: the test split (and, for a contrastive model, its
+/// zero-shot datasets) scored again at each capacity factor, with and without BPR.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceCapacity {
+    /// Capacity factors c of every MoE block (C = ceil(tokens * K * c / E)); none by default.
+    pub factors: Vec<f64>,
+    /// Batch Priority Routing on (`true`), off (`false`), or both.
+    pub bpr: Vec<bool>,
+}
+
+impl Default for InferenceCapacity {
+    fn default() -> InferenceCapacity {
+        InferenceCapacity {
+            factors: Vec::new(),
+            bpr: vec![true, false],
+        }
+    }
+}
+
+impl InferenceCapacity {
+    /// Every (factor, BPR) setting to evaluate, factor-major.
+    pub fn settings(&self) -> Vec<(f64, bool)> {
+        (self.factors.iter())
+            .flat_map(|&factor| self.bpr.iter().map(move |&bpr| (factor, bpr)))
+            .collect()
+    }
+
+    fn check(&self, at: &KeyPath, c: &mut Checker) {
+        for (i, factor) in self.factors.iter().enumerate() {
+            c.require(
+                factor.is_finite() && *factor > 0.0,
+                &at.key("factors").index(i),
+                || format!("a capacity factor must be positive and finite (got {factor})"),
+            );
+        }
+        c.require(
+            self.factors.is_empty() || !self.bpr.is_empty(),
+            &at.key("bpr"),
+            || "give `bpr: [true]`, `[false]` or `[true, false]`".into(),
+        );
+    }
 }
 
 impl Default for EvalSpec {
@@ -39,6 +85,7 @@ impl Default for EvalSpec {
             few_shot: FewShot::default(),
             batch_size: 256,
             assignments: true,
+            inference_capacity: InferenceCapacity::default(),
         }
     }
 }
@@ -138,6 +185,8 @@ impl EvalSpec {
         }
         c.at_least_one(at, &[("batch_size", self.batch_size)]);
         self.retrieval.check(&at.key("retrieval"), c);
+        self.inference_capacity
+            .check(&at.key("inference_capacity"), c);
     }
 }
 

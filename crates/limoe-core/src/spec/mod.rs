@@ -31,11 +31,11 @@ pub use data::{
 };
 pub use de::{DeError, Lenient, NodeDeserializer, deserialize_all, deserialize_lenient};
 pub use diagnostic::{Diagnostic, SpecErrors, did_you_mean};
-pub use eval::{EvalSpec, FewShot, ProbeFeatures, Retrieval, ZeroShot};
+pub use eval::{EvalSpec, FewShot, InferenceCapacity, ProbeFeatures, Retrieval, ZeroShot};
 pub use executor::{ExecutorSpec, LocalSpec, SlurmSpec};
 pub use model::{
-    Arch, CHANNELS, CLIP_VOCAB_SIZE, Capacity, LogitScale, MIN_VOCAB_SIZE, ModelSpec, MoeSpec,
-    PerModality, Pooling, Size,
+    Arch, CHANNELS, CLIP_VOCAB_SIZE, Capacity, Classifier, LabelLoss, LogitScale, MIN_VOCAB_SIZE,
+    ModelSpec, MoeSpec, PerModality, Pooling, Size,
 };
 pub use node::{Entry, Node, Origin, Value};
 pub use overrides::apply_overrides;
@@ -113,7 +113,7 @@ impl Spec {
         });
         self.data.check(&root.key("data"), c);
         self.model.check(&root.key("model"), c);
-        self.train.check(&root.key("train"), c);
+        (self.train).check(&root.key("train"), self.model.arch.is_classifier(), c);
         train::check_expert_parallel(self, c);
         self.eval.check(&root.key("eval"), c);
         eval::check_dataset_names(self, c);

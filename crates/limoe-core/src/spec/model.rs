@@ -18,6 +18,54 @@ pub enum Arch {
     Dense,
     /// Separate image and text encoders of the same shape.
     TwoTower,
+    /// V-MoE: the image encoder alone, with sparse MoE blocks, and a classification head.
+    Vmoe,
+    /// The dense ViT: V-MoE without experts (its baseline at matched active compute).
+    Vit,
+}
+
+impl Arch {
+    /// Whether the network is an image classifier (trained on labels, no text side).
+    pub fn is_classifier(self) -> bool {
+        matches!(self, Arch::Vmoe | Arch::Vit)
+    }
+
+    /// Whether its MoE blocks have experts.
+    pub fn is_sparse(self) -> bool {
+        matches!(self, Arch::Limoe | Arch::Vmoe)
+    }
+
+    /// The image classifier made of this network's image side: the arch a transfer of it
+    /// trains (`None` for two towers, whose image encoder has parameters of its own names).
+    pub fn image_classifier(self) -> Option<Arch> {
+        match self {
+            Arch::Limoe | Arch::Vmoe => Some(Arch::Vmoe),
+            Arch::Dense | Arch::Vit => Some(Arch::Vit),
+            Arch::TwoTower => None,
+        }
+    }
+}
+
+/// The loss of a classifier's labels.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelLoss {
+    /// Softmax cross-entropy over the classes (one label per image).
+    #[default]
+    Softmax,
+    /// Sigmoid cross-entropy, one binary problem per class, as V-MoE trains on JFT.
+    Sigmoid,
+}
+
+/// The classification head of `vmoe` and `vit`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Classifier {
+    /// Classes of the training data (its labels, in label order).
+    pub classes: usize,
+    /// The loss of the labels.
+    #[serde(default)]
+    pub loss: LabelLoss,
 }
 
 /// A size preset: fills the backbone shape and expert count unless the spec sets them.
@@ -124,7 +172,7 @@ pub enum Pooling {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// limoe, dense or two_tower.
+    /// limoe, dense, two_tower, vmoe or vit.
     #[serde(default)]
     pub arch: Arch,
     /// Size preset.
@@ -163,6 +211,9 @@ pub struct ModelSpec {
     /// Learned contrastive logit scale (1 / temperature).
     #[serde(default)]
     pub logit_scale: LogitScale,
+    /// The classification head, for the classifier archs (`vmoe`, `vit`) only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier: Option<Classifier>,
 }
 
 fn three() -> usize {
@@ -370,9 +421,9 @@ impl ModelSpec {
 
     /// The MoE blocks this architecture really has (none for the baselines).
     pub fn active_moe_blocks(&self) -> Vec<usize> {
-        match self.arch {
-            Arch::Limoe => self.moe.moe_blocks(self.depth),
-            Arch::Dense | Arch::TwoTower => Vec::new(),
+        match self.arch.is_sparse() {
+            true => self.moe.moe_blocks(self.depth),
+            false => Vec::new(),
         }
     }
 
@@ -454,6 +505,7 @@ impl ModelSpec {
         }
         self.check_moe(&at.key("moe"), c);
         self.check_aux(&at.key("aux"), c);
+        self.check_classifier(&at.key("classifier"), c);
         let scale = self.logit_scale;
         c.require(
             scale.init > 0.0 && scale.max >= scale.init,
@@ -475,7 +527,7 @@ impl ModelSpec {
                 format!("`last` must be between 1 and depth ({})", self.depth)
             });
         }
-        if self.arch == Arch::Limoe
+        if self.arch.is_sparse()
             && (1..=MAX_DEPTH).contains(&self.depth)
             && moe.moe_blocks(self.depth).is_empty()
         {
@@ -485,6 +537,36 @@ impl ModelSpec {
                 Some("set `every: 2` (every second block) or `last: N`".into()),
             );
         }
+    }
+
+    fn check_classifier(&self, at: &KeyPath, c: &mut Checker) {
+        match (self.arch.is_classifier(), &self.classifier) {
+            (true, None) => c.error(
+                at,
+                "a classifier (`arch: vmoe` or `vit`) needs its head: `classifier: {classes: N}`",
+                Some("set `classifier: {classes: N}` with N the classes of the data".into()),
+            ),
+            (false, Some(_)) => c.error(
+                at,
+                "only the classifiers (`arch: vmoe`, `vit`) have a classification head",
+                Some("remove `classifier`, or set `arch: vmoe` or `vit`".into()),
+            ),
+            (true, Some(head)) => c.at_least_one(at, &[("classes", head.classes)]),
+            (false, None) => {}
+        }
+    }
+
+    /// The image classifier with `classes` classes built from this model's image side (a
+    /// transfer's model); `None` for two towers.
+    pub fn image_classifier(&self, classes: usize) -> Option<ModelSpec> {
+        Some(ModelSpec {
+            arch: self.arch.image_classifier()?,
+            classifier: Some(Classifier {
+                classes,
+                loss: self.classifier.map(|c| c.loss).unwrap_or_default(),
+            }),
+            ..self.clone()
+        })
     }
 
     fn check_aux(&self, at: &KeyPath, c: &mut Checker) {

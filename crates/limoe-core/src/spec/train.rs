@@ -8,8 +8,8 @@ use super::diagnostic::did_you_mean;
 use super::eval::{Retrieval, ZeroShot};
 use super::path::KeyPath;
 use crate::logs::eval_metrics::{
-    ALL_DATASETS, RETRIEVAL_DIRECTIONS, RETRIEVAL_MEASURES, RETRIEVAL_PAIRS, ZERO_SHOT, metric_key,
-    retrieval_metric,
+    ALL_DATASETS, CLASSIFICATION, RETRIEVAL_DIRECTIONS, RETRIEVAL_MEASURES, RETRIEVAL_PAIRS,
+    ZERO_SHOT, metric_key, retrieval_metric,
 };
 use crate::logs::metrics;
 
@@ -95,8 +95,14 @@ pub struct Monitor {
 
 impl Monitor {
     /// The `<dataset>/<metric>` names each periodic evaluation writes: the zero-shot metrics
-    /// of every dataset it classifies, and retrieval's when that is enabled.
-    pub fn metric_keys(&self) -> Vec<String> {
+    /// of every dataset it classifies, and retrieval's when that is enabled; a `classifier`'s
+    /// own top-1 instead.
+    pub fn metric_keys(&self, classifier: bool) -> Vec<String> {
+        if classifier {
+            return CLASSIFICATION
+                .map(|metric| metric_key(ALL_DATASETS, metric))
+                .to_vec();
+        }
         let zero_shot = (self.zero_shot.datasets.iter())
             .flat_map(|dataset| ZERO_SHOT.map(|metric| metric_key(dataset, metric)));
         let retrieval = RETRIEVAL_DIRECTIONS
@@ -218,7 +224,7 @@ pub(super) fn check_expert_parallel(spec: &Spec, c: &mut Checker) {
 }
 
 impl TrainSpec {
-    pub(super) fn check(&self, at: &KeyPath, c: &mut Checker) {
+    pub(super) fn check(&self, at: &KeyPath, classifier: bool, c: &mut Checker) {
         c.at_least_one(
             at,
             &[
@@ -272,7 +278,7 @@ impl TrainSpec {
                 )
             },
         );
-        self.check_best(&at.key("best").key("metric"), c);
+        self.check_best(&at.key("best").key("metric"), classifier, c);
         c.require(self.weight_decay >= 0.0, &at.key("weight_decay"), || {
             "`weight_decay` must be zero or positive".into()
         });
@@ -286,10 +292,10 @@ impl TrainSpec {
 
     /// `best.metric` must be one the run records at its checkpoints: the step's loss or a
     /// metric of the periodic evaluation; any other would never pick a checkpoint.
-    fn check_best(&self, at: &KeyPath, c: &mut Checker) {
+    fn check_best(&self, at: &KeyPath, classifier: bool, c: &mut Checker) {
         let metric = &self.best.metric;
         let known: Vec<String> = std::iter::once(metrics::LOSS.to_owned())
-            .chain(self.monitor.metric_keys())
+            .chain(self.monitor.metric_keys(classifier))
             .collect();
         if known.contains(metric) {
             return;

@@ -37,7 +37,7 @@ impl MoeConfig {
 }
 
 /// How a forward pass routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RouteMode {
     /// Training: noisy top-K with the noise keyed by `noise_seed` (use a different seed per
     /// step and layer), training capacity.
@@ -50,6 +50,15 @@ pub enum RouteMode {
     },
     /// Evaluation: deterministic top-K on the clean logits, evaluation capacity.
     Eval,
+    /// Evaluation at an inference capacity of its own (V-MoE's capacity curves):
+    /// deterministic top-K, the capacity factor and BPR given here instead of the spec's.
+    Capped {
+        /// Capacity factor c of every MoE block.
+        capacity_factor: f64,
+        /// Batch Priority Routing: fill the buffers by descending top-1 gate, so that the
+        /// tokens dropped are the least confident ones.
+        bpr: bool,
+    },
 }
 
 /// Number of tokens of each modality in a routing batch (image tokens come first).

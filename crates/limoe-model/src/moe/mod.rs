@@ -129,15 +129,23 @@ impl Moe {
         let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
         let probs = log_probs.exp()?;
 
-        let (capacity_factor, drawn) = match mode {
+        let (capacity_factor, bpr, drawn) = match mode {
             RouteMode::Train { noise_seed, .. } if moe_spec.noise > 0.0 => {
                 let std = moe_spec.noise / e as f64;
                 let draws = noise::router_noise(noise_seed, &routed.noise_keys, e, std);
                 let noise = Tensor::from_vec(draws, (t, e), x.device())?.to_dtype(x.dtype())?;
-                (moe_spec.capacity.train, Some((noise, std)))
+                (moe_spec.capacity.train, moe_spec.bpr, Some((noise, std)))
             }
-            RouteMode::Train { .. } => (moe_spec.capacity.train, None),
-            RouteMode::Eval => (moe_spec.capacity.eval.unwrap_or(f64::INFINITY), None),
+            RouteMode::Train { .. } => (moe_spec.capacity.train, moe_spec.bpr, None),
+            RouteMode::Eval => (
+                moe_spec.capacity.eval.unwrap_or(f64::INFINITY),
+                moe_spec.bpr,
+                None,
+            ),
+            RouteMode::Capped {
+                capacity_factor,
+                bpr,
+            } => (capacity_factor, bpr, None),
         };
         let noisy = match &drawn {
             Some((n, _)) => Some((&logits + n)?),
@@ -148,7 +156,7 @@ impl Moe {
             experts: e,
             top_k: moe_spec.top_k,
             capacity_factor,
-            bpr: moe_spec.bpr,
+            bpr,
         };
         let routing = route(&scores, &probs, &spec, &routed.groups)?;
 

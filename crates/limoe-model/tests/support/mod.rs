@@ -58,6 +58,7 @@ pub fn config(arch: Arch, pooling: Pooling) -> ModelSpec {
             },
         },
         logit_scale: LogitScale::default(),
+        classifier: None,
     }
 }
 

@@ -204,9 +204,9 @@ pub fn load(
 ) -> anyhow::Result<CheckpointState> {
     let state = read_verified(dir)?;
     let model: Vec<(String, &Var)> = params.iter().map(|(n, v)| (n.clone(), v)).collect();
-    let model = read_matching(&dir.join(MODEL_FILE), &model, group)?;
+    let model = read_matching(&dir.join(MODEL_FILE), &model, group, Others::Refused)?;
     let moments = optimizer.state_vars();
-    let opt = read_matching(&dir.join(OPTIMIZER_FILE), &moments, group)?;
+    let opt = read_matching(&dir.join(OPTIMIZER_FILE), &moments, group, Others::Refused)?;
     for (var, tensor) in model.iter().chain(&opt) {
         var.set(&tensor.to_device(var.device())?)?;
     }
@@ -219,10 +219,42 @@ pub fn load(
 pub fn load_params(dir: &Path, params: &[(String, Var)]) -> anyhow::Result<()> {
     read_verified(dir)?;
     let model: Vec<(String, &Var)> = params.iter().map(|(n, v)| (n.clone(), v)).collect();
-    for (var, tensor) in read_matching(&dir.join(MODEL_FILE), &model, None)? {
+    for (var, tensor) in read_matching(&dir.join(MODEL_FILE), &model, None, Others::Refused)? {
         var.set(&tensor.to_device(var.device())?)?;
     }
     Ok(())
+}
+
+/// Starts a transfer: sets every parameter of `params` but the classifier's new logits
+/// layer ([`limoe_model::CLASSIFIER_LOGITS`]) from the checkpoint directory `dir` of a
+/// pre-trained model, which may hold more (a contrastive model's text side and projections);
+/// with an expert `group`, this rank's shares. A parameter the checkpoint lacks or shapes
+/// otherwise is an error naming it.
+pub fn load_shared_params(
+    dir: &Path,
+    params: &[(String, Var)],
+    group: Option<&ExpertGroup>,
+) -> anyhow::Result<()> {
+    read_verified(dir)?;
+    let head = format!("{}.", limoe_model::CLASSIFIER_LOGITS);
+    let shared: Vec<(String, &Var)> = (params.iter())
+        .filter(|(name, _)| !name.starts_with(&head))
+        .map(|(n, v)| (n.clone(), v))
+        .collect();
+    let file = dir.join(MODEL_FILE);
+    for (var, tensor) in read_matching(&file, &shared, group, Others::Ignored)? {
+        var.set(&tensor.to_device(var.device())?)?;
+    }
+    Ok(())
+}
+
+/// What [`read_matching`] makes of tensors the variables do not name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Others {
+    /// An error: the file is not this model's.
+    Refused,
+    /// Left unread: the file is a larger model's, of which this one reads a part.
+    Ignored,
 }
 
 /// The checkpoint state of `dir`, after checking each tensor file against the hash it
@@ -275,6 +307,7 @@ fn read_matching<'a>(
     path: &Path,
     expected: &[(String, &'a Var)],
     group: Option<&ExpertGroup>,
+    others: Others,
 ) -> anyhow::Result<Vec<(&'a Var, Tensor)>> {
     let mut loaded = candle_core::safetensors::load(path, &Device::Cpu)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -308,7 +341,10 @@ fn read_matching<'a>(
             },
         }
     }
-    let mut extra: Vec<String> = loaded.into_keys().collect();
+    let mut extra: Vec<String> = match others {
+        Others::Refused => loaded.into_keys().collect(),
+        Others::Ignored => Vec::new(),
+    };
     extra.sort();
     problems.extend(
         extra
