@@ -21,6 +21,15 @@ pub(crate) fn floats(frame: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> 
     Ok(values.iter().collect())
 }
 
+/// The column `name` as floats, all `None` when the frame lacks it (a column that came after
+/// the first logs, which older runs' parts do not have).
+pub(crate) fn optional_floats(frame: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
+    match frame.column(name) {
+        Ok(_) => floats(frame, name),
+        Err(_) => Ok(vec![None; frame.height()]),
+    }
+}
+
 /// The column `name` as integers (nulls as `None`).
 pub(crate) fn ints(frame: &DataFrame, name: &str) -> Result<Vec<Option<i64>>> {
     let column = cast(frame, name, &DataType::Int64)?;

@@ -17,8 +17,14 @@
 //! - [`plot::plot_losses`]: loss terms vs step (total and parts; unweighted auxiliaries);
 //! - [`plot::plot_temperature`]: temperature (1 / logit scale) and learning rate vs step;
 //! - [`plot::plot_eval`]: zero-shot, retrieval R@1 and few-shot metrics vs step;
+//! - [`plot::plot_capacity`]: accuracy vs inference capacity factor and vs GFLOPs per example,
+//!   with and without BPR;
 //! - [`plot::plot_comparison`]: per metric, a bar per setting (mean over seeds, ± std);
 //! - [`plot::plot_patch_routing`]: one image's patches tinted by their experts.
+//!
+//! [`capacity`] reads V-MoE's inference-capacity curves (accuracy, dropped assignments and
+//! GFLOPs against the capacity factor, with and without BPR) from an eval summary, and
+//! [`plot::plot_capacity`] draws them.
 //!
 //! [`claims`] judges the LIMoE paper's claims on a sweep's settings (a verdict with its
 //! effect and spread over seeds).
@@ -28,6 +34,7 @@
 //! [`AnalyzeStage`] is the pipeline's `analyze` stage.
 
 pub mod assignments;
+pub mod capacity;
 pub mod claims;
 mod columns;
 pub mod compare;

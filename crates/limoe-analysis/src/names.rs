@@ -7,8 +7,8 @@
 //! run's own numbers by name.
 
 use limoe_core::logs::eval_metrics::{
-    ALL_DATASETS, CHANCE_TOP1, MEAN_PER_CLASS_RECALL, RETRIEVAL_PAIRS, ZERO_SHOT_TOP1,
-    ZERO_SHOT_TOP5,
+    ALL_DATASETS, CAPACITY_MEASURES, CHANCE_TOP1, MEAN_PER_CLASS_RECALL, RETRIEVAL_PAIRS, TOP1,
+    ZERO_SHOT_TOP1, ZERO_SHOT_TOP5, parse_capacity_metric,
 };
 
 /// The group of the run's training numbers.
@@ -19,7 +19,8 @@ pub const ROUTING: &str = "routing";
 const OTHER: &str = "other";
 
 /// The eval metrics that are not retrieval or few-shot, with their words.
-const EVAL: [(&str, &str); 5] = [
+const EVAL: [(&str, &str); 6] = [
+    (TOP1, "top-1 (own classification head)"),
     (ZERO_SHOT_TOP1, "zero-shot top-1"),
     (ZERO_SHOT_TOP5, "zero-shot top-5"),
     (MEAN_PER_CLASS_RECALL, "mean per-class recall"),
@@ -36,11 +37,26 @@ const MEASURES: [(&str, &str); 4] = [
     ("median_rank", "median rank"),
 ];
 
+/// What the inference-capacity evaluation measures besides accuracies, with their words.
+const CAPACITY_WORDS: [(&str, &str); 2] = [
+    (CAPACITY_MEASURES[0], "assignments dropped"),
+    (CAPACITY_MEASURES[1], "GFLOPs per example"),
+];
+
+/// Where inference-capacity metrics sort: after every other eval metric, before unnamed
+/// ones, among themselves by key.
+const CAPACITY_ORDER: usize = usize::MAX - 1;
+
 /// The run's own numbers (not eval scores), with their group and words, in table order.
-const RUN: [(&str, &str, &str); 13] = [
+const RUN: [(&str, &str, &str); 14] = [
     (TRAINING, "steps", "training steps"),
     (TRAINING, "final_loss", "final loss"),
     (TRAINING, "final_contrastive", "final contrastive loss"),
+    (
+        TRAINING,
+        "final_classification",
+        "final classification loss",
+    ),
     (TRAINING, "temperature", "temperature (1 / logit scale)"),
     (TRAINING, "train_seconds", "training seconds"),
     (
@@ -120,6 +136,17 @@ pub fn metric_name(key: &str) -> MetricName {
 /// The words of an eval metric (without its dataset) and its order, when it is one the eval
 /// stage writes.
 fn eval_label(metric: &str) -> Option<(String, usize)> {
+    if let Some((factor, bpr, measured)) = parse_capacity_metric(metric) {
+        let words = match CAPACITY_WORDS.iter().find(|(m, _)| *m == measured) {
+            Some((_, words)) => (*words).to_owned(),
+            None => eval_label(measured).map_or(measured.to_owned(), |(words, _)| words),
+        };
+        let bpr = if bpr { "on" } else { "off" };
+        return Some((
+            format!("{words} at inference capacity {factor}, BPR {bpr}"),
+            CAPACITY_ORDER,
+        ));
+    }
     if let Some(i) = EVAL.iter().position(|(m, _)| *m == metric) {
         return Some((EVAL[i].1.to_owned(), i));
     }
@@ -179,6 +206,22 @@ mod tests {
         );
         assert!(
             metric_name("all/retrieval_i2t_r1").order < metric_name("all/retrieval_t2i_r1").order
+        );
+        assert_eq!(
+            metric_name("all/top1").label,
+            "top-1 (own classification head)"
+        );
+        assert_eq!(
+            metric_name("all/capacity_0.5_no_bpr_top1").label,
+            "top-1 (own classification head) at inference capacity 0.5, BPR off"
+        );
+        assert_eq!(
+            metric_name("all/capacity_1.5_bpr_gflops").label,
+            "GFLOPs per example at inference capacity 1.5, BPR on"
+        );
+        assert_eq!(
+            metric_name("final_classification").label,
+            "final classification loss"
         );
     }
 

@@ -1,9 +1,10 @@
-//! Finding a run's stage outputs: the train and eval directories a report reads.
+//! Finding a run's stage outputs: the train, eval and finetune directories a report reads.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use limoe_core::kinds::{EVAL, TRAIN};
+use limoe_core::kinds::{EVAL, FINETUNE, TRAIN};
 use limoe_core::runner::{MANIFEST, Manifest, RunReport};
 
 /// The outputs of one run that its report reads.
@@ -15,6 +16,9 @@ pub struct RunDirs {
     pub train: PathBuf,
     /// The eval stage's output (eval, routing, assignments logs, summary), when it ran.
     pub eval: Option<PathBuf>,
+    /// The finetune stages' outputs (each with a `summary.json` of its benchmark's top-1),
+    /// by stage id: a run may transfer several ways (the whole network, the head alone).
+    pub finetune: BTreeMap<String, PathBuf>,
 }
 
 impl RunDirs {
@@ -32,37 +36,40 @@ impl RunDirs {
             .with_context(|| format!("in the run recorded in {}", record_dir.display()))
     }
 
-    /// The outputs among `dirs` that a stage of kind `train` and `eval` completed.
+    /// The outputs among `dirs` that a stage of kind `train`, `eval` and `finetune`
+    /// completed (the last of each kind, every finetune stage by its id).
     pub fn from_outputs(spec_file: PathBuf, dirs: &[PathBuf]) -> anyhow::Result<RunDirs> {
-        let find = RunDirs::by_kind(dirs);
-        let Some(train) = find(TRAIN) else {
+        let complete: Vec<(&PathBuf, Manifest)> = (dirs.iter())
+            .filter_map(|dir| Some((dir, complete_manifest(dir)?)))
+            .collect();
+        let last = |kind: &str| {
+            (complete.iter().rev())
+                .find(|(_, manifest)| manifest.kind == kind)
+                .map(|(dir, _)| (*dir).clone())
+        };
+        let Some(train) = last(TRAIN) else {
             bail!(
                 "no complete `train` stage output among {} (the analyze stage needs one in \
                  its `needs`)",
                 dirs.len()
             );
         };
+        let finetune = (complete.iter())
+            .filter(|(_, manifest)| manifest.kind == FINETUNE)
+            .map(|(dir, manifest)| (manifest.stage.clone(), (*dir).clone()))
+            .collect();
         Ok(RunDirs {
             spec_file,
             train,
-            eval: find(EVAL),
+            eval: last(EVAL),
+            finetune,
         })
-    }
-
-    /// A lookup of the complete output of a stage kind among `dirs` (the last one wins).
-    fn by_kind(dirs: &[PathBuf]) -> impl Fn(&str) -> Option<PathBuf> + '_ {
-        move |kind| {
-            dirs.iter()
-                .rev()
-                .find(|dir| manifest_kind(dir).as_deref() == Some(kind))
-                .cloned()
-        }
     }
 }
 
-/// The stage kind recorded in a complete output's manifest.
-fn manifest_kind(dir: &Path) -> Option<String> {
+/// The manifest of a complete output (its stage's id and kind).
+fn complete_manifest(dir: &Path) -> Option<Manifest> {
     let text = std::fs::read_to_string(dir.join(MANIFEST)).ok()?;
     let manifest: Manifest = serde_json::from_str(&text).ok()?;
-    Manifest::read_complete(dir, &manifest.key).map(|m| m.kind)
+    Manifest::read_complete(dir, &manifest.key)
 }

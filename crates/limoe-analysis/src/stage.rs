@@ -1,7 +1,7 @@
 //! The `analyze` stage kind: a run's logs -> plots, `index.html`, `summary.md|json`.
 
 use anyhow::Context;
-use limoe_core::kinds::{ANALYZE, EVAL, TRAIN};
+use limoe_core::kinds::{ANALYZE, EVAL, FINETUNE, TRAIN};
 use limoe_core::{Spec, Stage, StageContext};
 
 use crate::report::{verify_pictures, write_run_report};
@@ -24,7 +24,8 @@ impl Stage for AnalyzeStage {
         &["analysis"]
     }
 
-    /// An eval output is drawn too when `needs` has one.
+    /// An eval output is drawn too when `needs` has one, and every finetune output's scores
+    /// are tabled.
     fn needs_kinds(&self, _spec: &Spec) -> Vec<&'static str> {
         vec![TRAIN]
     }
@@ -34,6 +35,10 @@ impl Stage for AnalyzeStage {
             spec_file: ctx.spec_file.to_owned(),
             train: ctx.input(TRAIN)?.dir.clone(),
             eval: ctx.optional_input(EVAL).map(|a| a.dir.clone()),
+            finetune: (ctx.inputs.values())
+                .filter(|a| a.kind == FINETUNE)
+                .map(|a| (a.id.clone(), a.dir.clone()))
+                .collect(),
         };
         let summary = write_run_report(&ctx.spec.name, &dirs, &ctx.spec.analysis, &[], ctx.out_dir)
             .context("cannot write the report")?;

@@ -197,11 +197,15 @@ fn print_plan(loaded: &LoadedSpec, plan: &Plan, placement: Placement) {
     }
     let m = &loaded.spec.model;
     let blocks = m.moe.moe_blocks(m.depth);
+    let reads = match m.classifier {
+        Some(head) => format!("{} classes ({:?} cross-entropy)", head.classes, head.loss),
+        None => format!("text {} tokens", m.text_length),
+    };
     println!(
-        "model: {:?} {:?}, width {}, depth {}, mlp {}, heads {}, patch {} on {}px, text {} tokens",
-        m.arch, m.size, m.width, m.depth, m.mlp_dim, m.heads, m.patch, m.image_size, m.text_length
+        "model: {:?} {:?}, width {}, depth {}, mlp {}, heads {}, patch {} on {}px, {reads}",
+        m.arch, m.size, m.width, m.depth, m.mlp_dim, m.heads, m.patch, m.image_size
     );
-    let groups = match m.moe.examples_per_group(m.patches() + m.text_length) {
+    let groups = match m.moe.examples_per_group(m.tokens_per_example()) {
         Some(examples) => format!("groups of {examples} examples"),
         None => "the batch (each rank's share) as one group".to_owned(),
     };

@@ -293,6 +293,7 @@ fn stages_lists_the_command_kind_and_every_subcommand_has_help() {
             "benchmarks",
             "command",
             "eval",
+            "finetune",
             "ingest",
             "train"
         ]

@@ -159,6 +159,8 @@ fn vmoe_pretrains_evaluates_capacities_and_transfers() {
     assert_eq!(weights(&finished_output(&runs, "transfer-full-")), full);
 }
 
+/// A LIMoE checkpoint transfers its image side, and its zero-shot accuracy is evaluated
+/// at inference capacities too.
 #[test]
 fn a_limoe_checkpoint_transfers_its_image_side() {
     let dir = tempfile::tempdir().unwrap();
@@ -169,8 +171,9 @@ fn a_limoe_checkpoint_transfers_its_image_side() {
             "model.classifier=null",
             "model.aux.local_entropy={image: 0.01, text: 0.01}",
             "stages=[{id: ingest, uses: ingest}, {id: benchmarks, uses: benchmarks}, {id: train, \
-             uses: train, needs: [ingest]}, {id: transfer-head, uses: finetune, needs: [train, \
-             benchmarks], with: {dataset: shapes, mode: head, steps: 4, batch_size: 8}}]",
+             uses: train, needs: [ingest]}, {id: eval, uses: eval, needs: [train, ingest, \
+             benchmarks]}, {id: transfer-head, uses: finetune, needs: [train, benchmarks], \
+             with: {dataset: shapes, mode: head, steps: 4, batch_size: 8}}]",
         ],
     );
     let runs = dir.path().join("runs/vt");
@@ -193,4 +196,15 @@ fn a_limoe_checkpoint_transfers_its_image_side() {
     assert!(!transferred.keys().any(|n| n.starts_with("text_head")));
     let scored = summary(&finished_output(&runs, "transfer-head-"));
     assert!((0.0..=1.0).contains(&scored["shapes/top1"]));
+    let eval = summary(&finished_output(&runs, "eval-"));
+    for bpr in ["bpr", "no_bpr"] {
+        let key = format!("synthetic/capacity_0.5_{bpr}_zero_shot_top1");
+        assert!((0.0..=1.0).contains(&eval[&key]), "{key}: {eval:?}");
+        assert!(eval[&format!("all/capacity_0.5_{bpr}_dropped")] > 0.0);
+    }
+    assert!(
+        !eval
+            .keys()
+            .any(|k| k.contains("capacity") && k.contains("retrieval"))
+    );
 }

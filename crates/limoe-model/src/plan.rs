@@ -136,14 +136,6 @@ fn head_params(spec: &ModelSpec) -> f64 {
     }
 }
 
-/// Text tokens per example: a classifier reads none.
-fn text_tokens(spec: &ModelSpec) -> f64 {
-    match spec.arch.is_classifier() {
-        true => 0.0,
-        false => spec.text_length as f64,
-    }
-}
-
 /// Matmul FLOPs of one forward pass over `examples`, without the experts' MLPs: the blocks'
 /// attention, the dense blocks' MLPs, the routers, the patch embedding, and the heads' last matmul (image
 /// against text embeddings, or pre-logits against the classes).
@@ -157,7 +149,7 @@ fn forward_flops_without_experts(spec: &ModelSpec, examples: f64) -> f64 {
             + moe_blocks * (4.0 * w * w + w * spec.moe.experts as f64);
         2.0 * weights + spec.depth as f64 * 4.0 * tokens * w
     };
-    let (image_tokens, text_tokens) = (spec.patches() as f64, text_tokens(spec));
+    let (image_tokens, text_tokens) = (spec.patches() as f64, spec.text_tokens() as f64);
     let tokens = examples
         * (image_tokens * (per_token(image_tokens) + 2.0 * spec.patch_dim() as f64 * w)
             + text_tokens * per_token(text_tokens));
@@ -184,7 +176,7 @@ pub fn forward_flops(spec: &ModelSpec, examples: f64, expert_tokens: f64) -> f64
 /// The (token, choice) assignments the experts process in one forward pass over `examples`
 /// when none is dropped: K per routed token and MoE block.
 pub fn dropless_expert_tokens(spec: &ModelSpec, examples: f64) -> f64 {
-    let tokens = examples * (spec.patches() as f64 + text_tokens(spec));
+    let tokens = examples * (spec.patches() as f64 + spec.text_tokens() as f64);
     tokens * spec.active_moe_blocks().len() as f64 * spec.moe.top_k as f64
 }
 
@@ -223,7 +215,7 @@ pub fn placed_cost(
     };
     let patch_dim = spec.patch_dim() as f64;
     let image_tokens = spec.patches() as f64;
-    let text_tokens = text_tokens(spec);
+    let text_tokens = spec.text_tokens() as f64;
     let per_rank = micro_batch / placement.world.max(1);
     let micro_batches = (batch / micro_batch.max(1)) as f64;
     let (world, expert_parallel) = (placement.world as f64, placement.expert_parallel as f64);
@@ -311,7 +303,7 @@ const F32: f64 = 4.0;
 /// buffers of the capacity its own size gives.
 fn dispatch_rows(spec: &ModelSpec, examples: usize) -> usize {
     let moe = &spec.moe;
-    let per_example = spec.patches() + spec.text_length;
+    let per_example = spec.tokens_per_example();
     let group_rows = |examples: usize| match examples {
         0 => 0,
         _ => {

@@ -131,7 +131,7 @@ pub fn check_routing_groups(model: &ModelSpec, per_rank: usize) -> anyhow::Resul
     if model.active_moe_blocks().is_empty() {
         return Ok(());
     }
-    let per_example = model.patches() + model.text_length;
+    let per_example = model.tokens_per_example();
     match model.moe.examples_per_group(per_example) {
         Some(group) if !per_rank.is_multiple_of(group) => anyhow::bail!(
             "model.moe.group_size {} routes {group} examples of {per_example} tokens together, \

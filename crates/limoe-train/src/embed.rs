@@ -132,12 +132,10 @@ pub fn embed_split(
         };
         tally.add(&encoded.routing, routed_counts(&batch, texts.is_some()))?;
         if let Some(step) = request.assignments_step {
-            let origins = TokenOrigins::new(
-                batch.len(),
-                batch.num_patches,
-                &batch.mask,
-                batch.text_length,
-            );
+            // A classifier routes no caption token.
+            let mask: &[u8] = if texts.is_some() { &batch.mask } else { &[] };
+            let origins =
+                TokenOrigins::new(batch.len(), batch.num_patches, mask, batch.text_length);
             assignments.extend(origins.assignments(
                 &encoded.routing,
                 step,

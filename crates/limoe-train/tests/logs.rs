@@ -335,5 +335,5 @@ fn written_files_match_the_core_schemas() {
             .collect();
         assert_eq!(written_schema(out.path(), log), expected, "{}", log.name);
     }
-    assert_eq!(METRICS.columns.len(), 21);
+    assert_eq!(METRICS.columns.len(), 22);
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use super::{Canvas, Figure, drawing, font, number_label, padded_range, panels, render};
@@ -16,6 +17,8 @@ pub(super) struct Series {
     pub(super) colour: RGBColor,
     /// Drawn thin and pale, without a legend entry (e.g. one MoE block behind the mean).
     pub(super) faint: bool,
+    /// Drawn dashed, without markers (a reference level rather than a measured curve).
+    pub(super) dashed: bool,
     pub(super) points: Vec<(f64, f64)>,
 }
 
@@ -30,6 +33,7 @@ impl Series {
             name: name.into(),
             colour,
             faint: false,
+            dashed: false,
             points,
         }
     }
@@ -126,16 +130,24 @@ impl LinePanel {
         }
         for s in &named {
             let colour = s.colour;
+            let style = colour.stroke_width(2);
+            if s.dashed {
+                let (dash, gap) = (6, 4);
+                let line = DashedPathElement::new(s.points.clone(), dash, gap, style);
+                chart
+                    .draw_series(std::iter::once(line))
+                    .map_err(drawing)?
+                    .label(&s.name)
+                    .legend(move |(x, y)| {
+                        DashedPathElement::new(vec![(x, y), (x + 16, y)], dash, gap, style)
+                    });
+                continue;
+            }
             chart
-                .draw_series(std::iter::once(PathElement::new(
-                    s.points.clone(),
-                    colour.stroke_width(2),
-                )))
+                .draw_series(std::iter::once(PathElement::new(s.points.clone(), style)))
                 .map_err(drawing)?
                 .label(&s.name)
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2))
-                });
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], style));
             if self.markers {
                 let dots = s.points.iter().map(|&p| Circle::new(p, 3, colour.filled()));
                 chart.draw_series(dots).map_err(drawing)?;

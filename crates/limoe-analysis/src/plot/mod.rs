@@ -7,6 +7,7 @@
 //! axis labels) and in the private modules `lines` (line panels with legends, optional log
 //! y axis) and `heatmap` (share heatmaps with a colour scale).
 
+mod capacity;
 mod classes;
 mod compare;
 mod eval;
@@ -33,6 +34,7 @@ use crate::{AnalysisError, Result};
 use heatmap::{Heatmap, HeatmapFigure};
 use lines::{LineFigure, LinePanel, Series, render_lines};
 
+pub use capacity::{CapacityFigure, CapacityLine, plot_capacity};
 pub use classes::{MAX_CLASSES, plot_class_routing};
 pub use compare::plot_comparison;
 pub use eval::{EVAL_PANELS, plot_eval};

@@ -25,11 +25,25 @@ pub struct SeedPanel {
     pub y_desc: String,
     /// The lines.
     pub lines: Vec<SeedLine>,
+    /// Dashed horizontal lines across the panel, `(legend, value)`: a level without an x of
+    /// its own, such as a dense model's accuracy, which has no capacity.
+    pub references: Vec<(String, f64)>,
 }
 
 /// Draws `panel` at `path`: each line the mean over its seeds at every x, with two faint
 /// lines at mean ± one sample standard deviation where it has several seeds.
 pub fn plot_over_seeds(panel: &SeedPanel, path: &Path, canvas: Canvas) -> Result<()> {
+    let figure = LineFigure {
+        title: panel.title.clone(),
+        panels: vec![seed_chart(panel)],
+    };
+    render_lines(figure, "a line with a finite point", path, canvas)
+}
+
+/// The chart of `panel`: per line its mean over seeds and, where it has several, faint
+/// lines at ± one sample standard deviation; then the references across the lines' x range
+/// (none when the lines have no point).
+pub(super) fn seed_chart(panel: &SeedPanel) -> LinePanel {
     let mut chart = LinePanel::new(panel.title.clone(), &panel.x_desc, panel.y_desc.clone());
     chart.markers = true;
     for (i, line) in panel.lines.iter().enumerate() {
@@ -65,9 +79,26 @@ pub fn plot_over_seeds(panel: &SeedPanel, path: &Path, canvas: Canvas) -> Result
             });
         }
     }
-    let figure = LineFigure {
-        title: panel.title.clone(),
-        panels: vec![chart],
+    let xs = || {
+        chart
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
     };
-    render_lines(figure, "a line with a finite point", path, canvas)
+    let (lo, hi) = (
+        xs().fold(f64::INFINITY, f64::min),
+        xs().fold(f64::NEG_INFINITY, f64::max),
+    );
+    if lo <= hi {
+        for (j, (name, value)) in panel.references.iter().enumerate() {
+            if value.is_finite() {
+                let colour = palette(panel.lines.len() + j);
+                chart.series.push(Series {
+                    dashed: true,
+                    ..Series::new(name.clone(), colour, vec![(lo, *value), (hi, *value)])
+                });
+            }
+        }
+    }
+    chart
 }

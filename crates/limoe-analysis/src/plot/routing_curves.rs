@@ -82,10 +82,12 @@ pub fn plot_routing_curves(
         let mut panel = LinePanel::new(caption, "step", y_desc);
         for ((modality, block), points) in lines {
             panel.series.push(Series {
-                name: format!("{modality} block {block}"),
-                colour: modality_colour(modality),
                 faint: true,
-                points,
+                ..Series::new(
+                    format!("{modality} block {block}"),
+                    modality_colour(modality),
+                    points,
+                )
             });
         }
         for (modality, by_step) in sums {

@@ -13,7 +13,8 @@ use crate::Result;
 /// against `step`.
 ///
 /// Null, non-finite and (for the temperature) non-positive values are left out; a panel
-/// with nothing left is not drawn, and a frame with nothing to draw at all is
+/// with nothing left is not drawn (a classifier logs no logit scale, only NaN), and a frame
+/// with nothing to draw at all is
 /// [`AnalysisError::NoData`](crate::AnalysisError::NoData).
 pub fn plot_temperature(metrics: &DataFrame, path: &Path, canvas: Canvas) -> Result<()> {
     let steps = floats(metrics, STEP)?;
@@ -26,9 +27,14 @@ pub fn plot_temperature(metrics: &DataFrame, path: &Path, canvas: Canvas) -> Res
         "step",
         "temperature",
     );
+    let temperatures = points(&steps, &inverse);
+    let title = match temperatures.is_empty() {
+        true => "Learning rate vs step",
+        false => "Temperature and learning rate vs step",
+    };
     temperature
         .series
-        .push(Series::new("temperature", IMAGE, points(&steps, &inverse)));
+        .push(Series::new("temperature", IMAGE, temperatures));
     let mut lr = LinePanel::new("Learning rate", "step", "learning rate");
     lr.series.push(Series::new(
         "lr",
@@ -36,7 +42,7 @@ pub fn plot_temperature(metrics: &DataFrame, path: &Path, canvas: Canvas) -> Res
         points(&steps, &floats(metrics, LR)?),
     ));
     let figure = LineFigure {
-        title: "Temperature and learning rate vs step".into(),
+        title: title.into(),
         panels: vec![temperature, lr],
     };
     render_lines(figure, "the metrics log", path, canvas)

@@ -429,3 +429,77 @@ fn class_routing_pools_the_least_frequent_classes_beyond_the_limit_and_grows_to_
     assert!(svg_texts(&text, "10").is_empty(), "class 10 is pooled");
     assert_eq!(svg_texts(&text, &(classes - 1).to_string()).len(), 2);
 }
+
+/// The lines of a capacity figure: with BPR flat at 0.8, without falling below 1; GFLOPs
+/// twice the factor.
+fn capacity_figure() -> CapacityFigure {
+    let factors = [0.25, 0.5, 1.0, 1.5];
+    let line = |name: &str, accuracies: [f64; 4]| CapacityLine {
+        name: name.to_owned(),
+        by_factor: factors.into_iter().zip(accuracies).collect(),
+        by_gflops: factors
+            .map(|f| f * 2.0)
+            .into_iter()
+            .zip(accuracies)
+            .collect(),
+    };
+    CapacityFigure {
+        y_desc: "top-1".into(),
+        lines: vec![
+            line("with BPR", [0.8; 4]),
+            line("without BPR", [0.3, 0.6, 0.8, 0.8]),
+        ],
+        references: vec![("dense (vit)".into(), 0.7)],
+    }
+}
+
+#[test]
+fn capacity_draws_accuracy_against_factor_and_gflops_with_dense_levels_dashed() {
+    let text = draw_both(|p, c| plot_capacity(&capacity_figure(), p, c));
+    for label in [
+        "Accuracy against inference capacity",
+        "Accuracy vs inference capacity factor",
+        "Accuracy vs GFLOPs per example",
+        "with BPR",
+        "without BPR",
+        "dense (vit)",
+        "top-1",
+    ] {
+        assert!(text.contains(label), "{label}");
+    }
+    // The level (the third colour) is drawn in dashes: many short pieces, not one line.
+    let RGBColor(r, g, b) = super::palette(2);
+    let level = format!("stroke=\"#{r:02X}{g:02X}{b:02X}\"");
+    assert!(text.matches(&level).count() > 10, "dashed level");
+    let empty = CapacityFigure {
+        lines: Vec::new(),
+        ..capacity_figure()
+    };
+    let err = error_of(|p, c| plot_capacity(&empty, p, c));
+    assert!(
+        err.starts_with("nothing to plot"),
+        "a level alone is nothing: {err}"
+    );
+}
+
+#[test]
+fn a_classifier_s_nan_contrastive_loss_and_logit_scale_are_left_out() {
+    let mut frame = metrics();
+    for name in ["contrastive", "logit_scale"] {
+        frame
+            .with_column(Column::new(name.into(), [f64::NAN; 3]))
+            .unwrap();
+    }
+    frame
+        .with_column(Column::new("lr".into(), [1e-4, 2e-4, 1e-4]))
+        .unwrap();
+    let text = draw_both(|p, c| plot_losses(&frame, p, c));
+    assert!(text.contains("classification") && !text.contains("contrastive"));
+    let text = draw_both(|p, c| plot_temperature(&frame, p, c));
+    assert!(text.contains("Learning rate vs step"));
+    assert!(!text.contains("Contrastive temperature"));
+    // Logs from before the classifiers have no label loss column.
+    let old = metrics().drop("classification").unwrap();
+    let text = draw_both(|p, c| plot_losses(&old, p, c));
+    assert!(text.contains("contrastive") && !text.contains("classification"));
+}

@@ -10,7 +10,9 @@ use limoe_core::logs::metrics as metrics_log;
 use polars::prelude::DataFrame;
 
 use super::RunSummary;
+use super::capacity::{accuracy_words, bpr_words};
 use super::html::number;
+use crate::capacity::{CapacityCurve, REFERENCE_FACTOR, WITHIN};
 use crate::columns::{floats, strings};
 use crate::names::metric_name;
 
@@ -121,12 +123,14 @@ pub(crate) fn classes() -> String {
         .to_owned()
 }
 
-/// The first and last (step, value) of a column of the metrics log, when it has values.
+/// The first and last (step, value) of a column of the metrics log, when it has finite
+/// values.
 fn first_and_last(metrics: &DataFrame, column: &str) -> Option<((f64, f64), (f64, f64))> {
     let steps = floats(metrics, metrics_log::STEP).ok()?;
     let values = floats(metrics, column).ok()?;
     let points: Vec<(f64, f64)> = (steps.into_iter().zip(values))
         .filter_map(|(s, v)| Some((s?, v?)))
+        .filter(|(_, v)| v.is_finite())
         .collect();
     Some((*points.first()?, *points.last()?))
 }
@@ -154,8 +158,19 @@ pub(crate) fn losses(metrics: &DataFrame) -> String {
     out
 }
 
+/// Whether the metrics log has a contrastive temperature to draw (a classifier logs its
+/// logit scale as NaN).
+pub(crate) fn has_temperature(metrics: &DataFrame) -> bool {
+    first_and_last(metrics, metrics_log::LOGIT_SCALE).is_some()
+}
+
 /// The temperature plot: where the temperature started and ended.
 pub(crate) fn temperature(metrics: &DataFrame) -> String {
+    if !has_temperature(metrics) {
+        return "The learning rate per training step (the model learns no contrastive \
+                temperature)."
+            .to_owned();
+    }
     let mut out = "The learned softmax temperature (1 / logit scale) and the learning rate per \
                    training step."
         .to_owned();
@@ -167,6 +182,40 @@ pub(crate) fn temperature(metrics: &DataFrame) -> String {
             out,
             " The temperature {}.",
             change(((s0, 1.0 / a), (s1, 1.0 / b)))
+        );
+    }
+    out
+}
+
+/// The inference-capacity figure: per curve, its accuracy at capacity 1 and how far down
+/// in capacity it stays within [`WITHIN`] of it, with BPR and without (each against its
+/// own).
+pub(crate) fn capacity(curves: &[CapacityCurve]) -> String {
+    let mut out = "Accuracy with every MoE block at each inference capacity factor (left) and \
+                   against the matmul GFLOPs per example that capacity spends (right), with \
+                   Batch Priority Routing (the most confident tokens first) and without (tokens \
+                   in order)."
+        .to_owned();
+    for curve in curves {
+        let sides: Vec<String> = [true, false]
+            .into_iter()
+            .filter(|&bpr| !curve.line(bpr).is_empty())
+            .map(|bpr| match curve.at(REFERENCE_FACTOR, bpr) {
+                Some(reference) => format!(
+                    "{} it is {} at capacity {REFERENCE_FACTOR} and stays within {WITHIN} \
+                     of that {}",
+                    bpr_words(bpr),
+                    number(Some(reference.accuracy)),
+                    curve.kept(bpr).describe()
+                ),
+                None => format!("{}, {}", bpr_words(bpr), curve.kept(bpr).describe()),
+            })
+            .collect();
+        let _ = write!(
+            out,
+            " {}: {}.",
+            accuracy_words(&curve.key),
+            sides.join("; ")
         );
     }
     out

@@ -170,6 +170,7 @@ fn figures(
                 points,
             })
             .collect(),
+        references: Vec::new(),
     };
     let dense = settings.find(|r| r.arch == Arch::Dense);
     let curve = settings.capacity_curve();
@@ -203,6 +204,7 @@ fn figures(
         x_desc: "training capacity factor".into(),
         y_desc: settings.zero_shot_name(),
         lines: capacity_lines,
+        references: Vec::new(),
     };
     let mut drawn = Vec::new();
     let panels = [

@@ -3,12 +3,12 @@
 //! the rule), and how many tokens evaluation dropped.
 
 use limoe_core::logs::eval_metrics::{
-    ALL_DATASETS, CHANCE_TOP1, RETRIEVAL_DIRECTIONS, RETRIEVAL_PAIRS, ZERO_SHOT_TOP1, metric_key,
-    retrieval_metric,
+    ALL_DATASETS, CHANCE_TOP1, RETRIEVAL_DIRECTIONS, RETRIEVAL_PAIRS, metric_key, retrieval_metric,
 };
 
 use super::RunSummary;
 use super::html::{escape, markdown_table, number, table};
+use crate::capacity::CAPACITY_ACCURACIES;
 use crate::names::metric_name;
 use crate::routing::Thresholds;
 
@@ -26,15 +26,16 @@ pub(crate) struct Score {
     pub chance: Option<f64>,
 }
 
-/// The scores against chance of a run: zero-shot top-1 of every dataset that has one
-/// (chance 1 / classes, as the eval records it), then R@1 and R@5 in both directions
-/// (chance K / pairs ranked).
+/// The scores against chance of a run: a classifier's top-1 and zero-shot top-1 of every
+/// dataset that has one (chance 1 / classes, as the eval records it), then R@1 and R@5 in
+/// both directions (chance K / pairs ranked).
 pub(crate) fn scores(summary: &RunSummary) -> Vec<Score> {
     let eval = &summary.eval;
     let mut out: Vec<Score> = eval
         .iter()
         .filter_map(|(key, &value)| {
-            let dataset = key.strip_suffix(&format!("/{ZERO_SHOT_TOP1}"))?;
+            let dataset = (CAPACITY_ACCURACIES.iter())
+                .find_map(|metric| key.strip_suffix(&format!("/{metric}")))?;
             Some(Score {
                 what: format!("{}, {dataset}", metric_name(key).label),
                 value,

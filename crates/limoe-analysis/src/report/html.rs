@@ -58,6 +58,13 @@ pub(crate) fn table(header: &[String], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A table with a header row; cells are plain text, escaped here.
+pub(crate) fn text_table(header: &[String], rows: &[Vec<String>]) -> String {
+    let escaped = |cells: &[String]| -> Vec<String> { cells.iter().map(|c| escape(c)).collect() };
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| escaped(r)).collect();
+    table(&escaped(header), &rows)
+}
+
 /// A Markdown table with a header row; cells are plain text.
 pub(crate) fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
     let mut out = format!(

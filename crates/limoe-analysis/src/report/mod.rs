@@ -1,8 +1,11 @@
 //! One run's report: `index.html` opening with the headline block (scores against chance,
-//! specialists per block, dropped tokens), then the metrics grouped and named in words, every
-//! plot in the spec's formats with captions drawn from the run's numbers, the plan and the
-//! resolved spec; and `summary.md` / `summary.json` with the key numbers for scripts.
+//! specialists per block, dropped tokens), then the metrics grouped and named in words (with
+//! the inference-capacity scores and the finetune stages' Transfer scores in tables of their
+//! own), every plot in the spec's formats with captions drawn from the run's numbers, the
+//! plan and the resolved spec; and `summary.md` / `summary.json` with the key numbers for
+//! scripts.
 
+mod capacity;
 mod captions;
 mod claims_section;
 mod classes;
@@ -14,7 +17,9 @@ mod plots;
 mod publish;
 mod summary;
 mod sweep;
+mod transfer;
 mod verify;
+mod vmoe_section;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -34,11 +39,14 @@ pub(crate) use sweep::find_metric;
 pub use sweep::{TrialReport, write_sweep_report};
 pub use verify::verify_pictures;
 
+use crate::capacity::{capacity_curves, is_capacity_key};
 use crate::read_log;
 use crate::run_dirs::RunDirs;
+use capacity::capacity_table;
 use headline::{headline_html, headline_markdown};
-use html::{escape, markdown_table, number, page, table};
+use html::{escape, markdown_table, number, page, table, text_table};
 use plots::{Figures, Logs, expert_count, names_by_label};
+use transfer::transfer_table;
 
 /// The report's page.
 pub const INDEX: &str = "index.html";
@@ -48,6 +56,9 @@ pub const SUMMARY_MD: &str = "summary.md";
 pub const SUMMARY_JSON: &str = "summary.json";
 /// The folder of pictures, beside the page.
 pub const PLOTS: &str = "plots";
+
+/// A table's header and plain-text rows.
+type TextTable = (Vec<String>, Vec<Vec<String>>);
 
 /// Links shown at the top of a page (e.g. back to the sweep), as (text, relative href).
 pub type Links<'a> = &'a [(String, String)];
@@ -113,6 +124,10 @@ fn summarise(
     if let Some(eval) = &dirs.eval {
         summary.eval = read_record(eval, SUMMARY_FILE)?.unwrap_or_default();
     }
+    for (stage, dir) in &dirs.finetune {
+        let scores = read_record(dir, SUMMARY_FILE)?.unwrap_or_default();
+        summary.transfer.insert(stage.clone(), scores);
+    }
     summary.plan = read_record(&dirs.train, PLAN_FILE)?;
     Ok(summary)
 }
@@ -167,6 +182,10 @@ fn run_page_body(
         let (header, rows) = block_table(summary);
         body.push_str(&table(&header, &rows));
     }
+    for (heading, (header, rows)) in extra_tables(summary) {
+        let _ = writeln!(body, "<h2>{heading}</h2>");
+        body.push_str(&text_table(&header, &rows));
+    }
     if let Some(plan) = &summary.plan {
         body.push_str("<h2>Plan</h2>\n<pre>");
         body.push_str(&escape(&plan.lines.join("\n")));
@@ -184,9 +203,26 @@ fn run_page_body(
     body
 }
 
-/// The run's metrics in one column, grouped and named in words.
+/// The run's metrics in one column, grouped and named in words; the inference-capacity
+/// scores are left to their own table.
 fn metric_table(summary: &RunSummary) -> MetricTable {
-    MetricTable::new(&[("value".to_owned(), summary.metrics())])
+    let mut metrics = summary.metrics();
+    metrics.retain(|key, _| !is_capacity_key(key));
+    MetricTable::new(&[("value".to_owned(), metrics)])
+}
+
+/// The tables a run has beyond its metrics, `(heading, (header, rows))`: its scores at each
+/// inference capacity, and its finetune stages' scores.
+fn extra_tables(summary: &RunSummary) -> Vec<(&'static str, TextTable)> {
+    let mut out = Vec::new();
+    let curves = capacity_curves(&summary.eval);
+    if !curves.is_empty() {
+        out.push(("Inference capacity", capacity_table(&curves)));
+    }
+    if !summary.transfer.is_empty() {
+        out.push(("Transfer", transfer_table(&summary.transfer)));
+    }
+    out
 }
 
 /// The per-block routing table's header and rows.
@@ -250,6 +286,10 @@ fn summary_markdown(summary: &RunSummary) -> String {
             "Routing per MoE block ({} split, last step):\n",
             summary.routing_split.as_deref().unwrap_or("?"),
         );
+        out.push_str(&markdown_table(&header, &rows));
+    }
+    for (heading, (header, rows)) in extra_tables(summary) {
+        let _ = writeln!(out, "\n## {heading}\n");
         out.push_str(&markdown_table(&header, &rows));
     }
     out

@@ -11,10 +11,11 @@ use polars::prelude::DataFrame;
 
 use super::html::escape;
 use super::{PLOTS, RunSummary, captions};
+use crate::capacity::capacity_curves;
 use crate::columns::floats;
 use crate::plot::{
-    Canvas, plot_class_routing, plot_eval, plot_losses, plot_routing_curves, plot_specialisation,
-    plot_temperature, plot_utilisation,
+    Canvas, plot_capacity, plot_class_routing, plot_eval, plot_losses, plot_routing_curves,
+    plot_specialisation, plot_temperature, plot_utilisation,
 };
 use crate::routing::image_shares;
 use crate::{AnalysisError, Result};
@@ -162,7 +163,8 @@ pub(super) fn names_by_label(classes: &[ClassName]) -> Option<Vec<String>> {
     Some(names)
 }
 
-/// The plots of a run, in page order.
+/// The plots of a run, in page order; the inference-capacity figure only for a run whose
+/// eval measured capacities (most runs do not, and need no note saying so).
 fn entries(logs: &Logs, summary: &RunSummary, dead_threshold: f64) -> Vec<Entry> {
     let (routing, split) = logs.final_routing();
     let shares = image_shares(routing, split);
@@ -174,7 +176,13 @@ fn entries(logs: &Logs, summary: &RunSummary, dead_threshold: f64) -> Vec<Entry>
     let assignments = logs.assignments.clone();
     let experts = expert_count(&logs.routing);
     let class_names = names_by_label(&logs.classes);
-    vec![
+    let curves = capacity_curves(&summary.eval);
+    let capacity = super::capacity::run_figure(&curves);
+    let temperature_title = match captions::has_temperature(&logs.metrics) {
+        true => "Temperature and learning rate",
+        false => "Learning rate",
+    };
+    let mut entries = vec![
         Entry {
             stem: "specialisation",
             title: "Modality specialisation of the experts",
@@ -221,7 +229,7 @@ fn entries(logs: &Logs, summary: &RunSummary, dead_threshold: f64) -> Vec<Entry>
         },
         Entry {
             stem: "temperature",
-            title: "Temperature and learning rate",
+            title: temperature_title,
             caption: captions::temperature(&logs.metrics),
             draw: Box::new(move |path, canvas| {
                 plot_temperature(&temperature_metrics, path, canvas)
@@ -233,7 +241,16 @@ fn entries(logs: &Logs, summary: &RunSummary, dead_threshold: f64) -> Vec<Entry>
             caption: captions::eval(&logs.eval),
             draw: Box::new(move |path, canvas| plot_eval(&eval, path, canvas)),
         },
-    ]
+    ];
+    if !curves.is_empty() {
+        entries.push(Entry {
+            stem: "capacity",
+            title: "Accuracy against inference capacity",
+            caption: captions::capacity(&curves),
+            draw: Box::new(move |path, canvas| plot_capacity(&capacity, path, canvas)),
+        });
+    }
+    entries
 }
 
 /// The file a page shows among one picture's formats: the PNG, else the first.

@@ -7,7 +7,7 @@ use limoe_core::records::{EvalSummary, PlanRecord};
 use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
-use crate::columns::{floats, ints, strings};
+use crate::columns::{floats, ints, optional_floats, strings};
 use crate::routing::{
     Thresholds, dead_experts, expert_shares, image_shares, modality_stats, specialisation_counts,
 };
@@ -80,16 +80,23 @@ pub struct RunSummary {
     pub name: String,
     /// The last training step logged.
     pub steps: Option<i64>,
-    /// Total and contrastive loss at the last step.
+    /// Total loss at the last step.
     pub final_loss: Option<f64>,
-    /// Contrastive part of the loss at the last step.
+    /// Contrastive part of the loss at the last step (none for a classifier).
     pub final_contrastive: Option<f64>,
+    /// A classifier's label loss at the last step (none for a contrastive model).
+    #[serde(default)]
+    pub final_classification: Option<f64>,
     /// The learned temperature (1 / logit scale) at the last step.
     pub temperature: Option<f64>,
     /// Seconds of training (over all attempts).
     pub train_seconds: Option<f64>,
     /// The eval stage's scores (`<dataset>/<metric>`).
     pub eval: EvalSummary,
+    /// Each finetune stage's scores (`<benchmark>/top1`, `<benchmark>/chance_top1`), by stage
+    /// id.
+    #[serde(default)]
+    pub transfer: BTreeMap<String, EvalSummary>,
     /// Which split the routing numbers come from (`test` from eval, else `val`).
     pub routing_split: Option<String>,
     /// Per MoE block routing numbers.
@@ -105,9 +112,13 @@ impl RunSummary {
             return Ok(());
         };
         let at_last = |name: &str| -> Result<Option<f64>> { Ok(floats(metrics, name)?[last]) };
+        // A classifier logs its contrastive loss as NaN, a contrastive model its label loss.
+        let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
         self.steps = ints(metrics, metrics_log::STEP)?[last];
         self.final_loss = at_last(metrics_log::LOSS)?;
-        self.final_contrastive = at_last(metrics_log::CONTRASTIVE)?;
+        self.final_contrastive = finite(at_last(metrics_log::CONTRASTIVE)?);
+        self.final_classification =
+            finite(optional_floats(metrics, metrics_log::CLASSIFICATION)?[last]);
         self.temperature = at_last(metrics_log::LOGIT_SCALE)?
             .filter(|s| *s > 0.0)
             .map(|s| 1.0 / s);
@@ -183,7 +194,8 @@ impl RunSummary {
     /// `dropped_image` and `dropped_text` (means over blocks, at the eval capacity),
     /// `train_dropped_image` and `train_dropped_text` (the same at the train capacity, in the
     /// last training step), `dead_experts` (summed), `steps`, `final_loss`,
-    /// `final_contrastive`, `temperature` and `train_seconds`.
+    /// `final_contrastive` (or a classifier's `final_classification`), `temperature` and
+    /// `train_seconds`.
     pub fn metrics(&self) -> BTreeMap<String, f64> {
         let mut out: BTreeMap<String, f64> = self.eval.clone();
         let sum = |f: &dyn Fn(&BlockSummary) -> f64| self.blocks.iter().map(f).sum::<f64>();
@@ -225,6 +237,7 @@ impl RunSummary {
             ("steps", self.steps.map(|s| s as f64)),
             ("final_loss", self.final_loss),
             ("final_contrastive", self.final_contrastive),
+            ("final_classification", self.final_classification),
             ("temperature", self.temperature),
             ("train_seconds", self.train_seconds),
         ] {

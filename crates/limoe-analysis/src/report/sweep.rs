@@ -1,5 +1,6 @@
 //! The comparison report of a sweep: every trial listed and linked, and the settings
-//! compared over seeds (mean and standard deviation), as a table and as bar charts.
+//! compared over seeds (mean and standard deviation), as a table and as bar charts; the
+//! paper's claims and, when trials measured inference capacities, the V-MoE section.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,7 +16,9 @@ use serde::Serialize;
 use super::claims_section::{ClaimInputs, claims_section};
 use super::html::{escape, markdown_table, number, page, table};
 use super::plots::draw_each;
+use super::vmoe_section::{SettingCurves, vmoe_section};
 use super::{INDEX, PLOTS, RunSummary, SUMMARY_JSON, SUMMARY_MD};
+use crate::capacity::CAPACITY_ACCURACIES;
 use crate::claims::{Claim, Recipe};
 use crate::columns::{floats, ints, strings};
 use crate::compare::compare_table;
@@ -85,6 +88,10 @@ pub fn write_sweep_report(
     if let Some(claims) = &claims {
         body.push_str(&claims.html);
     }
+    let vmoe = vmoe_section(trials, analysis, out)?;
+    if let Some(vmoe) = &vmoe {
+        body.push_str(&vmoe.html);
+    }
     body.push_str("<h2>Settings compared</h2>\n");
     let header: Vec<String> = settings.header.iter().map(|h| escape(h)).collect();
     body.push_str(&table(&header, &settings.html_rows()));
@@ -119,6 +126,10 @@ pub fn write_sweep_report(
         markdown.push_str(&claims.markdown);
         markdown.push('\n');
     }
+    if let Some(vmoe) = &vmoe {
+        markdown.push_str(&vmoe.markdown);
+        markdown.push('\n');
+    }
     markdown.push_str(&settings.markdown());
     write_atomic(&out.join(SUMMARY_MD), markdown.as_bytes())?;
     write_record(
@@ -127,6 +138,7 @@ pub fn write_sweep_report(
         &SweepSummary {
             name,
             claims: claims.as_ref().map(|c| c.claims.as_slice()),
+            capacity: vmoe.as_ref().map(|v| v.curves.as_slice()),
             trials,
             settings: &settings.records,
         },
@@ -140,6 +152,9 @@ struct SweepSummary<'a> {
     /// The paper's claims and their verdicts, when the sweep tests any.
     #[serde(skip_serializing_if = "Option::is_none")]
     claims: Option<&'a [Claim]>,
+    /// Each setting's inference-capacity curves averaged over its seeds, when any has them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capacity: Option<&'a [SettingCurves]>,
     trials: &'a [TrialReport],
     settings: &'a [SettingMetric],
 }
@@ -155,23 +170,25 @@ struct SettingMetric {
     n: i64,
 }
 
-/// The zero-shot metric compared for every dataset a trial classified.
-const ZERO_SHOT_TOP1: &str = "zero_shot_top1";
-
-/// The metrics compared, `(key, label)`: zero-shot top-1 per dataset, then [`COMPARED`].
+/// The metrics compared, `(key, label)`: a classifier's top-1 and zero-shot top-1 per
+/// dataset ([`CAPACITY_ACCURACIES`]), then [`COMPARED`].
 fn compared(trials: &[TrialReport]) -> Vec<(String, String)> {
-    let mut datasets = std::collections::BTreeSet::new();
+    let mut accuracies = std::collections::BTreeSet::new();
     for summary in trials.iter().filter_map(|t| t.summary.as_ref()) {
         for key in summary.eval.keys() {
-            if let Some((dataset, ZERO_SHOT_TOP1)) = key.rsplit_once('/') {
-                datasets.insert(dataset.to_owned());
+            if let Some((dataset, metric)) = key.rsplit_once('/')
+                && let Some(i) = CAPACITY_ACCURACIES.iter().position(|m| *m == metric)
+            {
+                accuracies.insert((i, dataset.to_owned()));
             }
         }
     }
-    let label = metric_name(ZERO_SHOT_TOP1).label;
-    let zero_shot =
-        (datasets.into_iter()).map(|d| (format!("{d}/{ZERO_SHOT_TOP1}"), format!("{label} ({d})")));
-    zero_shot
+    let accuracy = (accuracies.into_iter()).map(|(i, d)| {
+        let metric = CAPACITY_ACCURACIES[i];
+        let label = metric_name(metric).label;
+        (format!("{d}/{metric}"), format!("{label} ({d})"))
+    });
+    accuracy
         .chain(
             COMPARED
                 .iter()
@@ -276,12 +293,7 @@ fn settings_table(
                     records
                         .iter()
                         .find(|r| &r.setting == setting && &r.metric == label)
-                        .map_or("–".to_owned(), |r| match r.std {
-                            Some(std) => {
-                                format!("{} ± {} (n={})", number(r.mean), number(Some(std)), r.n)
-                            }
-                            None => format!("{} (n={})", number(r.mean), r.n),
-                        })
+                        .map_or("–".to_owned(), |r| spread_cell(r.mean, r.std, r.n))
                 })
                 .collect()
         })
@@ -294,6 +306,15 @@ fn settings_table(
         cells,
         records,
     })
+}
+
+/// "mean ± std (n=3)", or "mean (n=1)" without a spread, or "–" without values.
+pub(super) fn spread_cell(mean: Option<f64>, std: Option<f64>, n: i64) -> String {
+    match (n, std) {
+        (0, _) => "–".to_owned(),
+        (_, Some(std)) => format!("{} ± {} (n={n})", number(mean), number(Some(std))),
+        (_, None) => format!("{} (n={n})", number(mean)),
+    }
 }
 
 /// Every trial with its state, link and numbers.

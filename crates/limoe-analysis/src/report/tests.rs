@@ -140,6 +140,7 @@ fn a_missing_run_or_log_is_an_error_naming_the_file() {
         spec_file: dir.path().join("spec.yaml"),
         train: dir.path().join("train-0"),
         eval: None,
+        finetune: Default::default(),
     };
     let err = write_run_report(
         "x",
@@ -324,4 +325,276 @@ fn captions_say_what_this_run_shows_from_its_numbers() {
         caption.contains("went from 0.1000 at step 1 to 0.0500 at step 3"),
         "{caption}"
     );
+}
+
+/// The capacity curves of a classifier that keeps its top-1 down to 0.5 with BPR and at no
+/// factor below 1 without.
+fn classifier_curves() -> Vec<crate::capacity::CapacityCurve> {
+    let eval =
+        crate::capacity::tests::classifier_eval([0.6, 0.795, 0.8, 0.81], [0.3, 0.7, 0.79, 0.8]);
+    crate::capacity::capacity_curves(&eval)
+}
+
+#[test]
+fn the_capacity_caption_names_the_lowest_factor_kept_with_and_without_bpr() {
+    let caption = captions::capacity(&classifier_curves());
+    assert!(
+        caption.contains(
+            "top-1 (own classification head), all pairs: with BPR it is 0.8000 at capacity 1 \
+             and stays within 0.01 of that down to capacity 0.5; without BPR it is 0.7900 at \
+             capacity 1 and stays within 0.01 of that at no capacity below 1."
+        ),
+        "{caption}"
+    );
+    let (header, rows) = capacity::capacity_table(&classifier_curves());
+    assert_eq!(
+        header,
+        [
+            "capacity factor",
+            "BPR",
+            "top-1 (own classification head), all pairs",
+            "assignments dropped",
+            "GFLOPs per example"
+        ]
+    );
+    assert_eq!(rows.len(), 8);
+    // BPR on first, by factor: 0.5 drops (1 - 0.5 / 1.5) / 2 of the assignments.
+    assert_eq!(rows[1], ["0.5", "on", "0.7950", "33.3%", "1"]);
+    assert_eq!(rows[6][..3], ["1", "off", "0.7900"]);
+}
+
+#[test]
+fn the_transfer_table_has_a_row_per_finetune_stage() {
+    let transfer = [
+        (
+            "transfer-full",
+            [("mnist/top1", 0.91), ("mnist/chance_top1", 0.1)],
+        ),
+        (
+            "transfer-head",
+            [("mnist/top1", 0.72), ("mnist/chance_top1", 0.1)],
+        ),
+    ]
+    .map(|(stage, scores)| {
+        let scores = scores.map(|(k, v)| (k.to_owned(), v)).into();
+        (stage.to_owned(), scores)
+    })
+    .into();
+    let (header, rows) = transfer::transfer_table(&transfer);
+    assert_eq!(
+        header,
+        ["finetune stage", "benchmark", "top-1", "chance top-1"]
+    );
+    assert_eq!(
+        rows,
+        [
+            ["transfer-full", "mnist", "0.9100", "0.1000"],
+            ["transfer-head", "mnist", "0.7200", "0.1000"]
+        ]
+    );
+}
+
+/// Writes `frame` as the one part of the log `log` of the stage output `dir`.
+fn write_log(dir: &Path, log: &limoe_core::logs::LogSchema, mut frame: DataFrame) {
+    use polars::prelude::ParquetWriter;
+    let log_dir = log.dir(dir);
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let file = std::fs::File::create(log_dir.join("part-000000000001.parquet")).unwrap();
+    ParquetWriter::new(file).finish(&mut frame).unwrap();
+}
+
+/// A classifier's metrics log of three steps: every column 1 to 3, except the contrastive
+/// loss and logit scale, which a classifier logs as NaN.
+fn classifier_metrics() -> DataFrame {
+    use limoe_core::logs::{ColumnType, METRICS, metrics as m};
+    use polars::prelude::Column;
+    let columns = (METRICS.columns.iter())
+        .map(|c| match c.ty {
+            ColumnType::Int64 => Column::new(c.name.into(), [1i64, 2, 3]),
+            ColumnType::Int32 => Column::new(c.name.into(), [1i32, 2, 3]),
+            ColumnType::Utf8 => Column::new(c.name.into(), ["a", "b", "c"]),
+            ColumnType::Float64 if [m::CONTRASTIVE, m::LOGIT_SCALE].contains(&c.name) => {
+                Column::new(c.name.into(), [f64::NAN; 3])
+            }
+            ColumnType::Float64 => Column::new(c.name.into(), [3.0, 2.0, 1.0]),
+        })
+        .collect();
+    DataFrame::new_infer_height(columns).unwrap()
+}
+
+/// A classifier run's outputs under `root`: train (metrics only, empty routing and eval),
+/// eval (a summary with capacity rows) and two finetune stages.
+fn classifier_run(root: &Path) -> RunDirs {
+    use limoe_core::logs::{ASSIGNMENTS, METRICS, ROUTING};
+    let (train, eval) = (root.join("train"), root.join("eval"));
+    write_log(&train, &METRICS, classifier_metrics());
+    for dir in [
+        ROUTING.dir(&train),
+        EVAL.dir(&train),
+        ROUTING.dir(&eval),
+        ASSIGNMENTS.dir(&eval),
+    ] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let capacity =
+        crate::capacity::tests::classifier_eval([0.6, 0.795, 0.8, 0.81], [0.3, 0.7, 0.79, 0.8]);
+    write_record(&eval, SUMMARY_FILE, &capacity).unwrap();
+    let mut finetune = std::collections::BTreeMap::new();
+    for (stage, top1) in [("transfer-full", 0.91), ("transfer-head", 0.72)] {
+        let dir = root.join(stage);
+        let scores: limoe_core::records::EvalSummary = [
+            ("mnist/top1".to_owned(), top1),
+            ("mnist/chance_top1".to_owned(), 0.1),
+        ]
+        .into();
+        write_record(&dir, SUMMARY_FILE, &scores).unwrap();
+        finetune.insert(stage.to_owned(), dir);
+    }
+    RunDirs {
+        spec_file: root.join("spec.yaml"),
+        train,
+        eval: Some(eval),
+        finetune,
+    }
+}
+
+#[test]
+fn a_classifier_run_reports_capacity_transfer_and_its_own_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let dirs = classifier_run(dir.path());
+    let out = dir.path().join("report");
+    let summary = write_run_report("vmoe", &dirs, &AnalysisSpec::default(), &[], &out).unwrap();
+    assert_eq!(summary.final_contrastive, None, "NaN is no loss");
+    assert_eq!(summary.final_classification, Some(1.0));
+    assert_eq!(summary.temperature, None);
+    assert_eq!(summary.transfer["transfer-head"]["mnist/top1"], 0.72);
+    let html = std::fs::read_to_string(out.join(INDEX)).unwrap();
+    for text in [
+        "<h2>Inference capacity</h2>",
+        "<h2>Transfer</h2>",
+        "<td>transfer-full</td><td>mnist</td><td>0.9100</td><td>0.1000</td>",
+        "<td>transfer-head</td><td>mnist</td><td>0.7200</td><td>0.1000</td>",
+        "final classification loss",
+        "<h3>Accuracy against inference capacity</h3>",
+        "<h3>Learning rate</h3>",
+        "<h3>Loss terms over training</h3>",
+        "down to capacity 0.5",
+        // The classifier's top-1 against chance in the headline.
+        "<tr><td>top-1 (own classification head), all</td><td>0.8000</td>",
+    ] {
+        assert!(html.contains(text), "{text} missing from {html}");
+    }
+    assert!(!html.contains("NaN"), "no NaN shown: {html}");
+    assert!(
+        !html.contains("capacity 0.5, BPR on"),
+        "capacity rows in their own table"
+    );
+    let losses = std::fs::read_to_string(out.join("plots/losses.svg")).unwrap();
+    assert!(losses.contains("classification") && !losses.contains("contrastive"));
+    let temperature = std::fs::read_to_string(out.join("plots/temperature.svg")).unwrap();
+    assert!(temperature.contains("Learning rate vs step"));
+    assert!(!temperature.contains("temperature (1 / logit scale)"));
+    let capacity = std::fs::read_to_string(out.join("plots/capacity.svg")).unwrap();
+    for text in ["with BPR", "without BPR", "Accuracy vs GFLOPs per example"] {
+        assert!(capacity.contains(text), "{text}");
+    }
+    assert!(verify_pictures(&out).unwrap() >= 3);
+    let markdown = std::fs::read_to_string(out.join(SUMMARY_MD)).unwrap();
+    assert!(markdown.contains("## Transfer"), "{markdown}");
+}
+
+/// A finished trial of `setting` whose eval summary is `eval`, trained as `arch`, with a
+/// finetune stage's top-1.
+fn vmoe_trial(
+    setting: &str,
+    seed: u64,
+    arch: limoe_core::spec::Arch,
+    eval: limoe_core::records::EvalSummary,
+    transfer_top1: f64,
+) -> TrialReport {
+    TrialReport {
+        id: format!("{setting},seed={seed}"),
+        setting: setting.to_owned(),
+        seed: Some(seed),
+        state: "done".to_owned(),
+        href: None,
+        summary: Some(RunSummary {
+            eval,
+            transfer: [(
+                "transfer-full".to_owned(),
+                [("mnist/top1".to_owned(), transfer_top1)].into(),
+            )]
+            .into(),
+            ..RunSummary::default()
+        }),
+        recipe: Some(crate::claims::Recipe {
+            arch,
+            local_entropy: false,
+            global_entropy: false,
+            balance: None,
+            capacity: 1.0,
+            bpr: true,
+        }),
+        text_top_share_curve: Vec::new(),
+    }
+}
+
+#[test]
+fn the_sweep_report_has_a_v_moe_section_with_seed_mean_curves_and_dense_levels() {
+    use limoe_core::spec::Arch;
+    let dir = tempfile::tempdir().unwrap();
+    let eval = crate::capacity::tests::classifier_eval;
+    // The seeds' mean with BPR keeps 0.8 down to 0.5 (0.795); seed 1 alone would not.
+    let trials = [
+        vmoe_trial(
+            "vmoe",
+            0,
+            Arch::Vmoe,
+            eval([0.6, 0.8, 0.8, 0.81], [0.3, 0.7, 0.79, 0.8]),
+            0.9,
+        ),
+        vmoe_trial(
+            "vmoe",
+            1,
+            Arch::Vmoe,
+            eval([0.6, 0.79, 0.8, 0.81], [0.3, 0.7, 0.79, 0.8]),
+            0.8,
+        ),
+        vmoe_trial(
+            "vit",
+            0,
+            Arch::Vit,
+            [("all/top1".to_owned(), 0.7)].into(),
+            0.85,
+        ),
+    ];
+    write_sweep_report(
+        "vmoe",
+        &trials,
+        &ClaimInputs::default(),
+        &AnalysisSpec::default(),
+        dir.path(),
+    )
+    .unwrap();
+    let html = std::fs::read_to_string(dir.path().join(INDEX)).unwrap();
+    for text in [
+        "<h2>V-MoE: inference capacity and transfer</h2>",
+        "<th>transfer-full: top-1 on mnist</th>",
+        "<td>vmoe</td><td>0.8000 ± 0 (n=2)</td><td>0.8500 ± 0.0707 (n=2)</td>\
+         <td>down to capacity 0.5</td><td>at no capacity below 1</td>",
+        "<td>vit</td><td>0.7000 (n=1)</td><td>0.8500 (n=1)</td><td>–</td><td>–</td>",
+        "plots/inference_capacity_all_top1.png",
+    ] {
+        assert!(html.contains(text), "{text} missing from {html}");
+    }
+    let svg =
+        std::fs::read_to_string(dir.path().join("plots/inference_capacity_all_top1.svg")).unwrap();
+    for text in ["dense (vit)", "vmoe with BPR", "vmoe without BPR"] {
+        assert!(svg.contains(text), "{text}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(SUMMARY_JSON)).unwrap())
+            .unwrap();
+    assert_eq!(json["capacity"][0]["setting"], "vmoe");
+    verify_pictures(dir.path()).unwrap();
 }

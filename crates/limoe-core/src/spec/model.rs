@@ -409,6 +409,20 @@ impl ModelSpec {
         (self.image_size / self.patch).pow(2)
     }
 
+    /// Text tokens per example: a classifier reads none.
+    pub fn text_tokens(&self) -> usize {
+        match self.arch.is_classifier() {
+            true => 0,
+            false => self.text_length,
+        }
+    }
+
+    /// Tokens per example the encoder routes at most: its patches and text tokens (what
+    /// `moe.group_size` is counted in).
+    pub fn tokens_per_example(&self) -> usize {
+        self.patches() + self.text_tokens()
+    }
+
     /// Values per patch (P * P * C).
     pub fn patch_dim(&self) -> usize {
         self.patch * self.patch * self.channels
