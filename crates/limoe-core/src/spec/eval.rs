@@ -248,24 +248,31 @@ pub(super) fn check_dataset_names(spec: &Spec, c: &mut Checker) {
             Some(format!("rename the benchmark (e.g. `{name}_heldout`)")),
         );
     }
+    // A classifier classifies with its own head: its zero-shot lists (defaults a resolved
+    // spec writes out) are never read, so they are not checked.
+    let zero_shot_read = !spec.model.arch.is_classifier();
     let lists = [
         (
             root.key("eval").key("zero_shot"),
             &spec.eval.zero_shot.datasets,
             true,
+            zero_shot_read,
         ),
         (
             root.key("eval").key("few_shot"),
             &spec.eval.few_shot.datasets,
+            true,
             true,
         ),
         (
             root.key("train").key("monitor").key("zero_shot"),
             &spec.train.monitor.zero_shot.datasets,
             false,
+            zero_shot_read,
         ),
     ];
-    for (at, datasets, final_eval) in lists {
+    let read = lists.into_iter().filter(|(.., read)| *read);
+    for (at, datasets, final_eval, _) in read {
         let at = at.key("datasets");
         if !c.is_written(&at) {
             continue;
