@@ -693,3 +693,31 @@ fn balancing_scope_is_read_and_written_only_when_set() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_classifier_needs_its_head_and_its_resolved_spec_loads_again() {
+    let classifier = "data:\n  sources: [fashion_mnist]\nmodel:\n  arch: vmoe\n  classifier: \
+                      {classes: 10, loss: sigmoid}\n";
+    let loaded = load_text(classifier, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.spec.model.classifier.map(|c| c.classes), Some(10));
+    // The resolved spec writes out the zero-shot lists' default (`synthetic`), which a
+    // classifier never reads: it must load all the same.
+    let again = load_text(&loaded.spec.to_yaml(), &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.spec.model, loaded.spec.model);
+    let missing = error_lines("model:\n  arch: vit\n", &[]).join("\n");
+    assert!(
+        missing.contains("model.classifier") && missing.contains("classes: N"),
+        "{missing}"
+    );
+    let stray = error_lines("model:\n  classifier: {classes: 3}\n", &[]).join("\n");
+    assert!(stray.contains("only the classifiers"), "{stray}");
+    // A contrastive spec's zero-shot lists are still checked.
+    let unknown = error_lines(
+        "data:\n  sources: [fashion_mnist]\neval:\n  zero_shot:\n    datasets: [synthetic]\n",
+        &[],
+    );
+    assert!(
+        unknown.join("\n").contains("eval.zero_shot.datasets[0]"),
+        "{unknown:?}"
+    );
+}

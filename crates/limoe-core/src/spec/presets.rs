@@ -6,9 +6,18 @@ use super::node::{Node, Origin, Value};
 use super::path::KeyPath;
 
 /// Sets `name` (from the file stem) and every model shape key the spec does not give,
-/// from `model.size` (an unknown size falls back to `tiny`; typing reports it).
+/// from `model.size` (an unknown size falls back to `tiny`; typing reports it); and, for
+/// data without a `synthetic` source, empty dataset lists of the evaluations where the spec
+/// gives none (their default names `synthetic`, which such data lacks, and which a resolved
+/// spec would then write out as if the spec had named it).
 pub fn fill_defaults(tree: &mut Node, file_stem: &str) {
     insert_default(tree, "name", Value::Str(file_stem.to_owned()));
+    if !has_synthetic_source(tree) {
+        for list in DATASET_LISTS {
+            let path = list.parse().expect("static path");
+            insert_default_at(tree, &path, Value::Seq(Vec::new()));
+        }
+    }
     let size = tree
         .at(&"model.size".parse().expect("static path"))
         .and_then(|n| match &n.value {
@@ -30,6 +39,29 @@ pub fn fill_defaults(tree: &mut Node, file_stem: &str) {
             insert_default_at(tree, &moe.key("last"), Value::Int(last as i64));
         }
     }
+}
+
+/// The evaluations' dataset lists, whose default is `[synthetic]`.
+const DATASET_LISTS: [&str; 3] = [
+    "eval.zero_shot.datasets",
+    "eval.few_shot.datasets",
+    "train.monitor.zero_shot.datasets",
+];
+
+/// Whether the data has a `synthetic` source: written as `- synthetic` or `- synthetic:
+/// {...}`, or the default sources (none given).
+fn has_synthetic_source(tree: &Node) -> bool {
+    let Some(sources) = tree.at(&"data.sources".parse().expect("static path")) else {
+        return true;
+    };
+    let Value::Seq(entries) = &sources.value else {
+        return true;
+    };
+    entries.iter().any(|entry| match &entry.value {
+        Value::Str(name) => name == "synthetic",
+        Value::Map(keys) => keys.iter().any(|k| k.key == "synthetic"),
+        _ => false,
+    })
 }
 
 fn insert_default(tree: &mut Node, key: &str, value: Value) {
