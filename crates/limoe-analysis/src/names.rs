@@ -7,8 +7,8 @@
 //! run's own numbers by name.
 
 use limoe_core::logs::eval_metrics::{
-    ALL_DATASETS, CAPACITY_MEASURES, CHANCE_TOP1, MEAN_PER_CLASS_RECALL, RETRIEVAL_PAIRS, TOP1,
-    ZERO_SHOT_TOP1, ZERO_SHOT_TOP5, parse_capacity_metric,
+    ALL_DATASETS, CAPACITY_MEASURES, CHANCE_TOP1, GFLOPS, MEAN_PER_CLASS_RECALL, RETRIEVAL_PAIRS,
+    TOP1, ZERO_SHOT_TOP1, ZERO_SHOT_TOP5, parse_capacity_metric,
 };
 
 /// The group of the run's training numbers.
@@ -19,8 +19,9 @@ pub const ROUTING: &str = "routing";
 const OTHER: &str = "other";
 
 /// The eval metrics that are not retrieval or few-shot, with their words.
-const EVAL: [(&str, &str); 6] = [
+const EVAL: [(&str, &str); 7] = [
     (TOP1, "top-1 (own classification head)"),
+    (GFLOPS, "GFLOPs per example"),
     (ZERO_SHOT_TOP1, "zero-shot top-1"),
     (ZERO_SHOT_TOP5, "zero-shot top-5"),
     (MEAN_PER_CLASS_RECALL, "mean per-class recall"),
@@ -37,11 +38,9 @@ const MEASURES: [(&str, &str); 4] = [
     ("median_rank", "median rank"),
 ];
 
-/// What the inference-capacity evaluation measures besides accuracies, with their words.
-const CAPACITY_WORDS: [(&str, &str); 2] = [
-    (CAPACITY_MEASURES[0], "assignments dropped"),
-    (CAPACITY_MEASURES[1], "GFLOPs per example"),
-];
+/// What the inference-capacity evaluation measures besides accuracies and [`GFLOPS`], with
+/// its words.
+const CAPACITY_WORDS: [(&str, &str); 1] = [(CAPACITY_MEASURES[0], "assignments dropped")];
 
 /// Where inference-capacity metrics sort: after every other eval metric, before unnamed
 /// ones, among themselves by key.

@@ -114,6 +114,7 @@ fn vmoe_pretrains_evaluates_capacities_and_transfers() {
     }
     // Capacity 8 drops nothing, so it scores what the spec's dropless evaluation scores.
     assert_eq!(eval["all/capacity_8_bpr_top1"], eval["all/top1"]);
+    assert_eq!(eval["all/capacity_8_bpr_gflops"], eval["all/gflops"]);
 
     let pretrained = weights(&finished_output(&runs, "train-"));
     let full_dir = finished_output(&runs, "transfer-full-");

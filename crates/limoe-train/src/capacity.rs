@@ -7,7 +7,7 @@ use std::path::Path;
 
 use limoe_core::logs::eval_metrics::{ALL_DATASETS, CAPACITY_MEASURES, capacity_metric};
 use limoe_core::logs::{EvalRow, RoutingRow};
-use limoe_core::spec::Retrieval;
+use limoe_core::spec::{ModelSpec, Retrieval};
 use limoe_model::moe::RouteMode;
 use limoe_model::plan::{dropless_expert_tokens, forward_flops};
 
@@ -69,12 +69,7 @@ pub fn capacity_rows(
         };
         rows.extend((result.rows.iter()).map(|r| named(&r.dataset, &r.metric, r.value)));
         let spent = Spent::of(&result.routing);
-        let image_assignments = spec.patches() * spec.moe.top_k * moe_blocks;
-        let examples = spent.examples(image_assignments);
-        // A contrastive model's captions count as the plan counts them, every one kept.
-        let text_assignments = dropless_expert_tokens(spec, 1.0) - image_assignments as f64;
-        let per_example = spent.kept as f64 / examples.max(1.0) + text_assignments;
-        let flops = forward_flops(spec, 1.0, per_example);
+        let flops = spent.flops_per_example(spec);
         let [dropped, gflops] = CAPACITY_MEASURES;
         rows.push(named(ALL_DATASETS, dropped, spent.dropped_fraction()));
         rows.push(named(ALL_DATASETS, gflops, flops / 1e9));
@@ -124,6 +119,20 @@ impl Spent {
             0 => 0.0,
             _ => self.dropped as f64 / all as f64,
         }
+    }
+
+    /// The matmul FLOPs one example of the evaluation spent, by the plan's formula: its
+    /// image assignments as kept, a contrastive model's captions as the plan counts them
+    /// (every one kept); a model without MoE blocks spends its whole forward pass.
+    pub fn flops_per_example(&self, spec: &ModelSpec) -> f64 {
+        let image_assignments = spec.patches() * spec.moe.top_k * spec.active_moe_blocks().len();
+        if image_assignments == 0 {
+            return forward_flops(spec, 1.0, 0.0);
+        }
+        let examples = self.examples(image_assignments);
+        let text_assignments = dropless_expert_tokens(spec, 1.0) - image_assignments as f64;
+        let per_example = self.kept as f64 / examples.max(1.0) + text_assignments;
+        forward_flops(spec, 1.0, per_example)
     }
 
     /// The examples evaluated, when every image makes `per_image` assignments (patches x

@@ -5,13 +5,15 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use limoe_core::kinds::{BENCHMARKS, EVAL, INGEST, TRAIN};
+use limoe_core::logs::EvalRow;
+use limoe_core::logs::eval_metrics::{ALL_DATASETS, GFLOPS};
 use limoe_core::records::{CLASSES_FILE, EvalSummary, SUMMARY_FILE, write_record};
 use limoe_core::spec::{Node, Spec};
 use limoe_core::{Stage, StageContext};
 use limoe_data::split::Split;
 use limoe_model::moe::RouteMode;
 
-use crate::capacity::capacity_rows;
+use crate::capacity::{Spent, capacity_rows};
 use crate::checkpoint;
 use crate::classes::ClassIndex;
 use crate::clip_benchmark::{ClipBenchmarkResult, write_results};
@@ -128,9 +130,18 @@ impl Stage for EvalStage {
             data_name: spec.data.name(),
         };
         let result = suite.run(&built, data_dir, step)?;
+        let spent = EvalRow {
+            step,
+            dataset: ALL_DATASETS.to_owned(),
+            metric: GFLOPS.to_owned(),
+            value: Spent::of(&result.routing).flops_per_example(&spec.model) / 1e9,
+        };
         let settings = eval.inference_capacity.settings();
         let capped = capacity_rows(&suite, &built, data_dir, &settings, step)?;
-        let rows: Vec<_> = result.rows.into_iter().chain(capped).collect();
+        let rows: Vec<_> = (result.rows.into_iter())
+            .chain([spent])
+            .chain(capped)
+            .collect();
         let summary: EvalSummary = rows.iter().map(|r| (r.key(), r.value)).collect();
         for (name, value) in &summary {
             tracing::info!("eval: {name} = {value:.4}");

@@ -13,7 +13,8 @@ use crate::Result;
 pub struct CapacityLine {
     /// The legend entry.
     pub name: String,
-    /// `(capacity factor, accuracy)` of every seed; several at one factor are seeds.
+    /// `(capacity factor, accuracy)` of every seed; several at one factor are seeds (none for
+    /// a dense model, which is only a point on the GFLOPs panel).
     pub by_factor: Vec<(f64, f64)>,
     /// `(GFLOPs per example, accuracy)` of every seed, each at its factor's mean GFLOPs over
     /// the seeds so that the seeds of one factor meet.
@@ -38,6 +39,7 @@ pub struct CapacityFigure {
 pub fn plot_capacity(figure: &CapacityFigure, path: &Path, canvas: Canvas) -> Result<()> {
     let panel = |title: &str, x_desc: &str, points: fn(&CapacityLine) -> &Vec<(f64, f64)>| {
         let lines = (figure.lines.iter())
+            .filter(|line| !points(line).is_empty())
             .map(|line| SeedLine {
                 name: line.name.clone(),
                 points: points(line).clone(),

@@ -564,7 +564,7 @@ fn the_sweep_report_has_a_v_moe_section_with_seed_mean_curves_and_dense_levels()
             "vit",
             0,
             Arch::Vit,
-            [("all/top1".to_owned(), 0.7)].into(),
+            [("all/top1".to_owned(), 0.7), ("all/gflops".to_owned(), 2.0)].into(),
             0.85,
         ),
     ];
@@ -592,6 +592,8 @@ fn the_sweep_report_has_a_v_moe_section_with_seed_mean_curves_and_dense_levels()
     for text in ["dense (vit)", "vmoe with BPR", "vmoe without BPR"] {
         assert!(svg.contains(text), "{text}");
     }
+    // The ViT's level in both panels' legends, and its point at its GFLOPs in the second.
+    assert_eq!(svg.matches("dense (vit)").count(), 3, "{svg}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join(SUMMARY_JSON)).unwrap())
             .unwrap();

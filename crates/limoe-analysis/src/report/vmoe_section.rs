@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use limoe_core::logs::eval_metrics::TOP1;
+use limoe_core::logs::eval_metrics::{ALL_DATASETS, GFLOPS, TOP1, metric_key};
 use limoe_core::records::EvalSummary;
 use limoe_core::spec::AnalysisSpec;
 use serde::Serialize;
@@ -209,13 +209,27 @@ fn figure(settings: &[Setting], key: &str) -> CapacityFigure {
             });
         }
     }
-    let references = (settings.iter())
-        .filter(|s| s.dense && s.mean.is_empty())
-        .filter_map(|s| {
-            let values = s.values(key);
-            (!values.is_empty()).then(|| (format!("dense ({})", s.name), mean(&values)))
-        })
+    let dense: Vec<&Setting> = (settings.iter())
+        .filter(|s| s.dense && s.mean.is_empty() && !s.values(key).is_empty())
         .collect();
+    let references = (dense.iter())
+        .map(|s| (format!("dense ({})", s.name), mean(&s.values(key))))
+        .collect();
+    // A dense model spends one amount of compute: its seeds are points on the GFLOPs axis.
+    let gflops_key = metric_key(ALL_DATASETS, GFLOPS);
+    for setting in dense {
+        let by_gflops: Vec<(f64, f64)> = (setting.summaries.iter())
+            .filter_map(|s| Some((*s.eval.get(&gflops_key)?, *s.eval.get(key)?)))
+            .filter(|(gflops, accuracy)| gflops.is_finite() && accuracy.is_finite())
+            .collect();
+        if !by_gflops.is_empty() {
+            lines.push(CapacityLine {
+                name: format!("dense ({})", setting.name),
+                by_factor: Vec::new(),
+                by_gflops,
+            });
+        }
+    }
     CapacityFigure {
         y_desc: accuracy_words(key),
         lines,

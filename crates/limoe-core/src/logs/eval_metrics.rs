@@ -27,10 +27,14 @@ pub const TOP1: &str = "top1";
 /// What a classifier's evaluation writes, in this order.
 pub const CLASSIFICATION: [&str; 2] = [TOP1, CHANCE_TOP1];
 
+/// The matmul GFLOPs of the forward pass per example (`crates/limoe-model/src/plan.rs`,
+/// `forward_flops`), on the `all` dataset: at the spec's evaluation routing for every model
+/// (a dense one's single point), and at each inference capacity.
+pub const GFLOPS: &str = "gflops";
+
 /// What the inference-capacity evaluation measures at each setting besides the accuracies:
-/// the fraction of (token, choice) assignments dropped, and the matmul GFLOPs of the forward
-/// pass per example (`crates/limoe-model/src/plan.rs`, `forward_flops`).
-pub const CAPACITY_MEASURES: [&str; 2] = ["dropped", "gflops"];
+/// the fraction of (token, choice) assignments dropped, and [`GFLOPS`].
+pub const CAPACITY_MEASURES: [&str; 2] = ["dropped", GFLOPS];
 
 /// `capacity_<factor>_<bpr|no_bpr>_<metric>`: `metric` measured at an inference capacity,
 /// e.g. `capacity_0.5_bpr_top1`.
