@@ -23,5 +23,7 @@ pub mod plan;
 pub mod random;
 
 pub use inputs::{Images, TextMask, Texts};
-pub use model::{CLASSIFIER_LOGITS, Encoded, LOG_LOGIT_SCALE, Model, Negatives, Output};
+pub use model::{
+    CLASSIFIER_LOGITS, Encoded, LOG_LOGIT_SCALE, Model, Negatives, Output, is_classifier_logits,
+};
 pub use params::Params;

@@ -42,6 +42,12 @@ pub const LOG_LOGIT_SCALE: &str = "log_logit_scale";
 /// of a contrastive model, named alike, which is what transfer loads.
 pub const CLASSIFIER_LOGITS: &str = "classifier";
 
+/// Whether the parameter `name` belongs to a classifier's logits layer: what a head-only
+/// transfer trains and what a transfer starts fresh.
+pub fn is_classifier_logits(name: &str) -> bool {
+    (name.strip_prefix(CLASSIFIER_LOGITS)).is_some_and(|rest| rest.starts_with('.'))
+}
+
 /// LIMoE, V-MoE, or one of their baselines, as [`ModelSpec::arch`] says.
 pub struct Model {
     spec: ModelSpec,

@@ -137,8 +137,8 @@ fn head_params(spec: &ModelSpec) -> f64 {
 }
 
 /// Matmul FLOPs of one forward pass over `examples`, without the experts' MLPs: the blocks'
-/// attention, the dense blocks' MLPs, the routers, the patch embedding, and the heads' last matmul (image
-/// against text embeddings, or pre-logits against the classes).
+/// attention, the dense blocks' MLPs, the routers, the patch embedding, and the heads' last
+/// matmul (image against text embeddings, or pre-logits against the classes).
 fn forward_flops_without_experts(spec: &ModelSpec, examples: f64) -> f64 {
     let w = spec.width as f64;
     let m = spec.mlp_dim as f64;
@@ -176,7 +176,7 @@ pub fn forward_flops(spec: &ModelSpec, examples: f64, expert_tokens: f64) -> f64
 /// The (token, choice) assignments the experts process in one forward pass over `examples`
 /// when none is dropped: K per routed token and MoE block.
 pub fn dropless_expert_tokens(spec: &ModelSpec, examples: f64) -> f64 {
-    let tokens = examples * (spec.patches() as f64 + spec.text_tokens() as f64);
+    let tokens = examples * spec.tokens_per_example() as f64;
     tokens * spec.active_moe_blocks().len() as f64 * spec.moe.top_k as f64
 }
 

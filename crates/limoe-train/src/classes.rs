@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use candle_core::{Device, Tensor};
+use limoe_core::spec::ModelSpec;
 use limoe_data::batch::Batch;
 use limoe_data::shards::Index;
 
@@ -55,6 +56,15 @@ impl ClassIndex {
         Ok(ClassIndex { classes, position })
     }
 
+    /// The classes of the dataset at `dir` that a classifier `model` indexes, checked against
+    /// its head; `None` for a contrastive model.
+    pub fn of_model(model: &ModelSpec, dir: &Path) -> anyhow::Result<Option<ClassIndex>> {
+        model
+            .classifier
+            .map(|head| ClassIndex::read(dir)?.expecting(head.classes))
+            .transpose()
+    }
+
     /// The same classes, checked against the `expected` count of the model's head.
     pub fn expecting(self, expected: usize) -> anyhow::Result<ClassIndex> {
         if self.len() != expected {
@@ -73,7 +83,7 @@ impl ClassIndex {
         self.classes.len()
     }
 
-    /// True without classes (never, for an index [`ClassIndex::of_dataset`] built).
+    /// True without classes (never, for an index [`ClassIndex::read`] built).
     pub fn is_empty(&self) -> bool {
         self.classes.is_empty()
     }

@@ -194,7 +194,8 @@ impl Stage for FinetuneStage {
         let pretrained = ctx.input(TRAIN)?.dir.join(CHECKPOINTS);
         let start = checkpoint::latest(&pretrained)?
             .with_context(|| format!("no complete checkpoint in {}", pretrained.display()))?;
-        let classes = ClassIndex::read(&data_dir)?.len();
+        let labels = ClassIndex::read(&data_dir)?;
+        let classes = labels.len();
         let Some(model) = spec.model.image_classifier(classes) else {
             bail!("a two-tower model's image side cannot be transferred");
         };
@@ -222,7 +223,7 @@ impl Stage for FinetuneStage {
                 head_only: settings.mode == Mode::Head,
             },
         )?;
-        score(&transfer, ctx, &data_dir, &settings.dataset, classes)
+        score(&transfer, ctx, &data_dir, &settings.dataset, &labels)
     }
 }
 
@@ -233,16 +234,15 @@ fn score(
     ctx: &StageContext,
     data_dir: &std::path::Path,
     dataset: &str,
-    classes: usize,
+    labels: &ClassIndex,
 ) -> anyhow::Result<()> {
     let built = build(transfer)?;
     let checkpoints = ctx.out_dir.join(CHECKPOINTS);
     let last = checkpoint::latest(&checkpoints)?
         .with_context(|| format!("no complete checkpoint in {}", checkpoints.display()))?;
     checkpoint::load_params(&last.path, &built.vars)?;
-    let labels = ClassIndex::read(data_dir)?.expecting(classes)?;
     let suite = Suite {
-        labels: Some(&labels),
+        labels: Some(labels),
         mode: RouteMode::Eval,
         split: Split::Test,
         pairs: TEST_PAIRS,

@@ -108,10 +108,7 @@ impl Stage for EvalStage {
             .with_context(|| format!("no complete checkpoint in {}", checkpoints.display()))?;
         checkpoint::load_params(&last.path, &built.vars)?;
         let step = last.step as i64;
-        let labels = match spec.model.classifier {
-            Some(classifier) => Some(ClassIndex::read(data_dir)?.expecting(classifier.classes)?),
-            None => None,
-        };
+        let labels = ClassIndex::of_model(&spec.model, data_dir)?;
 
         let suite = Suite {
             labels: labels.as_ref(),

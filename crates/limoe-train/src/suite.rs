@@ -1,7 +1,8 @@
 //! The evaluation suite: one split embedded once, then zero-shot classification, retrieval
 //! and (optionally) few-shot probes on it and on the held-out benchmarks, with the routing it
-//! took; a classifier's own top-1 accuracy in place of zero-shot and retrieval. Both the periodic evaluation during training and the `eval` stage run it; only
-//! their settings differ (the periodic one has no benchmarks).
+//! took; a classifier's own top-1 accuracy in place of zero-shot and retrieval. Both the
+//! periodic evaluation during training and the `eval` stage run it; only their settings
+//! differ (the periodic one has no benchmarks).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

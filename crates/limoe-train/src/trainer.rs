@@ -1,8 +1,8 @@
 //! The training loop: streamed batches, accumulation, clipping, AdamW, periodic evaluation,
 //! logs, atomic checkpoints, and exact resume from the last checkpoint; contrastive, or a
-//! classifier's on labels, from the seed or from a pre-trained checkpoint (a transfer). [`train`] reads top
-//! to bottom: resume, then per step the forward and backward passes, the update, the logs,
-//! the periodic evaluation and the checkpoint. SIGINT or SIGTERM stops it after the current
+//! classifier's on labels, from the seed or from a pre-trained checkpoint (a transfer).
+//! [`train`] reads top to bottom: resume, then per step the forward and backward passes, the
+//! update, the logs, the periodic evaluation and the checkpoint. SIGINT or SIGTERM stops it after the current
 //! step, with a checkpoint of that step ([`interrupt`]).
 
 use std::collections::BTreeMap;
@@ -23,7 +23,7 @@ use limoe_data::split::Split;
 use limoe_dist::Communicator;
 use limoe_model::moe::{Aux, AuxValues, ExpertGroup, PerModality, RouteMode};
 use limoe_model::plan::Placement;
-use limoe_model::{CLASSIFIER_LOGITS, LOG_LOGIT_SCALE, Negatives};
+use limoe_model::{LOG_LOGIT_SCALE, Negatives, is_classifier_logits};
 use limoe_ops::pool::on_pool;
 use serde::{Deserialize, Serialize};
 
@@ -99,10 +99,7 @@ pub fn train_from(ctx: &StageContext, data_dir: &Path, start: &Start) -> anyhow:
     let ranks = RankGroups::new(comm, train.expert_parallel)?;
     let group = ranks.group();
     let built = build_placed(spec, group)?;
-    let labels = match spec.model.classifier {
-        Some(classifier) => Some(ClassIndex::read(data_dir)?.expecting(classifier.classes)?),
-        None => None,
-    };
+    let labels = ClassIndex::of_model(&spec.model, data_dir)?;
     if let Some(from) = start.from {
         checkpoint::load_shared_params(from, &built.vars, group)?;
     }
@@ -209,9 +206,8 @@ fn open_batches(
 /// The parameters a run trains: every one, or with `head_only` the classifier's logits
 /// layer alone.
 fn trained_vars(vars: &[(String, Var)], head_only: bool) -> Vec<(String, Var)> {
-    let head = |name: &str| name.starts_with(&format!("{CLASSIFIER_LOGITS}."));
     (vars.iter())
-        .filter(|(name, _)| !head_only || head(name))
+        .filter(|(name, _)| !head_only || is_classifier_logits(name))
         .cloned()
         .collect()
 }
@@ -242,6 +238,23 @@ struct Passes {
     tally: Option<RoutingTally>,
     /// The loader's position after the step's last batch.
     position: Position,
+}
+
+impl Passes {
+    /// Adds one micro-batch's pass, one of `micro_batches`, that routed `counts` tokens:
+    /// its loss terms, and its routing on a step that logs it.
+    fn add(
+        &mut self,
+        output: &limoe_model::Output,
+        micro_batches: f64,
+        counts: [usize; 2],
+    ) -> anyhow::Result<()> {
+        self.sums.add(output, micro_batches)?;
+        if let Some(tally) = &mut self.tally {
+            tally.add(&output.encoded.routing, counts)?;
+        }
+        Ok(())
+    }
 }
 
 impl Trainer<'_> {
@@ -319,10 +332,7 @@ impl Trainer<'_> {
                 Ok((output, grads))
             })?;
             accumulator.add(self.trained, &grads)?;
-            passes.sums.add(&output, micro_count)?;
-            if let Some(tally) = &mut passes.tally {
-                tally.add(&output.encoded.routing, routed_counts(batch, false))?;
-            }
+            passes.add(&output, micro_count, routed_counts(batch, false))?;
         }
         Ok(())
     }
@@ -404,10 +414,7 @@ impl Trainer<'_> {
                 Ok((output, grads))
             })?;
             accumulator.add(self.trained, &grads)?;
-            passes.sums.add(&output, whole_batch)?;
-            if let Some(tally) = &mut passes.tally {
-                tally.add(&output.encoded.routing, routed_counts(batch, true))?;
-            }
+            passes.add(&output, whole_batch, routed_counts(batch, true))?;
         }
         Ok(())
     }

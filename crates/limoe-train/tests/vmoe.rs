@@ -11,7 +11,7 @@ use limoe_core::spec::{
 use limoe_model::classify::predicted;
 use limoe_model::moe::RouteMode;
 use limoe_model::plan::{cost, dropless_expert_tokens, expert_flops_per_token, forward_flops};
-use limoe_model::{CLASSIFIER_LOGITS, Images, Model, Params};
+use limoe_model::{Images, Model, Params, is_classifier_logits};
 use limoe_train::capacity::Spent;
 use limoe_train::optim::{AdamW, AdamWConfig};
 
@@ -144,7 +144,7 @@ fn a_frozen_pass_sends_gradient_to_the_logits_layer_alone() {
             .unwrap();
         let grads = output.loss.backward().unwrap();
         for (name, var) in params.vars() {
-            let head = name.starts_with(&format!("{CLASSIFIER_LOGITS}."));
+            let head = is_classifier_logits(&name);
             let reached = grads.get(var.as_tensor()).is_some();
             // The zero-initialised logits layer passes no gradient below it at step 0 either
             // way, so the unfrozen pass is checked on the head alone.

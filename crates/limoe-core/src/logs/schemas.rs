@@ -16,8 +16,8 @@ log_row! {
         LR lr: f64 = "learning rate of the step",
         LOSS loss: f64 = "total loss: the objective (contrastive or classification) + aux",
         CONTRASTIVE contrastive: f64 = "contrastive loss (NaN for a classifier)",
-        CLASSIFICATION classification: f64 =
-            "a classifier's label loss, softmax or sigmoid cross-entropy (NaN for a contrastive model)",
+        CLASSIFICATION classification: f64 = "a classifier's label loss, softmax or sigmoid \
+            cross-entropy (NaN for a contrastive model)",
         AUX aux: f64 = "weighted sum of the auxiliary losses",
         LOCAL_ENTROPY_IMAGE local_entropy_image: f64 =
             "unweighted local entropy loss of image tokens, summed over MoE blocks",

@@ -236,9 +236,8 @@ pub fn load_shared_params(
     group: Option<&ExpertGroup>,
 ) -> anyhow::Result<()> {
     read_verified(dir)?;
-    let head = format!("{}.", limoe_model::CLASSIFIER_LOGITS);
     let shared: Vec<(String, &Var)> = (params.iter())
-        .filter(|(name, _)| !name.starts_with(&head))
+        .filter(|(name, _)| !limoe_model::is_classifier_logits(name))
         .map(|(n, v)| (n.clone(), v))
         .collect();
     let file = dir.join(MODEL_FILE);
