@@ -1,6 +1,6 @@
 //! The machine a benchmark ran on, printed first, so that ratios measured on different
-//! machines can be compared: cores, load, the SIMD the kernels can use, and the f32 matmul
-//! rate candle reaches.
+//! machines can be compared: cores, load, the SIMD the kernels can use, the matmul kernel
+//! candle's CPU backend runs, and the f32 matmul rate it reaches.
 
 use candle_core::Device;
 
@@ -17,8 +17,10 @@ pub(crate) fn context() -> anyhow::Result<String> {
         });
     let matmul = matmul_rate(&Device::Cpu)? / 1e9;
     Ok(format!(
-        "machine: {cores} cores, load {load}, SIMD {}, f32 1024^3 matmul {matmul:.1} GFLOP/s",
-        simd()
+        "machine: {cores} cores, load {load}, SIMD {}, matmul kernel {}, f32 1024^3 matmul \
+         {matmul:.1} GFLOP/s",
+        simd(),
+        gemm_kernel()
     ))
 }
 
@@ -57,6 +59,30 @@ fn simd() -> String {
     }
 }
 
+/// The f32 microkernels gemm 0.19 (candle's CPU matmul) picks at its first call: its AVX-512
+/// ones where the CPU has avx512f (crates/limoe-ops/Cargo.toml turns on its `x86-v4`
+/// feature), else FMA (AVX2), else scalar, as `gemm-common`'s `init_gemm_fn` decides.
+fn gemm_kernel() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            "gemm 0.19 avx512f (x86-v4)"
+        } else if std::arch::is_x86_feature_detected!("fma") {
+            "gemm 0.19 fma (x86-v3)"
+        } else {
+            "gemm 0.19 scalar"
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        "gemm 0.19 neon"
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "gemm 0.19 scalar"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +103,6 @@ mod tests {
         assert!(line.starts_with("machine: "), "{line}");
         assert!(line.contains(" cores, load "), "{line}");
         assert!(line.contains("GFLOP/s"), "{line}");
+        assert!(line.contains("matmul kernel gemm 0.19 "), "{line}");
     }
 }

@@ -6,13 +6,13 @@ use std::time::Instant;
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use limoe_core::Registry;
-use limoe_model::{Model, Params, plan};
+use limoe_model::{Images, Model, Params, Texts, plan};
 
-use crate::step::{Case, S16, T128, inputs, load, time_steps};
+use crate::step::{Case, S16, T128, inputs, load, step_samples};
 use crate::summary::{Summary, against_target};
 
 /// MoE step time over dense step time, at most.
-const MOE_DENSE_TARGET: f64 = 1.15;
+const MOE_DENSE_TARGET: f64 = 1.10;
 /// Loader pairs/s over training pairs/s at the tiny config, at least.
 const LOADER_TARGET: f64 = 5.0;
 /// Side of the square matmul that measures the achievable f32 matmul rate.
@@ -48,18 +48,29 @@ fn rate_at(rates: &[LoaderRate], side: usize) -> Option<f64> {
         .map(|r| r.pairs_per_second)
 }
 
-/// Timings of one model at one batch size, in seconds.
-struct Measured {
+/// One case's model built for timing, with its inputs.
+struct Prepared {
+    model: Model,
+    images: Images,
+    texts: Texts,
     device: Device,
     batch: usize,
     image_size: usize,
-    forward: Summary,
-    step: Summary,
     step_flops: f64,
 }
 
-/// Times every case as LIMoE and as the dense baseline; prints the ratios, the achieved
-/// GFLOP/s, and the tiny config's training consumption against `loader` when it ran.
+/// The step times of one model, in seconds.
+struct Measured {
+    forward: Summary,
+    step: Summary,
+}
+
+/// The two architectures each case times: LIMoE and its dense twin.
+const ARCHS: [&str; 2] = ["limoe", "dense"];
+
+/// Times every case as LIMoE and as the dense baseline, their steps alternating so that a
+/// drift of the machine's speed reaches both; prints the ratios, the achieved GFLOP/s, and
+/// the tiny config's training consumption against `loader` when it ran.
 pub fn model(registry: &Registry, loader: Option<&[LoaderRate]>) -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
@@ -73,18 +84,21 @@ pub fn model(registry: &Registry, loader: Option<&[LoaderRate]>) -> anyhow::Resu
     let mut tiny_rate = None;
     let mut ceiling = None;
     for case in &CASES {
-        let mut medians = [0.0; 2];
-        for (slot, arch) in ["limoe", "dense"].into_iter().enumerate() {
-            let m = measure(registry, case, arch)?;
+        let prepared = [
+            prepare(registry, case, ARCHS[0])?,
+            prepare(registry, case, ARCHS[1])?,
+        ];
+        let (measured, ratios) = alternate(case, &prepared)?;
+        for ((arch, p), m) in ARCHS.iter().zip(&prepared).zip(&measured) {
             let ceiling = match ceiling {
                 Some(rate) => rate,
-                None => *ceiling.insert(matmul_rate(&m.device)?),
+                None => *ceiling.insert(matmul_rate(&p.device)?),
             };
-            let achieved = m.step_flops / m.step.median;
+            let achieved = p.step_flops / m.step.median;
             println!(
                 "  {:<6} {arch:<6} {:>5} {:>8.1} {:>22} {:>8.1} {:>8.1} {:>5.0}%",
                 case.name,
-                m.batch,
+                p.batch,
                 m.forward.median * 1e3,
                 format!(
                     "{:.1} ({:.1}-{:.1})",
@@ -92,19 +106,20 @@ pub fn model(registry: &Registry, loader: Option<&[LoaderRate]>) -> anyhow::Resu
                     m.step.min * 1e3,
                     m.step.max * 1e3
                 ),
-                m.step_flops / 1e9,
+                p.step_flops / 1e9,
                 achieved / 1e9,
                 100.0 * achieved / ceiling,
             );
-            medians[slot] = m.step.median;
-            if case.name == "tiny" && arch == "limoe" {
-                tiny_rate = Some((m.batch as f64 / m.step.median, m.image_size));
+            if case.name == "tiny" && *arch == "limoe" {
+                tiny_rate = Some((p.batch as f64 / m.step.median, p.image_size));
             }
         }
         println!(
-            "  {:<6} MoE/dense step time {}",
+            "  {:<6} MoE/dense step time {} (per-round ratios {:.2}-{:.2})",
             case.name,
-            against_target(medians[0] / medians[1], MOE_DENSE_TARGET, true)
+            against_target(ratios.median, MOE_DENSE_TARGET, true),
+            ratios.min,
+            ratios.max
         );
     }
     let counts: Vec<String> = CASES
@@ -112,7 +127,8 @@ pub fn model(registry: &Registry, loader: Option<&[LoaderRate]>) -> anyhow::Resu
         .map(|c| format!("{} ({}, after {})", c.steps, c.name, c.warmup))
         .collect();
     println!(
-        "  medians of {} steps; GFLOP from limoe_model::plan::cost (matmuls only)",
+        "  medians of {} rounds of one LIMoE and one dense step; MoE/dense = the median of \
+         the rounds' ratios; GFLOP from limoe_model::plan::cost (matmuls only)",
         counts.join(", ")
     );
     println!(
@@ -140,23 +156,52 @@ pub fn model(registry: &Registry, loader: Option<&[LoaderRate]>) -> anyhow::Resu
     Ok(())
 }
 
-/// Builds the case's model as the trainer does and times its training steps.
-fn measure(registry: &Registry, case: &Case, arch: &str) -> anyhow::Result<Measured> {
+/// Builds the case's model as the trainer does, with its inputs.
+fn prepare(registry: &Registry, case: &Case, arch: &str) -> anyhow::Result<Prepared> {
     let spec = load(registry, case.spec, case.sets, arch)?;
     let config = &spec.model;
     let device = limoe_model::device::open(spec.train.device)?;
     let model = Model::new(config, &Params::new(spec.seed), &device)?;
     let batch = spec.train.batch_size / spec.train.accumulation;
     let (images, texts) = inputs(config, batch, &device)?;
-    let (forward, step) = time_steps(&model, &images, &texts, case.warmup, case.steps)?;
-    Ok(Measured {
+    Ok(Prepared {
+        model,
+        images,
+        texts,
         device,
         batch,
         image_size: config.image_size,
-        forward,
-        step,
         step_flops: plan::cost(config, batch, batch).step_flops,
     })
+}
+
+/// Warms both models up, then times `case.steps` rounds of one step of each; returns each
+/// model's times and the rounds' ratios of the first's step time to the second's.
+fn alternate(case: &Case, prepared: &[Prepared; 2]) -> anyhow::Result<([Measured; 2], Summary)> {
+    let mut samples: [(Vec<f64>, Vec<f64>); 2] = Default::default();
+    for p in prepared {
+        step_samples(&p.model, &p.images, &p.texts, 0, case.warmup)?;
+    }
+    let mut ratios = Vec::with_capacity(case.steps);
+    for round in case.warmup..case.warmup + case.steps {
+        let mut steps = [0.0; 2];
+        for ((p, (forward, step)), seconds) in prepared.iter().zip(&mut samples).zip(&mut steps) {
+            let (f, s) = step_samples(&p.model, &p.images, &p.texts, round, 1)?;
+            forward.extend(f);
+            step.extend(&s);
+            *seconds = s.iter().sum();
+        }
+        ratios.push(steps[0] / steps[1]);
+    }
+    let summary = |samples: &[f64]| Summary::of(samples).context("a case times no steps");
+    let measured = |(forward, step): &(Vec<f64>, Vec<f64>)| -> anyhow::Result<Measured> {
+        Ok(Measured {
+            forward: summary(forward)?,
+            step: summary(step)?,
+        })
+    };
+    let [first, second] = &samples;
+    Ok(([measured(first)?, measured(second)?], summary(&ratios)?))
 }
 
 /// FLOP/s of a square f32 matmul on `device`: the median of 5 after a warm-up.

@@ -13,8 +13,6 @@ use limoe_model::random::Stream;
 use limoe_model::{Images, Model, Texts};
 use limoe_ops::pool::on_pool;
 
-use crate::summary::Summary;
-
 /// One model shape: a spec file, overrides, and how many steps to time.
 pub(crate) struct Case {
     /// The name printed in the tables.
@@ -81,21 +79,6 @@ pub(crate) fn load_with(
         .map_err(|errors| anyhow::anyhow!("{errors}"))
         .with_context(|| format!("loading {spec} (run `limoe bench` from the repository root)"))?;
     Ok(loaded.spec)
-}
-
-/// Forward and forward + backward times of `steps` training steps after `warmup` ones, in
-/// seconds; each step draws its own routing noise.
-pub(crate) fn time_steps(
-    model: &Model,
-    images: &Images,
-    texts: &Texts,
-    warmup: usize,
-    steps: usize,
-) -> anyhow::Result<(Summary, Summary)> {
-    step_samples(model, images, texts, 0, warmup)?;
-    let (forward, step) = step_samples(model, images, texts, warmup, steps)?;
-    let summary = |samples: &[f64]| Summary::of(samples).context("a case times no steps");
-    Ok((summary(&forward)?, summary(&step)?))
 }
 
 /// Forward and forward + backward times in seconds of `steps` training steps, the first

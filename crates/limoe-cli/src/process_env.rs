@@ -2,15 +2,30 @@
 //! `limoe run`, `just run`, `limoe bench` and sweep trials (child processes, which inherit
 //! it) all train alike. A user's own setting of either knob wins.
 
-/// Frees below this size stay in glibc's heap instead of being unmapped: every candle op
-/// allocates a fresh output, and with glibc's defaults its large buffers are mmap'd and
-/// unmapped op after op, so each step pays page faults. The same as
-/// `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432`.
+/// No allocation is mmap'd: every one comes from glibc's heap, where a freed buffer is
+/// reused. Every candle op allocates a fresh output, and an mmap'd buffer is unmapped when
+/// freed, so the next one of its size pays a page fault per 4 KiB page. glibc caps its mmap
+/// threshold at 32 MiB, so raising the threshold cannot keep tensors of 32 MiB and more in
+/// the heap (S/16's expert weights and their gradients are exactly 32 MiB; every L/16 weight
+/// is larger): with the threshold at its cap, an S/16 LIMoE step took 145k page faults
+/// (590 MB of fresh pages), with no mmap 600. Threads other than the main one (the step runs
+/// on rayon's) take their memory from arenas that grow in heaps of 64 MiB, so glibc still
+/// maps a buffer larger than that. The same as `GLIBC_TUNABLES=glibc.malloc.mmap_max=0`.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_THRESHOLD: libc::c_int = 32 << 20;
+const MMAP_MAX: libc::c_int = 0;
 /// Free memory at the top of the heap is returned to the system only above this size.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_THRESHOLD: libc::c_int = 1 << 30;
+
+/// Sets [`MMAP_MAX`] and [`TRIM_THRESHOLD`].
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator parameters (under glibc's own lock).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, MMAP_MAX);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    }
+}
 
 /// candle's own elementwise ops stay on the calling thread: its spinning barrier pool costs
 /// more than it gains, since limoe's fused ops and matmuls already use every core.
@@ -26,12 +41,7 @@ const LOCAL_RANKS: [&str; 2] = ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"]
 pub fn configure() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if !std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.")) {
-        // SAFETY: mallopt only changes allocator parameters; no allocation is in flight
-        // on another thread at start-up.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
-        }
+        tune_allocator();
     }
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         // SAFETY: called at the start of `main`, while the process has one thread.
@@ -47,5 +57,26 @@ pub fn configure() {
         let threads = (cores / ranks).max(1).to_string();
         // SAFETY: as above, the process has one thread.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads) };
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    /// Once tuned, a buffer above glibc's largest mmap threshold (32 MiB) comes from the
+    /// heap: the bytes glibc holds in mmap'd chunks do not grow by it. 48 MiB: this test's
+    /// thread allocates from an arena whose heaps hold at most 64 MiB.
+    #[test]
+    fn large_buffers_come_from_the_heap() {
+        super::tune_allocator();
+        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        let mapped = || unsafe { libc::mallinfo2() }.hblkhd;
+        let before = mapped();
+        let buffer = std::hint::black_box(vec![1u8; 48 << 20]);
+        let during = mapped();
+        drop(buffer);
+        assert!(
+            during <= before,
+            "a 48 MiB buffer was mmap'd ({before} -> {during} bytes)"
+        );
     }
 }

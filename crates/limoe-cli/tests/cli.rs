@@ -362,7 +362,7 @@ fn plan_on_many_ranks_gives_memory_per_device_and_communication() {
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     for line in [
         "placement: 64 ranks, 16 of each micro-batch's 1024 pairs per rank, 1 of the 32 experts",
-        "training memory per device: ",
+        "training memory per device (f32): ",
         "GB per device (GB = 1e9 bytes): fits an 80 GB GPU, fits a 141 GB GPU",
         "communication per step, bytes each rank sends: ",
         "  all-reduce of dense gradients over 64 ranks: ",
@@ -375,6 +375,19 @@ fn plan_on_many_ranks_gives_memory_per_device_and_communication() {
     // One process holds all 32 experts and the whole micro-batch: no 80 GB GPU fits it.
     let solo = text(&plan(&[]).stdout);
     assert!(solo.contains("does NOT fit an 80 GB GPU"), "{solo}");
+    // Mixed precision: a bf16 copy of the weights is counted, and activations are halved.
+    let mixed = plan(&[
+        "--set",
+        "train.precision=bf16",
+        "--world",
+        "64",
+        "--expert-parallel",
+        "32",
+    ]);
+    let mixed = text(&mixed.stdout);
+    for line in ["training memory per device (bf16): ", ", their bf16 copy "] {
+        assert!(mixed.contains(line), "no `{line}` in\n{mixed}");
+    }
 
     let dense = [
         "--set",
@@ -477,6 +490,15 @@ fn each_stage_key_covers_exactly_what_it_reads() {
         changed(&["data.shuffle_buffer=8"]),
         ["analyze", "eval", "train"],
         "the shuffle buffer is the loader's, not ingest's"
+    );
+    assert_eq!(
+        changed(&["train.precision=bf16"]),
+        ["analyze", "eval", "train"],
+        "bf16 trains other weights"
+    );
+    assert!(
+        changed(&["train.precision=f32"]).is_empty(),
+        "the default precision keeps the keys of specs written before it"
     );
     assert_eq!(
         changed(&["train.monitor.pairs=100"]),

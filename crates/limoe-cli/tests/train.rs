@@ -616,3 +616,36 @@ fn tensorboard_events_grow_while_training_and_hold_every_series() {
         );
     }
 }
+
+/// `train.precision: bf16` runs the trainer's mixed-precision path on the CPU (and says that
+/// it is slower there): its first steps' losses track an f32 run's from the same weights.
+#[test]
+fn bf16_training_tracks_f32_and_says_it_is_slow_on_the_cpu() {
+    let train = "steps: 3, batch_size: 8, warmup_steps: 0, eval_every: 3, checkpoint_every: 3, \
+                 log_every: 1";
+    let losses = |precision: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run_ok(
+            &run_args(&format!("{train}, precision: {precision}")),
+            dir.path(),
+        );
+        let out_dir = train_dir(dir.path(), false).expect("the train stage's output");
+        let rows = read_log::<MetricsRow>(&out_dir).unwrap();
+        let losses: Vec<f64> = rows.iter().map(|row| row.loss).collect();
+        (losses, text(&out.stderr))
+    };
+    let (f32_losses, f32_stderr) = losses("f32");
+    let (bf16_losses, bf16_stderr) = losses("bf16");
+    let note = "train.precision: bf16 on the CPU";
+    assert!(bf16_stderr.contains(note), "no `{note}` in\n{bf16_stderr}");
+    assert!(!f32_stderr.contains(note), "{f32_stderr}");
+    assert_eq!(bf16_losses.len(), 3, "{bf16_losses:?}");
+    // The first step starts from the same weights: only bf16 rounding parts them (under 1%
+    // at this size, see crates/limoe-model/tests/model.rs).
+    let off = (bf16_losses[0] - f32_losses[0]).abs() / f32_losses[0];
+    assert!(off < 0.02, "bf16 {bf16_losses:?} vs f32 {f32_losses:?}");
+    assert!(
+        bf16_losses.iter().all(|loss| loss.is_finite()),
+        "{bf16_losses:?}"
+    );
+}

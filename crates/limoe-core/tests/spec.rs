@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use limoe_core::command::CommandStage;
 use limoe_core::kinds::{ANALYZE, BENCHMARKS, EVAL, INGEST, TRAIN};
-use limoe_core::spec::{Arch, Limit, Scope, Size, Source, SpecErrors, Synthetic};
+use limoe_core::spec::{Arch, Limit, Precision, Scope, Size, Source, SpecErrors, Synthetic};
 use limoe_core::{LoadedSpec, Registry, Stage, StageContext, load_spec};
 
 /// A stage kind of the default pipeline, which these tests load but never run.
@@ -233,6 +233,27 @@ train: {steps: 0}
     assert!(errors[1].contains("model.heads: 5 heads do not divide width 64"));
     assert!(errors[2].contains("model.pooling.image: unknown value `mapp`"));
     assert!(errors[3].contains("train.steps: `steps` must be at least 1"));
+}
+
+#[test]
+fn precision_is_f32_or_bf16_and_f32_keeps_old_cache_keys() {
+    let default = load_text("name: x\n", &[]).unwrap().spec.train;
+    assert_eq!(default.precision, Precision::F32);
+    // Cache keys hash the serialised spec: at f32 it must serialise as before the key existed.
+    let serialised = serde_json::to_value(&default).unwrap();
+    assert!(serialised.get("precision").is_none(), "{serialised}");
+    let mixed = load_text("name: x\n", &["train.precision=bf16"])
+        .unwrap()
+        .spec
+        .train;
+    assert_eq!(mixed.precision, Precision::Bf16);
+    assert_eq!(serde_json::to_value(&mixed).unwrap()["precision"], "bf16");
+    let lines = error_lines("name: x\ntrain: {precision: fp16}\n", &[]);
+    assert!(
+        lines[0].starts_with("error: spec.yaml:2:")
+            && lines[0].contains("train.precision: unknown value `fp16`"),
+        "{lines:#?}"
+    );
 }
 
 #[test]

@@ -37,9 +37,11 @@ impl Attention {
         tokens: usize,
         key_bias: Option<&Tensor>,
     ) -> Result<Tensor> {
-        if let (true, Some(first), Some(second)) =
-            (x.device().is_cpu(), self.qkv.params(), self.out.params())
-        {
+        if let (true, Some(first), Some(second)) = (
+            limoe_ops::runs_fused(x),
+            self.qkv.params(),
+            self.out.params(),
+        ) {
             let params = HalfBlock {
                 norm: norm.params(),
                 first,
@@ -89,7 +91,7 @@ fn cpu_key_bias(x: &Tensor, tokens: usize, key_bias: Option<&Tensor>) -> Result<
 fn attend(q: &Tensor, k: &Tensor, v: &Tensor, key_bias: Option<&Tensor>) -> Result<Tensor> {
     let scores = q.matmul(&k.t()?)?;
     let scores = match key_bias {
-        Some(bias) => scores.broadcast_add(bias)?,
+        Some(bias) => scores.broadcast_add(&bias.to_dtype(scores.dtype())?)?,
         None => scores,
     };
     softmax(&scores)?.matmul(v)

@@ -1,6 +1,6 @@
 //! Choosing the device a model runs on.
 
-use candle_core::{Device, Result};
+use candle_core::{DType, Device, Result};
 use limoe_core::spec;
 
 /// Opens the device a spec asks for (`train.device`), or says why it cannot be used.
@@ -18,4 +18,23 @@ pub fn open(kind: spec::Device) -> Result<Device> {
             ))
         }),
     }
+}
+
+/// The dtype a spec's `train.precision` computes in ([`crate::Model::in_precision`]).
+pub fn compute_dtype(precision: spec::Precision) -> DType {
+    match precision {
+        spec::Precision::F32 => DType::F32,
+        spec::Precision::Bf16 => DType::BF16,
+    }
+}
+
+/// What to tell a user who asks for bf16 on the CPU, where it runs but is no faster: candle
+/// widens every bf16 matmul to f32 there, and limoe's fused kernels take f32 only.
+pub fn precision_note(precision: spec::Precision, device: spec::Device) -> Option<&'static str> {
+    (precision == spec::Precision::Bf16 && device == spec::Device::Cpu).then_some(
+        "train.precision: bf16 on the CPU computes in bf16 through candle's generic ops, \
+         slower than f32 (candle widens bf16 matmuls to f32 there and limoe's fused CPU \
+         kernels take f32 only); it is for checking a GPU run's numerics, use f32 to train on \
+         the CPU",
+    )
 }

@@ -28,8 +28,9 @@ impl PatchEmbed {
 
 impl Module for PatchEmbed {
     fn forward(&self, patches: &Tensor) -> Result<Tensor> {
+        // Pixels arrive as f32; the model may compute in another dtype.
         self.projection
-            .forward(patches)?
+            .forward(&patches.to_dtype(self.positions.dtype())?)?
             .broadcast_add(&self.positions)
     }
 }

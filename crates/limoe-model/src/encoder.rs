@@ -34,6 +34,8 @@ pub struct BlockRouting {
     pub block: usize,
     /// Unweighted auxiliary loss terms.
     pub aux: AuxTerms,
+    /// Their weighted sum, the block's share of the loss.
+    pub aux_loss: Tensor,
     /// Routing statistics per modality.
     pub stats: RoutingStats,
     /// [T, K] expert chosen per routed token and choice (`experts` = dropped); image tokens
@@ -229,12 +231,12 @@ fn route(
     }
     if let Some((text, mask)) = text {
         let routed_text = output.y.narrow(0, counts.image, counts.text)?;
-        let update = text.zeros_like()?.index_add(&mask.valid, &routed_text, 0)?;
-        *text = (&*text + update)?;
+        *text = limoe_ops::scatter_add_rows(text, &mask.valid, &routed_text)?;
     }
     Ok(BlockRouting {
         block,
         aux: output.aux,
+        aux_loss: output.aux_loss,
         stats: output.stats,
         experts: output.experts,
     })

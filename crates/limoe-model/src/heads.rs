@@ -1,7 +1,7 @@
 //! Per-modality heads: final norm, pooling and projection into the joint space, and the
 //! classification head of the image classifiers.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::attention::AttentionPool;
@@ -41,9 +41,9 @@ impl Pooler {
         match (&self.pool, mask) {
             (Pool::Mean, None) => normed.mean(1),
             (Pool::Mean, Some(mask)) => normed
-                .broadcast_mul(&mask.weights)?
+                .broadcast_mul(&mask.weights.to_dtype(normed.dtype())?)?
                 .sum(1)?
-                .broadcast_div(&mask.weights.sum(1)?),
+                .broadcast_div(&mask.weights.sum(1)?.to_dtype(normed.dtype())?),
             (Pool::Map(pool), mask) => pool.forward(&normed, mask.map(|m| &m.key_bias)),
         }
     }
@@ -76,11 +76,12 @@ impl Head {
     }
 
     /// The pooled features before the projection (vmoe's pre-logits, [B, W]) and the unit
-    /// embedding [B, E] projected from them.
+    /// embedding [B, E] projected from them, both f32 whatever the model computes in: the
+    /// losses and evaluations take f32.
     pub fn embed(&self, tokens: &Tensor, mask: Option<&TextMask>) -> Result<(Tensor, Tensor)> {
         let pooled = self.pooler.forward(tokens, mask)?;
-        let embedding = l2_normalize(&self.projection.forward(&pooled)?)?;
-        Ok((pooled, embedding))
+        let projected = self.projection.forward(&pooled)?.to_dtype(DType::F32)?;
+        Ok((pooled.to_dtype(DType::F32)?, l2_normalize(&projected)?))
     }
 }
 
@@ -110,13 +111,14 @@ impl ClassifierHead {
 
     /// The pre-logits [B, W] of image tokens [B, N, W], and the class logits [B, classes]
     /// computed from them (`frozen`: from the pre-logits detached, so that no gradient
-    /// reaches the network below the head).
+    /// reaches the network below the head); f32, as [`Head::embed`]'s.
     pub fn classify(&self, tokens: &Tensor, frozen: bool) -> Result<(Tensor, Tensor)> {
         let pooled = self.pooler.forward(tokens, None)?;
         let features = match frozen {
             true => pooled.detach(),
             false => pooled.clone(),
         };
-        Ok((pooled, self.logits.forward(&features)?))
+        let logits = self.logits.forward(&features)?.to_dtype(DType::F32)?;
+        Ok((pooled.to_dtype(DType::F32)?, logits))
     }
 }

@@ -141,11 +141,13 @@ impl Module for Mlp {
 
 impl Mlp {
     /// The residual half block `x + mlp(norm(x))` for flat `x` [rows, width]: one fused op on
-    /// the CPU ([`limoe_ops::mlp_half`]).
+    /// f32 CPU tensors ([`limoe_ops::mlp_half`]).
     pub fn residual(&self, norm: &LayerNorm, x: &Tensor) -> Result<Tensor> {
-        if let (true, Some(first), Some(second)) =
-            (x.device().is_cpu(), self.fc1.params(), self.fc2.params())
-        {
+        if let (true, Some(first), Some(second)) = (
+            limoe_ops::runs_fused(x),
+            self.fc1.params(),
+            self.fc2.params(),
+        ) {
             let params = limoe_ops::HalfBlock {
                 norm: norm.params(),
                 first,

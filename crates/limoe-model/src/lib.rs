@@ -24,6 +24,7 @@ pub mod random;
 
 pub use inputs::{Images, TextMask, Texts};
 pub use model::{
-    CLASSIFIER_LOGITS, Encoded, LOG_LOGIT_SCALE, Model, Negatives, Output, is_classifier_logits,
+    CLASSIFIER_LOGITS, Encoded, InPrecision, LOG_LOGIT_SCALE, Model, Negatives, Output,
+    is_classifier_logits,
 };
 pub use params::Params;

@@ -12,7 +12,7 @@ use crate::embed::{PatchEmbed, TokenEmbed};
 use crate::encoder::{BlockRouting, Encoder, Streams};
 use crate::heads::{ClassifierHead, Head};
 use crate::inputs::{Images, Texts};
-use crate::moe::{AuxWeights, ExpertGroup, MoeConfig, RouteMode, aux_weights};
+use crate::moe::{ExpertGroup, MoeConfig, RouteMode};
 use crate::params::Params;
 
 enum Towers {
@@ -51,7 +51,10 @@ pub fn is_classifier_logits(name: &str) -> bool {
 /// LIMoE, V-MoE, or one of their baselines, as [`ModelSpec::arch`] says.
 pub struct Model {
     spec: ModelSpec,
-    aux_weights: AuxWeights,
+    /// What it was built from, to build it again in another dtype ([`Model::in_precision`]).
+    params: Params,
+    group: Option<ExpertGroup>,
+    device: Device,
     patch_embed: PatchEmbed,
     towers: Towers,
     heads: Heads,
@@ -107,11 +110,39 @@ impl Model {
         group: Option<&ExpertGroup>,
     ) -> Result<Model> {
         spec.validate().map_err(candle_core::Error::msg)?;
-        let vb = match group {
+        let params = match group {
             Some(group) => params.sharing_experts(group.part(), group.parts()),
             None => params.clone(),
+        };
+        Model::computing_in(spec, &params, device, group, DType::F32)
+    }
+
+    /// This model computing in `dtype` (mixed precision under bf16): every parameter is read
+    /// through a differentiable cast of its f32 variable, so the gradients arrive in f32 and
+    /// the optimizer steps the f32 weights. Built afresh for every step, since the casts are
+    /// copies of the weights' current values; f32 is this model itself.
+    pub fn in_precision(&self, dtype: DType) -> Result<InPrecision<'_>> {
+        if dtype == DType::F32 {
+            return Ok(InPrecision::Same(self));
         }
-        .builder(DType::F32, device);
+        let model = Model::computing_in(
+            &self.spec,
+            &self.params,
+            &self.device,
+            self.group.as_ref(),
+            dtype,
+        )?;
+        Ok(InPrecision::Cast(Box::new(model)))
+    }
+
+    fn computing_in(
+        spec: &ModelSpec,
+        params: &Params,
+        device: &Device,
+        group: Option<&ExpertGroup>,
+        dtype: DType,
+    ) -> Result<Model> {
+        let vb = params.builder(dtype, device);
         let moe = MoeConfig::of(spec);
         let moe_blocks = spec.active_moe_blocks();
         let encoder = |vb: &VarBuilder| Encoder::new(vb, spec, &moe, &moe_blocks, group);
@@ -150,10 +181,12 @@ impl Model {
                     )?,
                     image_head: head("image_head", spec.pooling.image)?,
                     text_head: head("text_head", spec.pooling.text)?,
-                    log_scale: vb.get_with_hints(
+                    // f32 in every precision: it scales the f32 contrastive logits.
+                    log_scale: vb.get_with_hints_dtype(
                         (),
                         LOG_LOGIT_SCALE,
                         Init::Const(spec.logit_scale.init.ln()),
+                        DType::F32,
                     )?,
                 }
             }
@@ -167,8 +200,10 @@ impl Model {
             )?,
             towers,
             heads,
-            aux_weights: aux_weights(&spec.aux),
             spec: spec.clone(),
+            params: params.clone(),
+            group: group.cloned(),
+            device: device.clone(),
         })
     }
 
@@ -379,12 +414,31 @@ impl Model {
     fn aux_loss(&self, encoded: &Encoded, device: &Device, detached: bool) -> Result<Tensor> {
         let mut aux = Tensor::zeros((), DType::F32, device)?;
         for block in &encoded.routing {
-            aux = (aux + block.aux.weighted(&self.aux_weights)?)?;
+            aux = (aux + &block.aux_loss)?;
         }
         Ok(match detached {
             true => aux.detach(),
             false => aux,
         })
+    }
+}
+
+/// A model in a step's precision ([`Model::in_precision`]).
+pub enum InPrecision<'a> {
+    /// The f32 model itself.
+    Same(&'a Model),
+    /// A copy computing in another dtype.
+    Cast(Box<Model>),
+}
+
+impl std::ops::Deref for InPrecision<'_> {
+    type Target = Model;
+
+    fn deref(&self) -> &Model {
+        match self {
+            InPrecision::Same(model) => model,
+            InPrecision::Cast(model) => model,
+        }
     }
 }
 

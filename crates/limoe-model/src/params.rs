@@ -47,7 +47,8 @@ impl Params {
         }
     }
 
-    /// A `VarBuilder` creating (or returning existing) variables in this set.
+    /// A `VarBuilder` creating (or returning existing) variables in this set. The variables
+    /// are f32 whatever `dtype` is; with another dtype the builder returns casts of them.
     pub fn builder(&self, dtype: DType, device: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(self.clone()), dtype, device.clone())
     }
@@ -130,11 +131,12 @@ impl SimpleBackend for Params {
                     s.dims()
                 );
             }
-            return Ok(var.as_tensor().clone());
+            return var.as_tensor().to_dtype(dtype);
         }
-        let values = Tensor::from_vec(self.init(&s, name, h), s, dev)?.to_dtype(dtype)?;
-        let var = Var::from_tensor(&values)?;
-        let tensor = var.as_tensor().clone();
+        // The variable itself is f32 (the master weights) whatever the builder computes in;
+        // another dtype reads it through a differentiable cast, so gradients arrive in f32.
+        let var = Var::from_vec(self.init(&s, name, h), s, dev)?;
+        let tensor = var.as_tensor().to_dtype(dtype)?;
         self.lock().insert(name.to_string(), var);
         Ok(tensor)
     }

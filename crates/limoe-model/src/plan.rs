@@ -1,7 +1,7 @@
 //! What a model costs before it is built: parameters, FLOPs per training step and the memory
 //! training needs. `limoe plan` prints these; a run that cannot fit stops with them.
 
-use limoe_core::spec::{Arch, ModelSpec, Pooling};
+use limoe_core::spec::{Arch, ModelSpec, Pooling, Precision};
 
 use crate::moe::capacity;
 
@@ -74,8 +74,10 @@ pub struct Cost {
     /// The weights one device holds, in bytes (f32): every dense parameter and its share of
     /// the experts.
     pub weight_bytes: u64,
+    /// The copy of those weights a step computes with in bf16 mixed precision (0 in f32).
+    pub compute_copy_bytes: u64,
     /// Activations one device keeps for the backward pass of its share of a micro-batch, in
-    /// bytes (an estimate).
+    /// bytes (an estimate; 2 bytes per value in bf16).
     pub activation_bytes: u64,
     /// What each rank sends per step.
     pub communication: Communication,
@@ -94,7 +96,9 @@ impl Cost {
 
     /// Everything training needs in memory on one device.
     pub fn training_bytes(&self) -> u64 {
-        self.state_bytes().saturating_add(self.activation_bytes)
+        (self.state_bytes())
+            .saturating_add(self.compute_copy_bytes)
+            .saturating_add(self.activation_bytes)
     }
 }
 
@@ -180,14 +184,17 @@ pub fn dropless_expert_tokens(spec: &ModelSpec, examples: f64) -> f64 {
     tokens * spec.active_moe_blocks().len() as f64 * spec.moe.top_k as f64
 }
 
-/// The cost of training the model `spec` describes in one process ([`Placement::SOLO`]).
+/// The cost of training the model `spec` describes in one process ([`Placement::SOLO`]), in
+/// f32.
 pub fn cost(spec: &ModelSpec, batch: usize, micro_batch: usize) -> Cost {
-    placed_cost(spec, batch, micro_batch, Placement::SOLO)
+    placed_cost(spec, batch, micro_batch, Placement::SOLO, Precision::F32)
 }
 
 /// The cost of training the model `spec` describes with `batch` image-text pairs per step,
 /// processed in micro-batches of `micro_batch` pairs (gradient accumulation), each split over
-/// the ranks of `placement`; memory and communication are per device.
+/// the ranks of `placement`, computing in `precision`; memory and communication are per
+/// device. Communication is f32 in either precision: gradients are the f32 weights', the
+/// embeddings the losses take are f32, and the communicator moves f32.
 ///
 /// Counted in f64, exact below 2^53 and never overflowing: a spec's shape may be far too
 /// large to build, and the plan must still say so (the counts saturate when converted).
@@ -198,6 +205,7 @@ pub fn placed_cost(
     batch: usize,
     micro_batch: usize,
     placement: Placement,
+    precision: Precision,
 ) -> Cost {
     let w = spec.width as f64;
     let m = spec.mlp_dim as f64;
@@ -244,7 +252,12 @@ pub fn placed_cost(
     // forward.
     let step_flops = 3.0 * forward_flops(spec, batch, dropless_expert_tokens(spec, batch));
 
-    let weight_bytes = F32 * (dense_params + expert_params / expert_parallel);
+    let held_params = dense_params + expert_params / expert_parallel;
+    let weight_bytes = F32 * held_params;
+    let (compute_copy_bytes, activation_value) = match precision {
+        Precision::F32 => (0.0, F32),
+        Precision::Bf16 => (BF16 * held_params, BF16),
+    };
     // Kept per token and block: ~10 width-sized tensors (norms, attention in/out, residuals),
     // the MLP hidden activations twice (pre and post GELU, K of them in MoE blocks), and the
     // attention probabilities (heads x sequence). Expert parallelism moves tokens, not their
@@ -253,7 +266,7 @@ pub fn placed_cost(
         let hidden = dense_blocks * 2.0 * m + moe_blocks * 2.0 * k * m;
         depth * (10.0 * w + heads * tokens) + hidden
     };
-    let activation_bytes = F32
+    let activation_bytes = activation_value
         * (micro_batch / world)
         * (image_tokens * per_token(image_tokens) + text_tokens * per_token(text_tokens));
 
@@ -290,6 +303,7 @@ pub fn placed_cost(
         active_params: active_params as usize,
         step_flops,
         weight_bytes: weight_bytes as u64,
+        compute_copy_bytes: compute_copy_bytes as u64,
         activation_bytes: activation_bytes as u64,
         communication,
     }
@@ -297,6 +311,8 @@ pub fn placed_cost(
 
 /// Bytes per f32.
 const F32: f64 = 4.0;
+/// Bytes per bf16.
+const BF16: f64 = 2.0;
 
 /// Rows of one MoE block's dispatch buffer for one rank's `examples` of a micro-batch: each
 /// routing group of whole examples (`moe.group_size`, else all of them) fills `experts`
@@ -361,7 +377,26 @@ mod tests {
             world,
             expert_parallel,
         };
-        placed_cost(&l16(), 16384, 1024, placement)
+        placed_cost(&l16(), 16384, 1024, placement, Precision::F32)
+    }
+
+    #[test]
+    fn bf16_adds_a_weight_copy_and_halves_the_activations() {
+        let placement = Placement {
+            world: 64,
+            expert_parallel: 32,
+        };
+        let f32 = placed(64, 32);
+        let bf16 = placed_cost(&l16(), 16384, 1024, placement, Precision::Bf16);
+        assert_eq!(f32.compute_copy_bytes, 0);
+        assert_eq!(bf16.compute_copy_bytes, f32.weight_bytes / 2);
+        assert_eq!(bf16.state_bytes(), f32.state_bytes());
+        assert_eq!(bf16.activation_bytes, f32.activation_bytes / 2);
+        assert_eq!(
+            bf16.training_bytes(),
+            f32.state_bytes() + f32.weight_bytes / 2 + f32.activation_bytes / 2
+        );
+        assert_eq!(bf16.communication, f32.communication);
     }
 
     #[test]
@@ -442,7 +477,7 @@ mod tests {
             world: 4,
             expert_parallel: 2,
         };
-        let comm = placed_cost(&spec, 32, 16, placement).communication;
+        let comm = placed_cost(&spec, 32, 16, placement, Precision::F32).communication;
         assert_eq!(comm.all_to_all, 2 * 6 * 2048 / 2);
         // Both embeddings (4 rows of 4 f32) to the 3 other ranks, in both forward passes.
         assert_eq!(comm.all_gather, 2 * 2 * 2 * 3 * 4 * 4 * 4);

@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use limoe_core::spec::{self, AuxSpec, Capacity, MoeSpec, Scope};
 use limoe_model::moe::{
-    Aux, AuxValues, AuxWeights, Groups, LossTerms, Moe, MoeConfig, MoeOutput, PerModality,
+    Aux, AuxValues, AuxWeights, Balance, Groups, LossTerms, Moe, MoeConfig, MoeOutput, PerModality,
     RouteMode, RouteSpec, RoutedTokens, Routing, TokenCounts, aux_weights, capacity, route,
 };
 
@@ -27,6 +27,7 @@ fn cfg(experts: usize, top_k: usize, capacity: f64, bpr: bool) -> MoeConfig {
             group_size: None,
         },
         global_experts: spec::PerModality::both(1.0),
+        aux: AuxWeights::default(),
     }
 }
 
@@ -480,9 +481,9 @@ fn empty_modality_contributes_zero() -> Result<()> {
         },
         ..Aux::default()
     };
-    assert_eq!(out.aux.weighted(&weights)?.to_scalar::<f64>()?, 0.0);
+    assert_eq!(terms.weighted_total(&weights), 0.0);
     weights.modality.image.local_entropy = 0.5;
-    let total = out.aux.weighted(&weights)?.to_scalar::<f64>()?;
+    let total = terms.weighted_total(&weights);
     assert!((total - 0.5 * terms.modality.image.local_entropy).abs() < 1e-12);
     Ok(())
 }
@@ -523,7 +524,7 @@ fn joint_balance_holds_while_text_collapses() -> Result<()> {
             ..AuxSpec::default()
         };
         aux.scope.importance = scope;
-        out.aux.weighted(&aux_weights(&aux))?.to_scalar::<f64>()
+        Ok(terms.weighted_total(&aux_weights(&aux)))
     };
     assert!(loss(Scope::Joint)?.abs() < 1e-9);
     assert!((loss(Scope::PerModality)? - (3.0 + 1.0 / 3.0)).abs() < 1e-9);
@@ -566,6 +567,28 @@ fn finite_difference_gradients() -> Result<()> {
         image: 3.0,
         text: 3.0,
     };
+    // Every kind of term, each modality's and the joint ones, with weights of their own.
+    config.aux = AuxWeights {
+        modality: PerModality {
+            image: LossTerms {
+                local_entropy: 1.0,
+                global_entropy: 1.0,
+                importance: 1.0,
+                z_loss: 1.0,
+                ..LossTerms::default()
+            },
+            text: LossTerms {
+                local_entropy: 0.5,
+                global_entropy: 1.0,
+                load: 1.0,
+                ..LossTerms::default()
+            },
+        },
+        joint: Balance {
+            importance: 0.3,
+            load: 0.7,
+        },
+    };
     let (moe, map) = layer(&config)?;
     let x = Var::from_tensor(&tensor((7, 4), 21)?)?;
     let probe = tensor((7, 4), 22)?;
@@ -576,19 +599,7 @@ fn finite_difference_gradients() -> Result<()> {
     };
     let forward = || forward(&moe, x.as_tensor(), tokens, mode);
     let y_loss = || forward()?.y.mul(&probe)?.sum_all();
-    let aux_loss = || {
-        let out = forward()?;
-        let image = &out.aux.modality.image;
-        let text = &out.aux.modality.text;
-        (&image.local_entropy + &image.global_entropy)?
-            .add(&text.local_entropy.affine(0.5, 0.0)?)?
-            .add(&text.global_entropy)?
-            .add(&image.importance)?
-            .add(&text.load)?
-            .add(&image.z_loss)?
-            .add(&out.aux.joint.importance.affine(0.3, 0.0)?)?
-            .add(&out.aux.joint.load.affine(0.7, 0.0)?)
-    };
+    let aux_loss = || Ok(forward()?.aux_loss);
     let router = var(&map, "router");
     check_gradient(&router, &y_loss)?;
     check_gradient(&x, &y_loss)?;
@@ -604,6 +615,22 @@ fn every_parameter_gets_a_gradient() -> Result<()> {
         image: 2.0,
         text: 2.0,
     };
+    config.aux = AuxWeights {
+        modality: PerModality {
+            image: LossTerms {
+                local_entropy: 0.01,
+                global_entropy: 0.01,
+                importance: 0.01,
+                load: 0.01,
+                z_loss: 0.001,
+            },
+            text: LossTerms::default(),
+        },
+        joint: Balance {
+            importance: 0.01,
+            load: 0.01,
+        },
+    };
     let (moe, map) = layer(&config)?;
     let x = tensor((12, 4), 31)?;
     let out = forward(
@@ -615,22 +642,7 @@ fn every_parameter_gets_a_gradient() -> Result<()> {
             first_example: 0,
         },
     )?;
-    let mut weights = AuxWeights {
-        modality: PerModality {
-            image: LossTerms {
-                local_entropy: 0.01,
-                global_entropy: 0.01,
-                importance: 0.01,
-                load: 0.01,
-                z_loss: 0.001,
-            },
-            text: LossTerms::default(),
-        },
-        ..Aux::default()
-    };
-    weights.joint.importance = 0.01;
-    weights.joint.load = 0.01;
-    let loss = (out.y.sqr()?.sum_all()? + out.aux.weighted(&weights)?)?;
+    let loss = (out.y.sqr()?.sum_all()? + out.aux_loss)?;
     let grads = loss.backward()?;
     for (name, v) in map.data().lock().unwrap().iter() {
         let g = grads

@@ -1,9 +1,10 @@
 //! CPU kernels on candle for training: differentiable ops with hand-written backward passes
 //! (GELU, layer norm, softmax, bias addition, linear and grouped linear layers, self-attention,
 //! the two residual halves of a pre-LN block), in-place optimiser updates ([`optim`]) and the
-//! thread-pool entry to call them from ([`pool`]). Off the CPU the ops fall back to
-//! compositions of candle primitives (self-attention and the half blocks run on the CPU
-//! only). The crate knows no model.
+//! thread-pool entry to call them from ([`pool`]). Off the CPU, and for tensors other than
+//! f32 and f64 (bf16 under mixed precision), the ops fall back to compositions of candle primitives
+//! ([`runs_fused`]; self-attention and the half blocks run fused only). The crate knows no
+//! model.
 //!
 //! Why: candle_nn's `LayerNorm`, `ops::softmax_last_dim` and `rms_norm` are forward-only
 //! kernels, so used in training they leave their inputs without gradient; and candle's
@@ -12,6 +13,7 @@
 //! most of the CPU speed-up (`limoe bench` measures it against PyTorch).
 
 mod fused;
+mod gather;
 mod linear;
 mod matmul;
 pub mod optim;
@@ -25,13 +27,21 @@ mod storage;
 mod sublayer;
 mod wide;
 
-use candle_core::{D, Result, Tensor};
+use std::sync::Arc;
+
+use candle_core::{D, DType, Result, Tensor};
 
 pub use reduce::LAYER_NORM_EPS;
 
+/// Whether the fused kernels take `x`: their loops run on the CPU, in f32 (and f64, for
+/// gradient checks).
+pub fn runs_fused(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
 /// GELU (tanh approximation).
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if runs_fused(x) {
         x.contiguous()?.apply_op1(fused::Gelu)
     } else {
         x.gelu()
@@ -40,18 +50,22 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
 
 /// (x - mean) / sqrt(var + eps) over the last dimension (a layer norm without scale/shift).
 pub fn normalize(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if runs_fused(x) {
         return x.contiguous()?.apply_op1(fused::Normalize);
     }
-    let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+    // The statistics in f32, whatever `x` is: bf16 means lose the small variances.
+    let wide = x.to_dtype(DType::F32)?;
+    let centred = wide.broadcast_sub(&wide.mean_keepdim(D::Minus1)?)?;
     let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
-    centred.broadcast_div(&(variance + LAYER_NORM_EPS)?.sqrt()?)
+    centred
+        .broadcast_div(&(variance + LAYER_NORM_EPS)?.sqrt()?)?
+        .to_dtype(x.dtype())
 }
 
 /// `x W^T + b` for `x` [R, in], `weight` [out, in], `bias` [out]: one node of the backward
 /// on the CPU, a transpose, a matmul and a bias add elsewhere.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if runs_fused(x) {
         return apply_linear(x, weight, bias, false);
     }
     add_bias(&x.matmul(&weight.t()?)?, bias)
@@ -60,7 +74,7 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
 /// `gelu(linear(x, weight, bias))`, one node of the backward on the CPU (it keeps the
 /// pre-activation for its backward).
 pub fn linear_gelu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if runs_fused(x) {
         return apply_linear(x, weight, bias, true);
     }
     gelu(&linear(x, weight, bias)?)
@@ -116,7 +130,7 @@ pub fn grouped_linear(
     bias: &Tensor,
     filled: Option<&[usize]>,
 ) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if runs_fused(x) {
         return apply_grouped_linear(x, (weight, bias), filled, false);
     }
     let (groups, inputs, outputs) = weight.dims3()?;
@@ -132,7 +146,7 @@ pub fn grouped_linear_gelu(
     bias: &Tensor,
     filled: Option<&[usize]>,
 ) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if runs_fused(x) {
         return apply_grouped_linear(x, (weight, bias), filled, true);
     }
     gelu(&grouped_linear(x, weight, bias, filled)?)
@@ -141,7 +155,7 @@ pub fn grouped_linear_gelu(
 /// Layer normalisation over the last dimension: `normalize(x) * scale + shift`, with
 /// `scale` and `shift` [n].
 pub fn layer_norm(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if runs_fused(x) {
         return apply3((x, scale, shift), fused::LayerNorm);
     }
     normalize(x)?.broadcast_mul(scale)?.broadcast_add(shift)
@@ -161,7 +175,7 @@ pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
             x.dims()
         );
     }
-    if x.device().is_cpu() {
+    if runs_fused(x) {
         return x
             .contiguous()?
             .apply_op2(&bias.contiguous()?, fused::BiasAdd);
@@ -184,8 +198,8 @@ pub fn self_attention(
     tokens: usize,
     heads: usize,
 ) -> Result<Tensor> {
-    if !qkv.device().is_cpu() {
-        candle_core::bail!("self_attention: the fused op runs on the CPU only");
+    if !runs_fused(qkv) {
+        candle_core::bail!("self_attention: the fused op takes f32 or f64 CPU tensors only");
     }
     let attention = self_attention::SelfAttention {
         tokens,
@@ -196,12 +210,45 @@ pub fn self_attention(
         .apply_op2(&key_bias.contiguous()?, attention)
 }
 
+/// `y[t] = sum_k weights[k, t] * rows[index[k, t]]` for `rows` [R, n], `index` [K, T] (u32)
+/// and `weights` [K, T], giving [T, n]: a sparse layer's combine. One node of the backward
+/// on the CPU (gradients to `rows` and `weights`), a gather, a product and a sum elsewhere.
+pub fn gather_weighted_sum(rows: &Tensor, index: &Tensor, weights: &Tensor) -> Result<Tensor> {
+    let (k, t) = index.dims2()?;
+    if runs_fused(rows) {
+        let op = gather::GatherWeightedSum {
+            index: Arc::new(index.flatten_all()?.to_vec1::<u32>()?),
+        };
+        return rows.contiguous()?.apply_op2(&weights.contiguous()?, op);
+    }
+    let picked = rows
+        .index_select(&index.flatten_all()?, 0)?
+        .broadcast_mul(&weights.reshape((k * t, 1))?)?;
+    match k {
+        1 => Ok(picked),
+        _ => picked.reshape((k, t, rows.dim(1)?))?.sum(0),
+    }
+}
+
+/// `base` [N, n] with `rows[i]` of `rows` [M, n] added to its row `index[i]` (`index` [M],
+/// u32): routed rows back into a residual stream. One node of the backward on the CPU.
+pub fn scatter_add_rows(base: &Tensor, index: &Tensor, rows: &Tensor) -> Result<Tensor> {
+    if runs_fused(base) {
+        let op = gather::ScatterAddRows {
+            index: Arc::new(index.to_vec1::<u32>()?),
+        };
+        return base.contiguous()?.apply_op2(&rows.contiguous()?, op);
+    }
+    base + base.zeros_like()?.index_add(index, rows, 0)?
+}
+
 /// Softmax over the last dimension.
 pub fn softmax(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if runs_fused(x) {
         x.contiguous()?.apply_op1(fused::Softmax)
     } else {
-        candle_nn::ops::softmax(x, D::Minus1)
+        // In f32: bf16 exponentials sum with too few bits.
+        candle_nn::ops::softmax(&x.to_dtype(DType::F32)?, D::Minus1)?.to_dtype(x.dtype())
     }
 }
 
@@ -236,8 +283,8 @@ pub fn attention_half(
     tokens: usize,
     heads: usize,
 ) -> Result<Tensor> {
-    if !x.device().is_cpu() {
-        candle_core::bail!("attention_half: the fused op runs on the CPU only");
+    if !runs_fused(x) {
+        candle_core::bail!("attention_half: the fused op takes f32 or f64 CPU tensors only");
     }
     let packed = sublayer::pack(params.norm, params.first, params.second)?;
     let tracked = x.track_op() || packed.track_op();
@@ -253,8 +300,8 @@ pub fn attention_half(
 /// `x + fc2(gelu(fc1(layer_norm(x))))` for `x` [rows, W] on the CPU as one node of the
 /// backward.
 pub fn mlp_half(x: &Tensor, params: &HalfBlock) -> Result<Tensor> {
-    if !x.device().is_cpu() {
-        candle_core::bail!("mlp_half: the fused op runs on the CPU only");
+    if !runs_fused(x) {
+        candle_core::bail!("mlp_half: the fused op takes f32 or f64 CPU tensors only");
     }
     let packed = sublayer::pack(params.norm, params.first, params.second)?;
     let tracked = x.track_op() || packed.track_op();

@@ -4,8 +4,9 @@
 use candle_core::{D, DType, Device, Tensor, Var};
 use limoe_model::random::Stream;
 use limoe_ops::{
-    HalfBlock, LAYER_NORM_EPS, add_bias, attention_half, gelu, grouped_linear, grouped_linear_gelu,
-    layer_norm, linear, linear_gelu, mlp_half, normalize, self_attention, softmax,
+    HalfBlock, LAYER_NORM_EPS, add_bias, attention_half, gather_weighted_sum, gelu, grouped_linear,
+    grouped_linear_gelu, layer_norm, linear, linear_gelu, mlp_half, normalize, scatter_add_rows,
+    self_attention, softmax,
 };
 
 fn random(shape: (usize, usize), seed: u64) -> Tensor {
@@ -217,6 +218,51 @@ fn fused_layer_norm_and_bias_match_composite_ops() {
             &[blocks, biases],
             |t| add_bias(&t[0], &t[1]).unwrap(),
             |t| t[0].broadcast_add(&t[1].unsqueeze(1).unwrap()).unwrap(),
+        );
+    }
+}
+
+/// A sparse layer's combine and the scatter back into a residual, against candle's index ops:
+/// small and large (parallel) shapes, top-1 and top-2, rows read twice (dropped choices all
+/// point at one row) and a residual row that receives two rows.
+#[test]
+fn fused_gather_and_scatter_match_index_ops() {
+    let var = |shape, seed| Var::from_tensor(&random(shape, seed)).unwrap();
+    for (tokens, n) in [(5, 3), (600, 70)] {
+        for k in [1, 2] {
+            let buffer = k * tokens + 1;
+            let index: Vec<u32> = (0..k * tokens)
+                .map(|i| match i % 7 {
+                    3 => buffer - 1,
+                    _ => (i * 7 + 1) % (buffer - 1),
+                } as u32)
+                .collect();
+            let index = Tensor::from_vec(index, (k, tokens), &Device::Cpu).unwrap();
+            let flat = index.flatten_all().unwrap();
+            agree_with_gradients(
+                "gather_weighted_sum",
+                &[var((buffer, n), 1), var((k, tokens), 2)],
+                |t| gather_weighted_sum(&t[0], &index, &t[1]).unwrap(),
+                |t| {
+                    let weights = t[1].reshape((k * tokens, 1)).unwrap();
+                    let picked = t[0].index_select(&flat, 0).unwrap();
+                    let weighted = picked.broadcast_mul(&weights).unwrap();
+                    weighted.reshape((k, tokens, n)).unwrap().sum(0).unwrap()
+                },
+            );
+        }
+        let stream = 2 * tokens + 1;
+        let mut targets: Vec<u32> = (0..tokens as u32).map(|i| 2 * i + 1).collect();
+        targets[tokens - 1] = targets[0];
+        let targets = Tensor::new(targets, &Device::Cpu).unwrap();
+        agree_with_gradients(
+            "scatter_add_rows",
+            &[var((stream, n), 3), var((tokens, n), 4)],
+            |t| scatter_add_rows(&t[0], &targets, &t[1]).unwrap(),
+            |t| {
+                let update = t[0].zeros_like().unwrap().index_add(&targets, &t[1], 0);
+                (&t[0] + update.unwrap()).unwrap()
+            },
         );
     }
 }

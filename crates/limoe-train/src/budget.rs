@@ -33,6 +33,7 @@ pub fn spec_cost(spec: &Spec, placement: Placement) -> Cost {
         spec.train.batch_size,
         micro_batch(spec),
         placement,
+        spec.train.precision,
     )
 }
 
@@ -160,11 +161,16 @@ fn placement_lines(spec: &Spec, cost: &Cost) -> Vec<String> {
         true => format!("fits {name} GPU"),
         false => format!("does NOT fit {name} GPU"),
     });
+    let compute_copy = match cost.compute_copy_bytes {
+        0 => String::new(),
+        bytes => format!(", their bf16 copy {}", binary(bytes)),
+    };
     let mut lines = vec![
         placement,
         format!(
-            "training memory per device: {} (weights {}, gradients {}, AdamW moments {}; \
-             activations of its pairs of a micro-batch ~{})",
+            "training memory per device ({}): {} (f32 weights {}{compute_copy}, gradients \
+             {}, AdamW moments {}; activations of its pairs of a micro-batch ~{})",
+            spec.train.precision.as_str(),
             binary(per_device),
             binary(cost.weight_bytes),
             binary(cost.weight_bytes),

@@ -23,7 +23,7 @@ use limoe_data::split::Split;
 use limoe_dist::Communicator;
 use limoe_model::moe::{Aux, AuxValues, ExpertGroup, PerModality, RouteMode};
 use limoe_model::plan::Placement;
-use limoe_model::{LOG_LOGIT_SCALE, Negatives, is_classifier_logits};
+use limoe_model::{LOG_LOGIT_SCALE, Model, Negatives, is_classifier_logits};
 use limoe_ops::pool::on_pool;
 use serde::{Deserialize, Serialize};
 
@@ -95,6 +95,11 @@ pub fn train_from(ctx: &StageContext, data_dir: &Path, start: &Start) -> anyhow:
             comm.size(),
             micro_batch(spec) / comm.size()
         );
+    }
+    if let Some(note) = limoe_model::device::precision_note(train.precision, train.device)
+        && root
+    {
+        tracing::warn!("{note}");
     }
     let ranks = RankGroups::new(comm, train.expert_parallel)?;
     let group = ranks.group();
@@ -257,6 +262,13 @@ impl Passes {
     }
 }
 
+/// What every pass of one step runs: the model in the step's precision, and the routing mode
+/// of a micro-batch (its index and rows).
+struct Pass<'a> {
+    model: &'a Model,
+    mode: &'a (dyn Fn(usize, usize) -> RouteMode + Sync),
+}
+
 impl Trainer<'_> {
     /// Reads the step's micro-batches (each rank its share) and runs their passes.
     fn forward_backward(
@@ -296,11 +308,17 @@ impl Trainer<'_> {
             tally: log_routing.then(RoutingTally::default),
             position,
         };
+        let model =
+            (self.built.model).in_precision(limoe_model::device::compute_dtype(train.precision))?;
+        let pass = Pass {
+            model: &model,
+            mode: &mode,
+        };
         match self.objective.labels {
             Some(labels) => {
-                self.labelled(&micro_batches, labels, &mode, accumulator, &mut passes)?
+                self.labelled(&micro_batches, labels, &pass, accumulator, &mut passes)?
             }
-            None => self.contrastive(&micro_batches, &mode, accumulator, &mut passes)?,
+            None => self.contrastive(&micro_batches, &pass, accumulator, &mut passes)?,
         }
         Ok(passes)
     }
@@ -311,7 +329,7 @@ impl Trainer<'_> {
         &self,
         micro_batches: &[Batch],
         labels: &ClassIndex,
-        mode: &(dyn Fn(usize, usize) -> RouteMode + Sync),
+        pass: &Pass,
         accumulator: &mut GradAccumulator,
         passes: &mut Passes,
     ) -> anyhow::Result<()> {
@@ -322,10 +340,10 @@ impl Trainer<'_> {
             let images = upload_images(batch, &built.device)?;
             let classes = labels.tensor(batch, &built.device)?;
             let (output, grads) = on_pool(|| -> candle_core::Result<_> {
-                let output = (built.model).forward_labelled(
+                let output = pass.model.forward_labelled(
                     &images,
                     &classes,
-                    mode(micro, batch.len()),
+                    (pass.mode)(micro, batch.len()),
                     self.objective.frozen,
                 )?;
                 let grads = output.loss.affine(1.0 / ranks, 0.0)?.backward()?;
@@ -345,11 +363,12 @@ impl Trainer<'_> {
     fn contrastive(
         &self,
         micro_batches: &[Batch],
-        mode: &(dyn Fn(usize, usize) -> RouteMode + Sync),
+        pass: &Pass,
         accumulator: &mut GradAccumulator,
         passes: &mut Passes,
     ) -> anyhow::Result<()> {
         let (spec, comm, built) = (self.spec, self.comm, self.built);
+        let mode = pass.mode;
         let train = &spec.train;
         let uploaded = (micro_batches.iter())
             .map(|batch| upload(batch, built.model.spec().vocab_size, &built.device))
@@ -362,7 +381,7 @@ impl Trainer<'_> {
             _ => (micro_batches.iter().enumerate())
                 .map(|(micro, &(batch, images, texts))| {
                     on_pool(|| -> candle_core::Result<_> {
-                        let encoded = (built.model).encode(
+                        let encoded = pass.model.encode(
                             Some(images),
                             Some(texts),
                             mode(micro, batch.len()),
@@ -398,7 +417,7 @@ impl Trainer<'_> {
                 scale_gradient: micro == 0,
             };
             let (output, grads) = on_pool(|| -> candle_core::Result<_> {
-                let output = (built.model).forward_with_negatives(
+                let output = pass.model.forward_with_negatives(
                     images,
                     texts,
                     mode(micro, batch.len()),

@@ -43,7 +43,7 @@ pub use path::{KeyPath, Segment};
 pub use presets::fill_defaults;
 pub use stages::{StageSpec, default_pipeline};
 pub use sweep::{Distribution, OverrideSet, RandomSweep, SweepSpec};
-pub use train::{BestBy, Device, Goal, Monitor, PLACEMENT_KEYS, Schedule, TrainSpec};
+pub use train::{BestBy, Device, Goal, Monitor, PLACEMENT_KEYS, Precision, Schedule, TrainSpec};
 
 /// A whole experiment.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

@@ -45,6 +45,32 @@ pub enum Device {
     Cuda,
 }
 
+/// The number format training computes in.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Mixed precision: f32 master weights and optimizer state; bf16 matmuls and
+    /// activations; f32 for the layer norms' statistics, the router softmax and the losses.
+    Bf16,
+}
+
+impl Precision {
+    fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+
+    /// The value as a spec writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 /// Which way a metric improves.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -170,6 +196,10 @@ pub struct TrainSpec {
     pub best: BestBy,
     /// cpu or cuda.
     pub device: Device,
+    /// f32 or bf16 (mixed precision, for accelerators). Left out of cache keys at f32, its
+    /// default, so that specs written before it keep theirs.
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl Default for TrainSpec {
@@ -193,6 +223,7 @@ impl Default for TrainSpec {
             keep_checkpoints: 2,
             best: BestBy::default(),
             device: Device::Cpu,
+            precision: Precision::F32,
         }
     }
 }

@@ -8,10 +8,13 @@
 //! whatever else is in the batch, so that ranks holding whole groups sum to one process's
 //! losses.
 
+use std::sync::Arc;
+
 use candle_core::{D, DType, Result, Tensor};
 use limoe_core::spec::{AuxSpec, Scope};
 
 use super::groups::RowGroups;
+use super::host_aux::HostAux;
 
 /// One value per auxiliary loss.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -85,6 +88,29 @@ pub struct Aux<T> {
 }
 
 impl<T> Aux<T> {
+    /// Every value through `f`, in the same places.
+    pub fn try_map<U>(&self, f: impl Fn(&T) -> Result<U>) -> Result<Aux<U>> {
+        let terms = |t: &LossTerms<T>| -> Result<LossTerms<U>> {
+            Ok(LossTerms {
+                local_entropy: f(&t.local_entropy)?,
+                global_entropy: f(&t.global_entropy)?,
+                importance: f(&t.importance)?,
+                load: f(&t.load)?,
+                z_loss: f(&t.z_loss)?,
+            })
+        };
+        Ok(Aux {
+            modality: PerModality {
+                image: terms(&self.modality.image)?,
+                text: terms(&self.modality.text)?,
+            },
+            joint: Balance {
+                importance: f(&self.joint.importance)?,
+                load: f(&self.joint.load)?,
+            },
+        })
+    }
+
     /// Every value: image's terms, text's, in [`LossTerms::entries`] order, then the joint
     /// importance and load.
     pub fn values_mut(&mut self) -> [&mut T; 12] {
@@ -105,8 +131,24 @@ impl<T> Aux<T> {
     }
 }
 
-/// The unweighted auxiliary loss tensors (scalars) of one MoE layer.
-pub type AuxTerms = Aux<Tensor>;
+/// The unweighted auxiliary terms of one MoE layer, as the logs read them.
+#[derive(Debug, Clone)]
+pub enum AuxTerms {
+    /// Scalar tensors on the device (the GPU's path).
+    Tensors(Aux<Tensor>),
+    /// Values the host computes when first asked for (the CPU's path).
+    Host(Arc<HostAux>),
+}
+
+impl AuxTerms {
+    /// Every term's value (a device sync, or the host's loops the first time).
+    pub fn to_host(&self) -> Result<AuxValues> {
+        match self {
+            AuxTerms::Tensors(terms) => terms.to_host(),
+            AuxTerms::Host(aux) => Ok(aux.values().terms.clone()),
+        }
+    }
+}
 /// The weight of each auxiliary loss (0 leaves a term out).
 pub type AuxWeights = Aux<f64>;
 /// Auxiliary loss values copied to the host.
@@ -140,7 +182,21 @@ pub fn aux_weights(aux: &AuxSpec) -> AuxWeights {
     }
 }
 
-impl AuxTerms {
+impl AuxValues {
+    /// `sum_term weight * term` over both modalities' terms and the joint ones.
+    pub fn weighted_total(&self, weights: &AuxWeights) -> f64 {
+        let modality = (self.modality.both().into_iter()).zip(weights.modality.both());
+        let per_modality: f64 = modality
+            .flat_map(|(t, w)| t.entries().into_iter().zip(w.entries()))
+            .map(|((_, v), (_, w))| v * w)
+            .sum();
+        per_modality
+            + self.joint.importance * weights.joint.importance
+            + self.joint.load * weights.joint.load
+    }
+}
+
+impl Aux<Tensor> {
     /// `sum_term weight * term` over both modalities' terms and the joint ones, a scalar
     /// tensor; terms with weight 0 are skipped.
     pub fn weighted(&self, weights: &AuxWeights) -> Result<Tensor> {
@@ -168,26 +224,7 @@ impl AuxTerms {
 
     /// Copies every term to the host (a device sync).
     pub fn to_host(&self) -> Result<AuxValues> {
-        let v = |x: &Tensor| x.to_dtype(DType::F64)?.to_scalar::<f64>();
-        let host = |t: &LossTerms<Tensor>| -> Result<LossTerms<f64>> {
-            Ok(LossTerms {
-                local_entropy: v(&t.local_entropy)?,
-                global_entropy: v(&t.global_entropy)?,
-                importance: v(&t.importance)?,
-                load: v(&t.load)?,
-                z_loss: v(&t.z_loss)?,
-            })
-        };
-        Ok(Aux {
-            modality: PerModality {
-                image: host(&self.modality.image)?,
-                text: host(&self.modality.text)?,
-            },
-            joint: Balance {
-                importance: v(&self.joint.importance)?,
-                load: v(&self.joint.load)?,
-            },
-        })
+        self.try_map(|x| x.to_dtype(DType::F64)?.to_scalar::<f64>())
     }
 }
 

@@ -3,6 +3,7 @@
 use candle_core::Result;
 use limoe_core::spec::{self, ModelSpec, MoeSpec};
 
+use super::aux::{AuxWeights, aux_weights};
 use super::groups::{Groups, RowGroups};
 
 /// One MoE layer: its sizes and the spec's `model.moe` routing section.
@@ -17,6 +18,8 @@ pub struct MoeConfig {
     /// S_m of the global entropy loss per modality: the loss is `max(0, ln S_m - H(mean p))`,
     /// so it asks for at least S_m experts in use.
     pub global_experts: spec::PerModality<f64>,
+    /// The weight of each auxiliary loss in the layer's `aux_loss`.
+    pub aux: AuxWeights,
 }
 
 impl MoeConfig {
@@ -27,6 +30,7 @@ impl MoeConfig {
             mlp_dim: model.mlp_dim,
             routing: model.moe.clone(),
             global_experts: model.aux.global_experts,
+            aux: aux_weights(&model.aux),
         }
     }
 

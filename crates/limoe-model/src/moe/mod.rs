@@ -15,8 +15,13 @@
 //!   its own size, and a smaller group's surplus buffer rows stay empty.
 //! - Dispatch: one `index_select` of x fills the [E * groups * C, width] buffer (each row reads
 //!   its token; empty rows read token 0 and are never combined); the experts run as one
-//!   batched matmul pair; combine: one `index_select` of every (choice, token) row times its
-//!   raw clean gate p(e|x) (not renormalised; 0 when dropped), summed over K.
+//!   batched matmul pair; combine: every (choice, token) row times its raw clean gate p(e|x)
+//!   (not renormalised; 0 when dropped), summed over K, as one op
+//!   ([`limoe_ops::gather_weighted_sum`]).
+//! - Auxiliary losses ([`losses`]): on the CPU computed on the host in f64 from the router
+//!   logits as one autograd node, elsewhere as device tensors.
+//! - Precision: the router logits, softmax, routing and auxiliary losses are f32 whatever the
+//!   layer computes in (bf16 under mixed precision).
 //! - Expert parallelism ([`parallel`]): a layer may hold only its rank's share of the
 //!   experts; the buffer then goes to the experts' ranks and back by all-to-all.
 //! - Differentiable: y wrt x (through dispatch and the router), expert weights, and the router
@@ -27,12 +32,14 @@ pub mod aux;
 pub mod config;
 pub mod experts;
 pub mod groups;
+mod host_aux;
+mod losses;
 mod noise;
 pub mod parallel;
 pub mod routing;
 pub mod stats;
 
-use candle_core::{Result, Tensor, bail};
+use candle_core::{DType, Result, Tensor, bail};
 use candle_nn::{Init, VarBuilder};
 
 pub use aux::{Aux, AuxTerms, AuxValues, AuxWeights, Balance, LossTerms, PerModality, aux_weights};
@@ -43,8 +50,7 @@ pub use parallel::ExpertGroup;
 pub use routing::{RouteSpec, Routing, capacity, route};
 pub use stats::{ModalityStats, RoutingStats};
 
-use aux::{GroupIndex, RouterRows, joint_balance, modality_terms};
-use groups::RowGroups;
+use losses::{AuxLosses, RouterCall};
 
 /// One MoE layer.
 #[derive(Debug, Clone)]
@@ -63,8 +69,11 @@ pub struct Moe {
 pub struct MoeOutput {
     /// [T, width] combined expert outputs; dropped tokens get 0 (the caller adds the residual).
     pub y: Tensor,
-    /// Unweighted auxiliary loss terms per modality.
+    /// Unweighted auxiliary loss terms per modality. On the CPU they are values only: the
+    /// gradient goes through `aux_loss`.
     pub aux: AuxTerms,
+    /// The terms weighted by the configuration's `aux` weights and summed, a scalar.
+    pub aux_loss: Tensor,
     /// Routing statistics (computed on request).
     pub stats: RoutingStats,
     /// [T, K] u32: the expert of each token and choice, E where the choice was dropped.
@@ -125,7 +134,7 @@ impl Moe {
         }
         let moe_spec = &cfg.routing;
         let e = moe_spec.experts;
-        let logits = x.matmul(&self.router)?;
+        let logits = x.matmul(&self.router)?.to_dtype(router_dtype(x.dtype()))?;
         let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
         let probs = log_probs.exp()?;
 
@@ -133,8 +142,7 @@ impl Moe {
             RouteMode::Train { noise_seed, .. } if moe_spec.noise > 0.0 => {
                 let std = moe_spec.noise / e as f64;
                 let draws = noise::router_noise(noise_seed, &routed.noise_keys, e, std);
-                let noise = Tensor::from_vec(draws, (t, e), x.device())?.to_dtype(x.dtype())?;
-                (moe_spec.capacity.train, moe_spec.bpr, Some((noise, std)))
+                (moe_spec.capacity.train, moe_spec.bpr, Some((draws, std)))
             }
             RouteMode::Train { .. } => (moe_spec.capacity.train, moe_spec.bpr, None),
             RouteMode::Eval => (
@@ -148,7 +156,11 @@ impl Moe {
             } => (capacity_factor, bpr, None),
         };
         let noisy = match &drawn {
-            Some((n, _)) => Some((&logits + n)?),
+            Some((draws, _)) => {
+                let noise =
+                    Tensor::from_slice(draws, (t, e), x.device())?.to_dtype(logits.dtype())?;
+                Some((&logits + noise)?)
+            }
             None => None,
         };
         let scores = noisy.as_ref().unwrap_or(&logits).detach();
@@ -161,61 +173,32 @@ impl Moe {
         let routing = route(&scores, &probs, &spec, &routed.groups)?;
 
         let y = self.dispatch_combine(x, &probs, &routing)?;
-
-        // Noisy logit of each token's K-th choice: the bar the load loss measures against.
-        let threshold = match (&noisy, &drawn) {
-            (Some(noisy), Some((_, std))) => {
-                let kth = routing
-                    .chosen
-                    .narrow(1, moe_spec.top_k - 1, 1)?
-                    .contiguous()?;
-                Some((noisy.gather(&kth, 1)?, *std))
-            }
-            _ => None,
+        let kth = routing
+            .chosen
+            .narrow(1, moe_spec.top_k - 1, 1)?
+            .contiguous()?;
+        let call = RouterCall {
+            logits: &logits,
+            log_probs: &log_probs,
+            probs: &probs,
+            noise: drawn.as_ref().map(|(draws, std)| (&draws[..], *std)),
+            noisy: noisy.as_ref(),
+            kth: &kth,
+            routed,
         };
-        let zero = Tensor::zeros((), x.dtype(), x.device())?;
-        // The router quantities of rows start..start + n, grouped as `groups` says.
-        let rows_of = |start: usize, n: usize, groups: &Option<RowGroups>| -> Result<RouterRows> {
-            Ok(RouterRows {
-                logits: logits.narrow(0, start, n)?,
-                log_probs: log_probs.narrow(0, start, n)?,
-                probs: probs.narrow(0, start, n)?,
-                threshold: match &threshold {
-                    Some((th, std)) => Some((th.narrow(0, start, n)?, *std)),
-                    None => None,
-                },
-                groups: match groups {
-                    Some(groups) => Some(GroupIndex::upload(groups, x)?),
-                    None => None,
-                },
-            })
+        let AuxLosses {
+            terms: aux,
+            loss: aux_loss,
+            entropies,
+        } = match x.device().is_cpu() {
+            true => call.on_host(cfg)?,
+            false => call.as_tensors(cfg)?,
         };
-        let modality = |m: usize| -> Result<(LossTerms<Tensor>, Tensor)> {
-            let (start, n) = tokens.ranges()[m];
-            let rows = match n {
-                0 => None,
-                _ => Some(rows_of(start, n, &routed.row_groups[m])?),
-            };
-            modality_terms(rows, cfg.global_experts.named()[m].1, &zero)
-        };
-        let (image, image_mean_entropy) = modality(0)?;
-        let (text, text_mean_entropy) = modality(1)?;
-        let joint = joint_balance(&rows_of(0, t, &routed.joint_groups)?, &zero)?;
-        let stats = RoutingStats::new(
-            routing.experts.clone(),
-            probs.clone(),
-            tokens,
-            [
-                (image.local_entropy.clone(), image_mean_entropy),
-                (text.local_entropy.clone(), text_mean_entropy),
-            ],
-        );
+        let stats = RoutingStats::new(routing.experts.clone(), probs.clone(), tokens, entropies);
         Ok(MoeOutput {
             y,
-            aux: AuxTerms {
-                modality: PerModality { image, text },
-                joint,
-            },
+            aux,
+            aux_loss,
             stats,
             experts: routing.experts,
         })
@@ -223,8 +206,6 @@ impl Moe {
 
     /// Gathers x into the expert buffers, runs the experts, gathers and weights by the gates.
     fn dispatch_combine(&self, x: &Tensor, probs: &Tensor, routing: &Routing) -> Result<Tensor> {
-        let k = self.cfg.routing.top_k;
-        let (t, width) = x.dims2()?;
         // Empty rows read some token: their outputs are never combined, so they get no gradient.
         let buffer = x.index_select(&routing.fill, 0)?;
         let experts = self.cfg.routing.experts;
@@ -233,27 +214,29 @@ impl Moe {
             // On the CPU the experts skip their empty slots (a buffer fills from its first
             // row).
             None => {
-                let filled = match (x.device().is_cpu(), routing.groups) {
+                let filled = match (limoe_ops::runs_fused(x), routing.groups) {
                     (true, 1) => Some(filled_slots(&routing.experts, experts)?),
                     _ => None,
                 };
                 self.experts.forward(&buffer, filled.as_deref())?
             }
         };
-        // Raw clean gate of each choice, zeroed where the choice was dropped: [K * T, 1].
+        // Raw clean gate of each choice, zeroed where the choice was dropped: [K, T].
         let weights = probs
             .gather(&routing.chosen, 1)?
             .t()?
-            .mul(&routing.kept.to_dtype(x.dtype())?)?
-            .reshape((k * t, 1))?;
-        let y = out
-            .index_select(&routing.combine.flatten_all()?, 0)?
-            .broadcast_mul(&weights)?;
-        if k == 1 {
-            Ok(y)
-        } else {
-            y.reshape((k, t, width))?.sum(0)
-        }
+            .mul(&routing.kept.to_dtype(probs.dtype())?)?
+            .to_dtype(x.dtype())?;
+        limoe_ops::gather_weighted_sum(&out, &routing.combine, &weights)
+    }
+}
+
+/// The dtype the router softmax, the routing and the auxiliary losses compute in: f32 for a
+/// half-precision layer (bf16 logits would tie and misorder close experts), else the layer's.
+fn router_dtype(layer: DType) -> DType {
+    match layer {
+        DType::BF16 | DType::F16 => DType::F32,
+        other => other,
     }
 }
 

@@ -4,22 +4,30 @@
 //! gives two uniforms, Box-Muller turns them into one standard normal.
 
 use limoe_core::random::{splitmix64_next, unit_f64};
+use rayon::prelude::*;
+
+/// Keys drawn per parallel task: below that, splitting costs more than it saves.
+const KEYS_PER_TASK: usize = 256;
 
 /// One normal draw with standard deviation `std` per token key and expert, row-major
-/// [token, expert].
+/// [token, expert]. Drawn in parallel: each value depends on its key alone.
 pub(crate) fn router_noise(seed: u64, token_keys: &[u64], experts: usize, std: f64) -> Vec<f64> {
     let key = splitmix64_next(seed);
     let e = experts as u64;
-    token_keys
-        .iter()
-        .flat_map(|&token| (0..e).map(move |expert| token.wrapping_mul(e).wrapping_add(expert)))
-        .map(|counter| {
-            let base = splitmix64_next(key ^ counter);
-            let u1 = 1.0 - unit_f64(base); // (0, 1]: the log is finite
-            let u2 = unit_f64(splitmix64_next(base ^ 0xD1B5_4A32_D192_ED03));
-            std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-        })
-        .collect()
+    let mut draws = vec![0.0; token_keys.len() * experts];
+    draws
+        .par_chunks_mut(experts)
+        .zip(token_keys.par_iter())
+        .with_min_len(KEYS_PER_TASK)
+        .for_each(|(row, &token)| {
+            for (expert, draw) in (0..e).zip(row) {
+                let base = splitmix64_next(key ^ token.wrapping_mul(e).wrapping_add(expert));
+                let u1 = 1.0 - unit_f64(base); // (0, 1]: the log is finite
+                let u2 = unit_f64(splitmix64_next(base ^ 0xD1B5_4A32_D192_ED03));
+                *draw = std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            }
+        });
+    draws
 }
 
 #[cfg(test)]

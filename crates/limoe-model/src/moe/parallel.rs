@@ -140,9 +140,13 @@ impl ExpertGroup {
 /// one equal chunk per rank, in rank order, and chunk q goes to rank q, which puts what it
 /// receives from rank r in chunk r. A collective: every rank calls it, with `x` of one shape.
 pub fn exchange(comm: &Arc<dyn Communicator>, x: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(AllToAll {
-        comm: Arc::clone(comm),
-    })
+    // The communicator moves f32: a bf16 buffer travels widened (the cast is differentiable).
+    x.to_dtype(DType::F32)?
+        .contiguous()?
+        .apply_op1(AllToAll {
+            comm: Arc::clone(comm),
+        })?
+        .to_dtype(x.dtype())
 }
 
 /// The all-to-all of equal chunks (one per rank, in rank order) as a differentiable op.

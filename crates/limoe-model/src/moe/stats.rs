@@ -2,8 +2,11 @@
 
 use candle_core::{DType, Result, Tensor};
 
+use std::sync::Arc;
+
 use super::aux::PerModality;
 use super::config::TokenCounts;
+use super::host_aux::HostAux;
 
 /// Routing statistics of one forward pass. Holds device tensors; [`RoutingStats::to_host`]
 /// computes the numbers (and syncs) only when called.
@@ -14,8 +17,34 @@ pub struct RoutingStats {
     /// [T, E] clean gates (detached).
     probs: Tensor,
     tokens: TokenCounts,
-    /// Per modality: (mean router entropy, entropy of the mean gate), detached scalars.
-    entropies: [(Tensor, Tensor); 2],
+    entropies: Entropies,
+}
+
+/// Per modality: the mean router entropy and the entropy of the mean gate.
+#[derive(Debug, Clone)]
+pub(crate) enum Entropies {
+    /// Detached scalars on the device.
+    Tensors([(Tensor, Tensor); 2]),
+    /// The host's auxiliary terms, which compute them.
+    Host(Arc<HostAux>),
+}
+
+impl Entropies {
+    /// `[(local, global)]` per modality.
+    fn values(&self) -> Result<[(f64, f64); 2]> {
+        let scalar = |t: &Tensor| t.to_dtype(DType::F64)?.to_scalar::<f64>();
+        match self {
+            Entropies::Tensors([image, text]) => Ok([
+                (scalar(&image.0)?, scalar(&image.1)?),
+                (scalar(&text.0)?, scalar(&text.1)?),
+            ]),
+            Entropies::Host(aux) => {
+                let values = aux.values();
+                let local = values.terms.modality.both().map(|t| t.local_entropy);
+                Ok([0, 1].map(|m| (local[m], values.mean_entropy[m])))
+            }
+        }
+    }
 }
 
 /// The routing numbers of one modality.
@@ -38,13 +67,19 @@ impl RoutingStats {
         experts: Tensor,
         probs: Tensor,
         tokens: TokenCounts,
-        entropies: [(Tensor, Tensor); 2],
+        entropies: Entropies,
     ) -> RoutingStats {
+        let entropies = match entropies {
+            Entropies::Tensors(pairs) => {
+                Entropies::Tensors(pairs.map(|(l, g)| (l.detach(), g.detach())))
+            }
+            host => host,
+        };
         RoutingStats {
             experts,
             probs: probs.detach(),
             tokens,
-            entropies: entropies.map(|(l, g)| (l.detach(), g.detach())),
+            entropies,
         }
     }
 
@@ -52,10 +87,10 @@ impl RoutingStats {
     pub fn to_host(&self) -> Result<PerModality<ModalityStats>> {
         let num_experts = self.probs.dim(1)?;
         let assigned = self.experts.to_vec2::<u32>()?;
-        let scalar = |t: &Tensor| t.to_dtype(DType::F64)?.to_scalar::<f64>();
+        let entropies = self.entropies.values()?;
         let modality = |m: usize| -> Result<ModalityStats> {
             let (start, n) = self.tokens.ranges()[m];
-            let (local, global) = &self.entropies[m];
+            let (local_entropy, global_entropy) = entropies[m];
             let mut routed = vec![0u64; num_experts];
             let mut dropped = 0;
             for &e in assigned[start..start + n].iter().flatten() {
@@ -77,8 +112,8 @@ impl RoutingStats {
                 routed,
                 dropped,
                 mean_gate,
-                local_entropy: scalar(local)?,
-                global_entropy: scalar(global)?,
+                local_entropy,
+                global_entropy,
             })
         };
         Ok(PerModality {
