@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use crate::real::Real;
 use crate::rows::{Rows, collect_rows, row_len, row_of};
@@ -199,8 +199,8 @@ impl<T: Real> Rows<T> for Dots<'_, T> {
 /// `base` with `rows[i]` added to its row `index[i]`: the output [N, n] from `base` [N, n]
 /// and `rows` [M, n].
 pub(crate) struct ScatterAddRows {
-    /// M row indices into `base`.
-    pub index: Arc<Vec<u32>>,
+    /// [M] u32 row indices into `base`, on the CPU.
+    pub index: Tensor,
 }
 
 fn scatter_add_rows<T: Real>(base: &[T], rows: &[T], index: &[u32], n: usize) -> Vec<T> {
@@ -226,23 +226,24 @@ impl CustomOp2 for ScatterAddRows {
         rows: &CpuStorage,
         rows_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let index = self.index.to_vec1::<u32>()?;
         let n = row_len(base_layout);
         let available = base_layout.dims().first().copied().unwrap_or(0);
         let given = rows_layout.dims().first().copied().unwrap_or(0);
         if row_len(rows_layout) != n
-            || self.index.len() != given
-            || self.index.iter().any(|&r| r as usize >= available)
+            || index.len() != given
+            || index.iter().any(|&r| r as usize >= available)
         {
             candle_core::bail!(
                 "{}: {} indices into {:?} for rows {:?}",
                 self.name(),
-                self.index.len(),
+                index.len(),
                 base_layout.dims(),
                 rows_layout.dims()
             );
         }
         let out = same_float!(self.name(), [(b, base, base_layout), (r, rows, rows_layout)]
-            => scatter_add_rows(b, r, &self.index, n));
+            => scatter_add_rows(b, r, &index, n));
         Ok((out, base_layout.shape().clone()))
     }
 
@@ -253,42 +254,6 @@ impl CustomOp2 for ScatterAddRows {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let picked = grad.contiguous()?.apply_op1_no_bwd(&GatherRows {
-            index: Arc::clone(&self.index),
-        })?;
-        Ok((Some(grad.clone()), Some(picked)))
-    }
-}
-
-/// Rows `index` of a tensor [N, n], as [M, n].
-struct GatherRows {
-    index: Arc<Vec<u32>>,
-}
-
-/// The rows of [`GatherRows`].
-struct Picked<'a, T> {
-    x: &'a [T],
-    index: &'a [u32],
-    n: usize,
-}
-
-impl<T: Real> Rows<T> for Picked<'_, T> {
-    #[inline(always)]
-    fn row(&self, i: usize, out: &mut [T]) {
-        out.copy_from_slice(row_of(self.x, self.n, self.index[i] as usize));
-    }
-}
-
-impl CustomOp1 for GatherRows {
-    fn name(&self) -> &'static str {
-        "gather-rows"
-    }
-
-    fn cpu_fwd(&self, x: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let n = row_len(layout);
-        let m = self.index.len();
-        let out = same_float!(self.name(), [(x, x, layout)]
-            => collect_rows(m * n, n, &Picked { x, index: &self.index, n }));
-        Ok((out, Shape::from((m, n))))
+        Ok((Some(grad.clone()), Some(grad.index_select(&self.index, 0)?)))
     }
 }

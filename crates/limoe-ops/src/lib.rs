@@ -235,7 +235,7 @@ pub fn gather_weighted_sum(rows: &Tensor, index: &Tensor, weights: &Tensor) -> R
 pub fn scatter_add_rows(base: &Tensor, index: &Tensor, rows: &Tensor) -> Result<Tensor> {
     if runs_fused(base) {
         let op = gather::ScatterAddRows {
-            index: Arc::new(index.to_vec1::<u32>()?),
+            index: index.clone(),
         };
         return base.contiguous()?.apply_op2(&rows.contiguous()?, op);
     }
