@@ -10,7 +10,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, S
 use crate::real::{Real, constant};
 use crate::reduce::{dot, max, moments, sum};
 use crate::rows::{
-    Kernel1, Kernel2, Rows, apply1, apply2, collect_rows, column_sums, row_len, row_of,
+    Kernel1, Kernel2, OutRow, Rows, apply1, apply2, collect_rows, column_sums, row_len, row_of,
+    write_row, written_row,
 };
 use crate::storage::same_float;
 
@@ -61,12 +62,15 @@ pub struct Gelu;
 
 impl Kernel1 for Gelu {
     #[inline(always)]
-    fn row<T: Real>(&self, x: &[T], out: &mut [T]) {
+    fn row<'o, T: Real>(&self, x: &[T], out: OutRow<'o, T>) -> &'o mut [T] {
         let (half, scale, cubic): (T, T, T) =
             (constant(0.5), constant(GELU_SCALE), constant(GELU_CUBIC));
+        assert_eq!(x.len(), out.len(), "gelu: rows of different lengths");
         for (o, &v) in out.iter_mut().zip(x) {
-            *o = half * v * (T::one() + (scale * (v + cubic * v * v * v)).fast_tanh());
+            o.write(half * v * (T::one() + (scale * (v + cubic * v * v * v)).fast_tanh()));
         }
+        // SAFETY: out is as long as x, so the loop wrote every slot.
+        unsafe { written_row(out) }
     }
 }
 
@@ -75,15 +79,22 @@ pub(crate) struct GeluBackward;
 
 impl Kernel2 for GeluBackward {
     #[inline(always)]
-    fn row<T: Real>(&self, x: &[T], grad: &[T], out: &mut [T]) {
+    fn row<'o, T: Real>(&self, x: &[T], grad: &[T], out: OutRow<'o, T>) -> &'o mut [T] {
         let (half, scale, cubic): (T, T, T) =
             (constant(0.5), constant(GELU_SCALE), constant(GELU_CUBIC));
         let three_cubic = constant::<T>(3.0) * cubic;
+        let len = out.len();
+        assert!(
+            x.len() == len && grad.len() == len,
+            "gelu backward: rows of different lengths"
+        );
         for ((o, &v), &g) in out.iter_mut().zip(x).zip(grad) {
             let t = (scale * (v + cubic * v * v * v)).fast_tanh();
             let dt = (T::one() - t * t) * scale * (T::one() + three_cubic * v * v);
-            *o = g * (half * (T::one() + t) + half * v * dt);
+            o.write(g * (half * (T::one() + t) + half * v * dt));
         }
+        // SAFETY: x and grad are as long as out, so the loop wrote every slot.
+        unsafe { written_row(out) }
     }
 }
 
@@ -106,11 +117,9 @@ pub struct Normalize;
 
 impl Kernel1 for Normalize {
     #[inline(always)]
-    fn row<T: Real>(&self, x: &[T], out: &mut [T]) {
+    fn row<'o, T: Real>(&self, x: &[T], out: OutRow<'o, T>) -> &'o mut [T] {
         let (mean, inv_std) = moments(x);
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = (v - mean) * inv_std;
-        }
+        write_row(out, x.iter().map(|&v| (v - mean) * inv_std))
     }
 }
 
@@ -119,26 +128,27 @@ struct NormalizeBackward;
 
 impl Kernel2 for NormalizeBackward {
     #[inline(always)]
-    fn row<T: Real>(&self, x: &[T], grad: &[T], out: &mut [T]) {
-        normalize_backward(x, grad, None, out);
+    fn row<'o, T: Real>(&self, x: &[T], grad: &[T], out: OutRow<'o, T>) -> &'o mut [T] {
+        normalize_backward(x, grad, None, out)
     }
 }
 
 /// The gradient of a layer norm's input, its output's gradient `grad` times `scale` when
 /// there is one: dx = (g - mean(g) - y mean(g y)) / std with g = grad * scale.
 #[inline(always)]
-fn normalize_backward<T: Real>(x: &[T], grad: &[T], scale: Option<&[T]>, out: &mut [T]) {
+fn normalize_backward<'o, T: Real>(
+    x: &[T],
+    grad: &[T],
+    scale: Option<&[T]>,
+    out: OutRow<'o, T>,
+) -> &'o mut [T] {
     let (mean, inv_std) = moments(x);
     let n = constant::<T>(x.len() as f64);
     // out = g first, then y in the second pass.
-    match scale {
-        Some(scale) => {
-            for ((o, &g), &s) in out.iter_mut().zip(grad).zip(scale) {
-                *o = g * s;
-            }
-        }
-        None => out.copy_from_slice(grad),
-    }
+    let out = match scale {
+        Some(scale) => write_row(out, grad.iter().zip(scale).map(|(&g, &s)| g * s)),
+        None => write_row(out, grad.iter().copied()),
+    };
     let mean_g = sum(out) / n;
     // sum g y = (sum g x - mean sum g) / std.
     let mean_gy = (dot(out, x) - mean * mean_g * n) * inv_std / n;
@@ -146,6 +156,7 @@ fn normalize_backward<T: Real>(x: &[T], grad: &[T], scale: Option<&[T]>, out: &m
         let y = (v - mean) * inv_std;
         *o = (*o - mean_g - y * mean_gy) * inv_std;
     }
+    out
 }
 
 impl CustomOp1 for Normalize {
@@ -167,9 +178,10 @@ pub struct Softmax;
 
 impl Kernel1 for Softmax {
     #[inline(always)]
-    fn row<T: Real>(&self, x: &[T], out: &mut [T]) {
-        out.copy_from_slice(x);
+    fn row<'o, T: Real>(&self, x: &[T], out: OutRow<'o, T>) -> &'o mut [T] {
+        let out = write_row(out, x.iter().copied());
         softmax_in_place(out);
+        out
     }
 }
 
@@ -191,11 +203,9 @@ struct SoftmaxBackward;
 
 impl Kernel2 for SoftmaxBackward {
     #[inline(always)]
-    fn row<T: Real>(&self, y: &[T], grad: &[T], out: &mut [T]) {
+    fn row<'o, T: Real>(&self, y: &[T], grad: &[T], out: OutRow<'o, T>) -> &'o mut [T] {
         let dot = dot(y, grad);
-        for ((o, &p), &g) in out.iter_mut().zip(y).zip(grad) {
-            *o = p * (g - dot);
-        }
+        write_row(out, y.iter().zip(grad).map(|(&p, &g)| p * (g - dot)))
     }
 }
 
@@ -234,15 +244,14 @@ struct BiasRows<'a, T> {
 
 impl<T: Real> Rows<T> for BiasRows<'_, T> {
     #[inline(always)]
-    fn row(&self, index: usize, out: &mut [T]) {
+    fn row<'o>(&self, index: usize, out: OutRow<'o, T>) -> &'o mut [T] {
         let b = per_group(self.bias, self.n, self.rows_per_group, index);
         match self.x {
-            Some(x) => {
-                for ((o, &v), &b) in out.iter_mut().zip(row_of(x, self.n, index)).zip(b) {
-                    *o = v + b;
-                }
-            }
-            None => out.copy_from_slice(b),
+            Some(x) => write_row(
+                out,
+                row_of(x, self.n, index).iter().zip(b).map(|(&v, &b)| v + b),
+            ),
+            None => write_row(out, b.iter().copied()),
         }
     }
 }
@@ -339,12 +348,14 @@ struct LayerNormRows<'a, T> {
 
 impl<T: Real> Rows<T> for LayerNormRows<'_, T> {
     #[inline(always)]
-    fn row(&self, index: usize, out: &mut [T]) {
+    fn row<'o>(&self, index: usize, out: OutRow<'o, T>) -> &'o mut [T] {
         let x = row_of(self.x, self.scale.len(), index);
         let (mean, inv_std) = moments(x);
-        for (((o, &v), &s), &b) in out.iter_mut().zip(x).zip(self.scale).zip(self.shift) {
-            *o = (v - mean) * inv_std * s + b;
-        }
+        let values = x.iter().zip(self.scale).zip(self.shift);
+        write_row(
+            out,
+            values.map(|((&v, &s), &b)| (v - mean) * inv_std * s + b),
+        )
     }
 }
 
@@ -419,15 +430,16 @@ pub(crate) struct LayerNormBackwardRows<'a, T> {
 
 impl<T: Real> Rows<T> for LayerNormBackwardRows<'_, T> {
     #[inline(always)]
-    fn row(&self, index: usize, out: &mut [T]) {
+    fn row<'o>(&self, index: usize, out: OutRow<'o, T>) -> &'o mut [T] {
         let n = self.scale.len();
         let (x, grad) = (row_of(self.x, n, index), row_of(self.grad, n, index));
-        normalize_backward(x, grad, Some(self.scale), out);
+        let out = normalize_backward(x, grad, Some(self.scale), out);
         if let Some(residual) = self.residual {
             for (o, &r) in out.iter_mut().zip(row_of(residual, n, index)) {
                 *o += r;
             }
         }
+        out
     }
 }
 

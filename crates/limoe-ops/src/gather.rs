@@ -8,7 +8,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use crate::real::Real;
-use crate::rows::{Rows, collect_rows, row_len, row_of};
+use crate::rows::{OutRow, Rows, collect_rows, row_len, row_of, write_row};
 use crate::storage::same_float;
 
 /// `y[t] = sum_k weights[k, t] * rows[index[k * T + t]]`: the output [T, n] from `rows`
@@ -29,14 +29,20 @@ struct WeightedRows<'a, T> {
 
 impl<T: Real> Rows<T> for WeightedRows<'_, T> {
     #[inline(always)]
-    fn row(&self, t: usize, out: &mut [T]) {
-        for (&row, &weight) in (self.index.iter().skip(t).step_by(self.tokens))
-            .zip(self.weights.iter().skip(t).step_by(self.tokens))
-        {
-            for (o, &v) in out.iter_mut().zip(row_of(self.rows, self.n, row as usize)) {
+    fn row<'o>(&self, t: usize, out: OutRow<'o, T>) -> &'o mut [T] {
+        let mut choices = (self.index.iter().skip(t).step_by(self.tokens))
+            .zip(self.weights.iter().skip(t).step_by(self.tokens));
+        let row = |index: u32| row_of(self.rows, self.n, index as usize);
+        let out = match choices.next() {
+            Some((&first, &weight)) => write_row(out, row(first).iter().map(|&v| weight * v)),
+            None => write_row(out, std::iter::repeat_n(T::zero(), self.n)),
+        };
+        for (&index, &weight) in choices {
+            for (o, &v) in out.iter_mut().zip(row(index)) {
                 *o += weight * v;
             }
         }
+        out
     }
 }
 
@@ -189,10 +195,11 @@ struct Dots<'a, T> {
 
 impl<T: Real> Rows<T> for Dots<'_, T> {
     #[inline(always)]
-    fn row(&self, i: usize, out: &mut [T]) {
+    fn row<'o>(&self, i: usize, out: OutRow<'o, T>) -> &'o mut [T] {
         let g = row_of(self.grad, self.n, i % self.tokens);
         let r = row_of(self.rows, self.n, self.index[i] as usize);
-        out[0] = g.iter().zip(r).fold(T::zero(), |acc, (&a, &b)| acc + a * b);
+        let dot = g.iter().zip(r).fold(T::zero(), |acc, (&a, &b)| acc + a * b);
+        write_row(out, std::iter::once(dot))
     }
 }
 

@@ -19,7 +19,7 @@ use crate::fused::{Gelu, GeluBackward, LayerNormBackwardRows, layer_norm};
 use crate::linear;
 use crate::matmul::{gemm, written};
 use crate::real::Real;
-use crate::rows::{Kernel2, Rows, collect_rows, column_sums, map_rows};
+use crate::rows::{Kernel2, OutRow, Rows, collect_rows, column_sums, map_rows};
 use crate::saved::{Saved, with_values};
 use crate::self_attention::{self, Dims};
 use crate::storage::same_float;
@@ -469,9 +469,9 @@ struct GeluGrad<'a, T> {
 
 impl<T: Real> Rows<T> for GeluGrad<'_, T> {
     #[inline(always)]
-    fn row(&self, index: usize, out: &mut [T]) {
+    fn row<'o>(&self, index: usize, out: OutRow<'o, T>) -> &'o mut [T] {
         let range = index * self.n..(index + 1) * self.n;
-        GeluBackward.row(&self.pre[range.clone()], &self.grad[range], out);
+        GeluBackward.row(&self.pre[range.clone()], &self.grad[range], out)
     }
 }
 
