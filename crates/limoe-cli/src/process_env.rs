@@ -17,13 +17,22 @@ const MMAP_MAX: libc::c_int = 0;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_THRESHOLD: libc::c_int = 1 << 30;
 
-/// Sets [`MMAP_MAX`] and [`TRIM_THRESHOLD`].
+/// Free memory kept at the top of a heap: a thread's arena deletes (unmaps) a heap that
+/// holds nothing, whatever the trim threshold, unless this padding would not fit in it. So it
+/// is one whole heap (64 MiB). Without it the rayon threads' heaps came and went: in
+/// `limoe bench torch`, where each S/16 step follows a pause, the page faults per step grew
+/// from 50k to 170k and the step from 1.4 to 1.9 s.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TOP_PAD: libc::c_int = 64 << 20;
+
+/// Sets [`MMAP_MAX`], [`TRIM_THRESHOLD`] and [`TOP_PAD`].
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
     // SAFETY: mallopt only changes allocator parameters (under glibc's own lock).
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, MMAP_MAX);
         libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        libc::mallopt(libc::M_TOP_PAD, TOP_PAD);
     }
 }
 
@@ -78,5 +87,28 @@ mod tests {
             during <= before,
             "a 48 MiB buffer was mmap'd ({before} -> {during} bytes)"
         );
+    }
+
+    /// Once tuned, a thread's arena keeps its heaps when everything in them is freed: the
+    /// bytes the arenas hold do not drop by the 192 MiB freed.
+    #[test]
+    fn freed_heaps_of_a_thread_stay() {
+        super::tune_allocator();
+        std::thread::spawn(|| {
+            // SAFETY: mallinfo2 only reads the allocator's statistics.
+            let held = || unsafe { libc::mallinfo2() }.arena;
+            let buffers: Vec<Vec<u8>> = (0..48)
+                .map(|_| std::hint::black_box(vec![1u8; 4 << 20]))
+                .collect();
+            let during = held();
+            drop(buffers);
+            let after = held();
+            assert!(
+                after + (32 << 20) >= during,
+                "freed heaps were unmapped ({during} -> {after} bytes)"
+            );
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -12,6 +12,7 @@
 //! here is one node, its loops compiled for AVX2 where the CPU has it: fewer, larger nodes are
 //! most of the CPU speed-up (`limoe bench` measures it against PyTorch).
 
+mod experts;
 mod fused;
 mod gather;
 mod linear;
@@ -150,6 +151,35 @@ pub fn grouped_linear_gelu(
         return apply_grouped_linear(x, (weight, bias), filled, true);
     }
     gelu(&grouped_linear(x, weight, bias, filled)?)
+}
+
+/// The expert MLPs of a sparse layer on rows gathered from `tokens` [T, W]: row r of the
+/// result is `fc2(gelu(fc1(tokens[index[r]])))` with the layers of expert `r / S`, for
+/// `index` [E * S] (u32) and the experts' `w1` [E, W, H], `b1` [E, H], `w2` [E, H, W], `b2`
+/// [E, W]; `filled` as in [`grouped_linear`]. Two nodes of the backward, the hidden
+/// activation inside one; CPU f32/f64 only (elsewhere: `index_select`, then
+/// [`grouped_linear_gelu`] and [`grouped_linear`]).
+pub fn expert_mlp(
+    tokens: &Tensor,
+    index: &Tensor,
+    (w1, b1): (&Tensor, &Tensor),
+    (w2, b2): (&Tensor, &Tensor),
+    filled: Option<&[usize]>,
+) -> Result<Tensor> {
+    if !runs_fused(tokens) {
+        candle_core::bail!("expert_mlp: the fused op takes f32 or f64 CPU tensors only");
+    }
+    let biases = Tensor::cat(&[b1.flatten_all()?, b2.flatten_all()?], 0)?;
+    let gather = experts::GatherPacked {
+        index: index.to_device(&candle_core::Device::Cpu)?,
+    };
+    let packed = tokens.contiguous()?.apply_op2(&biases, gather)?;
+    let tracked = packed.track_op() || w1.track_op() || w2.track_op();
+    let op = experts::ExpertMlp {
+        filled: filled.map(<[usize]>::to_vec),
+        kept: std::array::from_fn(|_| saved::Saved::new(tracked)),
+    };
+    apply3((&packed, w1, w2), op)
 }
 
 /// Layer normalisation over the last dimension: `normalize(x) * scale + shift`, with

@@ -126,8 +126,7 @@ impl CustomOp3 for Linear {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = self.activation.backward(grad, self.name())?;
-        let layout = WeightLayout::OutIn;
-        affine_backward((x, w, b), &grad, layout, None)
+        affine_backward((x, w, b), &grad, WeightLayout::OutIn, None).map(all_present)
     }
 }
 
@@ -147,7 +146,7 @@ fn affine_backward(
     grad: &Tensor,
     layout: WeightLayout,
     filled: Option<&[usize]>,
-) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+) -> Result<[Tensor; 3]> {
     let (groups, out_in) = match layout {
         WeightLayout::OutIn => (1, true),
         WeightLayout::GroupsInOut => (w.dim(0)?, false),
@@ -168,11 +167,12 @@ fn affine_backward(
             .apply_op2_no_bwd(grad, &product(true, false))?
     };
     let db = grad.apply_op1_no_bwd(&ColumnSums { groups })?;
-    Ok((
-        Some(dx),
-        Some(dw.reshape(w.shape())?),
-        Some(db.reshape(b.shape())?),
-    ))
+    Ok([dx, dw.reshape(w.shape())?, db.reshape(b.shape())?])
+}
+
+/// A backward pass's three gradients, every one present.
+fn all_present([a, b, c]: [Tensor; 3]) -> (Option<Tensor>, Option<Tensor>, Option<Tensor>) {
+    (Some(a), Some(b), Some(c))
 }
 
 /// Per group g of `groups`: `op(a_g) @ op(b_g)`, where `a` and `b` hold `groups` row-major
@@ -305,7 +305,7 @@ pub(crate) struct GroupedLinear {
     pub filled: Option<Vec<usize>>,
 }
 
-fn grouped_forward<T: Real>(
+pub(crate) fn grouped_forward<T: Real>(
     x: &[T],
     w: &[T],
     b: &[T],
@@ -397,7 +397,16 @@ impl CustomOp3 for GroupedLinear {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = self.activation.backward(grad, self.name())?;
-        let layout = WeightLayout::GroupsInOut;
-        affine_backward((x, w, b), &grad, layout, self.filled.as_deref())
+        grouped_backward((x, w, b), &grad, self.filled.as_deref()).map(all_present)
     }
+}
+
+/// dx, dW and db of one linear layer per group (`w` [G, in, out], `b` [G, out]) from the
+/// gradient at its output; `filled` as in [`GroupedLinear`].
+pub(crate) fn grouped_backward(
+    (x, w, b): (&Tensor, &Tensor, &Tensor),
+    grad: &Tensor,
+    filled: Option<&[usize]>,
+) -> Result<[Tensor; 3]> {
+    affine_backward((x, w, b), grad, WeightLayout::GroupsInOut, filled)
 }

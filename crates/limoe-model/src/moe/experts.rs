@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use limoe_ops::{grouped_linear, grouped_linear_gelu};
+use limoe_ops::{expert_mlp, grouped_linear, grouped_linear_gelu, runs_fused};
 
 /// The name scope of a MoE layer's expert tensors (`<layer>.experts.w1`, ...).
 pub const SCOPE: &str = "experts";
@@ -52,5 +52,21 @@ impl Experts {
     pub fn forward(&self, buffer: &Tensor, filled: Option<&[usize]>) -> Result<Tensor> {
         let hidden = grouped_linear_gelu(buffer, &self.w1, &self.b1, filled)?;
         grouped_linear(&hidden, &self.w2, &self.b2, filled)
+    }
+
+    /// [`Experts::forward`] on the buffer of `tokens` [T, width] rows listed by `index`
+    /// [E * slots]: on the CPU as one op with its gather, so the hidden activation is no node
+    /// of the backward ([`limoe_ops::expert_mlp`]).
+    pub fn forward_gathered(
+        &self,
+        tokens: &Tensor,
+        index: &Tensor,
+        filled: Option<&[usize]>,
+    ) -> Result<Tensor> {
+        if runs_fused(tokens) {
+            let layers = ((&self.w1, &self.b1), (&self.w2, &self.b2));
+            return expert_mlp(tokens, index, layers.0, layers.1, filled);
+        }
+        self.forward(&tokens.index_select(index, 0)?, filled)
     }
 }

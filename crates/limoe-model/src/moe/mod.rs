@@ -13,11 +13,11 @@
 //!   point at a trailing dummy row that is never computed). Tokens are routed in the
 //!   independent groups the caller gives ([`Groups`]); each group's capacity is computed from
 //!   its own size, and a smaller group's surplus buffer rows stay empty.
-//! - Dispatch: one `index_select` of x fills the [E * groups * C, width] buffer (each row reads
-//!   its token; empty rows read token 0 and are never combined); the experts run as one
-//!   batched matmul pair; combine: every (choice, token) row times its raw clean gate p(e|x)
-//!   (not renormalised; 0 when dropped), summed over K, as one op
-//!   ([`limoe_ops::gather_weighted_sum`]).
+//! - Dispatch: one gather of x fills the [E * groups * C, width] buffer (each row reads its
+//!   token; empty rows read token 0 and are never combined); the experts run as one batched
+//!   matmul pair, on the CPU one op with the gather ([`Experts::forward_gathered`]);
+//!   combine: every (choice, token) row times its raw clean gate p(e|x) (not renormalised; 0
+//!   when dropped), summed over K, as one op ([`limoe_ops::gather_weighted_sum`]).
 //! - Auxiliary losses ([`losses`]): on the CPU computed on the host in f64 from the router
 //!   logits as one autograd node, elsewhere as device tensors.
 //! - Precision: the router logits, softmax, routing and auxiliary losses are f32 whatever the
@@ -207,10 +207,12 @@ impl Moe {
     /// Gathers x into the expert buffers, runs the experts, gathers and weights by the gates.
     fn dispatch_combine(&self, x: &Tensor, probs: &Tensor, routing: &Routing) -> Result<Tensor> {
         // Empty rows read some token: their outputs are never combined, so they get no gradient.
-        let buffer = x.index_select(&routing.fill, 0)?;
         let experts = self.cfg.routing.experts;
         let out = match &self.group {
-            Some(group) => group.run(&self.experts, &buffer, experts)?,
+            Some(group) => {
+                let buffer = x.index_select(&routing.fill, 0)?;
+                group.run(&self.experts, &buffer, experts)?
+            }
             // On the CPU the experts skip their empty slots (a buffer fills from its first
             // row).
             None => {
@@ -218,7 +220,7 @@ impl Moe {
                     (true, 1) => Some(filled_slots(&routing.experts, experts)?),
                     _ => None,
                 };
-                self.experts.forward(&buffer, filled.as_deref())?
+                (self.experts).forward_gathered(x, &routing.fill, filled.as_deref())?
             }
         };
         // Raw clean gate of each choice, zeroed where the choice was dropped: [K, T].
