@@ -1,6 +1,7 @@
 //! The fused CPU ops agree with candle's composite formulations, forward and backward, and
 //! their gradients match finite differences in f64.
 
+use candle_core::backprop::GradStore;
 use candle_core::{D, DType, Device, Tensor, Var};
 use limoe_model::random::Stream;
 use limoe_ops::{
@@ -144,6 +145,25 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// The gradients of `sum(y * weights)`.
+fn weighted_gradients(y: &Tensor, weights: &Tensor) -> GradStore {
+    (y * weights)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap()
+}
+
+/// 1 on the rows that hold data (the first `filled[b]` rows of block `b` of `slots` rows),
+/// 0 on the others: [blocks * slots, n].
+fn filled_mask(filled: &[usize], slots: usize, n: usize) -> Tensor {
+    let mask: Vec<f64> = (0..filled.len() * slots)
+        .flat_map(|r| vec![f64::from(u8::from(r % slots < filled[r / slots])); n])
+        .collect();
+    Tensor::from_vec(mask, (filled.len() * slots, n), &Device::Cpu).unwrap()
+}
+
 /// `fused` and `composite` agree on the value and on the gradient of every input, on small
 /// and on large (parallel) shapes, in f64.
 fn agree_with_gradients(
@@ -164,18 +184,10 @@ fn agree_with_gradients(
     )
     .reshape(a.shape())
     .unwrap();
-    let ga = (&a * &weights)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let gb = (&b * &weights)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
+    let (ga, gb) = (
+        weighted_gradients(&a, &weights),
+        weighted_gradients(&b, &weights),
+    );
     for (i, v) in inputs.iter().enumerate() {
         let (x, y) = (
             ga.get(v.as_tensor()).unwrap(),
@@ -545,11 +557,7 @@ fn grouped_linear_skips_empty_rows_exactly() {
     // so the weighting below is zero there.
     let (groups, rows, inputs, outputs) = (3, 7, 6, 5);
     let filled = [5, 0, 7];
-    let data = |r: usize| r % rows < filled[r / rows];
-    let mask: Vec<f64> = (0..groups * rows)
-        .flat_map(|r| vec![if data(r) { 1.0 } else { 0.0 }; outputs])
-        .collect();
-    let mask = Tensor::from_vec(mask, (groups * rows, outputs), &Device::Cpu).unwrap();
+    let mask = filled_mask(&filled, rows, outputs);
     let weights = (random((groups * rows, outputs), 7) * &mask).unwrap();
     let [x, w, b] = grouped_vars(groups, rows, inputs, outputs);
     for gelu in [false, true] {
@@ -560,12 +568,7 @@ fn grouped_linear_skips_empty_rows_exactly() {
                 grouped_linear
             };
             let y = op(x.as_tensor(), w.as_tensor(), b.as_tensor(), filled).unwrap();
-            let grads = (&y * &weights)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let grads = weighted_gradients(&y, &weights);
             let grad = |v: &Var| grads.get(v.as_tensor()).unwrap().clone();
             (y, [grad(&x), grad(&w), grad(&b)])
         };
@@ -640,20 +643,12 @@ fn expert_mlp_skips_empty_slots_exactly() {
     let filled = [4, 0, 6];
     let index = slot_index(experts, slots, tokens);
     let vars = expert_vars(experts, tokens, width, hidden);
-    let mask: Vec<f64> = (0..experts * slots)
-        .flat_map(|r| vec![f64::from(u8::from(r % slots < filled[r / slots])); width])
-        .collect();
-    let mask = Tensor::from_vec(mask, (experts * slots, width), &Device::Cpu).unwrap();
+    let mask = filled_mask(&filled, slots, width);
     let weights = (random((experts * slots, width), 7) * &mask).unwrap();
     let run = |filled: Option<&[usize]>| {
         let t: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
         let y = expert_mlp(t[0], &index, (t[1], t[2]), (t[3], t[4]), filled).unwrap();
-        let grads = (&y * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let grads = weighted_gradients(&y, &weights);
         let grads: Vec<Tensor> = t.iter().map(|v| grads.get(v).unwrap().clone()).collect();
         ((y * &mask).unwrap(), grads)
     };
