@@ -27,15 +27,34 @@ const LOSS_TOLERANCE: f64 = 1e-5;
 const GRAD_TOLERANCE: f64 = 1e-3;
 /// Parameters with more values than this get no exported gradient (the S/16 token table).
 const GRAD_MAX_VALUES: usize = 1 << 22;
-/// limoe step time over PyTorch step time, at most.
-const TORCH_TARGET: f64 = 1.0;
 /// Pause before each side's round: the other side's worker threads (OpenMP's, rayon's) spin
 /// for a while after their last task and would take the cores from the first step.
 const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
 /// Alternating rounds of limoe and PyTorch steps per case.
 const ROUNDS: usize = 10;
-/// The cases compared with PyTorch, with the directory name each is exported under.
-const CASES: [(&str, Case); 2] = [("t128", T128), ("s16", S16)];
+/// A case compared with PyTorch.
+struct Compared {
+    /// The directory name it is exported under.
+    slug: &'static str,
+    case: Case,
+    /// limoe step time over PyTorch's, at most: the lead limoe kept on the machines of the
+    /// first measurements (t128 0.64-0.70, S/16 0.74-0.87 there).
+    target: f64,
+}
+
+/// The cases compared with PyTorch.
+const CASES: [Compared; 2] = [
+    Compared {
+        slug: "t128",
+        case: T128,
+        target: 0.70,
+    },
+    Compared {
+        slug: "s16",
+        case: S16,
+        target: 0.85,
+    },
+];
 
 /// A case's model, batch and check-pass losses, written to a directory for the reference.
 struct Exported {
@@ -64,7 +83,7 @@ pub fn torch(registry: &Registry) -> anyhow::Result<()> {
     );
     let script = reference_script()?;
     let load_before = load_average();
-    for (_, case) in &CASES {
+    for Compared { case, target, .. } in &CASES {
         let dir = tempfile::tempdir()?;
         let exported = export(registry, case, dir.path())?;
         let mut reference = Reference::start(&script, dir.path(), threads)?;
@@ -112,7 +131,7 @@ pub fn torch(registry: &Registry) -> anyhow::Result<()> {
             "  {:<5} limoe/torch step time {} (batch {}, {} rounds of {per_round} steps each, \
              alternating, after {} warm-ups; per-round ratios: median {:.2}, {:.2}-{:.2})",
             case.name,
-            against_target(step.median / torch_step.median, TORCH_TARGET, true),
+            against_target(step.median / torch_step.median, *target, true),
             exported.batch,
             ROUNDS,
             case.warmup,
@@ -148,7 +167,7 @@ fn load_average() -> Option<f64> {
 /// `limoe bench --export DIR`: writes each compared case to `DIR/<case>/` for
 /// `python3 bench/reference.py DIR/<case>`.
 pub fn export_all(registry: &Registry, dir: &Path) -> anyhow::Result<()> {
-    for (slug, case) in &CASES {
+    for Compared { slug, case, .. } in &CASES {
         let case_dir = dir.join(slug);
         std::fs::create_dir_all(&case_dir)
             .with_context(|| format!("creating {}", case_dir.display()))?;
