@@ -106,31 +106,36 @@ impl Sizes {
         };
         let biases = experts * (hidden + width);
         let total = packed.iter().product::<usize>();
-        let rows = total.saturating_sub(biases) / width.max(1);
-        if (e2, h2, w2_width) != (experts, hidden, width)
-            || rows * width + biases != total
-            || !rows.is_multiple_of(experts.max(1))
-        {
-            candle_core::bail!("{op}: {total} packed values, w1 {w1:?} and w2 {w2:?} do not fit");
-        }
-        Ok(Sizes {
-            rows,
+        let sizes = Sizes {
+            rows: total.saturating_sub(biases) / width.max(1),
             width,
             hidden,
             experts,
-        })
+        };
+        if (e2, h2, w2_width) != (experts, hidden, width)
+            || sizes.lengths().iter().sum::<usize>() != total
+            || !sizes.rows.is_multiple_of(experts.max(1))
+        {
+            candle_core::bail!("{op}: {total} packed values, w1 {w1:?} and w2 {w2:?} do not fit");
+        }
+        Ok(sizes)
     }
 
-    /// The packed input cut into rows [R, W], b1 [E, H] and b2 [E, W].
+    /// The lengths of the packed input's parts: rows [R, W], b1 [E, H] and b2 [E, W].
+    fn lengths(&self) -> [usize; 3] {
+        let (e, w) = (self.experts, self.width);
+        [self.rows * w, e * self.hidden, e * w]
+    }
+
+    /// The packed input cut into rows, b1 and b2 ([`Sizes::lengths`]).
     fn split(&self, packed: &Tensor) -> Result<[Tensor; 3]> {
-        let (x_len, b1_len) = (self.rows * self.width, self.experts * self.hidden);
+        let [x_len, b1_len, b2_len] = self.lengths();
         Ok([
             packed
                 .narrow(0, 0, x_len)?
                 .reshape((self.rows, self.width))?,
             (packed.narrow(0, x_len, b1_len)?).reshape((self.experts, self.hidden))?,
-            (packed.narrow(0, x_len + b1_len, self.experts * self.width)?)
-                .reshape((self.experts, self.width))?,
+            (packed.narrow(0, x_len + b1_len, b2_len)?).reshape((self.experts, self.width))?,
         ])
     }
 }
@@ -143,8 +148,9 @@ impl ExpertMlp {
             hidden,
             experts,
         } = sizes;
-        let (x, biases) = packed.split_at(rows * width);
-        let (b1, b2) = biases.split_at(experts * hidden);
+        let [x_len, b1_len, _] = sizes.lengths();
+        let (x, biases) = packed.split_at(x_len);
+        let (b1, b2) = biases.split_at(b1_len);
         let filled = self.filled.as_deref();
         let pre = grouped_forward(x, w1, b1, (experts, width, hidden), filled);
         let activated = map_rows(&Gelu, &pre, hidden);

@@ -64,8 +64,8 @@ impl Experts {
         filled: Option<&[usize]>,
     ) -> Result<Tensor> {
         if runs_fused(tokens) {
-            let layers = ((&self.w1, &self.b1), (&self.w2, &self.b2));
-            return expert_mlp(tokens, index, layers.0, layers.1, filled);
+            let (first, second) = ((&self.w1, &self.b1), (&self.w2, &self.b2));
+            return expert_mlp(tokens, index, first, second, filled);
         }
         self.forward(&tokens.index_select(index, 0)?, filled)
     }

@@ -220,7 +220,8 @@ impl Moe {
                     (true, 1) => Some(filled_slots(&routing.experts, experts)?),
                     _ => None,
                 };
-                (self.experts).forward_gathered(x, &routing.fill, filled.as_deref())?
+                let filled = filled.as_deref();
+                self.experts.forward_gathered(x, &routing.fill, filled)?
             }
         };
         // Raw clean gate of each choice, zeroed where the choice was dropped: [K, T].
